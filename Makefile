@@ -1,0 +1,53 @@
+# Herald: `make run` serves the whole stack locally, `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+# `make run` defaults: the embedded emulator on loopback with throwaway credentials.
+# (Tests start their own emulator on a free port and set these themselves.)
+run: export AWS_ENDPOINT_URL ?= http://127.0.0.1:4566
+run: export AWS_DEFAULT_REGION ?= us-east-1
+run: export AWS_ACCESS_KEY_ID ?= testing
+run: export AWS_SECRET_ACCESS_KEY ?= testing
+run: export HERALD_API_PORT ?= 8000
+run: export HERALD_EMULATOR_PORT ?= 4566
+run: export HERALD_WORKERS ?= 1
+
+.PHONY: install run stop status test lint typecheck pytest clean
+
+$(STAMP):
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+run: install
+	@mkdir -p var/log
+	@echo "Herald: Swagger UI at http://127.0.0.1:$${HERALD_API_PORT}/docs (Ctrl-C stops everything)"
+	exec $(VENV)/bin/supervisord -n -c supervisord.conf
+
+stop:
+	-$(VENV)/bin/supervisorctl -c supervisord.conf shutdown
+
+status:
+	$(VENV)/bin/supervisorctl -c supervisord.conf status
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy .
+
+pytest: install
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

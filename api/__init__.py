@@ -1,0 +1,1 @@
+"""The publisher API: validates events, records them and publishes them. It never sends."""

@@ -1,0 +1,79 @@
+"""Error bodies: every 4xx names the field at fault; no input produces a 500.
+
+Validation errors leave out the offending input, which may hold phone numbers or emails.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.dynamo import BadCursor
+
+log = logging.getLogger("herald.api")
+
+RETRY_AFTER_SECONDS = 5
+
+
+def _loc(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:] or parts
+    return ".".join(parts) or "body"
+
+
+def validation_problem(errors: Sequence[Any]) -> dict[str, Any]:
+    detail = [
+        {
+            "loc": list(e.get("loc", ())),
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in errors
+    ]
+    message = "; ".join(f"{_loc(d['loc'])}: {d['msg']}" for d in detail)
+    return {"message": message, "detail": detail}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(validation_problem(list(exc.errors())), status_code=422)
+
+    @app.exception_handler(BadCursor)
+    async def on_bad_cursor(_: Request, exc: BadCursor) -> JSONResponse:
+        return JSONResponse(
+            {
+                "message": f"cursor: {exc}",
+                "detail": [{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}],
+            },
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "error"
+        return JSONResponse(
+            {"message": message, "detail": None if isinstance(exc.detail, str) else exc.detail},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    async def on_aws(_: Request, exc: Exception) -> JSONResponse:
+        # The store or the topic did not answer: nothing was accepted, the client retries.
+        log.warning("AWS unavailable: %s", exc)
+        return JSONResponse(
+            {"message": "storage or messaging is unavailable; retry later", "detail": None},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    app.add_exception_handler(ClientError, on_aws)
+    app.add_exception_handler(BotoCoreError, on_aws)

@@ -1,0 +1,45 @@
+"""The FastAPI application factory.
+
+uvicorn api.main:create_app --factory
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors
+from api.guards import RequestGuard
+from api.routes import events, health
+from api.services import Services
+from core.aws import AwsClients
+from core.logs import configure_logging
+from core.settings import Settings
+
+DESCRIPTION = """
+Herald turns events into notifications (SMS, WhatsApp, email, push, chat).
+
+POST an event; Herald records it, publishes it and answers **202** with its id. Follow
+its notifications with `GET /events/{event_id}`.
+"""
+
+
+def create_app(settings: Settings | None = None, clients: AwsClients | None = None) -> FastAPI:
+    settings = settings or Settings()
+    clients = clients or AwsClients(settings)
+    configure_logging("api")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = Services.build(settings, clients)
+        yield
+        await app.state.services.publisher.drain()
+
+    app = FastAPI(title="Herald", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(events.router)
+    return app

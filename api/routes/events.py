@@ -1,0 +1,283 @@
+"""Events: accept, look up and list."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import ServicesDep
+from api.errors import validation_problem
+from api.publish_batcher import PublishError
+from api.schemas import (
+    BatchIn,
+    BatchItemResult,
+    BatchResult,
+    EventAccepted,
+    EventIn,
+    EventOut,
+    EventPage,
+    NotificationOut,
+    Problem,
+)
+from api.services import Services
+from core.catalogue import EVENT_TYPES
+from core.event_store import EventExists
+from core.models import Event, EventRecord, EventStatus, iso, utcnow
+from core.publisher import publish_events
+
+log = logging.getLogger("herald.api.events")
+router = APIRouter(prefix="/events", tags=["events"])
+
+# Keys map to event ids through a fixed namespace, so every API instance agrees.
+IDEMPOTENCY_NAMESPACE = uuid.UUID("5b1f8f1e-6c43-4a8e-9a55-0d7e3f1c2a90")
+# SNS and SQS take at most 256 KiB a message; leave room for attributes and the envelope.
+MAX_EVENT_BYTES = 256 * 1024 - 4096
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Repeating a request with the same key returns the original event.",
+    ),
+]
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "The key or event_id was used for a different event."},
+    413: {"model": Problem, "description": "Body or event too large."},
+    415: {"model": Problem, "description": "Body is not JSON."},
+    422: {"model": Problem, "description": "Invalid event; the message names the field."},
+    503: {"model": Problem, "description": "Storage unavailable; retry after Retry-After."},
+}
+
+
+def resolve_event_id(body: EventIn, key: str | None) -> str:
+    if key is not None and body.event_id is not None:
+        raise HTTPException(422, "give either the Idempotency-Key header or event_id, not both")
+    if body.event_id is not None:
+        return body.event_id
+    if key is not None:
+        return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, key))
+    return str(uuid.uuid4())
+
+
+def to_event(body: EventIn, event_id: str) -> Event:
+    spec = EVENT_TYPES[body.type]
+    event = Event(
+        event_id=event_id,
+        type=body.type,
+        category=spec.category,
+        priority=body.priority or spec.priority,
+        user_id=body.user_id,
+        topic=body.topic,
+        data=body.data,
+        created_at=iso(utcnow()),
+    )
+    if len(event.model_dump_json()) > MAX_EVENT_BYTES:
+        raise HTTPException(413, f"data: the event is over {MAX_EVENT_BYTES} bytes once encoded")
+    return event
+
+
+def duplicate_or_conflict(existing: EventRecord, record: EventRecord) -> EventAccepted:
+    if existing.payload_hash != record.payload_hash:
+        raise HTTPException(
+            409, f"event_id {existing.event_id} was already used for a different event"
+        )
+    return EventAccepted(event_id=existing.event_id, status=existing.status, duplicate=True)
+
+
+async def publish(services: Services, event: Event) -> None:
+    """Publish now for latency; if SNS fails the record stays START and the reconciler
+    publishes it, so the event is accepted either way (it is durable)."""
+    try:
+        await services.publisher.publish(event)
+    except PublishError as exc:
+        log.warning("publish of %s failed, left to the reconciler: %s", event.event_id, exc)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=EventAccepted,
+    responses={
+        200: {"model": EventAccepted, "description": "A repeat: the original event."},
+        **ERRORS,
+    },
+    summary="Accept one event",
+)
+async def post_event(
+    body: Annotated[EventIn, Body()],
+    services: ServicesDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> EventAccepted:
+    event = to_event(body, resolve_event_id(body, idempotency_key))
+    record = services.events.new_record(event)
+    try:
+        await run_in_threadpool(services.events.put_new, record)
+    except EventExists as exc:
+        response.status_code = status.HTTP_200_OK
+        return duplicate_or_conflict(exc.existing, record)
+    await publish(services, event)
+    return EventAccepted(event_id=event.event_id, status=EventStatus.START)
+
+
+def _accept_batch(
+    services: Services, events: list[Event]
+) -> dict[str, EventRecord | Exception | None]:
+    """Record then publish; None marks a newly accepted event."""
+    records = [services.events.new_record(e) for e in events]
+    stored = services.events.put_new_many(records)
+    outcome: dict[str, EventRecord | Exception | None] = dict(stored)
+    fresh = [e for e in events if e.event_id not in stored]
+    for event in fresh:
+        outcome[event.event_id] = None
+    if fresh:
+        try:
+            failures = publish_events(services.clients.sns, services.clients.topic_arn, fresh)
+        except (ClientError, BotoCoreError) as exc:
+            failures = {e.event_id: str(exc) for e in fresh}
+        for event_id, error in failures.items():
+            log.warning("publish of %s failed, left to the reconciler: %s", event_id, error)
+    return outcome
+
+
+@router.post(
+    "/batch",
+    response_model=BatchResult,
+    responses=ERRORS,
+    summary="Accept up to max_batch_events events; each succeeds or fails on its own",
+)
+async def post_batch(
+    body: BatchIn, services: ServicesDep, idempotency_key: IdempotencyKey = None
+) -> BatchResult:
+    limit = services.settings.max_batch_events
+    if len(body.events) > limit:
+        raise HTTPException(
+            413, f"events: at most {limit} events per batch, got {len(body.events)}"
+        )
+    items: list[BatchItemResult | None] = [None] * len(body.events)
+    pending: list[tuple[int, Event, str]] = []
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(body.events):
+        try:
+            parsed = EventIn.model_validate(raw)
+            key = None if idempotency_key is None else f"{idempotency_key}#{index}"
+            event = to_event(parsed, resolve_event_id(parsed, key))
+        except ValidationError as exc:
+            problem = validation_problem(exc.errors())
+            items[index] = BatchItemResult(
+                index=index, result="error", error=str(problem["message"])
+            )
+            continue
+        except HTTPException as exc:
+            items[index] = BatchItemResult(index=index, result="error", error=str(exc.detail))
+            continue
+        if event.event_id in seen:
+            items[index] = BatchItemResult(
+                index=index,
+                result="error",
+                event_id=event.event_id,
+                error=f"event_id repeats item {seen[event.event_id]} of this batch",
+            )
+            continue
+        seen[event.event_id] = index
+        pending.append((index, event, event.fingerprint()))
+
+    outcome = await run_in_threadpool(_accept_batch, services, [e for _, e, _ in pending])
+    for index, event, fingerprint in pending:
+        result = outcome[event.event_id]
+        if result is None:
+            items[index] = BatchItemResult(
+                index=index, result="accepted", event_id=event.event_id, status=EventStatus.START
+            )
+        elif isinstance(result, EventRecord):
+            if result.payload_hash == fingerprint:
+                items[index] = BatchItemResult(
+                    index=index, result="duplicate", event_id=event.event_id, status=result.status
+                )
+            else:
+                items[index] = BatchItemResult(
+                    index=index,
+                    result="error",
+                    event_id=event.event_id,
+                    error=f"event_id {event.event_id} was already used for a different event",
+                )
+        else:
+            items[index] = BatchItemResult(
+                index=index,
+                result="error",
+                event_id=event.event_id,
+                error="storage unavailable; retry this event",
+            )
+    done = [i for i in items if i is not None]
+    return BatchResult(
+        accepted=sum(i.result == "accepted" for i in done),
+        duplicates=sum(i.result == "duplicate" for i in done),
+        errors=sum(i.result == "error" for i in done),
+        items=done,
+    )
+
+
+def to_event_out(record: EventRecord, notifications: list[dict[str, Any]]) -> EventOut:
+    return EventOut(
+        **record.model_dump(exclude={"payload_hash", "publish_attempts", "last_published_at"}),
+        notifications=[
+            NotificationOut(
+                notification_id=n.get("notification_id", ""),
+                channel=n.get("channel", ""),
+                recipient=n.get("recipient_masked"),
+                status=n.get("status", ""),
+                attempts=n.get("attempts", 0),
+                last_error=n.get("last_error"),
+                provider_message_id=n.get("provider_message_id"),
+                history=n.get("history", []),
+            )
+            for n in notifications
+        ],
+    )
+
+
+@router.get(
+    "/{event_id}",
+    response_model=EventOut,
+    responses={404: {"model": Problem, "description": "No such event."}},
+    summary="One event with every notification and its status history",
+)
+async def get_event(event_id: str, services: ServicesDep) -> EventOut:
+    found = await run_in_threadpool(services.events.get, event_id)
+    if found is None:
+        raise HTTPException(404, f"event_id: no event {event_id!r}")
+    return to_event_out(*found)
+
+
+@router.get("", response_model=EventPage, summary="Events, newest first, a page at a time")
+async def list_events(
+    services: ServicesDep,
+    status: EventStatus | None = None,
+    type: Annotated[str | None, Query(description="An event type from the catalogue.")] = None,
+    user_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[
+        str | None, Query(max_length=2048, description="next_cursor of the previous page.")
+    ] = None,
+) -> EventPage:
+    if type is not None and type not in EVENT_TYPES:
+        raise HTTPException(
+            422, f"type: unknown event type {type!r}; known types: {', '.join(EVENT_TYPES)}"
+        )
+    page = await run_in_threadpool(
+        services.events.list_events,
+        status=status.value if status else None,
+        type_=type,
+        user_id=user_id,
+        limit=limit,
+        cursor=cursor,
+    )
+    return EventPage(items=[EventOut(**item) for item in page.items], next_cursor=page.next_cursor)

@@ -1,0 +1,144 @@
+"""Request and response bodies of the publisher API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.catalogue import EVENT_TYPES, Priority
+from core.models import EventCounts, EventStatus, StatusChange
+
+ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+TOPIC_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+
+
+class EventIn(BaseModel):
+    """An event as a product posts it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "comment",
+                    "user_id": "u-42",
+                    "data": {"actor": "Ana", "post": "p-7", "text": "Nice!"},
+                },
+                {
+                    "type": "trend.top_artist_changed",
+                    "topic": "charts.global",
+                    "data": {"chart": "Global Top 50", "artist": "Nova"},
+                },
+                {
+                    "type": "alert.pipeline_failed",
+                    "topic": "data-platform",
+                    "priority": "critical",
+                    "data": {"pipeline": "daily-sales", "error": "timeout"},
+                },
+            ]
+        },
+    )
+
+    type: str = Field(description="An event type from the catalogue (see the README).")
+    user_id: str | None = Field(default=None, pattern=ID_PATTERN, description="The one recipient.")
+    topic: str | None = Field(
+        default=None, pattern=TOPIC_PATTERN, description="Every subscriber of this topic."
+    )
+    data: dict[str, Any] = Field(default_factory=dict, description="Template variables.")
+    priority: Priority | None = Field(default=None, description="Overrides the type's default.")
+    event_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Client-chosen id; a repeat with the same id is a duplicate, not a new event.",
+    )
+
+    @field_validator("type")
+    @classmethod
+    def known_type(cls, value: str) -> str:
+        if value not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {value!r}; known types: {', '.join(EVENT_TYPES)}")
+        return value
+
+    @model_validator(mode="after")
+    def one_recipient_and_variables(self) -> EventIn:
+        if (self.user_id is None) == (self.topic is None):
+            raise ValueError("give exactly one of user_id or topic")
+        missing = [v for v in EVENT_TYPES[self.type].variables if v not in self.data]
+        if missing:
+            raise ValueError(
+                f"data is missing {', '.join(missing)} required by {self.type!r} templates"
+            )
+        return self
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="Events as for POST /events; each is validated on its own.",
+        json_schema_extra={"items": {"$ref": "#/components/schemas/EventIn"}},
+    )
+
+
+class EventAccepted(BaseModel):
+    event_id: str
+    status: EventStatus
+    duplicate: bool = Field(default=False, description="True when this repeats an earlier event.")
+
+
+class BatchItemResult(BaseModel):
+    index: int
+    result: Literal["accepted", "duplicate", "error"]
+    event_id: str | None = None
+    status: EventStatus | None = None
+    error: str | None = None
+
+
+class BatchResult(BaseModel):
+    accepted: int
+    duplicates: int
+    errors: int
+    items: list[BatchItemResult]
+
+
+class NotificationOut(BaseModel):
+    notification_id: str
+    channel: str
+    recipient: str | None = Field(default=None, description="Masked address.")
+    status: str
+    attempts: int = 0
+    last_error: str | None = None
+    provider_message_id: str | None = None
+    history: list[StatusChange] = Field(default_factory=list)
+
+
+class EventOut(BaseModel):
+    event_id: str
+    type: str
+    category: str
+    priority: Priority
+    status: EventStatus
+    user_id: str | None = None
+    topic: str | None = None
+    data: dict[str, Any]
+    created_at: str
+    updated_at: str
+    counts: EventCounts
+    reason: str | None = None
+    notifications: list[NotificationOut] = Field(default_factory=list)
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
+
+
+class Problem(BaseModel):
+    """Every error body: a one-line message naming the field, plus details."""
+
+    message: str
+    detail: Any = None

@@ -1,0 +1,29 @@
+"""What the routes need, built once per app and handed out by dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from api.publish_batcher import PublishBatcher
+from core.aws import AwsClients
+from core.event_store import EventStore
+from core.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clients: AwsClients
+    events: EventStore
+    publisher: PublishBatcher
+
+    @classmethod
+    def build(cls, settings: Settings, clients: AwsClients) -> Services:
+        return cls(
+            settings=settings,
+            clients=clients,
+            events=EventStore(clients.dynamodb, clients.names.table, settings.event_retention_days),
+            publisher=PublishBatcher(
+                clients.sns, clients.topic_arn, settings.publish_linger_ms / 1000
+            ),
+        )

@@ -1,0 +1,126 @@
+"""The event catalogue: every event type Herald accepts, its category and default priority.
+
+Kept in code (not the database) because templates, validation and the README are derived
+from it and must change together in one reviewed commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+Lane = Literal["critical", "normal"]
+LANES: tuple[Lane, Lane] = ("critical", "normal")
+
+CHANNELS: tuple[str, ...] = ("sms", "whatsapp", "email", "push", "chat")
+
+
+class Priority(StrEnum):
+    critical = "critical"
+    high = "high"
+    normal = "normal"
+    low = "low"
+
+    @property
+    def lane(self) -> Lane:
+        """Only `critical` gets the isolated lane; the rest share normal (best-effort order)."""
+        return "critical" if self is Priority.critical else "normal"
+
+
+class Category(StrEnum):
+    activity = "activity"
+    trend = "trend"
+    alert = "alert"
+    security = "security"
+
+
+DEFAULT_CHANNELS: dict[Category, tuple[str, ...]] = {
+    Category.activity: ("push", "email"),
+    Category.trend: ("email", "push"),
+    Category.alert: ("chat", "email", "sms"),
+    Category.security: ("sms", "email", "push"),
+}
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    category: Category
+    priority: Priority
+    summary: str
+    variables: tuple[str, ...] = field(default=())
+    """Keys of `data` the default templates use; the API rejects an event missing one."""
+
+
+_TYPES = (
+    EventType("like", Category.activity, Priority.low, "Someone liked a post", ("actor", "post")),
+    EventType(
+        "comment",
+        Category.activity,
+        Priority.normal,
+        "Someone commented",
+        ("actor", "post", "text"),
+    ),
+    EventType("share", Category.activity, Priority.low, "Someone shared a post", ("actor", "post")),
+    EventType("follow", Category.activity, Priority.normal, "Someone followed", ("actor",)),
+    EventType("mention", Category.activity, Priority.high, "Someone mentioned", ("actor", "post")),
+    EventType(
+        "trend.top_artist_changed",
+        Category.trend,
+        Priority.normal,
+        "A chart has a new top artist",
+        ("chart", "artist"),
+    ),
+    EventType(
+        "trend.top_genre_changed",
+        Category.trend,
+        Priority.normal,
+        "A chart has a new top genre",
+        ("chart", "genre"),
+    ),
+    EventType(
+        "trend.sales_spike",
+        Category.trend,
+        Priority.high,
+        "Sales of an item spiked",
+        ("item", "change_pct"),
+    ),
+    EventType(
+        "alert.pipeline_failed",
+        Category.alert,
+        Priority.high,
+        "A data pipeline run failed",
+        ("pipeline", "error"),
+    ),
+    EventType(
+        "alert.sla_breach",
+        Category.alert,
+        Priority.critical,
+        "An SLA was breached",
+        ("service", "sla"),
+    ),
+    EventType(
+        "alert.datasource_down",
+        Category.alert,
+        Priority.critical,
+        "A data source stopped answering",
+        ("datasource",),
+    ),
+    EventType(
+        "security.login_alert",
+        Category.security,
+        Priority.critical,
+        "A new sign-in to the account",
+        ("ip", "device"),
+    ),
+    EventType(
+        "account.password_reset",
+        Category.security,
+        Priority.critical,
+        "A password reset was requested",
+        ("reset_url",),
+    ),
+)
+
+EVENT_TYPES: dict[str, EventType] = {t.name: t for t in _TYPES}

@@ -1,0 +1,121 @@
+"""Key layout of Herald's single DynamoDB table and (de)serialisation of its items.
+
+| item         | PK                 | SK                          |
+|--------------|--------------------|-----------------------------|
+| event        | EVENT#<event_id>   | EVENT                       |
+| notification | EVENT#<event_id>   | NOTIF#<channel>#<recipient> |
+| user         | USER#<user_id>     | PROFILE                     |
+| subscription | TOPIC#<topic>      | USER#<user_id>              |
+
+Events carry `created_key` (`<created_at>#<event_id>`); notifications do not, so the
+listing GSIs below are sparse and hold events only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+PK = "PK"
+SK = "SK"
+EVENT_SK = "EVENT"
+ENTITY_EVENT = "EVENT"
+
+# GSI name -> partition attribute; every listing GSI sorts on `created_key`.
+GSI_BY_ENTITY = "by_entity"
+GSI_BY_STATUS = "by_status"
+GSI_BY_TYPE = "by_type"
+GSI_BY_USER = "by_user"
+GSI_PARTITIONS: dict[str, str] = {
+    GSI_BY_ENTITY: "entity",
+    GSI_BY_STATUS: "status",
+    GSI_BY_TYPE: "type",
+    GSI_BY_USER: "user_id",
+}
+GSI_SORT = "created_key"
+# Subscribers of a topic are read by PK; the reverse (a user's topics) by this GSI.
+GSI_BY_SUBSCRIBER = "by_subscriber"
+TTL_ATTRIBUTE = "expires_at"
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def event_pk(event_id: str) -> str:
+    return f"EVENT#{event_id}"
+
+
+def notification_sk(channel: str, recipient_id: str) -> str:
+    return f"NOTIF#{channel}#{recipient_id}"
+
+
+def user_pk(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def topic_pk(topic: str) -> str:
+    return f"TOPIC#{topic}"
+
+
+def to_item(values: dict[str, Any]) -> dict[str, Any]:
+    """Plain Python values to DynamoDB's typed form; None values are left out."""
+    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+
+
+def to_value(value: Any) -> dict[str, Any]:
+    return dict(_serializer.serialize(value))
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    """DynamoDB's typed form to plain values, with whole-number Decimals as ints."""
+    out: dict[str, Any] = {}
+    for key, typed in item.items():
+        out[key] = _plain(_deserializer.deserialize(typed))
+    return out
+
+
+def _plain(value: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, set):
+        return sorted(_plain(v) for v in value)
+    return value
+
+
+class BadCursor(ValueError):
+    """A pagination cursor that this service did not issue."""
+
+
+def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
+    if not last_key:
+        return None
+    raw = json.dumps(from_item(last_key), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, expected_keys: set[str]) -> dict[str, Any] | None:
+    """Opaque to clients; validated here so a forged cursor is a 4xx, not a DynamoDB error."""
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise BadCursor("cursor is not one this API issued") from exc
+    if (
+        not isinstance(values, dict)
+        or set(values) != expected_keys
+        or not all(isinstance(v, str) for v in values.values())
+    ):
+        raise BadCursor("cursor is not one this API issued")
+    return to_item(values)

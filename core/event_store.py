@@ -1,0 +1,256 @@
+"""Event records in DynamoDB: the durable outbox behind every 202."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from core import dynamo
+from core.models import Event, EventRecord, EventStatus, iso, utcnow
+
+
+class EventExists(Exception):
+    """The event id is taken; `existing` is the stored record."""
+
+    def __init__(self, existing: EventRecord) -> None:
+        super().__init__(existing.event_id)
+        self.existing = existing
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def event_to_item(record: EventRecord, retention_days: int) -> dict[str, Any]:
+    values = record.model_dump(mode="json", exclude={"data"})
+    values.update(
+        {
+            dynamo.PK: dynamo.event_pk(record.event_id),
+            dynamo.SK: dynamo.EVENT_SK,
+            "entity": dynamo.ENTITY_EVENT,
+            dynamo.GSI_SORT: f"{record.created_at}#{record.event_id}",
+            # JSON text keeps client data exact: DynamoDB numbers would turn floats into
+            # Decimals and reject NaN-free but deep structures past 32 levels.
+            "data_json": json.dumps(record.data, separators=(",", ":"), ensure_ascii=False),
+            dynamo.TTL_ATTRIBUTE: int(time.time()) + retention_days * 86400,
+        }
+    )
+    return dynamo.to_item(values)
+
+
+def item_to_event(item: dict[str, Any]) -> EventRecord:
+    values = dynamo.from_item(item)
+    values["data"] = json.loads(values.pop("data_json", "{}"))
+    return EventRecord.model_validate(values)
+
+
+class EventStore:
+    def __init__(self, dynamodb: Any, table: str, retention_days: int = 30) -> None:
+        self._db = dynamodb
+        self._table = table
+        self._retention_days = retention_days
+
+    def new_record(self, event: Event) -> EventRecord:
+        now = event.created_at
+        return EventRecord(
+            **event.model_dump(),
+            status=EventStatus.START,
+            payload_hash=event.fingerprint(),
+            updated_at=now,
+            last_published_at=now,
+        )
+
+    def put_new(self, record: EventRecord) -> None:
+        """Record an event once; a taken id raises EventExists with the stored record."""
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=event_to_item(record, self._retention_days),
+                ConditionExpression="attribute_not_exists(PK)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc) and "Item" in exc.response:
+                raise EventExists(item_to_event(exc.response["Item"])) from exc
+            raise
+
+    def put_new_many(self, records: list[EventRecord]) -> dict[str, EventRecord | Exception]:
+        """Record several events; returns, per event id, the stored original or the error.
+
+        Conditional puts cannot go in BatchWriteItem, so each is its own call.
+        """
+        results: dict[str, EventRecord | Exception] = {}
+        for record in records:
+            try:
+                self.put_new(record)
+            except EventExists as exc:
+                results[record.event_id] = exc.existing
+            except ClientError as exc:
+                results[record.event_id] = exc
+        return results
+
+    def get(self, event_id: str) -> tuple[EventRecord, list[dict[str, Any]]] | None:
+        """The event and its notifications: one Query on the event's partition."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": dynamo.event_pk(event_id)}},
+        }
+        while True:
+            resp = self._db.query(**kwargs)
+            items.extend(resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        event_item = next((i for i in items if i[dynamo.SK]["S"] == dynamo.EVENT_SK), None)
+        if event_item is None:
+            return None
+        notifications = [dynamo.from_item(i) for i in items if i is not event_item]
+        return item_to_event(event_item), notifications
+
+    def list_events(
+        self,
+        *,
+        status: str | None = None,
+        type_: str | None = None,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Newest first through a GSI. The most selective filter picks the index; the
+        others become a FilterExpression on that Query (never a Scan)."""
+        filters = {"user_id": user_id, "type": type_, "status": status}
+        index, partition_attr = dynamo.GSI_BY_ENTITY, "entity"
+        partition_value: str = dynamo.ENTITY_EVENT
+        for name, attr in (
+            (dynamo.GSI_BY_USER, "user_id"),
+            (dynamo.GSI_BY_TYPE, "type"),
+            (dynamo.GSI_BY_STATUS, "status"),
+        ):
+            value = filters[attr]
+            if value is not None:
+                index, partition_attr, partition_value = name, attr, value
+                break
+        names = {"#p": partition_attr}
+        values: dict[str, Any] = {":p": {"S": partition_value}}
+        conditions = []
+        for i, (attr, value) in enumerate(filters.items()):
+            if value is not None and attr != partition_attr:
+                names[f"#f{i}"] = attr
+                values[f":f{i}"] = {"S": value}
+                conditions.append(f"#f{i} = :f{i}")
+        key_names = {dynamo.PK, dynamo.SK, dynamo.GSI_SORT, partition_attr}
+        start = dynamo.decode_cursor(cursor, key_names)
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": index,
+            "KeyConditionExpression": "#p = :p",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if conditions:
+            kwargs["FilterExpression"] = " AND ".join(conditions)
+        items: list[dict[str, Any]] = []
+        last_key = None
+        # With a filter a page can come back short; keep reading until it is full or done.
+        while True:
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            kwargs["Limit"] = limit - len(items)
+            resp = self._db.query(**kwargs)
+            items.extend(resp.get("Items", []))
+            last_key = resp.get("LastEvaluatedKey")
+            if not last_key or len(items) >= limit:
+                break
+            start = last_key
+        records = [item_to_event(i).model_dump(mode="json") for i in items]
+        return Page(records, dynamo.encode_cursor(last_key))
+
+    def stale_started(self, grace: timedelta, limit: int = 100) -> list[EventRecord]:
+        """START events whose last publish is older than `grace`: the reconciler's work."""
+        cutoff = iso(utcnow() - grace)
+        resp = self._db.query(
+            TableName=self._table,
+            IndexName=dynamo.GSI_BY_STATUS,
+            KeyConditionExpression="#s = :start AND created_key < :cutoff",
+            FilterExpression="last_published_at < :cutoff",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":start": {"S": EventStatus.START.value},
+                ":cutoff": {"S": cutoff},
+            },
+            Limit=limit,
+        )
+        return [item_to_event(i) for i in resp.get("Items", [])]
+
+    def mark_republished(self, event_id: str) -> bool:
+        """Stamp a republish; False if the event left START meanwhile (nothing to do)."""
+        now = iso(utcnow())
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={
+                    dynamo.PK: {"S": dynamo.event_pk(event_id)},
+                    dynamo.SK: {"S": dynamo.EVENT_SK},
+                },
+                UpdateExpression="SET last_published_at = :now, updated_at = :now "
+                "ADD publish_attempts :one",
+                ConditionExpression="#s = :start",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":now": {"S": now},
+                    ":one": {"N": "1"},
+                    ":start": {"S": EventStatus.START.value},
+                },
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def transition(
+        self, event_id: str, expected: EventStatus, new: EventStatus, **attrs: Any
+    ) -> bool:
+        """Move the event from `expected` to `new`; False when it was not in `expected`."""
+        now = iso(utcnow())
+        sets = ["#s = :new", "updated_at = :now"]
+        values: dict[str, Any] = {
+            ":new": {"S": new.value},
+            ":now": {"S": now},
+            ":expected": {"S": expected.value},
+        }
+        for i, (name, value) in enumerate(attrs.items()):
+            sets.append(f"{name} = :a{i}")
+            values[f":a{i}"] = dynamo.to_value(value)
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={
+                    dynamo.PK: {"S": dynamo.event_pk(event_id)},
+                    dynamo.SK: {"S": dynamo.EVENT_SK},
+                },
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="#s = :expected",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True

@@ -1,0 +1,101 @@
+"""Domain records shared by the API, the router and the workers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from core.catalogue import Category, Priority
+
+
+class EventStatus(StrEnum):
+    START = "START"
+    PROCESSING = "PROCESSING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+
+
+class NotificationStatus(StrEnum):
+    QUEUED = "QUEUED"
+    SENDING = "SENDING"
+    SENT = "SENT"
+    RETRYING = "RETRYING"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    DELIVERED = "DELIVERED"
+    UNDELIVERED = "UNDELIVERED"
+    BOUNCED = "BOUNCED"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime) -> str:
+    """Fixed-width UTC timestamps sort lexicographically, which the GSI sort keys rely on."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Event(BaseModel):
+    """An accepted event: the SNS message body and the core of the DynamoDB event item."""
+
+    event_id: str
+    type: str
+    category: Category
+    priority: Priority
+    user_id: str | None = None
+    topic: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    created_at: str
+
+    def fingerprint(self) -> str:
+        """What a repeat must match to count as the same event (the id and time excluded)."""
+        return payload_hash(self.type, self.priority, self.user_id, self.topic, self.data)
+
+
+def payload_hash(
+    type_: str, priority: str, user_id: str | None, topic: str | None, data: dict[str, Any]
+) -> str:
+    canonical = json.dumps(
+        {
+            "type": type_,
+            "priority": str(priority),
+            "user_id": user_id,
+            "topic": topic,
+            "data": data,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class StatusChange(BaseModel):
+    status: str
+    at: str
+    detail: str | None = None
+
+
+class EventCounts(BaseModel):
+    total: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+class EventRecord(Event):
+    """The event as stored, with its lifecycle."""
+
+    status: EventStatus
+    payload_hash: str
+    updated_at: str
+    counts: EventCounts = Field(default_factory=EventCounts)
+    publish_attempts: int = 1
+    last_published_at: str | None = None
+    reason: str | None = None

@@ -1,0 +1,104 @@
+"""One settings object for every process, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every tunable of Herald. Field names map to `HERALD_<NAME>` environment variables.
+
+    AWS settings keep the names boto3 itself uses (`AWS_ENDPOINT_URL`, `AWS_DEFAULT_REGION`)
+    so a shell configured for the AWS CLI configures Herald too.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="HERALD_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    # --- AWS -------------------------------------------------------------------------------
+    aws_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias="AWS_ENDPOINT_URL",
+        description="AWS endpoint (moto, LocalStack); unset means real AWS.",
+    )
+    aws_region: str = Field(default="us-east-1", validation_alias="AWS_DEFAULT_REGION")
+    aws_access_key_id: str | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: str | None = Field(
+        default=None, validation_alias="AWS_SECRET_ACCESS_KEY", repr=False
+    )
+    resource_prefix: str = Field(
+        default="herald",
+        pattern=r"^[a-z][a-z0-9-]{0,30}$",
+        description="Prefix of every AWS resource name, so stacks can share an account.",
+    )
+    aws_max_pool_connections: int = Field(default=50, ge=1)
+
+    # --- API -------------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    max_body_bytes: int = Field(default=256 * 1024, description="Larger request bodies get 413.")
+    max_batch_events: int = Field(default=100, ge=1, le=1000)
+    publish_linger_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long the API waits to gather concurrent publishes into one PublishBatch.",
+    )
+    event_retention_days: int = Field(
+        default=30, ge=1, description="Events and notifications expire (DynamoDB TTL) after this."
+    )
+
+    # --- reconciler ------------------------------------------------------------------------
+    reconcile_grace_seconds: float = Field(
+        default=60.0,
+        description="An event still START this long after its last publish is republished.",
+    )
+    reconcile_interval_seconds: float = 10.0
+
+    # --- listeners -------------------------------------------------------------------------
+    wait_time_seconds: int = Field(default=10, ge=0, le=20, description="SQS long-poll wait.")
+    visibility_timeout_seconds: int = Field(default=30, ge=1)
+    normal_share: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of receives reserved for the normal queue while critical is busy.",
+    )
+    fanout_page_size: int = Field(
+        default=1000, ge=1, description="Subscribers resolved per router message before continuing."
+    )
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_cap_seconds: float = Field(default=300.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+    send_concurrency: int = Field(default=10, ge=1)
+
+    # --- providers -------------------------------------------------------------------------
+    # Base URLs are settings so the real SDKs can be pointed at the local sandbox.
+    twilio_account_sid: str = "ACsandbox00000000000000000000000000"
+    twilio_auth_token: str = Field(default="sandbox-token", repr=False)
+    twilio_from_number: str = "+15005550006"
+    twilio_whatsapp_from: str = "+14155238886"
+    twilio_messaging_service_sid: str | None = None
+    twilio_base_url: str | None = Field(
+        default=None, description="Twilio API base URL; unset means api.twilio.com."
+    )
+    sendgrid_api_key: str = Field(default="SG.sandbox", repr=False)
+    sendgrid_host: str | None = Field(
+        default=None, description="SendGrid API host; unset means api.sendgrid.com."
+    )
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None, description="Base64 public key that signs SendGrid event webhooks."
+    )
+    email_from: str = "notifications@herald.example"
+    email_reply_to: str | None = None
+    slack_webhook_url: str | None = None
+    teams_webhook_url: str | None = None
+    provider_timeout_seconds: float = Field(default=10.0, gt=0)
+    provider_rate_per_second: float = Field(
+        default=100.0, gt=0, description="Token-bucket rate per provider per worker process."
+    )
+    sandbox: bool = Field(
+        default=True, description="Start the local fake providers (make run) when true."
+    )
+    sandbox_port: int = 8025

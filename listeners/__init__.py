@@ -1,0 +1,1 @@
+"""Long-running consumers: the router, the channel workers and the reconciler."""

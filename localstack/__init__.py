@@ -1,0 +1,1 @@
+"""AWS resources for Herald: provisioning, and the embedded emulator for local runs."""

@@ -1,0 +1,108 @@
+"""Fixtures shared by every test: a moto server on loopback and a provisioned stack.
+
+The emulator is a separate process (as in production the AWS endpoint is another host),
+started once per session; each test that takes `stack` gets it reset and provisioned anew.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.aws import AwsClients
+from core.settings import Settings
+from localstack.provision import provision
+from tests.support import free_port, http_ok, start_python, stop, wait_until
+
+# Credentials for the emulator only; set before any boto3 session is made.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = Path(tmp_path_factory.mktemp("moto")) / "moto.log"
+    proc = start_python(["-m", "localstack.emulator", "--port", str(port)], log_path=log)
+    url = f"http://127.0.0.1:{port}"
+    if not wait_until(lambda: http_ok(f"{url}/moto-api/"), timeout=30):
+        stop(proc)
+        raise RuntimeError(f"moto server did not start: {log.read_text()[-2000:]}")
+    yield url
+    stop(proc)
+
+
+def reset_emulator(endpoint: str) -> None:
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        resp.read()
+
+
+@dataclass
+class Stack:
+    """A provisioned set of AWS resources, the settings that name them and their clients."""
+
+    settings: Settings
+    clients: AwsClients
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.settings.aws_endpoint_url)
+
+    def env(self) -> dict[str, str]:
+        """Environment for a Herald process that should use this stack."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_DEFAULT_REGION": self.settings.aws_region,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "HERALD_RESOURCE_PREFIX": self.settings.resource_prefix,
+        }
+
+    def receive_all(self, queue: str, attempts: int = 3) -> list[dict[str, Any]]:
+        """Every message currently in `queue` (left invisible for the visibility timeout)."""
+        url = self.clients.queue_url(queue)
+        messages: list[dict[str, Any]] = []
+        empty = 0
+        while empty < attempts:
+            resp = self.clients.sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                MessageAttributeNames=["All"],
+                AttributeNames=["All"],
+                WaitTimeSeconds=0,
+            )
+            batch = resp.get("Messages", [])
+            if not batch:
+                empty += 1
+            messages.extend(batch)
+        return messages
+
+
+@pytest.fixture
+def settings(moto_endpoint: str) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        AWS_ENDPOINT_URL=moto_endpoint,
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        resource_prefix="herald-test",
+        wait_time_seconds=0,
+        publish_linger_ms=1.0,
+    )
+
+
+@pytest.fixture
+def stack(moto_endpoint: str, settings: Settings) -> Stack:
+    reset_emulator(moto_endpoint)
+    clients = AwsClients(settings)
+    provision(settings, clients)
+    return Stack(settings, clients)
