@@ -99,3 +99,36 @@ class EventRecord(Event):
     publish_attempts: int = 1
     last_published_at: str | None = None
     reason: str | None = None
+
+
+class NotificationMessage(BaseModel):
+    """One notification on a channel queue: everything a worker needs to send it
+    without reading the database. Rendered by the router."""
+
+    notification_id: str
+    event_id: str
+    event_type: str
+    category: Category
+    priority: Priority
+    channel: str
+    recipient_id: str
+    addresses: list[str] = Field(
+        min_length=1,
+        description="Phone (E.164), email, push endpoint ARNs or a chat webhook URL.",
+    )
+    content: dict[str, str] = Field(
+        description="Rendered per channel: sms/whatsapp {text}; email {subject, text, html}; "
+        "push {title, body}; chat {format: slack|teams, title, text, severity}."
+    )
+    created_at: str
+
+
+def notification_id(event_id: str, channel: str, recipient_id: str) -> str:
+    return f"{event_id}:{channel}:{recipient_id}"
+
+
+class DeliveryResult(BaseModel):
+    """What a provider said when it took a message."""
+
+    provider: str
+    provider_message_id: str | None = None
