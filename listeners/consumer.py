@@ -1,0 +1,198 @@
+"""A long-running consumer of a critical and a normal queue.
+
+One receiver thread per queue long-polls and holds at most one batch; the main thread picks
+the next batch to process: critical first, but every `1/normal_share`-th batch goes to
+normal when both have work, so a critical flood cannot starve normal traffic. Holding one
+prefetched batch per lane keeps critical latency low (its batch is already in hand) without
+hiding more messages than one processing round from other consumers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from listeners.batch import SQS_BATCH_MAX, BatchSettler, Handler, run_handler
+from listeners.messages import QueueMessage
+
+log = logging.getLogger("herald.consumer")
+
+
+class LaneScheduler:
+    """Chooses which lane's batch to process next. Pure, so fairness is testable."""
+
+    def __init__(self, normal_share: float) -> None:
+        self.period = round(1 / normal_share) if normal_share > 0 else 0
+        self._critical_streak = 0
+
+    def choose(self, critical_ready: bool, normal_ready: bool) -> str | None:
+        if critical_ready and normal_ready:
+            if self.period and self._critical_streak >= self.period - 1:
+                self._critical_streak = 0
+                return "normal"
+            self._critical_streak += 1
+            return "critical"
+        if critical_ready:
+            return "critical"
+        if normal_ready:
+            self._critical_streak = 0
+            return "normal"
+        return None
+
+
+@dataclass
+class _Slot:
+    queue: str
+    batch: list[QueueMessage] = field(default_factory=list)
+
+
+class Consumer:
+    def __init__(
+        self,
+        *,
+        sqs: Any,
+        queue_url: Any,
+        critical_queue: str,
+        normal_queue: str,
+        handler: Handler,
+        normal_share: float = 0.2,
+        wait_time_seconds: int = 10,
+        retry_base: float = 2.0,
+        retry_cap: float = 300.0,
+    ) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._handler = handler
+        self._wait = wait_time_seconds
+        self._retry = (retry_base, retry_cap)
+        self._settler = BatchSettler(sqs, queue_url)
+        self._scheduler = LaneScheduler(normal_share)
+        self._slots = {"critical": _Slot(critical_queue), "normal": _Slot(normal_queue)}
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self.batches_processed = 0
+
+    # --- receiving ---------------------------------------------------------------------
+
+    def _receive(self, queue: str, wait: int) -> list[QueueMessage]:
+        resp = self._sqs.receive_message(
+            QueueUrl=self._queue_url(queue),
+            MaxNumberOfMessages=SQS_BATCH_MAX,
+            WaitTimeSeconds=wait,
+            AttributeNames=["ApproximateReceiveCount"],
+            MessageAttributeNames=["All"],
+        )
+        return [QueueMessage.from_sqs(queue, raw) for raw in resp.get("Messages", [])]
+
+    def _receiver(self, lane: str) -> None:
+        slot = self._slots[lane]
+        failures = 0
+        while not self._stop.is_set():
+            with self._cond:
+                while slot.batch and not self._stop.is_set():
+                    self._cond.wait(0.5)
+            if self._stop.is_set():
+                return
+            try:
+                batch = self._receive(slot.queue, self._wait)
+                failures = 0
+            except (BotoCoreError, ClientError) as exc:
+                failures += 1
+                log.warning(
+                    "receive from %s failed: %s", slot.queue, exc, extra={"queue": slot.queue}
+                )
+                self._stop.wait(min(2**failures * 0.1, 5.0))
+                continue
+            if batch:
+                with self._cond:
+                    slot.batch = batch
+                    self._cond.notify_all()
+
+    # --- processing --------------------------------------------------------------------
+
+    def _next_batch(self) -> list[QueueMessage] | None:
+        with self._cond:
+            while not self._stop.is_set():
+                lane = self._scheduler.choose(
+                    bool(self._slots["critical"].batch), bool(self._slots["normal"].batch)
+                )
+                if lane is not None:
+                    batch, self._slots[lane].batch = self._slots[lane].batch, []
+                    self._cond.notify_all()
+                    return batch
+                self._cond.wait(0.5)
+        return None
+
+    def process(self, batch: Sequence[QueueMessage]) -> None:
+        results = run_handler(self._handler, batch, *self._retry)
+        self._settler.settle(batch, results)
+        self.batches_processed += 1
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Consume until `stop` (or `self.stop()`); then release what was prefetched."""
+        if stop is not None:
+            threading.Thread(target=self._forward_stop, args=(stop,), daemon=True).start()
+        receivers = [
+            threading.Thread(
+                target=self._receiver, args=(lane,), daemon=True, name=f"receive-{lane}"
+            )
+            for lane in self._slots
+        ]
+        for thread in receivers:
+            thread.start()
+        while not self._stop.is_set():
+            batch = self._next_batch()
+            if batch:
+                self.process(batch)
+        for thread in receivers:
+            thread.join(self._wait + 2)
+        self._release_prefetched()
+
+    def _forward_stop(self, stop: threading.Event) -> None:
+        stop.wait()
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def _release_prefetched(self) -> None:
+        """Unstarted messages become visible at once for another consumer (graceful stop)."""
+        for slot in self._slots.values():
+            if not slot.batch:
+                continue
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": 0}
+                for i, m in enumerate(slot.batch)
+            ]
+            try:
+                self._sqs.change_message_visibility_batch(
+                    QueueUrl=self._queue_url(slot.queue), Entries=entries
+                )
+            except (BotoCoreError, ClientError) as exc:
+                log.warning("could not release prefetched messages: %s", exc)
+            slot.batch = []
+
+
+def wait_for_queues(sqs: Any, queue_url: Any, queues: Sequence[str], stop: threading.Event) -> bool:
+    """Block until the queues exist (the emulator and provisioning may still be starting)."""
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            for queue in queues:
+                queue_url(queue)
+            return True
+        except (BotoCoreError, ClientError) as exc:
+            log.info("waiting for queues: %s", exc)
+            stop.wait(delay)
+            delay = min(delay * 2, 5.0)
+    return False
+
+
+__all__ = ["Consumer", "LaneScheduler", "wait_for_queues"]
