@@ -1,0 +1,418 @@
+"""Notification records and their state machine, in the event's partition.
+
+    QUEUED ──claim──▶ SENDING ──▶ SENT ──receipt──▶ DELIVERED | UNDELIVERED | BOUNCED
+      ▲                  │  └───▶ FAILED (permanent error or last attempt)
+      │                  └──────▶ RETRYING ──claim──▶ SENDING ...
+      └── redrive (FAILED → QUEUED)
+    SKIPPED (opted out, quiet hours, no contact): created settled, never queued
+
+Every transition is one conditional UpdateItem naming the statuses it may start from; a
+transition that finds another status changes nothing and says so (returns None/False).
+A claim also takes a lease: a SENDING record whose lease has run out (its worker died) may
+be claimed again, one whose lease holds may not, so a redelivered message cannot send twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from core import dynamo
+from core.masking import mask_address
+from core.models import EventStatus, NotificationMessage, NotificationStatus, iso, utcnow
+
+TRANSACT_MAX = 100  # items per TransactWriteItems
+HISTORY_DETAIL_MAX = 500
+CLAIMABLE = (NotificationStatus.QUEUED, NotificationStatus.RETRYING)
+SETTLED = (NotificationStatus.SENT, NotificationStatus.FAILED, NotificationStatus.SKIPPED)
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    """A notification the router decided on: queued with its message, or skipped."""
+
+    message: NotificationMessage
+    status: NotificationStatus = NotificationStatus.QUEUED
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A successful claim: the attempt number this send is."""
+
+    attempt: int
+
+
+def _key(event_id: str, channel: str, recipient_id: str) -> dict[str, Any]:
+    return {
+        dynamo.PK: {"S": dynamo.event_pk(event_id)},
+        dynamo.SK: {"S": dynamo.notification_sk(channel, recipient_id)},
+    }
+
+
+def _key_of(message: NotificationMessage) -> dict[str, Any]:
+    return _key(message.event_id, message.channel, message.recipient_id)
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _history_entry(status: str, detail: str | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"status": {"S": status}, "at": {"S": iso(utcnow())}}
+    if detail:
+        entry["detail"] = {"S": detail[:HISTORY_DETAIL_MAX]}
+    return {"M": entry}
+
+
+class NotificationStore:
+    def __init__(self, dynamodb: Any, table: str, retention_days: int = 30) -> None:
+        self._db = dynamodb
+        self._table = table
+        self._retention_days = retention_days
+
+    # --- creation (router) ---------------------------------------------------------------
+
+    def _item(self, new: NewNotification) -> dict[str, Any]:
+        m = new.message
+        now = iso(utcnow())
+        values = {
+            dynamo.PK: dynamo.event_pk(m.event_id),
+            dynamo.SK: dynamo.notification_sk(m.channel, m.recipient_id),
+            "notification_id": m.notification_id,
+            "event_id": m.event_id,
+            "channel": m.channel,
+            "recipient_id": m.recipient_id,
+            "recipient_masked": ", ".join(mask_address(a) for a in m.addresses) or None,
+            "priority": m.priority.value,
+            "status": new.status.value,
+            "attempts": 0,
+            "last_error": new.reason,
+            "created_at": now,
+            "updated_at": now,
+            dynamo.TTL_ATTRIBUTE: int(time.time()) + self._retention_days * 86400,
+        }
+        item = dynamo.to_item(values)
+        item["history"] = {"L": [_history_entry(new.status.value, new.reason)]}
+        return item
+
+    def create(self, notifications: Sequence[NewNotification]) -> list[NewNotification]:
+        """Create records that do not exist yet; returns those created now.
+
+        One TransactWriteItems per 100 records; when any already exists (a redelivered
+        router message) the transaction is cancelled and that chunk falls back to one
+        conditional put per record, so nothing is created twice.
+        """
+        created: list[NewNotification] = []
+        for start in range(0, len(notifications), TRANSACT_MAX):
+            chunk = list(notifications[start : start + TRANSACT_MAX])
+            if self._create_all(chunk):
+                created.extend(chunk)
+            else:
+                created.extend(n for n in chunk if self._create_one(n))
+        return created
+
+    def _create_all(self, chunk: list[NewNotification]) -> bool:
+        if len(chunk) == 1:
+            return self._create_one(chunk[0])
+        try:
+            self._db.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": self._item(n),
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                        }
+                    }
+                    for n in chunk
+                ]
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                return False
+            raise
+        return True
+
+    def _create_one(self, new: NewNotification) -> bool:
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=self._item(new),
+                ConditionExpression="attribute_not_exists(PK)",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def statuses(self, messages: Sequence[NotificationMessage]) -> dict[str, str]:
+        """Current status per notification id (BatchGetItem, 100 keys a call)."""
+        out: dict[str, str] = {}
+        keys = [_key_of(m) for m in messages]
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": keys[start : start + 100],
+                    "ProjectionExpression": "notification_id, #s",
+                    "ExpressionAttributeNames": {"#s": "status"},
+                }
+            }
+            while request:
+                resp = self._db.batch_get_item(RequestItems=request)
+                for item in resp.get("Responses", {}).get(self._table, []):
+                    out[item["notification_id"]["S"]] = item["status"]["S"]
+                request = resp.get("UnprocessedKeys") or {}
+        return out
+
+    # --- transitions (workers) -----------------------------------------------------------
+
+    def _update(
+        self,
+        message: NotificationMessage,
+        *,
+        sets: dict[str, Any],
+        allowed: Sequence[str],
+        history: tuple[str, str | None],
+        extra_condition: str = "",
+        extra_values: dict[str, Any] | None = None,
+        add_attempt: bool = False,
+    ) -> dict[str, Any] | None:
+        """One conditional transition; the new item, or None when the status forbade it."""
+        names = {"#s": "status"}
+        values: dict[str, Any] = {
+            ":now": {"S": iso(utcnow())},
+            ":h": {"L": [_history_entry(*history)]},
+        }
+        clauses = ["updated_at = :now", "history = list_append(history, :h)"]
+        for i, (attr, value) in enumerate(sets.items()):
+            names[f"#a{i}"] = attr
+            values[f":a{i}"] = dynamo.to_value(value)
+            clauses.append(f"#a{i} = :a{i}")
+        allowed_names = []
+        for i, status in enumerate(allowed):
+            values[f":from{i}"] = {"S": status}
+            allowed_names.append(f":from{i}")
+        condition = f"#s IN ({', '.join(allowed_names)})"
+        if extra_condition:
+            condition = f"({condition}) OR ({extra_condition})"
+            values.update(extra_values or {})
+        update = "SET " + ", ".join(clauses)
+        if add_attempt:
+            update += " ADD attempts :one"
+            values[":one"] = {"N": "1"}
+        try:
+            resp = self._db.update_item(
+                TableName=self._table,
+                Key=_key_of(message),
+                UpdateExpression=update,
+                ConditionExpression=f"attribute_exists(PK) AND ({condition})",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise
+        return dynamo.from_item(resp["Attributes"])
+
+    def claim(self, message: NotificationMessage, lease_seconds: float) -> Claim | None:
+        """QUEUED|RETRYING (or SENDING with a lapsed lease) → SENDING; None if not ours."""
+        now = time.time()
+        item = self._update(
+            message,
+            sets={
+                "status": NotificationStatus.SENDING.value,
+                "lease_until": int(now + lease_seconds),
+            },
+            allowed=[s.value for s in CLAIMABLE],
+            history=(NotificationStatus.SENDING.value, None),
+            extra_condition="#s = :sending AND lease_until < :now_epoch",
+            extra_values={
+                ":sending": {"S": NotificationStatus.SENDING.value},
+                ":now_epoch": {"N": str(int(now))},
+            },
+            add_attempt=True,
+        )
+        return None if item is None else Claim(attempt=int(item.get("attempts", 1)))
+
+    def status_of(self, message: NotificationMessage) -> str | None:
+        resp = self._db.get_item(
+            TableName=self._table,
+            Key=_key_of(message),
+            ProjectionExpression="#s",
+            ExpressionAttributeNames={"#s": "status"},
+            ConsistentRead=True,
+        )
+        item = resp.get("Item")
+        return None if item is None else str(item["status"]["S"])
+
+    def mark_sent(
+        self, message: NotificationMessage, provider: str, provider_message_id: str | None
+    ) -> bool:
+        item = self._update(
+            message,
+            sets={
+                "status": NotificationStatus.SENT.value,
+                "provider": provider,
+                "provider_message_id": provider_message_id or "",
+                "lease_until": 0,
+            },
+            allowed=[NotificationStatus.SENDING.value],
+            history=(NotificationStatus.SENT.value, provider_message_id),
+        )
+        return item is not None
+
+    def mark_retrying(self, message: NotificationMessage, error: str, delay: int) -> bool:
+        item = self._update(
+            message,
+            sets={
+                "status": NotificationStatus.RETRYING.value,
+                "last_error": error,
+                "lease_until": 0,
+            },
+            allowed=[NotificationStatus.SENDING.value],
+            history=(NotificationStatus.RETRYING.value, f"{error} (next try in {delay}s)"),
+        )
+        return item is not None
+
+    def mark_failed(self, message: NotificationMessage, error: str) -> bool:
+        item = self._update(
+            message,
+            sets={"status": NotificationStatus.FAILED.value, "last_error": error, "lease_until": 0},
+            allowed=[NotificationStatus.SENDING.value, *[s.value for s in CLAIMABLE]],
+            history=(NotificationStatus.FAILED.value, error),
+        )
+        return item is not None
+
+    def requeue(self, message: NotificationMessage, detail: str) -> bool:
+        """A redriven notification goes back to QUEUED with its history kept."""
+        item = self._update(
+            message,
+            sets={"status": NotificationStatus.QUEUED.value, "attempts": 0},
+            allowed=[NotificationStatus.FAILED.value, NotificationStatus.RETRYING.value],
+            history=(NotificationStatus.QUEUED.value, detail),
+        )
+        return item is not None
+
+    def record_receipt(
+        self,
+        event_id: str,
+        channel: str,
+        recipient_id: str,
+        status: NotificationStatus,
+        detail: str | None,
+    ) -> bool:
+        """A provider's delivery receipt: SENT (or an earlier receipt) → DELIVERED etc."""
+        names = {"#s": "status"}
+        values = {
+            ":new": {"S": status.value},
+            ":now": {"S": iso(utcnow())},
+            ":h": {"L": [_history_entry(status.value, detail)]},
+            ":sent": {"S": NotificationStatus.SENT.value},
+            ":delivered": {"S": NotificationStatus.DELIVERED.value},
+        }
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_key(event_id, channel, recipient_id),
+                UpdateExpression="SET #s = :new, updated_at = :now, "
+                "history = list_append(history, :h)",
+                ConditionExpression="attribute_exists(PK) AND #s IN (:sent, :delivered)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    # --- the event's tally ---------------------------------------------------------------
+
+    def add_to_event(
+        self,
+        event_id: str,
+        *,
+        total: int = 0,
+        sent: int = 0,
+        failed: int = 0,
+        skipped: int = 0,
+        fanout_complete: bool = False,
+    ) -> EventStatus | None:
+        """Count settled notifications on the event and settle the event when the last one
+        lands; returns the event's final status if this call settled it."""
+        adds = {"total": total, "sent": sent, "failed": failed, "skipped": skipped}
+        names = {f"#{k}": k for k in adds if adds[k]}
+        values: dict[str, Any] = {f":{k}": {"N": str(v)} for k, v in adds.items() if v}
+        parts = [f"counts.#{k} :{k}" for k in adds if adds[k]]
+        update = ("ADD " + ", ".join(parts)) if parts else ""
+        sets = ["updated_at = :now"]
+        values[":now"] = {"S": iso(utcnow())}
+        if fanout_complete:
+            sets.append("fanout_complete = :true")
+            values[":true"] = {"BOOL": True}
+        update = f"SET {', '.join(sets)} {update}".strip()
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {dynamo.PK: {"S": dynamo.event_pk(event_id)}, dynamo.SK: {"S": dynamo.EVENT_SK}},
+            "UpdateExpression": update,
+            "ConditionExpression": "attribute_exists(PK)",
+            "ExpressionAttributeValues": values,
+            "ReturnValues": "ALL_NEW",
+        }
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        resp = self._db.update_item(**kwargs)
+        event = dynamo.from_item(resp["Attributes"])
+        return self._settle_event(event)
+
+    def _settle_event(self, event: dict[str, Any]) -> EventStatus | None:
+        counts = event.get("counts", {})
+        total = int(counts.get("total", 0))
+        done = (
+            int(counts.get("sent", 0))
+            + int(counts.get("failed", 0))
+            + int(counts.get("skipped", 0))
+        )
+        if (
+            not event.get("fanout_complete")
+            or done < total
+            or event.get("status") != EventStatus.PROCESSING
+        ):
+            return None
+        final = EventStatus.FAILED if int(counts.get("failed", 0)) else EventStatus.SUCCESS
+        reason = (
+            f"{counts.get('failed', 0)} of {total} notifications failed"
+            if final is EventStatus.FAILED
+            else None
+        )
+        values: dict[str, Any] = {
+            ":final": {"S": final.value},
+            ":processing": {"S": EventStatus.PROCESSING.value},
+            ":now": {"S": iso(utcnow())},
+        }
+        update = "SET #s = :final, updated_at = :now"
+        if reason:
+            update += ", reason = :reason"
+            values[":reason"] = {"S": reason}
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={dynamo.PK: {"S": event[dynamo.PK]}, dynamo.SK: {"S": dynamo.EVENT_SK}},
+                UpdateExpression=update,
+                ConditionExpression="#s = :processing",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise
+        return final
