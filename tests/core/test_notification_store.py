@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from core.catalogue import Category, Priority
 from core.event_store import EventStore
 from core.models import Event, EventStatus, NotificationMessage, NotificationStatus, iso, utcnow
 from core.notification_store import NewNotification, NotificationStore
@@ -21,8 +22,8 @@ def processing_event(events: EventStore) -> str:
     event = Event(
         event_id=str(uuid.uuid4()),
         type="follow",
-        category="activity",
-        priority="normal",
+        category=Category.activity,
+        priority=Priority.normal,
         user_id="u-1",
         data={"actor": "A"},
         created_at=iso(utcnow()),
@@ -37,8 +38,8 @@ def message(event_id: str, recipient: str = "u-1", channel: str = "sms") -> Noti
         notification_id=f"{event_id}:{channel}:{recipient}",
         event_id=event_id,
         event_type="follow",
-        category="activity",
-        priority="normal",
+        category=Category.activity,
+        priority=Priority.normal,
         channel=channel,
         recipient_id=recipient,
         addresses=["+14155550123"],
