@@ -1,0 +1,88 @@
+"""A channel worker: drains `<channel>-critical` before `<channel>-normal` and delivers.
+
+    python -m listeners.worker --channel sms|whatsapp|email|push|chat
+
+supervisord runs `numprocs` of these per channel. SIGTERM stops receiving, lets the sends
+in flight finish and releases prefetched messages at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from core.aws import AwsClients
+from core.catalogue import CHANNELS
+from core.logs import configure_logging
+from core.notification_store import NotificationStore
+from core.settings import Settings
+from listeners.consumer import Consumer, wait_for_queues
+from listeners.delivery import DeliveryHandler, RetryPolicy
+from listeners.heartbeat import Heartbeat
+from listeners.rate_limit import TokenBucket
+from notifiers.registry import build_notifiers
+
+log = logging.getLogger("herald.worker")
+
+
+def build_worker(
+    settings: Settings, clients: AwsClients, channel: str
+) -> tuple[Consumer, DeliveryHandler, Heartbeat]:
+    names = clients.names
+    heartbeat = Heartbeat(clients.sqs, clients.queue_url, settings.visibility_timeout_seconds)
+    handler = DeliveryHandler(
+        notifier=build_notifiers(settings, clients)[channel],
+        store=NotificationStore(clients.dynamodb, names.table, settings.event_retention_days),
+        policy=RetryPolicy(
+            settings.retry_base_seconds, settings.retry_cap_seconds, settings.max_attempts
+        ),
+        lease_seconds=settings.visibility_timeout_seconds,
+        rate_limit=TokenBucket(settings.provider_rate_per_second),
+        heartbeat=heartbeat,
+        concurrency=settings.send_concurrency,
+    )
+    consumer = Consumer(
+        sqs=clients.sqs,
+        queue_url=clients.queue_url,
+        critical_queue=names.channel_queue(channel, "critical"),
+        normal_queue=names.channel_queue(channel, "normal"),
+        handler=handler,
+        normal_share=settings.normal_share,
+        wait_time_seconds=settings.wait_time_seconds,
+        retry_base=settings.retry_base_seconds,
+        retry_cap=settings.retry_cap_seconds,
+    )
+    return consumer, handler, heartbeat
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Deliver one channel's notifications.")
+    parser.add_argument("--channel", required=True, choices=CHANNELS)
+    args = parser.parse_args(argv)
+    configure_logging(f"worker-{args.channel}")
+    settings = Settings()
+    clients = AwsClients(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    names = clients.names
+    queues = [names.channel_queue(args.channel, lane) for lane in ("critical", "normal")]
+    if not wait_for_queues(clients.sqs, clients.queue_url, queues, stop):
+        return 0
+    consumer, handler, heartbeat = build_worker(settings, clients, args.channel)
+    heartbeat.start()
+    log.info("worker for %s started", args.channel)
+    try:
+        consumer.run(stop)
+    finally:
+        handler.close()
+        heartbeat.stop()
+    log.info("worker for %s stopped", args.channel)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

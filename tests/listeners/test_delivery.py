@@ -1,0 +1,270 @@
+"""The worker's delivery logic against real queues and DynamoDB on the emulator.
+
+The notifier here is a scripted implementation of the Notifier protocol: these tests are
+about claims, retries, the DLQ and the event tally. The real SDK notifiers are exercised in
+tests/notifiers and end to end in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from core.catalogue import Category, Priority
+from core.errors import PermanentError, RetryableError
+from core.event_store import EventStore
+from core.models import (
+    DeliveryResult,
+    Event,
+    EventRecord,
+    EventStatus,
+    NotificationMessage,
+    iso,
+    utcnow,
+)
+from core.notification_store import NewNotification, NotificationStore
+from listeners.batch import BatchSettler
+from listeners.delivery import DeliveryHandler, RetryPolicy
+from listeners.messages import Ack, DeadLetter, QueueMessage, Retry
+from listeners.rate_limit import TokenBucket
+from tests.conftest import Stack
+from tests.support import wait_until
+
+QUEUE = "herald-test-sms-normal"
+
+
+class ScriptedNotifier:
+    """Answers each send with the next scripted outcome (an exception is raised)."""
+
+    channel = "sms"
+
+    def __init__(self, *outcomes: DeliveryResult | Exception) -> None:
+        self.outcomes = list(outcomes)
+        self.sent: list[str] = []
+        self.lock = threading.Lock()
+
+    def send(self, notification: NotificationMessage) -> DeliveryResult:
+        with self.lock:
+            self.sent.append(notification.notification_id)
+            outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+OK = DeliveryResult(provider="twilio", provider_message_id="SM123")
+
+
+@pytest.fixture
+def stores(stack: Stack) -> tuple[EventStore, NotificationStore]:
+    table = stack.clients.names.table
+    return EventStore(stack.clients.dynamodb, table), NotificationStore(
+        stack.clients.dynamodb, table
+    )
+
+
+def queue_notification(
+    stack: Stack, stores: tuple[EventStore, NotificationStore]
+) -> NotificationMessage:
+    events, notifications = stores
+    event = Event(
+        event_id=str(uuid.uuid4()),
+        type="follow",
+        category=Category.activity,
+        priority=Priority.normal,
+        user_id="u-1",
+        data={"actor": "A"},
+        created_at=iso(utcnow()),
+    )
+    events.put_new(events.new_record(event))
+    events.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
+    message = NotificationMessage(
+        notification_id=f"{event.event_id}:sms:u-1",
+        event_id=event.event_id,
+        event_type="follow",
+        category=Category.activity,
+        priority=Priority.normal,
+        channel="sms",
+        recipient_id="u-1",
+        addresses=["+14155550123"],
+        content={"text": "A followed you"},
+        created_at=iso(utcnow()),
+    )
+    notifications.create([NewNotification(message)])
+    notifications.add_to_event(event.event_id, total=1, fanout_complete=True)
+    stack.clients.sqs.send_message(
+        QueueUrl=stack.clients.queue_url(QUEUE), MessageBody=message.model_dump_json()
+    )
+    return message
+
+
+@pytest.fixture
+def make_handler(stores: tuple[EventStore, NotificationStore]) -> Iterator[object]:
+    handlers: list[DeliveryHandler] = []
+
+    def build(notifier: ScriptedNotifier, max_attempts: int = 3) -> DeliveryHandler:
+        handler = DeliveryHandler(
+            notifier=notifier,
+            store=stores[1],
+            policy=RetryPolicy(base=0.01, cap=0.01, max_attempts=max_attempts),
+            lease_seconds=30,
+        )
+        handlers.append(handler)
+        return handler
+
+    yield build
+    for handler in handlers:
+        handler.close()
+
+
+def receive(stack: Stack) -> list[QueueMessage]:
+    """What the queue holds, waiting out a retry's backoff (whole seconds in SQS)."""
+    batch: list[QueueMessage] = []
+
+    def got_some() -> bool:
+        batch.extend(QueueMessage.from_sqs(QUEUE, r) for r in stack.receive_all(QUEUE))
+        return bool(batch)
+
+    wait_until(got_some, timeout=5, interval=0.2)
+    return batch
+
+
+def deliver_round(stack: Stack, handler: DeliveryHandler) -> list[object]:
+    """One receive → deliver → settle round, as the consumer runs it."""
+    batch = receive(stack)
+    results = handler(batch)
+    BatchSettler(stack.clients.sqs, stack.clients.queue_url).settle(batch, results)
+    return list(results)
+
+
+def event_of(
+    stores: tuple[EventStore, NotificationStore], message: NotificationMessage
+) -> tuple[EventRecord, dict[str, Any]]:
+    found = stores[0].get(message.event_id)
+    assert found is not None
+    record, items = found
+    return record, items[0]
+
+
+def test_sent_notification_settles_the_event_and_leaves_the_queue(
+    stack, stores, make_handler
+) -> None:
+    message = queue_notification(stack, stores)
+    notifier = ScriptedNotifier(OK)
+    assert deliver_round(stack, make_handler(notifier)) == [Ack()]
+    record, item = event_of(stores, message)
+    assert (
+        item["status"] == "SENT"
+        and item["provider_message_id"] == "SM123"
+        and item["attempts"] == 1
+    )
+    assert record.status == EventStatus.SUCCESS
+    assert notifier.sent == [message.notification_id]
+    assert stack.receive_all(QUEUE) == []
+
+
+def test_retryable_error_then_success_sends_twice_and_ends_sent(
+    stack, stores, make_handler
+) -> None:
+    message = queue_notification(stack, stores)
+    notifier = ScriptedNotifier(RetryableError("500 from provider", code="http:500"), OK)
+    handler = make_handler(notifier)
+    first = deliver_round(stack, handler)
+    assert isinstance(first[0], Retry)
+    assert event_of(stores, message)[1]["status"] == "RETRYING"
+    assert deliver_round(stack, handler) == [Ack()]  # the backoff (≤1 s) has passed
+    _, item = event_of(stores, message)
+    assert [h["status"] for h in item["history"]] == [
+        "QUEUED",
+        "SENDING",
+        "RETRYING",
+        "SENDING",
+        "SENT",
+    ]
+    assert len(notifier.sent) == 2
+
+
+def test_permanent_error_fails_at_once_and_goes_to_the_dlq(stack, stores, make_handler) -> None:
+    message = queue_notification(stack, stores)
+    notifier = ScriptedNotifier(
+        PermanentError("invalid number", code="twilio:21211", address_invalid=True)
+    )
+    assert deliver_round(stack, make_handler(notifier)) == [
+        DeadLetter("twilio:21211: invalid number")
+    ]
+    record, item = event_of(stores, message)
+    assert item["status"] == "FAILED" and item["last_error"] == "twilio:21211: invalid number"
+    assert record.status == EventStatus.FAILED
+    dead = stack.receive_all(f"{QUEUE}-dlq")
+    assert (
+        len(dead) == 1
+        and dead[0]["MessageAttributes"]["error"]["StringValue"] == "twilio:21211: invalid number"
+    )
+    assert len(notifier.sent) == 1
+
+
+def test_gives_up_after_max_attempts(stack, stores, make_handler) -> None:
+    message = queue_notification(stack, stores)
+    notifier = ScriptedNotifier(RetryableError("timeout"))
+    handler = make_handler(notifier, max_attempts=2)
+    assert isinstance(deliver_round(stack, handler)[0], Retry)
+    result = deliver_round(stack, handler)
+    assert result == [DeadLetter("gave up after 2 attempts: timeout")]
+    assert event_of(stores, message)[1]["status"] == "FAILED"
+    assert len(stack.receive_all(f"{QUEUE}-dlq")) == 1
+
+
+def test_retry_after_from_the_provider_sets_the_backoff(stack, stores, make_handler) -> None:
+    queue_notification(stack, stores)
+    handler = make_handler(ScriptedNotifier(RetryableError("429", retry_after=30)))
+    batch = receive(stack)
+    result = handler(batch)[0]
+    assert isinstance(result, Retry) and result.delay >= 30
+
+
+def test_redelivered_message_of_a_sent_notification_sends_nothing(
+    stack, stores, make_handler
+) -> None:
+    message = queue_notification(stack, stores)
+    notifier = ScriptedNotifier(OK)
+    handler = make_handler(notifier)
+    batch = receive(stack)
+    assert handler(batch) == [Ack()]
+    assert handler(batch) == [Ack()]  # same message again, as after a lost delete
+    assert notifier.sent == [message.notification_id]
+
+
+def test_duplicate_messages_in_one_batch_send_once(stack, stores, make_handler) -> None:
+    message = queue_notification(stack, stores)
+    stack.clients.sqs.send_message(
+        QueueUrl=stack.clients.queue_url(QUEUE), MessageBody=message.model_dump_json()
+    )
+    notifier = ScriptedNotifier(OK)
+    results = deliver_round(stack, make_handler(notifier))
+    assert len(results) == 2
+    assert notifier.sent == [message.notification_id]
+
+
+def test_undecodable_message_is_dead_lettered(stack, stores, make_handler) -> None:
+    stack.clients.sqs.send_message(QueueUrl=stack.clients.queue_url(QUEUE), MessageBody="{not json")
+    result = deliver_round(stack, make_handler(ScriptedNotifier(OK)))
+    assert isinstance(result[0], DeadLetter)
+    assert len(stack.receive_all(f"{QUEUE}-dlq")) == 1
+
+
+def test_token_bucket_spaces_sends_to_the_rate() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    bucket = TokenBucket(rate=10, burst=2, clock=lambda: now[0], sleep=sleep)
+    waits = [bucket.acquire() for _ in range(4)]
+    assert waits[:2] == [0.0, 0.0]
+    assert waits[2] == pytest.approx(0.1) and waits[3] == pytest.approx(0.1)
