@@ -7,56 +7,22 @@ tests/notifiers and end to end in tests/e2e.
 
 from __future__ import annotations
 
-import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from core.catalogue import Category, Priority
 from core.errors import PermanentError, RetryableError
 from core.event_store import EventStore
-from core.models import (
-    DeliveryResult,
-    Event,
-    EventRecord,
-    EventStatus,
-    NotificationMessage,
-    iso,
-    utcnow,
-)
-from core.notification_store import NewNotification, NotificationStore
+from core.models import EventRecord, EventStatus, NotificationMessage
+from core.notification_store import NotificationStore
 from listeners.batch import BatchSettler
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import Ack, DeadLetter, QueueMessage, Retry
 from listeners.rate_limit import TokenBucket
 from tests.conftest import Stack
+from tests.factories import OK, QUEUE, ScriptedNotifier, queue_notification
 from tests.support import wait_until
-
-QUEUE = "herald-test-sms-normal"
-
-
-class ScriptedNotifier:
-    """Answers each send with the next scripted outcome (an exception is raised)."""
-
-    channel = "sms"
-
-    def __init__(self, *outcomes: DeliveryResult | Exception) -> None:
-        self.outcomes = list(outcomes)
-        self.sent: list[str] = []
-        self.lock = threading.Lock()
-
-    def send(self, notification: NotificationMessage) -> DeliveryResult:
-        with self.lock:
-            self.sent.append(notification.notification_id)
-            outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-
-OK = DeliveryResult(provider="twilio", provider_message_id="SM123")
 
 
 @pytest.fixture
@@ -65,41 +31,6 @@ def stores(stack: Stack) -> tuple[EventStore, NotificationStore]:
     return EventStore(stack.clients.dynamodb, table), NotificationStore(
         stack.clients.dynamodb, table
     )
-
-
-def queue_notification(
-    stack: Stack, stores: tuple[EventStore, NotificationStore]
-) -> NotificationMessage:
-    events, notifications = stores
-    event = Event(
-        event_id=str(uuid.uuid4()),
-        type="follow",
-        category=Category.activity,
-        priority=Priority.normal,
-        user_id="u-1",
-        data={"actor": "A"},
-        created_at=iso(utcnow()),
-    )
-    events.put_new(events.new_record(event))
-    events.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
-    message = NotificationMessage(
-        notification_id=f"{event.event_id}:sms:u-1",
-        event_id=event.event_id,
-        event_type="follow",
-        category=Category.activity,
-        priority=Priority.normal,
-        channel="sms",
-        recipient_id="u-1",
-        addresses=["+14155550123"],
-        content={"text": "A followed you"},
-        created_at=iso(utcnow()),
-    )
-    notifications.create([NewNotification(message)])
-    notifications.add_to_event(event.event_id, total=1, fanout_complete=True)
-    stack.clients.sqs.send_message(
-        QueueUrl=stack.clients.queue_url(QUEUE), MessageBody=message.model_dump_json()
-    )
-    return message
 
 
 @pytest.fixture

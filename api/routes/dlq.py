@@ -1,0 +1,101 @@
+"""Dead-letter queues: depth, peek and redrive. (An admin surface.)"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import ServicesDep
+from api.schemas import Problem
+from core.dead_letters import DeadLetters, UnknownQueue
+from core.notification_store import NotificationStore
+
+router = APIRouter(prefix="/dlq", tags=["dead letters"])
+
+
+def get_dead_letters(services: ServicesDep) -> DeadLetters:
+    clients = services.clients
+    notifications = NotificationStore(
+        clients.dynamodb, clients.names.table, services.settings.event_retention_days
+    )
+    return DeadLetters(clients, services.events, notifications)
+
+
+DeadLettersDep = Annotated[DeadLetters, Depends(get_dead_letters)]
+
+
+class DlqDepth(BaseModel):
+    queue: str = Field(description="The work queue, without the resource prefix.")
+    dlq: str
+    depth: int
+    in_flight: int
+
+
+class DeadMessage(BaseModel):
+    message_id: str
+    error: str | None = None
+    source_queue: str | None = None
+    receive_count: str | None = None
+    sent_at: str | None = None
+    body: Any = Field(description="The message; notification addresses are masked.")
+
+
+class RedriveRequest(BaseModel):
+    message_ids: list[str] | None = Field(
+        default=None, description="Only these messages; all of them when omitted."
+    )
+
+
+class RedriveResult(BaseModel):
+    redriven: list[str]
+    notifications_requeued: int
+    not_found: list[str]
+
+
+def _known(dead_letters: DeadLetters, queue: str) -> None:
+    try:
+        dead_letters.queue_name(queue)
+    except UnknownQueue as exc:
+        raise HTTPException(404, f"queue: {exc}") from None
+
+
+@router.get("", response_model=list[DlqDepth], summary="Depth of every dead-letter queue")
+async def list_dlqs(dead_letters: DeadLettersDep) -> list[dict[str, Any]]:
+    return await run_in_threadpool(dead_letters.depths)
+
+
+@router.get(
+    "/{queue}/messages",
+    response_model=list[DeadMessage],
+    responses={404: {"model": Problem}},
+    summary="Peek at dead letters without consuming them",
+)
+async def peek(
+    queue: str, dead_letters: DeadLettersDep, limit: Annotated[int, Query(ge=1, le=100)] = 10
+) -> list[dict[str, Any]]:
+    _known(dead_letters, queue)
+    return await run_in_threadpool(dead_letters.peek, queue, limit)
+
+
+@router.post(
+    "/{queue}/redrive",
+    response_model=RedriveResult,
+    responses={404: {"model": Problem}},
+    summary="Send dead letters back to their queue; notifications return to QUEUED",
+)
+async def redrive(
+    queue: str,
+    dead_letters: DeadLettersDep,
+    body: Annotated[RedriveRequest | None, Body()] = None,
+) -> RedriveResult:
+    _known(dead_letters, queue)
+    ids = set(body.message_ids) if body and body.message_ids is not None else None
+    report = await run_in_threadpool(dead_letters.redrive, queue, ids)
+    return RedriveResult(
+        redriven=report.redriven,
+        notifications_requeued=report.notifications_requeued,
+        not_found=report.not_found,
+    )
