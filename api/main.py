@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.guards import RequestGuard
-from api.routes import dlq, events, health
+from api.routes import dlq, events, health, webhooks
 from api.services import Services
 from core.aws import AwsClients
 from core.logs import configure_logging
@@ -43,4 +43,5 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(dlq.router)
+    app.include_router(webhooks.router)
     return app

@@ -132,3 +132,11 @@ class DeliveryResult(BaseModel):
 
     provider: str
     provider_message_id: str | None = None
+
+
+def parse_notification_id(value: str) -> tuple[str, str, str] | None:
+    """(event_id, channel, recipient_id), or None for a value Herald did not issue."""
+    parts = value.split(":")
+    if len(parts) != 3 or not all(parts):
+        return None
+    return parts[0], parts[1], parts[2]
