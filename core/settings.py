@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     twilio_base_url: str | None = Field(
         default=None, description="Twilio API base URL; unset means api.twilio.com."
     )
+    twilio_status_callback_url: str | None = Field(
+        default=None,
+        description="Public URL Twilio posts delivery receipts to; each message's callback "
+        "carries `?notification_id=`.",
+    )
     sendgrid_api_key: str = Field(default="SG.sandbox", repr=False)
     sendgrid_host: str | None = Field(
         default=None, description="SendGrid API host; unset means api.sendgrid.com."
@@ -94,6 +99,11 @@ class Settings(BaseSettings):
     email_reply_to: str | None = None
     slack_webhook_url: str | None = None
     teams_webhook_url: str | None = None
+    chat_webhook_base_url: str | None = Field(
+        default=None,
+        description="Post chat webhooks to `{this}/{slack|teams}/{host}{path}` instead of "
+        "their own origin (a proxy or the sandbox); unset means the webhook URL itself.",
+    )
     provider_timeout_seconds: float = Field(default=10.0, gt=0)
     provider_rate_per_second: float = Field(
         default=100.0, gt=0, description="Token-bucket rate per provider per worker process."

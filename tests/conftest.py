@@ -106,3 +106,20 @@ def stack(moto_endpoint: str, settings: Settings) -> Stack:
     clients = AwsClients(settings)
     provision(settings, clients)
     return Stack(settings, clients)
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[Any]:
+    """The provider sandbox (`localstack.sandbox.Sandbox`: fake Twilio, SendGrid and chat
+    webhooks) in a thread on a free loopback port."""
+    from localstack.sandbox import Sandbox
+
+    with Sandbox() as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(sandbox_server: Any) -> Any:
+    """The session's sandbox with no recorded requests and no faults."""
+    sandbox_server.reset()
+    return sandbox_server

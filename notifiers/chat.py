@@ -1,0 +1,158 @@
+"""Chat alerts through Slack and Microsoft Teams incoming webhooks, with httpx.
+
+The address is the webhook URL itself (it is the credential). Webhooks have no metadata
+field, so the notification id travels in the `X-Herald-Notification-Id` header, which both
+products ignore and the sandbox records.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from core.errors import DeliveryError, PermanentError, RetryableError
+from core.models import DeliveryResult, NotificationMessage
+from notifiers.base import NOTIFICATION_ID_HEADER, retry_after_seconds, status_error
+
+FORMATS = ("slack", "teams")
+
+#: One colour per severity, shared by both products (Slack attachment `color`, Teams
+#: `themeColor`), so an on-call reader learns one code.
+SEVERITY_COLOURS = {
+    "critical": "D32F2F",
+    "high": "F57C00",
+    "normal": "1976D2",
+    "low": "9E9E9E",
+}
+
+#: Statuses that mean the webhook itself is gone (removed, channel archived): disable it.
+GONE_STATUSES = frozenset({404, 410})
+
+# Legacy Teams connectors answer 200 with this text when Teams itself refused the card.
+_TEAMS_ERROR = re.compile(r"HTTP error (\d{3})")
+
+
+def slack_payload(title: str, text: str, severity: str) -> dict[str, Any]:
+    """`text` is the notification fallback; the attachment carries the colour bar."""
+    colour = SEVERITY_COLOURS.get(severity, SEVERITY_COLOURS["normal"])
+    return {
+        "text": f"[{severity.upper()}] {title}",
+        "attachments": [
+            {
+                "color": f"#{colour}",
+                "fallback": f"[{severity.upper()}] {title}: {text}",
+                "blocks": [
+                    {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*\n{text}"}},
+                    {
+                        "type": "context",
+                        "elements": [{"type": "mrkdwn", "text": f"severity: *{severity}*"}],
+                    },
+                ],
+            }
+        ],
+    }
+
+
+def teams_payload(title: str, text: str, severity: str) -> dict[str, Any]:
+    """An Office 365 connector MessageCard: the format with a `themeColor` stripe."""
+    return {
+        "@type": "MessageCard",
+        "@context": "https://schema.org/extensions",
+        "themeColor": SEVERITY_COLOURS.get(severity, SEVERITY_COLOURS["normal"]),
+        "summary": title,
+        "title": title,
+        "text": text,
+        "sections": [{"facts": [{"name": "Severity", "value": severity}]}],
+    }
+
+
+def chat_format(notification: NotificationMessage) -> str:
+    fmt = notification.content.get("format", "").lower()
+    if not fmt:
+        host = urlsplit(notification.addresses[0]).netloc
+        fmt = "slack" if "slack" in host else "teams" if "office" in host else ""
+    if fmt not in FORMATS:
+        raise PermanentError(f"unknown chat format {fmt!r}", code="chat:format")
+    return fmt
+
+
+class ChatNotifier:
+    """Posts one message to the webhook in `addresses[0]`, in the format the content names.
+
+    `redirect_base_url` (the sandbox) replaces the webhook's origin: a Slack URL
+    `https://hooks.slack.com/services/T/B/X` is posted to
+    `{redirect_base_url}/slack/hooks.slack.com/services/T/B/X`; URLs already under the
+    redirect base are used as they are.
+    """
+
+    channel = "chat"
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        redirect_base_url: str | None = None,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self._client = client or httpx.Client(timeout=timeout)
+        self._redirect = redirect_base_url.rstrip("/") if redirect_base_url else None
+
+    def target_url(self, url: str, fmt: str) -> str:
+        if not self._redirect or url.startswith(f"{self._redirect}/"):
+            return url
+        parts = urlsplit(url)
+        return f"{self._redirect}/{fmt}/{parts.netloc}{parts.path}"
+
+    def send(self, notification: NotificationMessage) -> DeliveryResult:
+        fmt = chat_format(notification)
+        content = notification.content
+        title = content.get("title", "")
+        text = content.get("text", "")
+        severity = content.get("severity", "normal").lower()
+        build = slack_payload if fmt == "slack" else teams_payload
+        try:
+            url = self.target_url(notification.addresses[0], fmt)
+            response = self._client.post(
+                url,
+                json=build(title, text, severity),
+                headers={NOTIFICATION_ID_HEADER: notification.notification_id},
+            )
+        except Exception as exc:
+            raise _translate(exc, fmt) from exc
+        _check(response, fmt)
+        return DeliveryResult(provider=fmt)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _check(response: httpx.Response, fmt: str) -> None:
+    """Raise for a refused post; webhooks return no message id, so nothing to return."""
+    status = response.status_code
+    body = response.text.strip()[:200]
+    if 200 <= status < 300:
+        match = _TEAMS_ERROR.search(body) if fmt == "teams" else None
+        if match is None:
+            return
+        status = int(match.group(1))
+    reason = f"{fmt} webhook {status}: {body}"
+    if status in GONE_STATUSES:
+        raise PermanentError(reason, code=f"{fmt}:{status}", address_invalid=True)
+    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+    raise status_error(status, reason, code=f"{fmt}:{status}", retry_after=retry_after)
+
+
+def _translate(exc: Exception, fmt: str) -> DeliveryError:
+    """The one place httpx exceptions become delivery errors."""
+    if isinstance(exc, httpx.TimeoutException):
+        return RetryableError(f"{fmt} webhook timed out: {exc}", code=f"{fmt}:timeout")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return PermanentError(
+            f"bad {fmt} webhook URL: {exc}", code=f"{fmt}:url", address_invalid=True
+        )
+    if isinstance(exc, httpx.RequestError):
+        return RetryableError(f"{fmt} webhook unreachable: {exc}", code=f"{fmt}:connection")
+    return PermanentError(f"{fmt}: unexpected {type(exc).__name__}: {exc}", code=fmt)

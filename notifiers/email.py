@@ -1,0 +1,111 @@
+"""Email through SendGrid's v3 mail send, with the official SDK.
+
+The notification id goes out as the custom arg `notification_id`: SendGrid echoes custom
+args on every event webhook (delivered, bounce, spam report), so receipts map back to the
+notification without storing SendGrid's message id first.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+from typing import Any
+
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import CustomArg, Mail, ReplyTo
+
+from core.errors import DeliveryError, PermanentError, RetryableError
+from core.models import DeliveryResult, NotificationMessage
+from notifiers.base import header, retry_after_seconds, status_error
+
+PROVIDER = "sendgrid"
+DEFAULT_HOST = "https://api.sendgrid.com"
+#: Validation errors on these fields mean the recipient's address is unusable.
+RECIPIENT_FIELD = re.compile(r"^personalizations\.\d+\.to\.\d+\.email$")
+
+
+class EmailNotifier:
+    """Sends one email to the first address: subject, text and HTML from the content."""
+
+    channel = "email"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        from_email: str,
+        timeout: float,
+        reply_to: str | None = None,
+        host: str | None = None,
+    ) -> None:
+        self._client = SendGridAPIClient(api_key, host=(host or DEFAULT_HOST).rstrip("/"))
+        # Client attributes are copied to every request builder, so this sets each call's
+        # urllib timeout (SendGridAPIClient.send has no timeout argument).
+        self._client.client.timeout = timeout
+        self._from = from_email
+        self._reply_to = reply_to
+
+    @property
+    def host(self) -> str:
+        return str(self._client.host)
+
+    def build(self, notification: NotificationMessage) -> Mail:
+        content = notification.content
+        subject = content.get("subject", "")
+        text = content.get("text", "")
+        html = content.get("html", "")
+        if not subject or not (text or html):
+            raise PermanentError("email content needs a subject and a text or html body")
+        mail = Mail(
+            from_email=self._from,
+            to_emails=notification.addresses[0],
+            subject=subject,
+            plain_text_content=text or None,
+            html_content=html or None,
+        )
+        if self._reply_to:
+            mail.reply_to = ReplyTo(self._reply_to)
+        mail.custom_arg = CustomArg("notification_id", notification.notification_id)
+        mail.custom_arg = CustomArg("event_id", notification.event_id)
+        return mail
+
+    def send(self, notification: NotificationMessage) -> DeliveryResult:
+        mail = self.build(notification)
+        try:
+            response = self._client.send(mail)
+        except Exception as exc:
+            raise _translate(exc) from exc
+        message_id = header(response.headers, "X-Message-Id")
+        return DeliveryResult(provider=PROVIDER, provider_message_id=message_id)
+
+
+def _translate(exc: Exception) -> DeliveryError:
+    """The one place SendGrid SDK and transport exceptions become delivery errors."""
+    if isinstance(exc, HTTPError):
+        status = int(exc.status_code)
+        errors = _errors(exc.body)
+        reason = f"sendgrid {status}: " + (
+            "; ".join(f"{f}: {m}" if f else m for f, m in errors) or str(exc.reason)
+        )
+        if status == 400 and any(f and RECIPIENT_FIELD.match(f) for f, _ in errors):
+            # The recipient address itself was refused, not our request.
+            return PermanentError(reason, code="sendgrid:400", address_invalid=True)
+        retry_after = retry_after_seconds(header(exc.headers, "Retry-After"))
+        return status_error(status, reason, code=f"sendgrid:{status}", retry_after=retry_after)
+    if isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError):
+        return RetryableError(f"sendgrid timed out: {exc}", code="sendgrid:timeout")
+    if isinstance(exc, OSError | http.client.HTTPException):
+        # urllib's URLError (refused, DNS), resets and truncated responses.
+        return RetryableError(f"sendgrid unreachable: {exc}", code="sendgrid:connection")
+    return PermanentError(f"sendgrid: unexpected {type(exc).__name__}: {exc}", code="sendgrid")
+
+
+def _errors(body: Any) -> list[tuple[str | None, str]]:
+    """SendGrid's `{"errors": [{"message", "field"}]}` as (field, message) pairs."""
+    try:
+        data = json.loads(body.decode() if isinstance(body, bytes) else body)
+        return [(e.get("field"), str(e.get("message"))) for e in data.get("errors", [])]
+    except (ValueError, AttributeError, TypeError):
+        return []

@@ -1,0 +1,178 @@
+"""Slack and Teams incoming webhooks through httpx against the sandbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import PermanentError, RetryableError
+from localstack.sandbox import Sandbox
+from notifiers.chat import ChatNotifier
+from tests.notifiers.conftest import LATENCY_MS, SHORT_TIMEOUT, MakeMessage
+
+TEAMS_URL = "https://contoso.webhook.office.com/webhookb2/abc/IncomingWebhook/def/ghi"
+
+
+def test_slack_message_has_a_fallback_text_and_a_severity_coloured_attachment(
+    chat: ChatNotifier, sandbox: Sandbox, make_message: MakeMessage
+) -> None:
+    message = make_message("chat", content={"severity": "critical"})
+    result = chat.send(message)
+
+    [request] = sandbox.messages("slack")
+    assert request["path"] == "/slack/hooks.slack.com/services/T000/B000/XXXX"
+    assert request["headers"]["Content-Type"] == "application/json"
+    assert request["notification_id"] == message.notification_id
+    payload = request["json"]
+    assert payload["text"] == "[CRITICAL] Disk full"
+    [attachment] = payload["attachments"]
+    assert attachment["color"] == "#D32F2F"
+    section = attachment["blocks"][0]
+    assert section["type"] == "section"
+    assert section["text"] == {"type": "mrkdwn", "text": "*Disk full*\ndb-1 at 97%"}
+    assert request["status"] == 200
+    assert result.provider == "slack"
+    assert result.provider_message_id is None  # webhooks return no id
+
+
+@pytest.mark.parametrize(
+    ("severity", "colour"),
+    [("critical", "D32F2F"), ("high", "F57C00"), ("normal", "1976D2"), ("low", "9E9E9E")],
+)
+def test_teams_message_card_is_themed_by_severity(
+    chat: ChatNotifier,
+    sandbox: Sandbox,
+    make_message: MakeMessage,
+    severity: str,
+    colour: str,
+) -> None:
+    message = make_message(
+        "chat", addresses=[TEAMS_URL], content={"format": "teams", "severity": severity}
+    )
+    result = chat.send(message)
+
+    [request] = sandbox.messages("teams")
+    assert (
+        request["path"] == "/teams/contoso.webhook.office.com/webhookb2/abc/IncomingWebhook/def/ghi"
+    )
+    card = request["json"]
+    assert card["@type"] == "MessageCard"
+    assert card["themeColor"] == colour
+    assert card["title"] == "Disk full"
+    assert card["text"] == "db-1 at 97%"
+    assert card["sections"][0]["facts"] == [{"name": "Severity", "value": severity}]
+    assert request["notification_id"] == message.notification_id
+    assert result.provider == "teams"
+
+
+def test_webhook_already_on_the_sandbox_is_used_as_is(
+    chat: ChatNotifier, sandbox: Sandbox, make_message: MakeMessage
+) -> None:
+    chat.send(make_message("chat", addresses=[f"{sandbox.url}/slack/ops-room"]))
+    assert [r["path"] for r in sandbox.messages("slack")] == ["/slack/ops-room"]
+
+
+def test_without_redirect_the_webhook_url_is_posted_directly(
+    sandbox: Sandbox, make_message: MakeMessage
+) -> None:
+    chat = ChatNotifier(timeout=5)
+    try:
+        chat.send(
+            make_message(
+                "chat", addresses=[f"{sandbox.url}/teams/direct"], content={"format": "teams"}
+            )
+        )
+    finally:
+        chat.close()
+    assert [r["path"] for r in sandbox.messages("teams")] == ["/teams/direct"]
+
+
+def test_rate_limit_is_retryable_with_retry_after(
+    chat: ChatNotifier, sandbox: Sandbox, make_message: MakeMessage
+) -> None:
+    sandbox.fail("slack", 429, count=1, retry_after=30)
+    with pytest.raises(RetryableError) as caught:
+        chat.send(make_message("chat"))
+    assert caught.value.code == "slack:429"
+    assert caught.value.retry_after == 30
+
+
+def test_server_error_is_retryable(
+    chat: ChatNotifier, sandbox: Sandbox, make_message: MakeMessage
+) -> None:
+    sandbox.fail("teams", 502, count=1)
+    with pytest.raises(RetryableError) as caught:
+        chat.send(make_message("chat", addresses=[TEAMS_URL], content={"format": "teams"}))
+    assert caught.value.code == "teams:502"
+
+
+def test_bad_request_is_permanent(
+    chat: ChatNotifier, sandbox: Sandbox, make_message: MakeMessage
+) -> None:
+    sandbox.fail("slack", 400, count=1)
+    with pytest.raises(PermanentError) as caught:
+        chat.send(make_message("chat"))
+    assert caught.value.code == "slack:400"
+    assert not caught.value.address_invalid
+
+
+@pytest.mark.parametrize("status", [404, 410])
+def test_removed_webhook_is_permanent_and_marks_the_address(
+    chat: ChatNotifier, sandbox: Sandbox, make_message: MakeMessage, status: int
+) -> None:
+    sandbox.fail("slack", status, count=1)
+    with pytest.raises(PermanentError) as caught:
+        chat.send(make_message("chat"))
+    assert caught.value.address_invalid
+
+
+def test_connection_refused_is_retryable(refused_url: str, make_message: MakeMessage) -> None:
+    chat = ChatNotifier(timeout=5, redirect_base_url=refused_url)
+    try:
+        with pytest.raises(RetryableError) as caught:
+            chat.send(make_message("chat"))
+    finally:
+        chat.close()
+    assert caught.value.code == "slack:connection"
+
+
+def test_timeout_is_retryable(sandbox: Sandbox, make_message: MakeMessage) -> None:
+    sandbox.fail("slack", latency_ms=LATENCY_MS, count=1)
+    chat = ChatNotifier(timeout=SHORT_TIMEOUT, redirect_base_url=sandbox.url)
+    try:
+        with pytest.raises(RetryableError) as caught:
+            chat.send(make_message("chat"))
+    finally:
+        chat.close()
+    assert caught.value.code == "slack:timeout"
+
+
+def test_unknown_format_is_permanent(chat: ChatNotifier, make_message: MakeMessage) -> None:
+    with pytest.raises(PermanentError) as caught:
+        chat.send(make_message("chat", content={"format": "irc"}))
+    assert caught.value.code == "chat:format"
+
+
+def test_unusable_webhook_url_is_permanent(make_message: MakeMessage) -> None:
+    chat = ChatNotifier(timeout=5)
+    try:
+        with pytest.raises(PermanentError) as caught:
+            chat.send(make_message("chat", addresses=["ftp://hooks.slack.com/x"]))
+    finally:
+        chat.close()
+    assert caught.value.address_invalid
+
+
+def test_teams_connector_refusal_inside_a_200_is_translated(
+    chat: ChatNotifier, sandbox: Sandbox, make_message: MakeMessage
+) -> None:
+    sandbox.fail(
+        "teams",
+        200,
+        count=1,
+        body="Webhook message delivery failed with error: Microsoft Teams endpoint returned "
+        "HTTP error 429 with ContextId tcid=0,server=msgapi-canary-eus2-0,cv=deadbeef.0.",
+    )
+    message = make_message("chat", addresses=[TEAMS_URL], content={"format": "teams"})
+    with pytest.raises(RetryableError) as caught:
+        chat.send(message)
+    assert caught.value.code == "teams:429"
