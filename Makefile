@@ -5,14 +5,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
+# Settings from .env (if any) take precedence over the defaults below.
+-include .env
+
 # `make run` defaults: the embedded emulator on loopback with throwaway credentials.
 # (Tests start their own emulator on a free port and set these themselves.)
 run: export AWS_ENDPOINT_URL ?= http://127.0.0.1:4566
 run: export AWS_DEFAULT_REGION ?= us-east-1
 run: export AWS_ACCESS_KEY_ID ?= testing
 run: export AWS_SECRET_ACCESS_KEY ?= testing
+run: export HERALD_PYTHON ?= $(CURDIR)/$(PY)
+run: export HERALD_API_HOST ?= 127.0.0.1
 run: export HERALD_API_PORT ?= 8000
+run: export HERALD_EMULATOR ?= true
 run: export HERALD_EMULATOR_PORT ?= 4566
+run: export HERALD_SANDBOX ?= true
+run: export HERALD_SANDBOX_PORT ?= 8025
+run: export HERALD_ROUTERS ?= 1
 run: export HERALD_WORKERS ?= 1
 
 .PHONY: install run stop status test lint typecheck pytest clean
