@@ -23,23 +23,41 @@ class Settings(BaseSettings):
         validation_alias="AWS_ENDPOINT_URL",
         description="AWS endpoint (moto, LocalStack); unset means real AWS.",
     )
-    aws_region: str = Field(default="us-east-1", validation_alias="AWS_DEFAULT_REGION")
-    aws_access_key_id: str | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
+    aws_region: str = Field(
+        default="us-east-1", validation_alias="AWS_DEFAULT_REGION", description="AWS region."
+    )
+    aws_access_key_id: str | None = Field(
+        default=None,
+        validation_alias="AWS_ACCESS_KEY_ID",
+        description="Unset: boto3's usual chain (profile, role).",
+    )
     aws_secret_access_key: str | None = Field(
-        default=None, validation_alias="AWS_SECRET_ACCESS_KEY", repr=False
+        default=None,
+        validation_alias="AWS_SECRET_ACCESS_KEY",
+        repr=False,
+        description="Goes with AWS_ACCESS_KEY_ID.",
     )
     resource_prefix: str = Field(
         default="herald",
         pattern=r"^[a-z][a-z0-9-]{0,30}$",
         description="Prefix of every AWS resource name, so stacks can share an account.",
     )
-    aws_max_pool_connections: int = Field(default=50, ge=1)
+    aws_max_pool_connections: int = Field(
+        default=50, ge=1, description="HTTP connections per AWS client (threads share them)."
+    )
 
     # --- API -------------------------------------------------------------------------------
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_host: str = Field(default="127.0.0.1", description="Address the API binds.")
+    api_port: int = Field(default=8000, description="Port the API listens on.")
+    public_base_url: str | None = Field(
+        default=None,
+        description="The API's URL as providers see it (behind a proxy); signed webhooks are "
+        "verified against it. Unset means the URL of the request as received.",
+    )
     max_body_bytes: int = Field(default=256 * 1024, description="Larger request bodies get 413.")
-    max_batch_events: int = Field(default=100, ge=1, le=1000)
+    max_batch_events: int = Field(
+        default=100, ge=1, le=1000, description="Most events in one POST /events/batch."
+    )
     publish_linger_ms: float = Field(
         default=2.0,
         ge=0,
@@ -54,11 +72,15 @@ class Settings(BaseSettings):
         default=60.0,
         description="An event still START this long after its last publish is republished.",
     )
-    reconcile_interval_seconds: float = 10.0
+    reconcile_interval_seconds: float = Field(
+        default=10.0, description="Pause between reconciler passes."
+    )
 
     # --- listeners -------------------------------------------------------------------------
     wait_time_seconds: int = Field(default=10, ge=0, le=20, description="SQS long-poll wait.")
-    visibility_timeout_seconds: int = Field(default=30, ge=1)
+    visibility_timeout_seconds: int = Field(
+        default=30, ge=1, description="Queue visibility timeout, and a send's claim lease."
+    )
     normal_share: float = Field(
         default=0.2,
         ge=0.0,
@@ -68,18 +90,32 @@ class Settings(BaseSettings):
     fanout_page_size: int = Field(
         default=1000, ge=1, description="Subscribers resolved per router message before continuing."
     )
-    retry_base_seconds: float = Field(default=2.0, gt=0)
-    retry_cap_seconds: float = Field(default=300.0, gt=0)
-    max_attempts: int = Field(default=5, ge=1)
-    send_concurrency: int = Field(default=10, ge=1)
+    retry_base_seconds: float = Field(
+        default=2.0, gt=0, description="First retry waits up to this (full jitter)."
+    )
+    retry_cap_seconds: float = Field(default=300.0, gt=0, description="Longest retry wait.")
+    max_attempts: int = Field(
+        default=5, ge=1, description="Sends before a notification is FAILED and dead-lettered."
+    )
+    send_concurrency: int = Field(
+        default=10, ge=1, description="Concurrent provider calls per worker process."
+    )
 
     # --- providers -------------------------------------------------------------------------
     # Base URLs are settings so the real SDKs can be pointed at the local sandbox.
-    twilio_account_sid: str = "ACsandbox00000000000000000000000000"
-    twilio_auth_token: str = Field(default="sandbox-token", repr=False)
-    twilio_from_number: str = "+15005550006"
-    twilio_whatsapp_from: str = "+14155238886"
-    twilio_messaging_service_sid: str | None = None
+    twilio_account_sid: str = Field(
+        default="ACsandbox00000000000000000000000000", description="Twilio account SID."
+    )
+    twilio_auth_token: str = Field(
+        default="sandbox-token",
+        repr=False,
+        description="Twilio auth token; also verifies status callbacks.",
+    )
+    twilio_from_number: str = Field(default="+15005550006", description="SMS sender number.")
+    twilio_whatsapp_from: str = Field(default="+14155238886", description="WhatsApp sender number.")
+    twilio_messaging_service_sid: str | None = Field(
+        default=None, description="Send through a Messaging Service instead of a number."
+    )
     twilio_base_url: str | None = Field(
         default=None, description="Twilio API base URL; unset means api.twilio.com."
     )
@@ -88,27 +124,29 @@ class Settings(BaseSettings):
         description="Public URL Twilio posts delivery receipts to; each message's callback "
         "carries `?notification_id=`.",
     )
-    sendgrid_api_key: str = Field(default="SG.sandbox", repr=False)
+    sendgrid_api_key: str = Field(default="SG.sandbox", repr=False, description="SendGrid API key.")
     sendgrid_host: str | None = Field(
         default=None, description="SendGrid API host; unset means api.sendgrid.com."
     )
     sendgrid_webhook_public_key: str | None = Field(
         default=None, description="Base64 public key that signs SendGrid event webhooks."
     )
-    email_from: str = "notifications@herald.example"
-    email_reply_to: str | None = None
-    slack_webhook_url: str | None = None
-    teams_webhook_url: str | None = None
+    email_from: str = Field(
+        default="notifications@herald.example", description="Sender of every email."
+    )
+    email_reply_to: str | None = Field(default=None, description="Reply-To of every email.")
     chat_webhook_base_url: str | None = Field(
         default=None,
         description="Post chat webhooks to `{this}/{slack|teams}/{host}{path}` instead of "
         "their own origin (a proxy or the sandbox); unset means the webhook URL itself.",
     )
-    provider_timeout_seconds: float = Field(default=10.0, gt=0)
+    provider_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one provider HTTP call."
+    )
     provider_rate_per_second: float = Field(
         default=100.0, gt=0, description="Token-bucket rate per provider per worker process."
     )
     sandbox: bool = Field(
         default=True, description="Start the local fake providers (make run) when true."
     )
-    sandbox_port: int = 8025
+    sandbox_port: int = Field(default=8025, description="Port of the provider sandbox.")
