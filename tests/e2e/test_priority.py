@@ -1,0 +1,76 @@
+"""Priority isolation end to end: a critical event overtakes a normal backlog."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from core.catalogue import Category, Priority
+from core.event_store import EventStore
+from core.models import Event, EventStatus, NotificationMessage, iso, utcnow
+from core.notification_store import NewNotification, NotificationStore
+from tests.e2e.conftest import PREFIX, Herald
+from tests.support import wait_until
+
+BACKLOG = 500
+
+
+def queue_backlog(herald: Herald, size: int) -> str:
+    """`size` normal SMS notifications of one event, recorded and queued."""
+    table = herald.clients.names.table
+    events = EventStore(herald.clients.dynamodb, table)
+    notifications = NotificationStore(herald.clients.dynamodb, table)
+    event = Event(
+        event_id=str(uuid.uuid4()),
+        type="trend.top_artist_changed",
+        category=Category.trend,
+        priority=Priority.normal,
+        topic="charts",
+        data={"chart": "Top 50", "artist": "Nova"},
+        created_at=iso(utcnow()),
+    )
+    events.put_new(events.new_record(event))
+    events.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
+    messages = [
+        NotificationMessage(
+            notification_id=f"{event.event_id}:sms:b-{i}",
+            event_id=event.event_id,
+            event_type=event.type,
+            category=event.category,
+            priority=event.priority,
+            channel="sms",
+            recipient_id=f"b-{i}",
+            addresses=[f"+1415555{i:04d}"],
+            content={"text": "Nova tops the chart"},
+            created_at=event.created_at,
+        )
+        for i in range(size)
+    ]
+    notifications.create([NewNotification(m) for m in messages])
+    url = herald.clients.queue_url(f"{PREFIX}-sms-normal")
+    for start in range(0, size, 10):
+        herald.clients.sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "MessageBody": m.model_dump_json()}
+                for i, m in enumerate(messages[start : start + 10])
+            ],
+        )
+    return event.event_id
+
+
+def test_critical_event_is_delivered_while_the_normal_backlog_waits(
+    herald: Herald, sandbox: Any
+) -> None:
+    backlog_event = queue_backlog(herald, BACKLOG)
+    user = herald.user(phone="+14155550199", categories={"security": ["sms"]})
+    event_id = herald.post_event(
+        {"type": "security.login_alert", "user_id": user, "data": {"ip": "203.0.113.7", "device": "x"}}
+    )
+    herald.wait_for_notification(event_id, "sms", {"SENT"}, timeout=60)
+    backlog_sent = [
+        m for m in sandbox.messages("twilio") if str(m["notification_id"]).startswith(backlog_event)
+    ]
+    assert len(backlog_sent) < BACKLOG, "the critical event waited for the whole backlog"
+    assert herald.queue_depth("sms-normal") > 0
+    assert wait_until(lambda: herald.queue_depth("sms-critical") == 0, timeout=10)
