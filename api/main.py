@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.guards import RequestGuard
-from api.routes import dlq, events, health, webhooks
+from api.routes import dlq, events, health, topics, users, webhooks
 from api.services import Services
 from core.aws import AwsClients
 from core.logs import configure_logging
@@ -42,6 +42,8 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     errors.install(app)
     app.include_router(health.router)
     app.include_router(events.router)
+    app.include_router(users.router)
+    app.include_router(topics.router)
     app.include_router(dlq.router)
     app.include_router(webhooks.router)
     return app

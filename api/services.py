@@ -8,6 +8,7 @@ from api.publish_batcher import PublishBatcher
 from core.aws import AwsClients
 from core.event_store import EventStore
 from core.settings import Settings
+from core.users import UserStore
 
 
 @dataclass
@@ -16,6 +17,7 @@ class Services:
     clients: AwsClients
     events: EventStore
     publisher: PublishBatcher
+    users: UserStore
 
     @classmethod
     def build(cls, settings: Settings, clients: AwsClients) -> Services:
@@ -26,4 +28,5 @@ class Services:
             publisher=PublishBatcher(
                 clients.sns, clients.topic_arn, settings.publish_linger_ms / 1000
             ),
+            users=UserStore(clients.dynamodb, clients.names.table),
         )

@@ -1,0 +1,79 @@
+"""Users: contacts, time zone and locale, and notification preferences."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import ServicesDep
+from api.schemas import ID_PATTERN, Problem
+from api.schemas_users import PreferencesIn, UserIn, UserOut
+from core.profiles import Preferences
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+UserId = Annotated[str, Path(pattern=ID_PATTERN, description="The product's own user id.")]
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No such user."}
+}
+INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"model": Problem, "description": "Invalid input; the message names the field."}
+}
+
+
+def no_user(user_id: str) -> HTTPException:
+    return HTTPException(404, f"user_id: no user {user_id!r}")
+
+
+@router.put(
+    "/{user_id}",
+    response_model=UserOut,
+    responses={201: {"model": UserOut, "description": "Created."}, **INVALID},
+    summary="Create or replace a user's contacts, time zone and locale",
+    description="Preferences are kept (set them with PUT /users/{user_id}/preferences).",
+)
+async def put_user(
+    user_id: UserId, body: UserIn, services: ServicesDep, response: Response
+) -> UserOut:
+    profile, created = await run_in_threadpool(services.users.put_profile, user_id, body)
+    if created:
+        response.status_code = status.HTTP_201_CREATED
+    return UserOut.model_validate(profile.model_dump())
+
+
+@router.get("/{user_id}", response_model=UserOut, responses=NOT_FOUND, summary="One user")
+async def get_user(user_id: UserId, services: ServicesDep) -> UserOut:
+    profile = await run_in_threadpool(services.users.get, user_id)
+    if profile is None:
+        raise no_user(user_id)
+    return UserOut.model_validate(profile.model_dump())
+
+
+@router.delete(
+    "/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Delete a user and every topic subscription of theirs",
+    description="Idempotent: deleting a user that does not exist is also 204.",
+)
+async def delete_user(user_id: UserId, services: ServicesDep) -> Response:
+    await run_in_threadpool(services.users.delete, user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.put(
+    "/{user_id}/preferences",
+    response_model=Preferences,
+    responses={**NOT_FOUND, **INVALID},
+    summary="Replace a user's channels per category, opt-outs and quiet hours",
+)
+async def put_preferences(
+    user_id: UserId, body: PreferencesIn, services: ServicesDep
+) -> Preferences:
+    profile = await run_in_threadpool(services.users.set_preferences, user_id, body)
+    if profile is None:
+        raise no_user(user_id)
+    return profile.preferences
