@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import uuid
 from typing import Any
 
@@ -46,7 +47,8 @@ def queue_backlog(herald: Herald, size: int) -> str:
         )
         for i in range(size)
     ]
-    notifications.create([NewNotification(m) for m in messages])
+    for m in messages:  # one put each: the emulator's transactions copy the whole table
+        notifications.create([NewNotification(m)])
     url = herald.clients.queue_url(f"{PREFIX}-sms-normal")
     for start in range(0, size, 10):
         herald.clients.sqs.send_message_batch(
@@ -62,10 +64,19 @@ def queue_backlog(herald: Herald, size: int) -> str:
 def test_critical_event_is_delivered_while_the_normal_backlog_waits(
     herald: Herald, sandbox: Any
 ) -> None:
-    backlog_event = queue_backlog(herald, BACKLOG)
+    worker = herald.processes["worker-sms"]
+    worker.send_signal(signal.SIGSTOP)  # paused while the backlog is filled, so it all waits
+    try:
+        backlog_event = queue_backlog(herald, BACKLOG)
+    finally:
+        worker.send_signal(signal.SIGCONT)
     user = herald.user(phone="+14155550199", categories={"security": ["sms"]})
     event_id = herald.post_event(
-        {"type": "security.login_alert", "user_id": user, "data": {"ip": "203.0.113.7", "device": "x"}}
+        {
+            "type": "security.login_alert",
+            "user_id": user,
+            "data": {"ip": "203.0.113.7", "device": "x"},
+        }
     )
     herald.wait_for_notification(event_id, "sms", {"SENT"}, timeout=60)
     backlog_sent = [
