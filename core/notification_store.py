@@ -47,6 +47,22 @@ class Claim:
     attempt: int
 
 
+CHUNK_MAX = TRANSACT_MAX - 1  # records per counted chunk: one slot is the event's tally
+
+
+@dataclass(frozen=True)
+class CountedCreation:
+    """What `create_counted` did: records created (and counted) now, and records an
+    earlier try had already created and counted, with their current status."""
+
+    created: list[NewNotification]
+    existing: dict[str, str]
+
+
+class EventNotFound(Exception):
+    """The event item is gone (expired or never recorded): its notifications cannot count."""
+
+
 def _key(event_id: str, channel: str, recipient_id: str) -> dict[str, Any]:
     return {
         dynamo.PK: {"S": dynamo.event_pk(event_id)},
@@ -416,3 +432,131 @@ class NotificationStore:
                 return None
             raise
         return final
+
+    # --- counted creation and fan-out bookkeeping (router) ------------------------------
+
+    def create_counted(
+        self, notifications: Sequence[NewNotification], *, redelivered: bool = False
+    ) -> CountedCreation:
+        """Create records of one event and count them on the event in the same transaction.
+
+        Each chunk of up to CHUNK_MAX records is one TransactWriteItems: a conditional put
+        per record plus the event's `ADD counts.total/skipped/failed`. Either all of it
+        happens or none, so a record exists if and only if it was counted, and a router that
+        crashes anywhere and runs the message again can neither miss a count nor count twice.
+        When the transaction is cancelled because some records exist (a redelivery, or a
+        concurrent router), those are reported in `existing` and the rest are retried without
+        them; every round drops at least one record, so the loop ends.
+
+        `redelivered` (the message was received before) reads the records first and only
+        writes the missing ones: after a crash most exist, and a cancelled transaction
+        costs as much write capacity as a committed one.
+        """
+        created: list[NewNotification] = []
+        existing: dict[str, str] = {}
+        if redelivered and notifications:
+            existing = self.statuses([n.message for n in notifications])
+            notifications = [n for n in notifications if n.message.notification_id not in existing]
+        for start in range(0, len(notifications), CHUNK_MAX):
+            pending = list(notifications[start : start + CHUNK_MAX])
+            while pending:
+                clashes = self._create_counted_chunk(pending)
+                if clashes is None:
+                    created.extend(pending)
+                    break
+                for index, status in clashes.items():
+                    existing[pending[index].message.notification_id] = status
+                pending = [n for i, n in enumerate(pending) if i not in clashes]
+        return CountedCreation(created, existing)
+
+    def _create_counted_chunk(self, chunk: list[NewNotification]) -> dict[int, str] | None:
+        """None when the chunk was created and counted; else {index: status} of the records
+        that already exist. Other cancellations (conflicts, throttling) raise."""
+        event_id = chunk[0].message.event_id
+        if any(n.message.event_id != event_id for n in chunk):
+            raise ValueError("a counted chunk holds notifications of one event")
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": self._item(n),
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+            for n in chunk
+        ]
+        items.append({"Update": self._tally_update(event_id, chunk)})
+        try:
+            self._db.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons") or []
+            if len(reasons) == len(items) and reasons[-1].get("Code") == "ConditionalCheckFailed":
+                raise EventNotFound(event_id) from exc
+            clashes = {
+                i: str(r.get("Item", {}).get("status", {}).get("S", ""))
+                for i, r in enumerate(reasons[: len(chunk)])
+                if r.get("Code") == "ConditionalCheckFailed"
+            }
+            if not clashes:
+                raise
+            unknown = [chunk[i].message for i, status in clashes.items() if not status]
+            if unknown:
+                stored = self.statuses(unknown)
+                for i in clashes:
+                    if not clashes[i]:
+                        clashes[i] = stored.get(chunk[i].message.notification_id, "")
+            return clashes
+        return None
+
+    def _tally_update(self, event_id: str, chunk: Sequence[NewNotification]) -> dict[str, Any]:
+        adds = {
+            "total": len(chunk),
+            "skipped": sum(n.status is NotificationStatus.SKIPPED for n in chunk),
+            "failed": sum(n.status is NotificationStatus.FAILED for n in chunk),
+        }
+        present = [k for k, v in adds.items() if v]
+        values: dict[str, Any] = {f":{k}": {"N": str(adds[k])} for k in present}
+        values[":now"] = {"S": iso(utcnow())}
+        return {
+            "TableName": self._table,
+            "Key": {dynamo.PK: {"S": dynamo.event_pk(event_id)}, dynamo.SK: {"S": dynamo.EVENT_SK}},
+            "UpdateExpression": "SET updated_at = :now ADD "
+            + ", ".join(f"counts.#{k} :{k}" for k in present),
+            "ConditionExpression": "attribute_exists(PK)",
+            "ExpressionAttributeNames": {f"#{k}": k for k in present},
+            "ExpressionAttributeValues": values,
+        }
+
+    def continuation_sent(self, event_id: str, page: int) -> bool:
+        """Whether the router already sent the message for fan-out page `page`."""
+        resp = self._db.get_item(
+            TableName=self._table,
+            Key={dynamo.PK: {"S": dynamo.event_pk(event_id)}, dynamo.SK: {"S": dynamo.EVENT_SK}},
+            ProjectionExpression="#c",
+            ExpressionAttributeNames={"#c": "continued_pages"},
+            ConsistentRead=True,
+        )
+        pages = resp.get("Item", {}).get("continued_pages", {}).get("NS", [])
+        return str(page) in pages
+
+    def mark_continuation_sent(self, event_id: str, page: int) -> None:
+        """Recorded after the send, so a crash in between repeats the send (harmless)
+        rather than losing the rest of the fan-out."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={
+                    dynamo.PK: {"S": dynamo.event_pk(event_id)},
+                    dynamo.SK: {"S": dynamo.EVENT_SK},
+                },
+                UpdateExpression="ADD #c :page",
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeNames={"#c": "continued_pages"},
+                ExpressionAttributeValues={":page": {"NS": [str(page)]}},
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise

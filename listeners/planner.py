@@ -1,0 +1,93 @@
+"""From an event and its recipients to the notifications to record. No I/O.
+
+One notification per (recipient, channel the event asks for): QUEUED with its rendered
+content, SKIPPED with the preference that stopped it, or FAILED when its template could not
+render. Skips and failures are recorded, not dropped, so `GET /events/{id}` says why a user
+got nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from core.models import Event, NotificationMessage, NotificationStatus, iso, notification_id
+from core.notification_store import NewNotification
+from core.preferences import decide
+from core.profiles import UserProfile
+from core.templates import TemplateError, TemplateRenderer
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A user to notify; `channels` are a topic subscription's own channels, if it has any."""
+
+    profile: UserProfile
+    channels: Sequence[str] | None = None
+
+
+def plan(
+    event: Event, recipients: Sequence[Recipient], renderer: TemplateRenderer, now: datetime
+) -> list[NewNotification]:
+    planned: list[NewNotification] = []
+    for recipient in recipients:
+        profile = recipient.profile
+        decisions = decide(
+            category=event.category,
+            priority=event.priority,
+            profile=profile,
+            now=now,
+            subscription_channels=recipient.channels,
+        )
+        for decision in decisions:
+            fields: dict[str, Any] = {
+                "notification_id": notification_id(
+                    event.event_id, decision.channel, profile.user_id
+                ),
+                "event_id": event.event_id,
+                "event_type": event.type,
+                "category": event.category,
+                "priority": event.priority,
+                "channel": decision.channel,
+                "recipient_id": profile.user_id,
+                "addresses": list(decision.addresses),
+                "content": {},
+                "created_at": iso(now),
+            }
+            if not decision.send:
+                planned.append(
+                    NewNotification(
+                        _record_only(fields), NotificationStatus.SKIPPED, decision.skip_reason
+                    )
+                )
+                continue
+            try:
+                fields["content"] = renderer.render(
+                    event,
+                    decision.channel,
+                    recipient={
+                        "user_id": profile.user_id,
+                        "locale": profile.locale,
+                        "timezone": profile.timezone,
+                    },
+                    chat_format=decision.chat_format,
+                )
+            except TemplateError as exc:
+                planned.append(
+                    NewNotification(
+                        NotificationMessage(**fields), NotificationStatus.FAILED, exc.reason
+                    )
+                )
+                continue
+            planned.append(NewNotification(NotificationMessage(**fields)))
+    return planned
+
+
+def _record_only(fields: dict[str, Any]) -> NotificationMessage:
+    """A skipped notification is recorded, never queued, and often has no address (that is
+    why it was skipped): it skips the validation that guards queued messages."""
+    if fields["addresses"]:
+        return NotificationMessage(**fields)
+    return NotificationMessage.model_construct(**fields)

@@ -1,0 +1,271 @@
+"""The router: from an event to one notification record and queue message per channel.
+
+    python -m listeners.router
+
+For each message on the two router queues (critical first, normal never starved):
+
+    decode ─ poison (not JSON, not an event, unknown type) → dead-letter queue, with why
+    START → PROCESSING
+    recipients: the event's user, or one page of the topic's subscribers
+    per recipient and channel: preferences → SKIPPED(reason) | render → QUEUED | FAILED
+    create the records and count them on the event, atomically per chunk
+    SendMessageBatch the QUEUED ones to <channel>-<lane>
+    more subscribers → a continuation message for the next page; else fan-out complete
+
+Redelivery is safe at any point: records are created-and-counted once (see
+`NotificationStore.create_counted`), records of the page still QUEUED are enqueued again
+(workers claim before sending, so a duplicate message sends nothing twice), and a
+continuation already sent is not sent again. AWS errors retry the message with backoff.
+
+An event for a user with no profile is marked FAILED with the reason (the producer sent an
+id Herald does not know: nothing can be delivered, and the API shows why). A topic
+subscriber without a profile (deleted while subscribed) is left out of the fan-out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from core.aws import AwsClients
+from core.event_store import EventStore
+from core.logs import configure_logging
+from core.models import Event, EventStatus, NotificationStatus, utcnow
+from core.notification_store import EventNotFound, NotificationStore
+from core.settings import Settings
+from core.templates import TemplateRenderer
+from core.users import StoreBusy, UserStore
+from listeners.backoff import backoff_seconds
+from listeners.channel_queues import ChannelQueues, EnqueueFailed
+from listeners.consumer import Consumer, wait_for_queues
+from listeners.fanout import Poison, RouterWork, continuation, decode
+from listeners.lambda_handler import LambdaHandler, sqs_lambda_handler
+from listeners.messages import Ack, DeadLetter, QueueMessage, Result, Retry
+from listeners.planner import Recipient, plan
+
+log = logging.getLogger("herald.router")
+
+RETRYABLE = (ClientError, BotoCoreError, StoreBusy, EnqueueFailed)
+
+
+class Router:
+    """The router queues' handler: `router(messages)` returns one result per message.
+
+    The same object serves the long-running consumer and `sqs_lambda_handler`. `clock` is
+    "now" for quiet hours, injectable so tests do not depend on the wall clock.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        clients: AwsClients,
+        *,
+        users: UserStore | None = None,
+        notifications: NotificationStore | None = None,
+        events: EventStore | None = None,
+        renderer: TemplateRenderer | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        table = clients.names.table
+        retention = settings.event_retention_days
+        self.settings = settings
+        self.clients = clients
+        self.users = users or UserStore(clients.dynamodb, table)
+        self.notifications = notifications or NotificationStore(clients.dynamodb, table, retention)
+        self.events = events or EventStore(clients.dynamodb, table, retention)
+        self.renderer = renderer or TemplateRenderer()
+        self.queues = ChannelQueues(clients.sqs, clients.queue_url, clients.names)
+        self.clock = clock
+
+    def __call__(self, messages: Sequence[QueueMessage]) -> list[Result]:
+        return [self.handle(message) for message in messages]
+
+    def handle(self, message: QueueMessage) -> Result:
+        try:
+            work = decode(message.body)
+        except Poison as exc:
+            log.warning("dead-lettering a message: %s", exc.reason, extra={"queue": message.queue})
+            return DeadLetter(exc.reason)
+        event_id = work.event.event_id
+        try:
+            self.route(work, message.queue, redelivered=message.receive_count > 1)
+        except EventNotFound:
+            log.warning("no event record; dead-lettering", extra={"event_id": event_id})
+            return DeadLetter(f"no event record for {event_id}")
+        except Exception as exc:
+            delay = backoff_seconds(
+                message.receive_count,
+                self.settings.retry_base_seconds,
+                self.settings.retry_cap_seconds,
+            )
+            if isinstance(exc, RETRYABLE):
+                log.warning(
+                    "page %d failed, retrying in %ds: %s",
+                    work.page,
+                    delay,
+                    exc,
+                    extra={"event_id": event_id},
+                )
+            else:  # a bug: retried, and the queue's RedrivePolicy ends a message that loops
+                log.exception(
+                    "page %d crashed, retrying in %ds",
+                    work.page,
+                    delay,
+                    extra={"event_id": event_id},
+                )
+            return Retry(delay, f"{type(exc).__name__}: {exc}")
+        return Ack()
+
+    def route(self, work: RouterWork, queue: str, *, redelivered: bool = False) -> None:
+        """Do one page of the fan-out; idempotent, so a redelivery may run it again."""
+        event = work.event
+        if work.page == 0:
+            self.events.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
+        if event.user_id is not None:
+            self._route_to_user(event, event.user_id, redelivered)
+        else:
+            self._route_topic_page(work, queue, redelivered)
+
+    def _route_to_user(self, event: Event, user_id: str, redelivered: bool) -> None:
+        profile = self.users.get(user_id)
+        if profile is None:
+            reason = f"user_id: no user {user_id!r}"
+            self.events.transition(
+                event.event_id,
+                EventStatus.PROCESSING,
+                EventStatus.FAILED,
+                reason=reason,
+                fanout_complete=True,
+            )
+            log.warning("event failed: %s", reason, extra={"event_id": event.event_id})
+            return
+        self._fan_out(event, [Recipient(profile)], 0, redelivered)
+        self._complete(event)
+
+    def _route_topic_page(self, work: RouterWork, queue: str, redelivered: bool) -> None:
+        event = work.event
+        assert event.topic is not None
+        page = self.users.subscribers(event.topic, self.settings.fanout_page_size, work.cursor)
+        profiles = self.users.get_many(s.user_id for s in page.items)
+        recipients = [
+            Recipient(profiles[s.user_id], s.channels) for s in page.items if s.user_id in profiles
+        ]
+        if len(recipients) < len(page.items):
+            log.info(
+                "page %d: %d subscriber(s) without a profile left out",
+                work.page,
+                len(page.items) - len(recipients),
+                extra={"event_id": event.event_id},
+            )
+        self._fan_out(event, recipients, work.page, redelivered)
+        if page.next_cursor:
+            self._continue(event, page.next_cursor, work.page + 1, queue)
+        else:
+            self._complete(event)
+
+    def _fan_out(
+        self, event: Event, recipients: Sequence[Recipient], page: int, redelivered: bool
+    ) -> None:
+        planned = plan(event, recipients, self.renderer, self.clock())
+        if not planned:
+            return
+        outcome = self.notifications.create_counted(planned, redelivered=redelivered)
+        queued = NotificationStatus.QUEUED
+        to_send = [n.message for n in outcome.created if n.status is queued]
+        # Records an earlier try created and that no worker has taken yet: that try may
+        # have died before enqueueing them. Sending again is harmless; losing them is not.
+        to_send += [
+            n.message
+            for n in planned
+            if n.status is queued and outcome.existing.get(n.message.notification_id) == queued
+        ]
+        self.queues.enqueue(to_send)
+        log.info(
+            "page %d: %d recipient(s), %d notification(s) created (%d queued, %d skipped, "
+            "%d failed), %d already there, %d enqueued",
+            page,
+            len(recipients),
+            len(outcome.created),
+            sum(n.status is queued for n in outcome.created),
+            sum(n.status is NotificationStatus.SKIPPED for n in outcome.created),
+            sum(n.status is NotificationStatus.FAILED for n in outcome.created),
+            len(outcome.existing),
+            len(to_send),
+            extra={"event_id": event.event_id},
+        )
+
+    def _continue(self, event: Event, cursor: str, page: int, queue: str) -> None:
+        if self.notifications.continuation_sent(event.event_id, page):
+            return
+        self.clients.sqs.send_message(
+            QueueUrl=self.clients.queue_url(queue), **continuation(event, cursor, page)
+        )
+        self.notifications.mark_continuation_sent(event.event_id, page)
+
+    def _complete(self, event: Event) -> None:
+        final = self.notifications.add_to_event(event.event_id, fanout_complete=True)
+        if final is not None:
+            log.info("event settled: %s", final.value, extra={"event_id": event.event_id})
+
+
+def build_consumer(settings: Settings, clients: AwsClients, router: Router) -> Consumer:
+    names = clients.names
+    return Consumer(
+        sqs=clients.sqs,
+        queue_url=clients.queue_url,
+        critical_queue=names.router_queue("critical"),
+        normal_queue=names.router_queue("normal"),
+        handler=router,
+        normal_share=settings.normal_share,
+        wait_time_seconds=settings.wait_time_seconds,
+        retry_base=settings.retry_base_seconds,
+        retry_cap=settings.retry_cap_seconds,
+    )
+
+
+_lambda: LambdaHandler | None = None
+
+
+def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """AWS Lambda entry point for an SQS trigger on a router queue (ReportBatchItemFailures).
+    The router is built on the first call and reused while the container lives."""
+    global _lambda
+    if _lambda is None:
+        settings = Settings()
+        _lambda = sqs_lambda_handler(
+            Router(settings, AwsClients(settings)),
+            settings.retry_base_seconds,
+            settings.retry_cap_seconds,
+        )
+    return _lambda(event, context)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        description="Route events from the router queues to the channel queues until SIGTERM."
+    ).parse_args(argv)
+    configure_logging("router")
+    settings = Settings()
+    clients = AwsClients(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    queues = [clients.names.router_queue("critical"), clients.names.router_queue("normal")]
+    if not wait_for_queues(clients.sqs, clients.queue_url, queues, stop):
+        return 0
+    log.info("routing from %s", ", ".join(queues))
+    build_consumer(settings, clients, Router(settings, clients)).run(stop)
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
