@@ -112,7 +112,6 @@ def test_normal_is_served_while_critical_is_busy(stack: Stack) -> None:
     first_normal = min(order.index(f"n{i}") for i in range(5))
     last_critical = max(order.index(f"c{i}") for i in range(60))
     assert first_normal < last_critical, "normal waited for the whole critical backlog"
-    assert order[0].startswith("c"), "critical was not served first"
     assert depth(stack, CRITICAL) == (0, 0) and depth(stack, NORMAL) == (0, 0)
 
 
