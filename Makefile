@@ -23,6 +23,7 @@ run: export HERALD_SANDBOX ?= true
 run: export HERALD_SANDBOX_PORT ?= 8025
 run: export HERALD_ROUTERS ?= 1
 run: export HERALD_WORKERS ?= 1
+run: export HERALD_BOOTSTRAP_API_KEY ?= hk_dev_local-development-key
 
 .PHONY: install run stop status test lint typecheck pytest clean
 
@@ -38,6 +39,7 @@ install: $(STAMP)
 run: install
 	@mkdir -p var/log
 	@echo "Herald: Swagger UI at http://127.0.0.1:$${HERALD_API_PORT}/docs (Ctrl-C stops everything)"
+	@echo "Herald: development API key: $${HERALD_BOOTSTRAP_API_KEY} (send it as X-API-Key)"
 	exec $(VENV)/bin/supervisord -n -c supervisord.conf
 
 stop:

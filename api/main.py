@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
+from api.auth import scoped
 from api.guards import RequestGuard
 from api.routes import dlq, events, health, topics, users, webhooks
 from api.services import Services
@@ -23,6 +24,9 @@ Herald turns events into notifications (SMS, WhatsApp, email, push, chat).
 
 POST an event; Herald records it, publishes it and answers **202** with its id. Follow
 its notifications with `GET /events/{event_id}`.
+
+Every route but `/`, `/docs` and `/health` needs an API key (`X-API-Key` or
+`Authorization: Bearer`); `make run` prints a development key. Use **Authorize** above.
 """
 
 
@@ -41,9 +45,10 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     errors.install(app)
     app.include_router(health.router)
-    app.include_router(events.router)
-    app.include_router(users.router)
-    app.include_router(topics.router)
-    app.include_router(dlq.router)
+    # Scopes per router: read for GET, write for the rest. Webhooks verify signatures.
+    app.include_router(events.router, dependencies=scoped("events:read", "events:write"))
+    app.include_router(users.router, dependencies=scoped("users:write"))
+    app.include_router(topics.router, dependencies=scoped("users:write"))
+    app.include_router(dlq.router, dependencies=scoped("admin"))
     app.include_router(webhooks.router)
     return app

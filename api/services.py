@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from api.auth import Authenticator
 from api.publish_batcher import PublishBatcher
+from core.api_keys import ApiKeyStore
 from core.aws import AwsClients
 from core.event_store import EventStore
 from core.settings import Settings
@@ -18,6 +20,7 @@ class Services:
     events: EventStore
     publisher: PublishBatcher
     users: UserStore
+    auth: Authenticator
 
     @classmethod
     def build(cls, settings: Settings, clients: AwsClients) -> Services:
@@ -29,4 +32,10 @@ class Services:
                 clients.sns, clients.topic_arn, settings.publish_linger_ms / 1000
             ),
             users=UserStore(clients.dynamodb, clients.names.table),
+            auth=Authenticator(
+                ApiKeyStore(clients.dynamodb, clients.names.table),
+                rate=settings.api_key_rate_per_second,
+                burst=settings.api_key_burst,
+                enabled=settings.auth_enabled,
+            ),
         )

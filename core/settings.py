@@ -54,6 +54,19 @@ class Settings(BaseSettings):
         description="The API's URL as providers see it (behind a proxy); signed webhooks are "
         "verified against it. Unset means the URL of the request as received.",
     )
+    auth_enabled: bool = Field(
+        default=True, description="Require an API key on every route but /, /docs and /health."
+    )
+    bootstrap_api_key: str | None = Field(
+        default=None,
+        repr=False,
+        description="Provisioning creates this key with every scope (development; `make run` "
+        "sets and prints one).",
+    )
+    api_key_rate_per_second: float = Field(
+        default=200.0, gt=0, description="Requests per second each API key may make (429 past it)."
+    )
+    api_key_burst: float = Field(default=400.0, gt=0, description="Burst allowance per API key.")
     max_body_bytes: int = Field(default=256 * 1024, description="Larger request bodies get 413.")
     max_batch_events: int = Field(
         default=100, ge=1, le=1000, description="Most events in one POST /events/batch."

@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from core import dynamo
+from core.api_keys import SCOPES, ApiKeyStore
 from core.aws import AwsClients
 from core.catalogue import LANES
 from core.settings import Settings
@@ -186,6 +187,9 @@ def provision(settings: Settings, clients: AwsClients | None = None) -> None:
     ensure_table(clients)
     arns = ensure_queues(clients, settings)
     ensure_topic(clients, arns)
+    if settings.bootstrap_api_key:
+        store = ApiKeyStore(clients.dynamodb, clients.names.table)
+        store.ensure(settings.bootstrap_api_key, "bootstrap", SCOPES)
 
 
 def wait_for_endpoint(clients: AwsClients, timeout: float) -> None:

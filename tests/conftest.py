@@ -26,6 +26,11 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
+# Provisioning creates this key with every scope; API tests send it unless they test auth.
+TEST_API_KEY = "hk_test_0123456789abcdef0123456789abcdef"
+AUTH = {"X-API-Key": TEST_API_KEY}
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
@@ -95,6 +100,7 @@ def settings(moto_endpoint: str) -> Settings:
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         resource_prefix="herald-test",
+        bootstrap_api_key=TEST_API_KEY,
         wait_time_seconds=0,
         publish_linger_ms=1.0,
     )

@@ -6,11 +6,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from tests.conftest import Stack
+from tests.conftest import AUTH, Stack
 
 
 @pytest.fixture
 def client(stack: Stack) -> Iterator[TestClient]:
     """The API in-process (ASGI), talking to the emulator server over loopback."""
-    with TestClient(create_app(stack.settings, stack.clients)) as test_client:
+    with TestClient(create_app(stack.settings, stack.clients), headers=AUTH) as test_client:
         yield test_client

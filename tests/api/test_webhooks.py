@@ -19,7 +19,7 @@ from api.main import create_app
 from core.event_store import EventStore
 from core.notification_store import NotificationStore
 from tests.api.test_dlq import deliver
-from tests.conftest import Stack
+from tests.conftest import AUTH, Stack
 from tests.factories import OK, ScriptedNotifier, queue_notification
 
 AUTH_TOKEN = "test-auth-token"
@@ -36,7 +36,7 @@ def client(stack: Stack) -> Iterator[TestClient]:
     settings = stack.settings.model_copy(
         update={"twilio_auth_token": AUTH_TOKEN, "sendgrid_webhook_public_key": PUBLIC_KEY}
     )
-    with TestClient(create_app(settings, stack.clients)) as test_client:
+    with TestClient(create_app(settings, stack.clients), headers=AUTH) as test_client:
         yield test_client
 
 

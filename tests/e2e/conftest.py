@@ -18,7 +18,7 @@ from core.aws import AwsClients
 from core.catalogue import CHANNELS
 from core.settings import Settings
 from localstack.provision import provision
-from tests.conftest import reset_emulator
+from tests.conftest import AUTH, TEST_API_KEY, reset_emulator
 from tests.support import free_port, http_ok, start_python, stop, wait_until
 
 PREFIX = "herald-e2e"
@@ -124,6 +124,7 @@ def herald(
         AWS_SECRET_ACCESS_KEY="testing",
         resource_prefix=PREFIX,
         max_attempts=3,
+        bootstrap_api_key=TEST_API_KEY,
     )
     clients = AwsClients(settings)
     provision(settings, clients)
@@ -141,7 +142,7 @@ def herald(
     base = f"http://127.0.0.1:{port}"
     try:
         assert wait_until(lambda: http_ok(f"{base}/health"), timeout=30), "API did not start"
-        with httpx.Client(base_url=base, timeout=10) as api:
+        with httpx.Client(base_url=base, timeout=10, headers=AUTH) as api:
             herald = Herald(api, sandbox_server, clients, settings, processes)
             yield herald
             herald.assert_alive()

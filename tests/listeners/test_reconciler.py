@@ -10,14 +10,14 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from listeners.reconciler import Reconciler
 from localstack.provision import provision
-from tests.conftest import Stack
+from tests.conftest import AUTH, Stack
 
 FOLLOW = {"type": "follow", "user_id": "u-1", "data": {"actor": "Ana"}}
 
 
 def test_event_whose_publish_failed_is_republished_once(stack: Stack) -> None:
     settings = stack.settings.model_copy(update={"reconcile_grace_seconds": 0.5})
-    with TestClient(create_app(settings, stack.clients)) as client:
+    with TestClient(create_app(settings, stack.clients), headers=AUTH) as client:
         # The topic disappears after the API started: the publish fails after the record.
         stack.clients.sns.delete_topic(TopicArn=stack.clients.topic_arn)
         resp = client.post("/events", json=FOLLOW)
@@ -39,7 +39,7 @@ def test_event_whose_publish_failed_is_republished_once(stack: Stack) -> None:
 
 def test_reconciler_leaves_events_that_moved_on(stack: Stack) -> None:
     settings = stack.settings.model_copy(update={"reconcile_grace_seconds": 0.0})
-    with TestClient(create_app(settings, stack.clients)) as client:
+    with TestClient(create_app(settings, stack.clients), headers=AUTH) as client:
         event_id = client.post("/events", json=FOLLOW).json()["event_id"]
     reconciler = Reconciler(settings, stack.clients)
     from core.models import EventStatus

@@ -1,0 +1,48 @@
+"""API keys from the command line.
+
+    python -m api.keys create --name billing --scope events:write --scope events:read
+    python -m api.keys list
+    python -m api.keys revoke <key_id>
+
+`create` prints the key once; only its hash is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from core.api_keys import SCOPES, ApiKeyStore
+from core.aws import AwsClients
+from core.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Create, list and revoke API keys.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create", help="a new key (printed once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scope", action="append", required=True, choices=SCOPES, dest="scopes")
+    sub.add_parser("list", help="every key, without secrets")
+    revoke = sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    args = parser.parse_args(argv)
+
+    clients = AwsClients(Settings())
+    store = ApiKeyStore(clients.dynamodb, clients.names.table)
+    if args.command == "create":
+        key, token = store.create(args.name, tuple(args.scopes))
+        print(json.dumps({**key.public(), "api_key": token}, indent=2))
+    elif args.command == "list":
+        print(json.dumps([k.public() for k in store.list_keys()], indent=2))
+    else:
+        if not store.revoke(args.key_id):
+            print(f"no key {args.key_id!r}", file=sys.stderr)
+            return 1
+        print(json.dumps({"revoked": args.key_id}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
