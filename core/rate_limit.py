@@ -1,5 +1,5 @@
-"""A token bucket per provider, so a burst of queued work cannot exceed what the
-provider account allows (Twilio and SendGrid answer 429 past their rate)."""
+"""A token bucket: per provider in the workers (Twilio and SendGrid answer 429 past an
+account's rate), per API key in the API (one client cannot starve the others)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,17 @@ class TokenBucket:
             self._updated = now
             self._tokens -= 1
             return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+    def try_acquire(self) -> float:
+        """Take a token if one is there: 0.0, else how long until one is (nothing taken)."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+            self._updated = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return 0.0
+            return (1 - self._tokens) / self.rate
 
     def acquire(self) -> float:
         """Block until a token is available; returns the time waited."""

@@ -25,10 +25,10 @@ from pydantic import ValidationError
 from core.errors import DeliveryError, PermanentError, RetryableError
 from core.models import NotificationMessage, NotificationStatus
 from core.notification_store import NotificationStore
+from core.rate_limit import TokenBucket
 from listeners.backoff import backoff_seconds
 from listeners.heartbeat import Heartbeat
 from listeners.messages import Ack, DeadLetter, QueueMessage, Result, Retry
-from listeners.rate_limit import TokenBucket
 from notifiers.base import Notifier
 
 log = logging.getLogger("herald.delivery")

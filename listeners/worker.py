@@ -18,11 +18,11 @@ from core.aws import AwsClients
 from core.catalogue import CHANNELS
 from core.logs import configure_logging
 from core.notification_store import NotificationStore
+from core.rate_limit import TokenBucket
 from core.settings import Settings
 from listeners.consumer import Consumer, wait_for_queues
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.heartbeat import Heartbeat
-from listeners.rate_limit import TokenBucket
 from notifiers.registry import build_notifiers
 
 log = logging.getLogger("herald.worker")

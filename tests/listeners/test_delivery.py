@@ -16,10 +16,10 @@ from core.errors import PermanentError, RetryableError
 from core.event_store import EventStore
 from core.models import EventRecord, EventStatus, NotificationMessage
 from core.notification_store import NotificationStore
+from core.rate_limit import TokenBucket
 from listeners.batch import BatchSettler
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import Ack, DeadLetter, QueueMessage, Retry
-from listeners.rate_limit import TokenBucket
 from tests.conftest import Stack
 from tests.factories import OK, QUEUE, ScriptedNotifier, queue_notification
 from tests.support import wait_until
