@@ -37,7 +37,9 @@ log = logging.getLogger("herald.delivery")
 # worker's lease has run out, in case it died.
 CLAIM_CONFLICT_DELAY = 5
 
-InvalidAddressHook = Callable[[NotificationMessage, PermanentError], None]
+# Told which addresses the provider says are gone for good (e.g. disabled push endpoints),
+# so they can be disabled on the user and not tried again.
+DeadAddressHook = Callable[[NotificationMessage, list[str]], None]
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class DeliveryHandler:
         rate_limit: TokenBucket | None = None,
         heartbeat: Heartbeat | None = None,
         concurrency: int = 10,
-        on_invalid_address: InvalidAddressHook | None = None,
+        on_dead_addresses: DeadAddressHook | None = None,
     ) -> None:
         self.notifier = notifier
         self.store = store
@@ -66,7 +68,7 @@ class DeliveryHandler:
         self.lease_seconds = lease_seconds
         self.rate_limit = rate_limit
         self.heartbeat = heartbeat
-        self.on_invalid_address = on_invalid_address
+        self.on_dead_addresses = on_dead_addresses
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send")
 
     def __call__(self, messages: Sequence[QueueMessage]) -> list[Result]:
@@ -111,10 +113,23 @@ class DeliveryHandler:
         finally:
             if self.heartbeat is not None:
                 self.heartbeat.done(queued)
+        gone = list(getattr(result, "gone_endpoints", []) or [])
+        if gone:
+            self._dead_addresses(message, gone, ctx)
         if self.store.mark_sent(message, result.provider, result.provider_message_id):
             self.store.add_to_event(message.event_id, sent=1)
         log.info("sent via %s", result.provider, extra=ctx)
         return Ack()
+
+    def _dead_addresses(
+        self, message: NotificationMessage, addresses: list[str], ctx: dict[str, str]
+    ) -> None:
+        if self.on_dead_addresses is None:
+            return
+        try:
+            self.on_dead_addresses(message, addresses)
+        except (BotoCoreError, ClientError) as exc:  # best effort: the outcome stands
+            log.warning("could not disable dead addresses: %s", exc, extra=ctx)
 
     def _not_claimed(self, message: NotificationMessage, ctx: dict[str, str]) -> Result:
         status = self.store.status_of(message)
@@ -137,8 +152,8 @@ class DeliveryHandler:
             return Retry(delay, reason)
         if isinstance(error, RetryableError):
             reason = f"gave up after {attempt} attempts: {reason}"
-        if isinstance(error, PermanentError) and error.address_invalid and self.on_invalid_address:
-            self.on_invalid_address(message, error)
+        if isinstance(error, PermanentError) and error.address_invalid:
+            self._dead_addresses(message, message.addresses, ctx)
         if self.store.mark_failed(message, reason):
             self.store.add_to_event(message.event_id, failed=1)
         log.warning("failed: %s", reason, extra=ctx)

@@ -17,15 +17,28 @@ import threading
 from core.aws import AwsClients
 from core.catalogue import CHANNELS
 from core.logs import configure_logging
+from core.models import NotificationMessage
 from core.notification_store import NotificationStore
 from core.rate_limit import TokenBucket
 from core.settings import Settings
+from core.users import UserStore
 from listeners.consumer import Consumer, wait_for_queues
-from listeners.delivery import DeliveryHandler, RetryPolicy
+from listeners.delivery import DeadAddressHook, DeliveryHandler, RetryPolicy
 from listeners.heartbeat import Heartbeat
 from notifiers.registry import build_notifiers
 
 log = logging.getLogger("herald.worker")
+
+
+def disable_push_endpoints(clients: AwsClients) -> DeadAddressHook:
+    """SNS said these endpoints are gone: mark them disabled on the user."""
+    users = UserStore(clients.dynamodb, clients.names.table)
+
+    def disable(message: NotificationMessage, addresses: list[str]) -> None:
+        for arn in addresses:
+            users.disable_push_endpoint(message.recipient_id, arn)
+
+    return disable
 
 
 def build_worker(
@@ -43,6 +56,7 @@ def build_worker(
         rate_limit=TokenBucket(settings.provider_rate_per_second),
         heartbeat=heartbeat,
         concurrency=settings.send_concurrency,
+        on_dead_addresses=disable_push_endpoints(clients) if channel == "push" else None,
     )
     consumer = Consumer(
         sqs=clients.sqs,

@@ -1,0 +1,95 @@
+"""A push endpoint SNS reports disabled is disabled on the user, so it is not tried again."""
+
+from __future__ import annotations
+
+import uuid
+
+from core.catalogue import Category, Priority
+from core.event_store import EventStore
+from core.models import Event, EventStatus, NotificationMessage, iso, utcnow
+from core.notification_store import NewNotification, NotificationStore
+from core.profiles import ProfileFields
+from core.users import UserStore
+from listeners.delivery import DeliveryHandler, RetryPolicy
+from listeners.messages import Ack, DeadLetter, QueueMessage
+from listeners.worker import disable_push_endpoints
+from notifiers.push import PushNotifier
+from tests.conftest import Stack
+
+
+def endpoint(stack: Stack) -> str:
+    sns = stack.clients.sns
+    app = sns.create_platform_application(
+        Name="herald-fcm", Platform="GCM", Attributes={"PlatformCredential": "key"}
+    )
+    return str(
+        sns.create_platform_endpoint(
+            PlatformApplicationArn=app["PlatformApplicationArn"], Token=f"t-{uuid.uuid4()}"
+        )["EndpointArn"]
+    )
+
+
+def push_message(stack: Stack, user_id: str, arns: list[str]) -> QueueMessage:
+    table = stack.clients.names.table
+    events = EventStore(stack.clients.dynamodb, table)
+    event = Event(
+        event_id=str(uuid.uuid4()),
+        type="follow",
+        category=Category.activity,
+        priority=Priority.normal,
+        user_id=user_id,
+        data={"actor": "A"},
+        created_at=iso(utcnow()),
+    )
+    events.put_new(events.new_record(event))
+    events.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
+    message = NotificationMessage(
+        notification_id=f"{event.event_id}:push:{user_id}",
+        event_id=event.event_id,
+        event_type="follow",
+        category=Category.activity,
+        priority=Priority.normal,
+        channel="push",
+        recipient_id=user_id,
+        addresses=arns,
+        content={"title": "New follower", "body": "A followed you"},
+        created_at=iso(utcnow()),
+    )
+    NotificationStore(stack.clients.dynamodb, table).create([NewNotification(message)])
+    return QueueMessage(
+        queue="herald-test-push-normal",
+        message_id=str(uuid.uuid4()),
+        receipt_handle="r",
+        body=message.model_dump_json(),
+    )
+
+
+def handler(stack: Stack) -> DeliveryHandler:
+    return DeliveryHandler(
+        notifier=PushNotifier(stack.clients.sns),
+        store=NotificationStore(stack.clients.dynamodb, stack.clients.names.table),
+        policy=RetryPolicy(base=0.01, cap=0.01, max_attempts=3),
+        lease_seconds=30,
+        on_dead_addresses=disable_push_endpoints(stack.clients),
+    )
+
+
+def test_disabled_endpoints_are_disabled_on_the_user(stack: Stack) -> None:
+    users = UserStore(stack.clients.dynamodb, stack.clients.names.table)
+    live, dead = endpoint(stack), endpoint(stack)
+    users.put_profile("u-push", ProfileFields(push_endpoints=[live, dead]))
+    stack.clients.sns.set_endpoint_attributes(EndpointArn=dead, Attributes={"Enabled": "false"})
+
+    deliver = handler(stack)
+    try:
+        assert deliver([push_message(stack, "u-push", [live, dead])]) == [Ack()]
+        profile = users.get("u-push")
+        assert profile is not None and profile.active_push_endpoints() == [live]
+
+        stack.clients.sns.set_endpoint_attributes(EndpointArn=live, Attributes={"Enabled": "false"})
+        result = deliver([push_message(stack, "u-push", [live])])
+        assert isinstance(result[0], DeadLetter)
+        profile = users.get("u-push")
+        assert profile is not None and profile.active_push_endpoints() == []
+    finally:
+        deliver.close()
