@@ -22,6 +22,8 @@ from listeners.messages import QueueMessage
 
 log = logging.getLogger("herald.consumer")
 
+RECEIVER_GRACE_SECONDS = 1.0
+
 
 class LaneScheduler:
     """Chooses which lane's batch to process next. Pure, so fairness is testable."""
@@ -111,6 +113,8 @@ class Consumer:
             if batch:
                 with self._cond:
                     slot.batch = batch
+                    if self._stop.is_set():  # came back after the stop: hand it straight back
+                        self._release_prefetched()
                     self._cond.notify_all()
 
     # --- processing --------------------------------------------------------------------
@@ -149,9 +153,12 @@ class Consumer:
             batch = self._next_batch()
             if batch:
                 self.process(batch)
+        # A receiver may sit in a long poll for up to wait_time: give it a moment, not the
+        # whole wait. Messages a late poll still takes reappear after their visibility timeout.
         for thread in receivers:
-            thread.join(self._wait + 2)
-        self._release_prefetched()
+            thread.join(RECEIVER_GRACE_SECONDS)
+        with self._cond:
+            self._release_prefetched()
 
     def _forward_stop(self, stop: threading.Event) -> None:
         stop.wait()
