@@ -158,3 +158,20 @@ def test_health_and_welcome(client: TestClient) -> None:
     assert health.status_code == 200
     assert health.json()["checks"] == {"dynamodb": "ok", "sns": "ok"}
     assert client.get("/docs").status_code == 200
+
+
+def test_health_is_503_when_the_table_is_gone(client: TestClient, stack: Stack) -> None:
+    stack.clients.dynamodb.delete_table(TableName=stack.clients.names.table)
+    resp = client.get("/health")
+    assert resp.status_code == 503
+    assert resp.json()["checks"]["dynamodb"].startswith("error")
+    assert resp.json()["checks"]["sns"] == "ok"
+
+
+def test_storage_failure_on_post_is_503_with_retry_after(client: TestClient, stack: Stack) -> None:
+    assert client.get("/events", params={"limit": 1}).status_code == 200  # key now cached
+    stack.clients.dynamodb.delete_table(TableName=stack.clients.names.table)
+    resp = client.post("/events", json=COMMENT)
+    assert resp.status_code == 503
+    assert resp.headers["Retry-After"].isdigit()
+    assert stack.receive_all("herald-test-events-normal") == []
