@@ -17,16 +17,13 @@ from listeners.batch import BatchSettler
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import QueueMessage
 from tests.conftest import Stack
-from tests.factories import OK, QUEUE, ScriptedNotifier, queue_notification
+from tests.factories import OK, QUEUE, ScriptedNotifier, Stores, queue_notification, stores_of
 from tests.support import ROOT
 
 
 @pytest.fixture
-def stores(stack: Stack) -> tuple[EventStore, NotificationStore]:
-    table = stack.clients.names.table
-    return EventStore(stack.clients.dynamodb, table), NotificationStore(
-        stack.clients.dynamodb, table
-    )
+def stores(stack: Stack) -> Stores:
+    return stores_of(stack)
 
 
 def deliver(

@@ -16,11 +16,9 @@ from fastapi.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
 from api.main import create_app
-from core.event_store import EventStore
-from core.notification_store import NotificationStore
 from tests.api.test_dlq import deliver
 from tests.conftest import AUTH, Stack
-from tests.factories import OK, ScriptedNotifier, queue_notification
+from tests.factories import OK, ScriptedNotifier, queue_notification, stores_of
 
 AUTH_TOKEN = "test-auth-token"
 SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -43,11 +41,7 @@ def client(stack: Stack) -> Iterator[TestClient]:
 @pytest.fixture
 def sent(stack: Stack) -> str:
     """A notification the provider took: SENT, waiting for its receipt."""
-    table = stack.clients.names.table
-    stores = (
-        EventStore(stack.clients.dynamodb, table),
-        NotificationStore(stack.clients.dynamodb, table),
-    )
+    stores = stores_of(stack)
     message = queue_notification(stack, stores)
     deliver(stack, stores, ScriptedNotifier(OK))
     return message.notification_id

@@ -2,58 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
-
-from core.catalogue import Category, Priority
-from core.event_store import EventStore
-from core.models import Event, EventStatus, NotificationMessage, NotificationStatus, iso, utcnow
-from core.notification_store import NewNotification, NotificationStore
+from core.models import EventStatus, NotificationStatus
+from core.notification_store import NewNotification
 from tests.conftest import Stack
-
-
-def stores(stack: Stack) -> tuple[EventStore, NotificationStore]:
-    table = stack.clients.names.table
-    return EventStore(stack.clients.dynamodb, table), NotificationStore(
-        stack.clients.dynamodb, table
-    )
-
-
-def processing_event(events: EventStore) -> str:
-    event = Event(
-        event_id=str(uuid.uuid4()),
-        type="follow",
-        category=Category.activity,
-        priority=Priority.normal,
-        user_id="u-1",
-        data={"actor": "A"},
-        created_at=iso(utcnow()),
-    )
-    events.put_new(events.new_record(event))
-    assert events.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
-    return event.event_id
-
-
-def message(event_id: str, recipient: str = "u-1", channel: str = "sms") -> NotificationMessage:
-    return NotificationMessage(
-        notification_id=f"{event_id}:{channel}:{recipient}",
-        event_id=event_id,
-        event_type="follow",
-        category=Category.activity,
-        priority=Priority.normal,
-        channel=channel,
-        recipient_id=recipient,
-        addresses=["+14155550123"],
-        content={"text": "hi"},
-        created_at=iso(utcnow()),
-    )
+from tests.factories import notification, processing_event, stores_of
 
 
 def test_records_are_created_once_even_when_a_chunk_partly_exists(stack: Stack) -> None:
-    events, notifications = stores(stack)
-    event_id = processing_event(events)
-    first = [NewNotification(message(event_id, f"u-{i}")) for i in range(3)]
+    events, notifications = stores_of(stack)
+    event = processing_event(events)
+    first = [NewNotification(notification(event, f"u-{i}")) for i in range(3)]
     assert len(notifications.create(first)) == 3
-    again = [NewNotification(message(event_id, f"u-{i}")) for i in range(5)]
+    again = [NewNotification(notification(event, f"u-{i}")) for i in range(5)]
     created = notifications.create(again)
     assert [n.message.recipient_id for n in created] == ["u-3", "u-4"]
     statuses = notifications.statuses([n.message for n in again])
@@ -61,8 +21,8 @@ def test_records_are_created_once_even_when_a_chunk_partly_exists(stack: Stack) 
 
 
 def test_only_one_claim_wins_and_a_lapsed_lease_can_be_reclaimed(stack: Stack) -> None:
-    events, notifications = stores(stack)
-    m = message(processing_event(events))
+    events, notifications = stores_of(stack)
+    m = notification(processing_event(events))
     notifications.create([NewNotification(m)])
     first = notifications.claim(m, lease_seconds=60)
     assert first is not None and first.attempt == 1
@@ -79,8 +39,8 @@ def test_only_one_claim_wins_and_a_lapsed_lease_can_be_reclaimed(stack: Stack) -
 
 
 def test_event_settles_when_its_last_notification_does(stack: Stack) -> None:
-    events, notifications = stores(stack)
-    event_id = processing_event(events)
+    events, notifications = stores_of(stack)
+    event_id = processing_event(events).event_id
     assert notifications.add_to_event(event_id, total=3, skipped=1) is None
     assert notifications.add_to_event(event_id, sent=1) is None
     assert notifications.add_to_event(event_id, fanout_complete=True) is None
@@ -92,9 +52,10 @@ def test_event_settles_when_its_last_notification_does(stack: Stack) -> None:
 
 
 def test_history_keeps_every_transition(stack: Stack) -> None:
-    events, notifications = stores(stack)
-    event_id = processing_event(events)
-    m = message(event_id)
+    events, notifications = stores_of(stack)
+    event = processing_event(events)
+    event_id = event.event_id
+    m = notification(event)
     notifications.create([NewNotification(m)])
     notifications.claim(m, 60)
     notifications.mark_failed(m, "21211: invalid number")

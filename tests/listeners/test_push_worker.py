@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from core.catalogue import Category, Priority
-from core.event_store import EventStore
-from core.models import Event, EventStatus, NotificationMessage, iso, utcnow
 from core.notification_store import NewNotification, NotificationStore
 from core.profiles import ProfileFields
 from core.users import UserStore
@@ -15,6 +12,7 @@ from listeners.messages import Ack, DeadLetter, QueueMessage
 from listeners.worker import disable_push_endpoints
 from notifiers.push import PushNotifier
 from tests.conftest import Stack
+from tests.factories import notification, processing_event, stores_of
 
 
 def endpoint(stack: Stack) -> str:
@@ -30,32 +28,15 @@ def endpoint(stack: Stack) -> str:
 
 
 def push_message(stack: Stack, user_id: str, arns: list[str]) -> QueueMessage:
-    table = stack.clients.names.table
-    events = EventStore(stack.clients.dynamodb, table)
-    event = Event(
-        event_id=str(uuid.uuid4()),
-        type="follow",
-        category=Category.activity,
-        priority=Priority.normal,
-        user_id=user_id,
-        data={"actor": "A"},
-        created_at=iso(utcnow()),
-    )
-    events.put_new(events.new_record(event))
-    events.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
-    message = NotificationMessage(
-        notification_id=f"{event.event_id}:push:{user_id}",
-        event_id=event.event_id,
-        event_type="follow",
-        category=Category.activity,
-        priority=Priority.normal,
-        channel="push",
-        recipient_id=user_id,
+    events, notifications = stores_of(stack)
+    message = notification(
+        processing_event(events, user_id=user_id),
+        user_id,
+        "push",
         addresses=arns,
         content={"title": "New follower", "body": "A followed you"},
-        created_at=iso(utcnow()),
     )
-    NotificationStore(stack.clients.dynamodb, table).create([NewNotification(message)])
+    notifications.create([NewNotification(message)])
     return QueueMessage(
         queue="herald-test-push-normal",
         message_id=str(uuid.uuid4()),
