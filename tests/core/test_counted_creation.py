@@ -2,69 +2,41 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from core.catalogue import Category, Priority
-from core.event_store import EventStore
-from core.models import Event, EventStatus, NotificationMessage, NotificationStatus, iso, utcnow
-from core.notification_store import CHUNK_MAX, EventNotFound, NewNotification, NotificationStore
+from core.models import Event, EventStatus, NotificationStatus
+from core.notification_store import CHUNK_MAX, EventNotFound, NewNotification
 from tests.conftest import Stack
+from tests.factories import notification, processing_event, stores_of
 
 
-def stores(stack: Stack) -> tuple[EventStore, NotificationStore]:
-    table = stack.clients.names.table
-    db = stack.clients.dynamodb
-    return EventStore(db, table), NotificationStore(db, table)
-
-
-def processing_event(events: EventStore) -> str:
-    event = Event(
-        event_id=str(uuid.uuid4()),
-        type="trend.top_artist_changed",
-        category=Category.trend,
-        priority=Priority.normal,
-        topic="charts",
-        data={"chart": "Top 50", "artist": "Nova"},
-        created_at=iso(utcnow()),
-    )
-    events.put_new(events.new_record(event))
-    assert events.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
-    return event.event_id
-
-
-def new(event_id: str, recipient: str, status: NotificationStatus) -> NewNotification:
-    message = NotificationMessage(
-        notification_id=f"{event_id}:email:{recipient}",
-        event_id=event_id,
-        event_type="trend.top_artist_changed",
-        category=Category.trend,
-        priority=Priority.normal,
-        channel="email",
-        recipient_id=recipient,
+def new(event: Event, recipient: str, status: NotificationStatus) -> NewNotification:
+    message = notification(
+        event,
+        recipient,
+        "email",
         addresses=[f"{recipient}@example.com"],
         content={"subject": "s", "text": "t"},
-        created_at=iso(utcnow()),
     )
     reason = None if status is NotificationStatus.QUEUED else "why"
     return NewNotification(message, status, reason)
 
 
-def mixed(event_id: str, count: int) -> list[NewNotification]:
+def mixed(event: Event, count: int) -> list[NewNotification]:
     statuses = [NotificationStatus.QUEUED, NotificationStatus.SKIPPED, NotificationStatus.FAILED]
-    return [new(event_id, f"u-{i:03d}", statuses[i % 3]) for i in range(count)]
+    return [new(event, f"u-{i:03d}", statuses[i % 3]) for i in range(count)]
 
 
 def test_each_record_is_counted_exactly_once_whatever_overlaps(stack: Stack) -> None:
-    events, notifications = stores(stack)
-    event_id = processing_event(events)
-    first = notifications.create_counted(mixed(event_id, 4))
+    events, notifications = stores_of(stack)
+    event = processing_event(events, topic="charts")
+    event_id = event.event_id
+    first = notifications.create_counted(mixed(event, 4))
     assert len(first.created) == 4 and first.existing == {}
 
     # A second router (a duplicate publish) with an overlapping set: the transaction is
     # cancelled for the 4 that exist and retried without them.
-    second = notifications.create_counted(mixed(event_id, 7))
+    second = notifications.create_counted(mixed(event, 7))
     assert [n.message.recipient_id for n in second.created] == ["u-004", "u-005", "u-006"]
     assert second.existing == {
         f"{event_id}:email:u-000": "QUEUED",
@@ -73,7 +45,7 @@ def test_each_record_is_counted_exactly_once_whatever_overlaps(stack: Stack) -> 
         f"{event_id}:email:u-003": "QUEUED",
     }
     # A redelivery reads first and writes nothing.
-    third = notifications.create_counted(mixed(event_id, 7), redelivered=True)
+    third = notifications.create_counted(mixed(event, 7), redelivered=True)
     assert third.created == [] and len(third.existing) == 7
 
     record, stored = events.get(event_id) or (None, [])
@@ -82,9 +54,10 @@ def test_each_record_is_counted_exactly_once_whatever_overlaps(stack: Stack) -> 
 
 
 def test_chunks_beyond_one_transaction_are_each_atomic(stack: Stack) -> None:
-    events, notifications = stores(stack)
-    event_id = processing_event(events)
-    batch = [new(event_id, f"u-{i:03d}", NotificationStatus.SKIPPED) for i in range(CHUNK_MAX + 2)]
+    events, notifications = stores_of(stack)
+    event = processing_event(events, topic="charts")
+    event_id = event.event_id
+    batch = [new(event, f"u-{i:03d}", NotificationStatus.SKIPPED) for i in range(CHUNK_MAX + 2)]
     assert len(notifications.create_counted(batch).created) == CHUNK_MAX + 2
     assert notifications.add_to_event(event_id, fanout_complete=True) is EventStatus.SUCCESS
     record = events.get(event_id)
@@ -93,15 +66,19 @@ def test_chunks_beyond_one_transaction_are_each_atomic(stack: Stack) -> None:
 
 
 def test_records_of_a_missing_event_are_not_created(stack: Stack) -> None:
-    events, notifications = stores(stack)
+    events, notifications = stores_of(stack)
+    ghost = processing_event(events, topic="charts").model_copy(
+        update={"event_id": "no-such-event"}
+    )
     with pytest.raises(EventNotFound):
-        notifications.create_counted([new("no-such-event", "u-1", NotificationStatus.QUEUED)])
+        notifications.create_counted([new(ghost, "u-1", NotificationStatus.QUEUED)])
     assert events.get("no-such-event") is None
 
 
 def test_continuations_are_remembered_per_page(stack: Stack) -> None:
-    events, notifications = stores(stack)
-    event_id = processing_event(events)
+    events, notifications = stores_of(stack)
+    event = processing_event(events, topic="charts")
+    event_id = event.event_id
     assert not notifications.continuation_sent(event_id, 1)
     notifications.mark_continuation_sent(event_id, 1)
     notifications.mark_continuation_sent(event_id, 1)

@@ -3,49 +3,25 @@
 from __future__ import annotations
 
 import signal
-import uuid
 from typing import Any
 
-from core.catalogue import Category, Priority
 from core.event_store import EventStore
-from core.models import Event, EventStatus, NotificationMessage, iso, utcnow
 from core.notification_store import NewNotification, NotificationStore
 from tests.e2e.conftest import PREFIX, Herald
+from tests.factories import notification, processing_event
 from tests.support import wait_until
 
 BACKLOG = 500
 
 
 def queue_backlog(herald: Herald, size: int) -> str:
-    """`size` normal SMS notifications of one event, recorded and queued."""
+    """`size` normal SMS notifications of one trend event, recorded and queued."""
     table = herald.clients.names.table
     events = EventStore(herald.clients.dynamodb, table)
     notifications = NotificationStore(herald.clients.dynamodb, table)
-    event = Event(
-        event_id=str(uuid.uuid4()),
-        type="trend.top_artist_changed",
-        category=Category.trend,
-        priority=Priority.normal,
-        topic="charts",
-        data={"chart": "Top 50", "artist": "Nova"},
-        created_at=iso(utcnow()),
-    )
-    events.put_new(events.new_record(event))
-    events.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
+    event = processing_event(events, topic="charts")
     messages = [
-        NotificationMessage(
-            notification_id=f"{event.event_id}:sms:b-{i}",
-            event_id=event.event_id,
-            event_type=event.type,
-            category=event.category,
-            priority=event.priority,
-            channel="sms",
-            recipient_id=f"b-{i}",
-            addresses=[f"+1415555{i:04d}"],
-            content={"text": "Nova tops the chart"},
-            created_at=event.created_at,
-        )
-        for i in range(size)
+        notification(event, f"b-{i}", "sms", addresses=[f"+1415555{i:04d}"]) for i in range(size)
     ]
     for m in messages:  # one put each: the emulator's transactions copy the whole table
         notifications.create([NewNotification(m)])
