@@ -1,21 +1,35 @@
-"""Load test for Herald's API.
+"""Load test for Herald's API: a product posting a weighted mix of events.
 
-    make run                                    # in another terminal
-    .venv/bin/locust -f locustfile.py --host http://127.0.0.1:8000            # web UI :8089
-    .venv/bin/locust -f locustfile.py --host http://127.0.0.1:8000 --headless -u 32 -r 8 -t 1m
+With the stack running (`make run` in another terminal; it prints the development key):
 
+    # web UI on http://127.0.0.1:8089: pick users and spawn rate, start, watch the charts
+    .venv/bin/locust -f locustfile.py --host http://127.0.0.1:8000
+
+    # headless: 32 users started at once, 20 seconds, a summary and CSV files at the end
+    .venv/bin/locust -f locustfile.py --host http://127.0.0.1:8000 \\
+        --headless -u 32 -r 32 -t 20s --csv var/load/herald
+
+Every request carries `X-API-Key` (HERALD_API_KEY, by default the key `make run` prints).
 A seeded population of users and topics is created through the API at test start, so
-events address real recipients. Weights come from the environment:
+events address real recipients. Everything else comes from the environment:
 
 | variable | default | meaning |
 |---|---|---|
+| HERALD_API_KEY | hk_dev_local-development-key | sent as X-API-Key (events:write, users:write) |
+| HERALD_LOAD_SEED_POPULATION | 1 | 0: skip creating users and topics (they exist already) |
 | HERALD_LOAD_USERS | 200 | users created (and subscribed to topics) at start |
 | HERALD_LOAD_TOPICS | 5 | topics, each with every 5th user subscribed |
 | HERALD_LOAD_SEED | 42 | random seed for the population and the mix |
+| HERALD_LOAD_WAIT_SECONDS | 0.1 | most a user waits between requests (0: back to back) |
 | HERALD_LOAD_W_ACTIVITY | 80 | weight of single activity events (normal priority) |
 | HERALD_LOAD_W_TREND | 10 | weight of trend events to a topic |
 | HERALD_LOAD_W_CRITICAL | 5 | weight of critical security and alert events |
 | HERALD_LOAD_W_BATCH | 5 | weight of POST /events/batch with 10 activity events |
+
+A weight of 0 leaves that request out. Any answer but 2xx counts as a failure (a 429 means
+the key's rate limit, `HERALD_API_KEY_RATE_PER_SECOND`, is below the offered load).
+`make bench` runs this file headless with only single activity events against Herald and
+against a bare FastAPI app (`bench/bare_app.py`) to compare the CPU each spends per event.
 """
 
 from __future__ import annotations
@@ -24,11 +38,15 @@ import os
 import random
 from typing import Any
 
-from locust import HttpUser, between, events, task
+from locust import FastHttpUser, between, constant, events, task
 
+API_KEY = os.environ.get("HERALD_API_KEY", "hk_dev_local-development-key")
+HEADERS = {"X-API-Key": API_KEY}
+SEED_POPULATION = os.environ.get("HERALD_LOAD_SEED_POPULATION", "1") not in ("0", "false")
 USERS = int(os.environ.get("HERALD_LOAD_USERS", "200"))
 TOPICS = int(os.environ.get("HERALD_LOAD_TOPICS", "5"))
 SEED = int(os.environ.get("HERALD_LOAD_SEED", "42"))
+WAIT_SECONDS = float(os.environ.get("HERALD_LOAD_WAIT_SECONDS", "0.1"))
 
 
 def weight(name: str, default: int) -> int:
@@ -46,12 +64,14 @@ def topic(i: int) -> str:
 @events.test_start.add_listener
 def seed_population(environment: Any, **_: Any) -> None:
     """Create the users and subscriptions once, through the API like any client."""
+    if not SEED_POPULATION:
+        return
     import httpx
 
     host = environment.host or "http://127.0.0.1:8000"
-    with httpx.Client(base_url=host, timeout=30) as api:
+    with httpx.Client(base_url=host, timeout=30, headers=HEADERS) as api:
         for i in range(USERS):
-            api.put(
+            resp = api.put(
                 f"/users/{user_id(i)}",
                 json={
                     "phone": f"+1415555{i:04d}",
@@ -59,8 +79,10 @@ def seed_population(environment: Any, **_: Any) -> None:
                     "timezone": "UTC",
                 },
             )
+            resp.raise_for_status()
             if i % 5 == 0:
-                api.put(f"/topics/{topic(i % TOPICS)}/subscribers/{user_id(i)}", json={})
+                resp = api.put(f"/topics/{topic(i % TOPICS)}/subscribers/{user_id(i)}", json={})
+                resp.raise_for_status()
 
 
 def activity(rng: random.Random) -> dict[str, Any]:
@@ -73,10 +95,11 @@ def activity(rng: random.Random) -> dict[str, Any]:
     return {"type": kind, "user_id": user_id(rng.randrange(USERS)), "data": data}
 
 
-class Product(HttpUser):
+class Product(FastHttpUser):
     """A product posting a realistic mix of events."""
 
-    wait_time = between(0.01, 0.1)
+    wait_time = between(min(0.01, WAIT_SECONDS), WAIT_SECONDS) if WAIT_SECONDS else constant(0)
+    default_headers = HEADERS
 
     def on_start(self) -> None:
         self.rng = random.Random(SEED + id(self))

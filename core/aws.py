@@ -2,10 +2,19 @@
 
 Processes build one `AwsClients` at start and pass it down; nothing else calls
 `boto3.client`, so the endpoint, region, pool size and retry policy are set once.
+
+With `HERALD_AWS_CALL_LOG=<path>` every client counts its calls per service and operation
+and the process writes the counts to `<path>.<pid>.json` every few seconds and at exit
+(the benchmarks sum these files: AWS requests per notification).
 """
 
 from __future__ import annotations
 
+import atexit
+import json
+import os
+import threading
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -15,6 +24,59 @@ from botocore.config import Config
 
 from core.names import ResourceNames
 from core.settings import Settings
+
+CALL_LOG_FLUSH_SECONDS = 2.0
+
+
+class CallLog:
+    """Counts AWS calls of this process by (service, operation); one per log path."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.counts: dict[str, dict[str, int]] = {}
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._dirty = True
+        self._pid = os.getpid()
+
+    @classmethod
+    def for_path(cls, path: str) -> CallLog:
+        with _call_logs_lock:
+            log = _call_logs.get(path)
+            if log is None:
+                log = _call_logs[path] = cls(path)
+                log.write()
+                atexit.register(log.write)
+                threading.Thread(target=log._flush_forever, daemon=True, name="aws-calls").start()
+            return log
+
+    def after_call(self, model: Any, **_: Any) -> None:
+        service = model.service_model.service_name
+        with self._lock:
+            per_service = self.counts.setdefault(service, {})
+            per_service[model.name] = per_service.get(model.name, 0) + 1
+            self._dirty = True
+
+    def write(self) -> None:
+        with self._write_lock:
+            with self._lock:
+                if not self._dirty:
+                    return
+                snapshot = {service: dict(ops) for service, ops in self.counts.items()}
+                self._dirty = False
+            target = f"{self.path}.{self._pid}.json"
+            with open(f"{target}.tmp", "w") as out:
+                json.dump({"pid": self._pid, "calls": snapshot}, out, sort_keys=True)
+            os.replace(f"{target}.tmp", target)  # readers never see a half-written file
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(CALL_LOG_FLUSH_SECONDS)
+            self.write()
+
+
+_call_logs: dict[str, CallLog] = {}
+_call_logs_lock = threading.Lock()
 
 
 @dataclass
@@ -42,11 +104,16 @@ class AwsClients:
         )
 
     def client(self, service: str) -> Any:
-        return self.session.client(
+        client = self.session.client(
             service,
             endpoint_url=self.settings.aws_endpoint_url,
             config=self.config,
         )
+        if self.settings.aws_call_log:
+            client.meta.events.register(
+                "after-call", CallLog.for_path(self.settings.aws_call_log).after_call
+            )
+        return client
 
     @cached_property
     def names(self) -> ResourceNames:

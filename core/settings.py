@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     aws_max_pool_connections: int = Field(
         default=50, ge=1, description="HTTP connections per AWS client (threads share them)."
     )
+    aws_call_log: str | None = Field(
+        default=None,
+        description="Count AWS calls per service and operation into `<this>.<pid>.json` "
+        "every few seconds and at exit (benchmarks); unset means off.",
+    )
 
     # --- API -------------------------------------------------------------------------------
     api_host: str = Field(default="127.0.0.1", description="Address the API binds.")

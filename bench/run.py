@@ -1,0 +1,593 @@
+"""Herald's benchmarks: `make bench` (or `python -m bench.run`) writes docs/benchmarks.md.
+
+Everything runs on loopback: the moto server, the provider sandbox, Herald's API under
+uvicorn, the router and one worker per channel, as separate processes. Phases:
+
+1. API: Locust headless, 32 users back to back, 20 s, single activity events, against
+   Herald's API and against a bare FastAPI app (`bench/bare_app.py`) in the same run:
+   accepted events/s, p50/p99, API CPU per accepted event and the ratio to the bare app.
+2. AWS requests and Herald CPU per delivered notification: (a) 50 activity events to users
+   who want sms, email and chat (150 notifications); (b) one trend event to a topic of
+   1,000 subscribers who want email.
+3. End-to-end latency, POST → the sandbox receiving the provider request, at a steady 20
+   events/s (one notification each), with a per-hop breakdown from the records' history.
+4. Priority isolation: critical events while 1,000 normal notifications wait on the same
+   channel.
+5. Peak RSS (VmHWM) of the API and of each worker.
+
+AWS requests are counted inside Herald's processes (`HERALD_AWS_CALL_LOG`, `core/aws.py`);
+CPU and memory come from /proc. The emulator is reset between phases so each starts with
+a small table (its transactions copy the whole table, see the report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import report, seed
+from bench.stack import API_KEY, ROOT, Proc, Snapshot, Stack, diff_calls, wait_until
+from core import dynamo
+from core.aws import AwsClients
+
+LOCUST_USERS = 32
+
+# --- small helpers ---------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Meter:
+    """Wall time, the machine's CPU use and the emulator's CPU over one workload."""
+
+    def __init__(self, moto: Proc) -> None:
+        self.moto = moto
+        self.t0 = time.monotonic()
+        self.busy0 = machine_busy()
+        self.moto0 = moto.cpu_seconds()
+
+    def done(self) -> dict[str, float]:
+        wall = time.monotonic() - self.t0
+        busy1 = machine_busy()
+        busy = (busy1[0] - self.busy0[0]) / max(busy1[1] - self.busy0[1], 1)
+        moto = self.moto.cpu_seconds() - self.moto0
+        return {
+            "wall_s": wall,
+            "machine_busy": busy,
+            "emulator_cpu_s": moto,
+            "emulator_busy": moto / wall if wall else 0.0,
+        }
+
+
+def delivered(stack: Stack, event_ids: set[str]) -> dict[str, float]:
+    """First `received_at` per notification id the providers took (2xx) for these events."""
+    first: dict[str, float] = {}
+    for entry in stack.sandbox_messages():
+        nid = entry.get("notification_id")
+        if not nid or int(entry.get("status") or 0) >= 300:
+            continue
+        if nid.split(":", 1)[0] in event_ids:
+            at = float(entry["received_at"])
+            if nid not in first or at < first[nid]:
+                first[nid] = at
+    return first
+
+
+def wait_delivered(
+    stack: Stack, event_ids: set[str], expected: int, timeout: float
+) -> dict[str, float]:
+    found: dict[str, float] = {}
+
+    def enough() -> bool:
+        found.clear()
+        found.update(delivered(stack, event_ids))
+        return len(found) >= expected
+
+    if not wait_until(enough, timeout=timeout, interval=1.0):
+        log(f"only {len(found)} of {expected} notifications arrived within {timeout:.0f}s")
+    return found
+
+
+def event_statuses(clients: AwsClients, event_ids: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    table = clients.names.table
+    ids = list(event_ids)
+    for start in range(0, len(ids), 100):
+        keys = [
+            {dynamo.PK: {"S": dynamo.event_pk(e)}, dynamo.SK: {"S": dynamo.EVENT_SK}}
+            for e in ids[start : start + 100]
+        ]
+        request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
+        while request:
+            resp = clients.dynamodb.batch_get_item(RequestItems=request)
+            for item in resp.get("Responses", {}).get(table, []):
+                out[item["event_id"]["S"]] = item["status"]["S"]
+            request = resp.get("UnprocessedKeys") or {}
+    return out
+
+
+def wait_settled(clients: AwsClients, event_ids: Sequence[str], timeout: float) -> bool:
+    def settled() -> bool:
+        statuses = event_statuses(clients, event_ids)
+        return all(statuses.get(e) in ("SUCCESS", "FAILED") for e in event_ids)
+
+    ok = wait_until(settled, timeout=timeout, interval=0.5)
+    if not ok:
+        log("some events did not settle")
+    return ok
+
+
+def post_events(
+    base: str, bodies: Sequence[dict[str, Any]], *, concurrency: int, rate: float | None = None
+) -> dict[str, float]:
+    """POST each body (each has its own event_id); returns {event_id: time.time() sent}.
+
+    With `rate`, request i is started at t0 + i/rate whatever the answers (an open loop),
+    else as fast as `concurrency` clients go."""
+    sent: dict[str, float] = {}
+    errors: list[str] = []
+    lock = threading.Lock()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    with (
+        httpx.Client(
+            base_url=base, timeout=60, headers={"X-API-Key": API_KEY}, limits=limits
+        ) as api,
+        ThreadPoolExecutor(concurrency) as pool,
+    ):
+
+        def post(body: dict[str, Any]) -> None:
+            at = time.time()
+            resp = api.post("/events", json=body)
+            with lock:
+                if resp.status_code == 202:
+                    sent[body["event_id"]] = at
+                else:
+                    errors.append(f"{resp.status_code} {resp.text[:200]}")
+
+        t0 = time.monotonic()
+        futures = []
+        for i, body in enumerate(bodies):
+            if rate:
+                delay = t0 + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            futures.append(pool.submit(post, body))
+        for future in futures:
+            future.result()
+    if errors:
+        log(f"{len(errors)} POSTs failed, e.g. {errors[0]}")
+    return sent
+
+
+def activity_body(user_id: str, kind: str = "comment") -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "type": kind,
+        "user_id": user_id,
+        "data": {"actor": "Bo", "post": "p-7", "text": "Nice!"},
+    }
+
+
+def usage(stack: Stack, before: Snapshot, after: Snapshot, notifications: int) -> dict[str, Any]:
+    """AWS calls and CPU of Herald's processes between two snapshots, per notification."""
+    calls = {n: diff_calls(before.calls.get(n, {}), after.calls.get(n, {})) for n in after.calls}
+    cpu = {n: after.cpu[n] - before.cpu.get(n, 0.0) for n in after.cpu}
+    total_calls = sum(c for per in calls.values() for ops in per.values() for c in ops.values())
+    per = max(notifications, 1)
+    return {
+        "notifications": notifications,
+        "calls_by_process": calls,
+        "aws_requests": total_calls,
+        "aws_requests_per_notification": total_calls / per,
+        "cpu_by_process": cpu,
+        "herald_cpu_s": sum(cpu.values()),
+        "herald_cpu_s_per_1000": sum(cpu.values()) / per * 1000,
+    }
+
+
+# --- phase 1: the API under Locust -----------------------------------------------------------
+
+
+def locust(base: str, proc: Proc, moto: Proc, workdir: Path, label: str, seconds: int) -> dict:
+    """Warm up, then Locust headless; CPU of `proc` from /proc before and after."""
+    with httpx.Client(base_url=base, timeout=30, headers={"X-API-Key": API_KEY}) as api:
+        for _ in range(100):
+            api.post("/events", json=activity_body("load-u1", "like"))
+    prefix = workdir / f"locust-{label}"
+    env = {
+        **os.environ,
+        "HERALD_API_KEY": API_KEY,
+        "HERALD_LOAD_SEED_POPULATION": "0",
+        "HERALD_LOAD_WAIT_SECONDS": "0",
+        "HERALD_LOAD_W_ACTIVITY": "1",
+        "HERALD_LOAD_W_TREND": "0",
+        "HERALD_LOAD_W_CRITICAL": "0",
+        "HERALD_LOAD_W_BATCH": "0",
+    }
+    command = [
+        *(sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py")),
+        *("--headless", "-u", str(LOCUST_USERS), "-r", str(LOCUST_USERS), "-t", f"{seconds}s"),
+        *("--host", base, "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING"),
+    ]
+    cpu0 = proc.cpu_seconds()
+    meter = Meter(moto)
+    children0 = os.times()
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+    children1 = os.times()
+    cpu = proc.cpu_seconds() - cpu0
+    window = meter.done()
+    with open(f"{prefix}_stats.csv") as stats:
+        rows = {r["Name"]: r for r in csv.DictReader(stats)}
+    row = rows["POST /events [activity]"]
+    requests_ = int(row["Request Count"])
+    failures = int(row["Failure Count"])
+    accepted = requests_ - failures
+    return {
+        "command": " ".join(shlex.quote(c) for c in command[1:]).replace(str(ROOT) + "/", ""),
+        "exit_code": done.returncode,
+        "requests": requests_,
+        "failures": failures,
+        "accepted": accepted,
+        "accepted_per_s": accepted / window["wall_s"],
+        "locust_rps": float(row["Requests/s"]),
+        "p50_ms": float(row["50%"]),
+        "p99_ms": float(row["99%"]),
+        "cpu_s": cpu,
+        "cpu_ms_per_accepted": cpu / max(accepted, 1) * 1000,
+        "locust_cpu_s": (children1[2] + children1[3]) - (children0[2] + children0[3]),
+        **window,
+    }
+
+
+def phase_api(stack: Stack, results: dict[str, Any], seconds: int) -> None:
+    assert stack.moto is not None
+    stack.fresh_aws()
+    log("API: bare FastAPI app under Locust")
+    bare_proc, bare_url = stack.start_bare()
+    bare = locust(bare_url, bare_proc, stack.moto, stack.workdir, "bare", seconds)
+    bare["peak_rss_mb"] = bare_proc.peak_rss_mb()
+    bare_proc.stop()
+    log(f"API: bare app {bare['accepted_per_s']:.0f}/s, {bare['cpu_ms_per_accepted']:.3f} ms CPU")
+    log("API: Herald under Locust")
+    base = stack.start_herald("api", pipeline=False)
+    herald = locust(base, stack.herald["api"], stack.moto, stack.workdir, "herald", seconds)
+    peaks = stack.stop_herald()
+    herald["peak_rss_mb"] = peaks["api"]
+    herald["cpu_ratio_to_bare"] = herald["cpu_ms_per_accepted"] / bare["cpu_ms_per_accepted"]
+    log(
+        f"API: Herald {herald['accepted_per_s']:.0f}/s, p50 {herald['p50_ms']:.0f} ms, "
+        f"p99 {herald['p99_ms']:.0f} ms, {herald['cpu_ms_per_accepted']:.3f} ms CPU "
+        f"({herald['cpu_ratio_to_bare']:.1f}x bare)"
+    )
+    results["api"] = {"herald": herald, "bare": bare, "users": LOCUST_USERS, "seconds": seconds}
+    results["peak_rss_mb"]["api (locust run)"] = peaks["api"]
+
+
+# --- phase 2: AWS requests and CPU per notification ------------------------------------------
+
+
+def run_workload(
+    stack: Stack,
+    clients: AwsClients,
+    base: str,
+    bodies: list[dict[str, Any]],
+    expected: int,
+    concurrency: int,
+    timeout: float,
+) -> dict[str, Any]:
+    assert stack.moto is not None
+    stack.clear_sandbox()
+    before = stack.snapshot()
+    meter = Meter(stack.moto)
+    sent = post_events(base, bodies, concurrency=concurrency)
+    arrived = wait_delivered(stack, set(sent), expected, timeout)
+    wait_settled(clients, list(sent), timeout=60)
+    window = meter.done()
+    after = stack.snapshot()
+    out = usage(stack, before, after, len(arrived))
+    out.update(window)
+    out["events"] = len(sent)
+    out["expected"] = expected
+    statuses = event_statuses(clients, list(sent))
+    out["event_statuses"] = {s: list(statuses.values()).count(s) for s in set(statuses.values())}
+    return out
+
+
+def phase_requests(stack: Stack, results: dict[str, Any], activity: int, topic: int) -> None:
+    clients = stack.fresh_aws()
+    base = stack.start_herald("requests")
+    log(f"workload (a): {activity} activity events, each to sms + email + chat")
+    users = seed.users(clients, "act", 50, lambda i: ["sms", "email", "chat"])
+    bodies = [activity_body(users[i % len(users)]) for i in range(activity)]
+    a = run_workload(stack, clients, base, bodies, activity * 3, concurrency=8, timeout=180)
+    log(
+        f"(a) {a['notifications']} delivered, {a['aws_requests_per_notification']:.2f} AWS "
+        f"requests and {a['herald_cpu_s_per_1000']:.2f} CPU s per 1,000 notifications"
+    )
+    log(f"workload (b): one trend event to a topic of {topic} subscribers (email)")
+    subscribers = seed.users(clients, "sub", topic, lambda i: ["email"])
+    seed.subscriptions(clients, "bench-charts", subscribers, ["email"])
+    body = {
+        "event_id": str(uuid.uuid4()),
+        "type": "trend.top_artist_changed",
+        "topic": "bench-charts",
+        "data": {"chart": "Global Top 50", "artist": "Nova"},
+    }
+    b = run_workload(stack, clients, base, [body], topic, concurrency=1, timeout=420)
+    log(
+        f"(b) {b['notifications']} delivered, {b['aws_requests_per_notification']:.2f} AWS "
+        f"requests and {b['herald_cpu_s_per_1000']:.2f} CPU s per 1,000 notifications"
+    )
+    peaks = stack.stop_herald()
+    results["requests"] = {"activity": a, "topic": b}
+    for name, peak in peaks.items():
+        results["peak_rss_mb"][f"{name} (requests run)"] = peak
+
+
+# --- phase 3: end-to-end latency at a steady rate --------------------------------------------
+
+
+def hops(clients: AwsClients, sent: dict[str, float], arrived: dict[str, float]) -> dict:
+    """Per-hop durations (ms) from each notification's record: API record, router record
+    (creation), worker claim (SENDING), provider request received."""
+    table = clients.names.table
+    parts: dict[str, list[float]] = {
+        "client → API recorded": [],
+        "API recorded → router created the record": [],
+        "router created → worker claimed": [],
+        "worker claimed → provider received": [],
+    }
+
+    def epoch(text: str) -> float:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+    def one(nid: str) -> None:
+        event_id = nid.split(":", 1)[0]
+        resp = clients.dynamodb.query(
+            TableName=table,
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": dynamo.event_pk(event_id)}},
+        )
+        items = [dynamo.from_item(i) for i in resp.get("Items", [])]
+        event = next((i for i in items if i["SK"] == dynamo.EVENT_SK), None)
+        record = next((i for i in items if i.get("notification_id") == nid), None)
+        if event is None or record is None:
+            return
+        claimed = [h for h in record.get("history", []) if h.get("status") == "SENDING"]
+        if not claimed:
+            return
+        t_api = epoch(event["created_at"])
+        t_router = epoch(record["created_at"])
+        t_claim = epoch(claimed[0]["at"])
+        parts["client → API recorded"].append((t_api - sent[event_id]) * 1000)
+        parts["API recorded → router created the record"].append((t_router - t_api) * 1000)
+        parts["router created → worker claimed"].append((t_claim - t_router) * 1000)
+        parts["worker claimed → provider received"].append((arrived[nid] - t_claim) * 1000)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(one, list(arrived)))
+    return {
+        name: {"p50": percentile(v, 50), "p95": percentile(v, 95), "p99": percentile(v, 99)}
+        for name, v in parts.items()
+    }
+
+
+def latencies(sent: dict[str, float], arrived: dict[str, float]) -> dict[str, float]:
+    values = [(at - sent[nid.split(":", 1)[0]]) * 1000 for nid, at in arrived.items()]
+    return {
+        "count": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "max": max(values) if values else float("nan"),
+    }
+
+
+def phase_latency(stack: Stack, results: dict[str, Any], rate: float, seconds: float) -> None:
+    assert stack.moto is not None
+    clients = stack.fresh_aws()
+    stack.clear_sandbox()
+    base = stack.start_herald("latency")
+    channels = ["sms", "email", "chat"]
+    users = seed.users(clients, "lat", 60, lambda i: [channels[i % 3]])
+    count = int(rate * seconds)
+    log(f"latency: {count} activity events at {rate:g}/s, one notification each")
+    bodies = [activity_body(users[i % len(users)], "like") for i in range(count)]
+    before = stack.snapshot()
+    meter = Meter(stack.moto)
+    sent = post_events(base, bodies, concurrency=32, rate=rate)
+    arrived = wait_delivered(stack, set(sent), len(sent), timeout=300)
+    window = meter.done()
+    after = stack.snapshot()
+    out: dict[str, Any] = {"rate": rate, "seconds": seconds, "events": len(sent)}
+    out["end_to_end_ms"] = latencies(sent, arrived)
+    out["hops_ms"] = hops(clients, sent, arrived)
+    out.update(usage(stack, before, after, len(arrived)))
+    out.update(window)
+    peaks = stack.stop_herald()
+    results["latency"] = out
+    for name, peak in peaks.items():
+        results["peak_rss_mb"][f"{name} (latency run)"] = peak
+    e2e = out["end_to_end_ms"]
+    log(f"latency: p50 {e2e['p50']:.0f} ms, p95 {e2e['p95']:.0f} ms, p99 {e2e['p99']:.0f} ms")
+
+
+# --- phase 4: priority isolation -------------------------------------------------------------
+
+
+def phase_priority(stack: Stack, results: dict[str, Any], backlog: int, critical: int) -> None:
+    assert stack.moto is not None
+    clients = stack.fresh_aws()
+    stack.clear_sandbox()
+    base = stack.start_herald("priority")
+    users = seed.users(clients, "crit", 30, lambda i: ["email"])
+    worker = stack.herald["worker-email"]
+    worker.popen.send_signal(signal.SIGSTOP)  # the backlog is all queued before it runs
+    try:
+        log(f"priority: queueing {backlog} normal email notifications")
+        backlog_event = seed.backlog(clients, "email", backlog)
+    finally:
+        worker.popen.send_signal(signal.SIGCONT)
+    meter = Meter(stack.moto)
+    bodies = [
+        {
+            "event_id": str(uuid.uuid4()),
+            "type": "security.login_alert",
+            "user_id": users[i % len(users)],
+            "data": {"ip": "203.0.113.7", "device": "Firefox on Linux"},
+        }
+        for i in range(critical)
+    ]
+    log(f"priority: {critical} critical events at 5/s while the backlog drains")
+    sent = post_events(base, bodies, concurrency=8, rate=5)
+    arrived = wait_delivered(stack, set(sent), len(sent), timeout=240)
+    window = meter.done()
+    last = max(arrived.values()) if arrived else time.time()
+    backlog_done = [at for nid, at in delivered(stack, {backlog_event}).items() if at <= last]
+    out: dict[str, Any] = {
+        "backlog": backlog,
+        "critical_events": len(sent),
+        "critical_ms": latencies(sent, arrived),
+        "backlog_sent_before_last_critical": len(backlog_done),
+        **window,
+    }
+    peaks = stack.stop_herald()
+    results["priority"] = out
+    for name, peak in peaks.items():
+        results["peak_rss_mb"][f"{name} (priority run)"] = peak
+    c = out["critical_ms"]
+    log(
+        f"priority: critical p50 {c['p50']:.0f} ms, p99 {c['p99']:.0f} ms; "
+        f"{backlog - len(backlog_done)} of {backlog} normal still queued at the last one"
+    )
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    from importlib.metadata import version
+
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "moto": version("moto"),
+        "uvicorn": version("uvicorn"),
+        "locust": version("locust"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="docs/benchmarks.md", help="the report to write")
+    parser.add_argument("--json", default=None, help="also write the raw figures here")
+    parser.add_argument(
+        "--before",
+        default="bench/before.json",
+        help="figures of an earlier run to show beside this one (if the file exists)",
+    )
+    parser.add_argument("--api-seconds", type=int, default=20)
+    parser.add_argument("--activity-events", type=int, default=50)
+    parser.add_argument("--topic-size", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--latency-seconds", type=float, default=25.0)
+    parser.add_argument("--backlog", type=int, default=1000)
+    parser.add_argument("--critical", type=int, default=30)
+    parser.add_argument(
+        "--only", default="api,requests,latency,priority", help="phases to run, comma-separated"
+    )
+    parser.add_argument("--command", default="make bench", help="how this run was started")
+    args = parser.parse_args(argv)
+    phases = set(args.only.split(","))
+
+    started = time.monotonic()
+    results: dict[str, Any] = {"machine": machine(), "command": args.command, "peak_rss_mb": {}}
+    workdir = Path(tempfile.mkdtemp(prefix="herald-bench-"))
+    log(f"working files in {workdir}")
+    stack = Stack(workdir)
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("api", lambda: phase_api(stack, results, args.api_seconds)),
+        (
+            "requests",
+            lambda: phase_requests(stack, results, args.activity_events, args.topic_size),
+        ),
+        ("latency", lambda: phase_latency(stack, results, args.rate, args.latency_seconds)),
+        ("priority", lambda: phase_priority(stack, results, args.backlog, args.critical)),
+    ]
+    try:
+        stack.start()
+        for name, step in steps:
+            if name in phases:
+                step()
+    finally:
+        stack.stop()
+    results["duration_s"] = time.monotonic() - started
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    before_path = Path(args.before)
+    before = json.loads(before_path.read_text()) if before_path.exists() else None
+    text = report.render(results, before, before_path.as_posix())
+    Path(args.out).write_text(text)
+    print(report.summary(results, before))
+    log(f"wrote {args.out} in {results['duration_s']:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

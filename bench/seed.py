@@ -1,0 +1,158 @@
+"""Seeding the emulator for a workload without going through Herald (so it counts nothing).
+
+Users and subscriptions are written with BatchWriteItem in the exact shape `core.users`
+stores them: the API's own path for subscriptions is a transaction per subscriber, which
+the emulator makes slow once the table is large (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from core import dynamo
+from core.aws import AwsClients
+from core.catalogue import Category, Priority
+from core.event_store import EventStore
+from core.models import Event, EventStatus, NotificationMessage, iso, utcnow
+from core.notification_store import NewNotification, NotificationStore
+from core.profiles import UserProfile
+from core.users import PROFILE_SK
+
+SLACK_WEBHOOK = "https://hooks.slack.com/services/T0BENCH/B0BENCH/bench"
+
+
+def contacts(index: int, channels: Sequence[str]) -> dict[str, Any]:
+    """Contacts for the given channels (numbers clear of the sandbox's failing ones)."""
+    out: dict[str, Any] = {}
+    if "sms" in channels:
+        out["phone"] = f"+1415{index:07d}"
+    if "whatsapp" in channels:
+        out["whatsapp"] = f"+1416{index:07d}"
+    if "email" in channels:
+        out["email"] = f"bench{index}@example.com"
+    if "chat" in channels:
+        out["chat"] = {"format": "slack", "url": SLACK_WEBHOOK}
+    return out
+
+
+def _write(clients: AwsClients, items: list[dict[str, Any]]) -> None:
+    table = clients.names.table
+    for start in range(0, len(items), 25):
+        pending: dict[str, Any] = {
+            table: [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]
+        }
+        while pending:
+            pending = clients.dynamodb.batch_write_item(RequestItems=pending).get(
+                "UnprocessedItems"
+            )
+
+
+def users(
+    clients: AwsClients,
+    prefix: str,
+    count: int,
+    channels_of: Any,
+    categories: dict[str, list[str]] | None = None,
+) -> list[str]:
+    """`count` users `<prefix>-<i>`; `channels_of(i)` names the channels they have contacts
+    for, `categories` their preferences (by default those same channels for every category
+    the workloads use)."""
+    now = iso(utcnow())
+    ids, items = [], []
+    for i in range(count):
+        channels = list(channels_of(i))
+        user_id = f"{prefix}-{i}"
+        prefs = categories or {c: channels for c in ("activity", "trend", "security")}
+        profile = UserProfile.model_validate(
+            {
+                "user_id": user_id,
+                "timezone": "UTC",
+                "preferences": {"categories": prefs},
+                "created_at": now,
+                "updated_at": now,
+                **contacts(i, channels),
+            }
+        )
+        values = {
+            k: v for k, v in profile.model_dump(mode="json").items() if v is not None and v != []
+        }
+        item = dynamo.to_item(values)
+        item[dynamo.PK] = {"S": dynamo.user_pk(user_id)}
+        item[dynamo.SK] = {"S": PROFILE_SK}
+        items.append(item)
+        ids.append(user_id)
+    _write(clients, items)
+    return ids
+
+
+def subscriptions(
+    clients: AwsClients, topic: str, user_ids: Sequence[str], channels: list[str]
+) -> None:
+    now = iso(utcnow())
+    items = []
+    for user_id in user_ids:
+        item = dynamo.to_item(
+            {
+                "topic": topic,
+                "user_id": user_id,
+                "subscriber_id": user_id,
+                "channels": channels,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        item[dynamo.PK] = {"S": dynamo.topic_pk(topic)}
+        item[dynamo.SK] = {"S": dynamo.user_pk(user_id)}
+        items.append(item)
+    _write(clients, items)
+
+
+def backlog(clients: AwsClients, channel: str, size: int) -> str:
+    """`size` normal notifications of one trend event, recorded, counted and queued on
+    `<channel>-normal`, as the router would have left them; returns the event id."""
+    table = clients.names.table
+    events = EventStore(clients.dynamodb, table)
+    notifications = NotificationStore(clients.dynamodb, table)
+    event = Event(
+        event_id=str(uuid.uuid4()),
+        type="trend.top_artist_changed",
+        category=Category.trend,
+        priority=Priority.normal,
+        topic="bench-backlog",
+        data={"chart": "Top 50", "artist": "Nova"},
+        created_at=iso(utcnow()),
+    )
+    events.put_new(events.new_record(event))
+    events.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
+    messages = [
+        NotificationMessage(
+            notification_id=f"{event.event_id}:{channel}:backlog-{i}",
+            event_id=event.event_id,
+            event_type=event.type,
+            category=event.category,
+            priority=event.priority,
+            channel=channel,
+            recipient_id=f"backlog-{i}",
+            addresses=[contacts(i, [channel])["email" if channel == "email" else "phone"]],
+            content={"subject": "Nova tops the chart", "text": "Nova tops the chart"},
+            created_at=event.created_at,
+        )
+        for i in range(size)
+    ]
+    # One conditional put each: the emulator's transactions copy the whole table.
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda m: notifications.create([NewNotification(m)]), messages))
+    notifications.add_to_event(event.event_id, total=size, fanout_complete=True)
+    url = clients.queue_url(clients.names.channel_queue(channel, "normal"))
+    for start in range(0, size, 10):
+        clients.sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "MessageBody": m.model_dump_json()}
+                for i, m in enumerate(messages[start : start + 10])
+            ],
+        )
+    return event.event_id
