@@ -6,7 +6,10 @@ started once per session; each test that takes `stack` gets it reset and provisi
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ import pytest
 from core.aws import AwsClients
 from core.settings import Settings
 from localstack.provision import provision
-from tests.support import free_port, http_ok, start_python, stop, wait_until
+from tests.support import ROOT, free_port, http_ok, start_python, stop, wait_until
 
 # Credentials for the emulator only; set before any boto3 session is made.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -70,6 +73,18 @@ class Stack:
             "AWS_SECRET_ACCESS_KEY": "testing",
             "HERALD_RESOURCE_PREFIX": self.settings.resource_prefix,
         }
+
+    def cli(self, module: str, *args: str) -> Any:
+        """Run `python -m module args` against this stack; its stdout as JSON."""
+        out = subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=ROOT,
+            env={**self.env(), "PATH": ""},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(out.stdout)
 
     def receive_all(self, queue: str, attempts: int = 3) -> list[dict[str, Any]]:
         """Every message currently in `queue` (left invisible for the visibility timeout)."""

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -14,7 +11,6 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from core.api_keys import ApiKeyStore
 from tests.conftest import Stack
-from tests.support import ROOT
 
 OPEN = {"/", "/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
 FOLLOW = {"type": "follow", "user_id": "u-1", "data": {"actor": "Ana"}}
@@ -137,18 +133,7 @@ def test_rate_limit_per_key_is_429_with_retry_after(stack: Stack, keys: ApiKeySt
 
 
 def test_cli_creates_lists_and_revokes(stack: Stack) -> None:
-    def cli(*args: str) -> object:
-        out = subprocess.run(
-            [sys.executable, "-m", "api.keys", *args],
-            cwd=ROOT,
-            env={**stack.env(), "PATH": ""},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return json.loads(out.stdout)
-
-    created = cli("create", "--name", "ops", "--scope", "admin")
-    assert isinstance(created, dict) and created["api_key"].startswith("hk_")
-    assert created["key_id"] in [k["key_id"] for k in cli("list")]  # type: ignore[attr-defined]
-    assert cli("revoke", created["key_id"]) == {"revoked": created["key_id"]}
+    created = stack.cli("api.keys", "create", "--name", "ops", "--scope", "admin")
+    assert created["api_key"].startswith("hk_")
+    assert created["key_id"] in [k["key_id"] for k in stack.cli("api.keys", "list")]
+    assert stack.cli("api.keys", "revoke", created["key_id"]) == {"revoked": created["key_id"]}

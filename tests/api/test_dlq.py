@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 from fastapi.testclient import TestClient
 
@@ -18,7 +14,6 @@ from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import QueueMessage
 from tests.conftest import Stack
 from tests.factories import OK, QUEUE, ScriptedNotifier, Stores, queue_notification, stores_of
-from tests.support import ROOT
 
 
 @pytest.fixture
@@ -112,19 +107,8 @@ def test_unknown_queue_is_404(client: TestClient) -> None:
 def test_cli_lists_peeks_and_redrives(stack: Stack, stores) -> None:
     failed_notification(stack, stores)
 
-    def cli(*args: str) -> object:
-        out = subprocess.run(
-            [sys.executable, "-m", "listeners.dlq", *args],
-            cwd=ROOT,
-            env={**stack.env(), "PATH": ""},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return json.loads(out.stdout)
-
-    depths = {d["queue"]: d["depth"] for d in cli("list")}  # type: ignore[attr-defined]
+    depths = {d["queue"]: d["depth"] for d in stack.cli("listeners.dlq", "list")}
     assert depths["sms-normal"] == 1
-    assert len(cli("peek", "sms-normal")) == 1  # type: ignore[arg-type]
-    assert len(cli("redrive", "sms-normal")["redriven"]) == 1  # type: ignore[index]
+    assert len(stack.cli("listeners.dlq", "peek", "sms-normal")) == 1
+    assert len(stack.cli("listeners.dlq", "redrive", "sms-normal")["redriven"]) == 1
     assert len(stack.receive_all(QUEUE)) == 1
