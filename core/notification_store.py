@@ -42,9 +42,10 @@ class NewNotification:
 
 @dataclass(frozen=True)
 class Claim:
-    """A successful claim: the attempt number this send is."""
+    """A successful claim: the attempt number this send is (None when claimed in a batch,
+    whose transaction returns no values; `attempts_of` reads it when a failure needs it)."""
 
-    attempt: int
+    attempt: int | None
 
 
 CHUNK_MAX = TRANSACT_MAX - 1  # records per counted chunk: one slot is the event's tally
@@ -188,7 +189,7 @@ class NotificationStore:
 
     # --- transitions (workers) -----------------------------------------------------------
 
-    def _update(
+    def _transition(
         self,
         message: NotificationMessage,
         *,
@@ -198,8 +199,9 @@ class NotificationStore:
         extra_condition: str = "",
         extra_values: dict[str, Any] | None = None,
         add_attempt: bool = False,
-    ) -> dict[str, Any] | None:
-        """One conditional transition; the new item, or None when the status forbade it."""
+    ) -> dict[str, Any]:
+        """The arguments of one conditional transition (an UpdateItem, or one Update of a
+        transaction): from a status in `allowed` (or `extra_condition`), appending history."""
         names = {"#s": "status"}
         values: dict[str, Any] = {
             ":now": {"S": iso(utcnow())},
@@ -222,41 +224,151 @@ class NotificationStore:
         if add_attempt:
             update += " ADD attempts :one"
             values[":one"] = {"N": "1"}
+        return {
+            "TableName": self._table,
+            "Key": _key_of(message),
+            "UpdateExpression": update,
+            "ConditionExpression": f"attribute_exists(PK) AND ({condition})",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+
+    def _update(
+        self,
+        message: NotificationMessage,
+        *,
+        returns: bool = False,
+        old_on_failure: dict[str, Any] | None = None,
+        **transition: Any,
+    ) -> dict[str, Any] | None:
+        """One conditional transition; None when the status forbade it, else the new item
+        (`returns`) or {}. With `old_on_failure` (a dict), a refused transition puts the
+        stored item there (empty when there is none), so the caller needs no second read."""
+        kwargs = self._transition(message, **transition)
+        if old_on_failure is not None:
+            kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         try:
-            resp = self._db.update_item(
-                TableName=self._table,
-                Key=_key_of(message),
-                UpdateExpression=update,
-                ConditionExpression=f"attribute_exists(PK) AND ({condition})",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
+            resp = self._db.update_item(ReturnValues="ALL_NEW" if returns else "NONE", **kwargs)
         except ClientError as exc:
             if _is_condition_failure(exc):
+                if old_on_failure is not None and "Item" in exc.response:
+                    old_on_failure.update(dynamo.from_item(exc.response["Item"]))
                 return None
             raise
-        return dynamo.from_item(resp["Attributes"])
+        return dynamo.from_item(resp["Attributes"]) if returns else {}
+
+    def _transact(self, updates: Sequence[dict[str, Any]]) -> dict[int, tuple[str, dict[str, Any]]]:
+        """Apply conditional transitions of distinct records in one TransactWriteItems.
+
+        Returns the refused ones as {index: (reason, stored item)}; every other one
+        happened. A transaction is all or nothing, so when some are refused the rest are
+        tried again without them: one call in the usual case, two when a record had moved
+        on (a duplicate or a redelivery). A single transition is a plain UpdateItem.
+        """
+        refused: dict[int, tuple[str, dict[str, Any]]] = {}
+        pending = list(range(len(updates)))
+        while pending:
+            chunk = pending[:TRANSACT_MAX]
+            if len(chunk) == 1:
+                (index,) = chunk
+                old: dict[str, Any] = {}
+                try:
+                    self._db.update_item(
+                        **updates[index], ReturnValuesOnConditionCheckFailure="ALL_OLD"
+                    )
+                except ClientError as exc:
+                    if not _is_condition_failure(exc):
+                        raise
+                    old = dynamo.from_item(exc.response.get("Item", {}))
+                    refused[index] = ("ConditionalCheckFailed", old)
+                pending = pending[1:]
+                continue
+            try:
+                self._db.transact_write_items(
+                    TransactItems=[
+                        {"Update": {**updates[i], "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}
+                        for i in chunk
+                    ]
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons = exc.response.get("CancellationReasons") or []
+                failed = {
+                    chunk[j]: (str(r["Code"]), dynamo.from_item(r.get("Item", {})))
+                    for j, r in enumerate(reasons[: len(chunk)])
+                    if r.get("Code") not in (None, "None")
+                }
+                if not failed:
+                    raise
+                refused.update(failed)
+                pending = [i for i in pending if i not in failed]
+                continue
+            pending = pending[len(chunk) :]
+        return refused
 
     def claim(self, message: NotificationMessage, lease_seconds: float) -> Claim | None:
         """QUEUED|RETRYING (or SENDING with a lapsed lease) → SENDING; None if not ours."""
+        outcome = self.try_claim(message, lease_seconds)
+        return outcome if isinstance(outcome, Claim) else None
+
+    @staticmethod
+    def _claim(lease_seconds: float) -> dict[str, Any]:
         now = time.time()
-        item = self._update(
-            message,
-            sets={
+        return {
+            "sets": {
                 "status": NotificationStatus.SENDING.value,
                 "lease_until": int(now + lease_seconds),
             },
-            allowed=[s.value for s in CLAIMABLE],
-            history=(NotificationStatus.SENDING.value, None),
-            extra_condition="#s = :sending AND lease_until < :now_epoch",
-            extra_values={
+            "allowed": [s.value for s in CLAIMABLE],
+            "history": (NotificationStatus.SENDING.value, None),
+            "extra_condition": "#s = :sending AND lease_until < :now_epoch",
+            "extra_values": {
                 ":sending": {"S": NotificationStatus.SENDING.value},
                 ":now_epoch": {"N": str(int(now))},
             },
-            add_attempt=True,
+            "add_attempt": True,
+        }
+
+    def try_claim(self, message: NotificationMessage, lease_seconds: float) -> Claim | str | None:
+        """Like `claim`, in one call whatever happens: the Claim, or the status that
+        refused it (SENDING, SENT, ...), or None when there is no record at all."""
+        old: dict[str, Any] = {}
+        item = self._update(message, returns=True, old_on_failure=old, **self._claim(lease_seconds))
+        if item is not None:
+            return Claim(attempt=int(item.get("attempts", 1)))
+        return str(old["status"]) if "status" in old else None
+
+    def claim_many(
+        self, messages: Sequence[NotificationMessage], lease_seconds: float
+    ) -> list[Claim | str | None]:
+        """`try_claim` for the distinct notifications of a batch in one transaction (one
+        call; two when some record had moved on). A record another transaction holds at
+        this moment reads as SENDING: someone else is on it."""
+        if len(messages) == 1:
+            return [self.try_claim(messages[0], lease_seconds)]
+        claim = self._claim(lease_seconds)
+        refused = self._transact([self._transition(m, **claim) for m in messages])
+        out: list[Claim | str | None] = []
+        for index in range(len(messages)):
+            if index not in refused:
+                out.append(Claim(attempt=None))
+                continue
+            reason, stored = refused[index]
+            if reason != "ConditionalCheckFailed":
+                out.append(NotificationStatus.SENDING.value)
+            else:
+                out.append(str(stored["status"]) if "status" in stored else None)
+        return out
+
+    def attempts_of(self, message: NotificationMessage) -> int:
+        resp = self._db.get_item(
+            TableName=self._table,
+            Key=_key_of(message),
+            ProjectionExpression="attempts",
+            ConsistentRead=True,
         )
-        return None if item is None else Claim(attempt=int(item.get("attempts", 1)))
+        return int(resp.get("Item", {}).get("attempts", {}).get("N", "1"))
 
     def status_of(self, message: NotificationMessage) -> str | None:
         resp = self._db.get_item(
@@ -269,21 +381,32 @@ class NotificationStore:
         item = resp.get("Item")
         return None if item is None else str(item["status"]["S"])
 
-    def mark_sent(
-        self, message: NotificationMessage, provider: str, provider_message_id: str | None
-    ) -> bool:
-        item = self._update(
-            message,
-            sets={
+    @staticmethod
+    def _sent(provider: str, provider_message_id: str | None) -> dict[str, Any]:
+        return {
+            "sets": {
                 "status": NotificationStatus.SENT.value,
                 "provider": provider,
                 "provider_message_id": provider_message_id or "",
                 "lease_until": 0,
             },
-            allowed=[NotificationStatus.SENDING.value],
-            history=(NotificationStatus.SENT.value, provider_message_id),
-        )
-        return item is not None
+            "allowed": [NotificationStatus.SENDING.value],
+            "history": (NotificationStatus.SENT.value, provider_message_id),
+        }
+
+    def mark_sent(
+        self, message: NotificationMessage, provider: str, provider_message_id: str | None
+    ) -> bool:
+        return self._update(message, **self._sent(provider, provider_message_id)) is not None
+
+    def mark_sent_many(
+        self, sent: Sequence[tuple[NotificationMessage, str, str | None]]
+    ) -> list[bool]:
+        """`mark_sent` for the distinct notifications of a batch in one transaction; False
+        for a record that was no longer SENDING (its lease lapsed and another worker took
+        it: that worker records and counts it)."""
+        refused = self._transact([self._transition(m, **self._sent(p, i)) for m, p, i in sent])
+        return [index not in refused for index in range(len(sent))]
 
     def mark_retrying(self, message: NotificationMessage, error: str, delay: int) -> bool:
         item = self._update(
@@ -511,22 +634,75 @@ class NotificationStore:
             return clashes
         return None
 
-    def _tally_update(self, event_id: str, chunk: Sequence[NewNotification]) -> dict[str, Any]:
+    def create_routed(self, events: Sequence[Sequence[NewNotification]]) -> bool:
+        """Route several single-page events at once: create every record, count them on
+        their event, and move each event to PROCESSING with its fan-out complete, all in
+        one TransactWriteItems (at most TRANSACT_MAX items: records plus one per event).
+
+        True when all of it happened. False when the transaction was cancelled (a record
+        exists already, or an event is missing or no longer START/PROCESSING): then nothing
+        happened, and the caller routes those events one by one (`create_counted`), which
+        sorts out each case. Fan-out complete is safe to set here because the records are
+        created before any message is enqueued: no worker can count a notification before
+        the event knows its total.
+        """
+        items: list[dict[str, Any]] = []
+        for planned in events:
+            if not planned:
+                raise ValueError("an event routed here has at least one notification")
+            event_id = planned[0].message.event_id
+            if any(n.message.event_id != event_id for n in planned):
+                raise ValueError("each group holds the notifications of one event")
+            items += [
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": self._item(n),
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }
+                }
+                for n in planned
+            ]
+            items.append({"Update": self._tally_update(event_id, planned, complete=True)})
+        if len(items) > TRANSACT_MAX:
+            raise ValueError(f"{len(items)} items do not fit one transaction")
+        try:
+            self._db.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                return False
+            raise
+        return True
+
+    def _tally_update(
+        self, event_id: str, chunk: Sequence[NewNotification], *, complete: bool = False
+    ) -> dict[str, Any]:
+        """The event's counter update for `chunk`; with `complete`, the last chunk of a
+        single-page event: START|PROCESSING → PROCESSING with the fan-out complete."""
         adds = {
             "total": len(chunk),
             "skipped": sum(n.status is NotificationStatus.SKIPPED for n in chunk),
             "failed": sum(n.status is NotificationStatus.FAILED for n in chunk),
         }
         present = [k for k, v in adds.items() if v]
+        names = {f"#{k}": k for k in present}
         values: dict[str, Any] = {f":{k}": {"N": str(adds[k])} for k in present}
         values[":now"] = {"S": iso(utcnow())}
+        sets = "SET updated_at = :now"
+        condition = "attribute_exists(PK)"
+        if complete:
+            sets += ", #s = :processing, fanout_complete = :true"
+            condition = "#s IN (:start, :processing)"
+            names["#s"] = "status"
+            values[":processing"] = {"S": EventStatus.PROCESSING.value}
+            values[":start"] = {"S": EventStatus.START.value}
+            values[":true"] = {"BOOL": True}
         return {
             "TableName": self._table,
             "Key": {dynamo.PK: {"S": dynamo.event_pk(event_id)}, dynamo.SK: {"S": dynamo.EVENT_SK}},
-            "UpdateExpression": "SET updated_at = :now ADD "
-            + ", ".join(f"counts.#{k} :{k}" for k in present),
-            "ConditionExpression": "attribute_exists(PK)",
-            "ExpressionAttributeNames": {f"#{k}": k for k in present},
+            "UpdateExpression": f"{sets} ADD " + ", ".join(f"counts.#{k} :{k}" for k in present),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
 

@@ -12,6 +12,13 @@ For each message on the two router queues (critical first, normal never starved)
     SendMessageBatch the QUEUED ones to <channel>-<lane>
     more subscribers → a continuation message for the next page; else fan-out complete
 
+Events for one user are routed a receive at a time: one consistent BatchGetItem for the
+users of the whole batch, one TransactWriteItems that creates and counts the records of
+every event and moves each event to PROCESSING with its fan-out complete
+(`NotificationStore.create_routed`), and SendMessageBatch per channel queue across events.
+A redelivered message, a duplicate, or a batch whose transaction is cancelled (a record
+already exists) takes the one-event path below instead, which sorts out what exists.
+
 Redelivery is safe at any point: records are created-and-counted once (see
 `NotificationStore.create_counted`), records of the page still QUEUED are enqueued again
 (workers claim before sending, so a duplicate message sends nothing twice), and a
@@ -29,20 +36,23 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from core import dynamo
 from core.aws import AwsClients
 from core.event_store import EventStore
 from core.logs import configure_logging
 from core.models import Event, EventStatus, NotificationStatus, utcnow
-from core.notification_store import EventNotFound, NotificationStore
+from core.notification_store import TRANSACT_MAX, EventNotFound, NewNotification, NotificationStore
+from core.profiles import UserProfile
 from core.settings import Settings
 from core.templates import TemplateRenderer
-from core.users import StoreBusy, UserStore
+from core.users import BATCH_GET_MAX, PROFILE_SK, StoreBusy, UserStore, item_to_profile
 from listeners.backoff import backoff_seconds
 from listeners.channel_queues import ChannelQueues, EnqueueFailed
 from listeners.consumer import Consumer, wait_for_queues
@@ -54,6 +64,7 @@ from listeners.planner import Recipient, plan
 log = logging.getLogger("herald.router")
 
 RETRYABLE = (ClientError, BotoCoreError, StoreBusy, EnqueueFailed)
+UNPROCESSED_ROUNDS = 5  # BatchGetItem rounds for keys DynamoDB hands back (throttling)
 
 
 class Router:
@@ -86,7 +97,39 @@ class Router:
         self.clock = clock
 
     def __call__(self, messages: Sequence[QueueMessage]) -> list[Result]:
-        return [self.handle(message) for message in messages]
+        results: list[Result | None] = [None] * len(messages)
+        together: list[tuple[int, QueueMessage, RouterWork]] = []
+        alone: list[tuple[int, QueueMessage, RouterWork]] = []
+        seen: set[str] = set()
+        for index, message in enumerate(messages):
+            try:
+                work = decode(message.body)
+            except Poison as exc:
+                log.warning(
+                    "dead-lettering a message: %s", exc.reason, extra={"queue": message.queue}
+                )
+                results[index] = DeadLetter(exc.reason)
+                continue
+            event_id = work.event.event_id
+            first_time = message.receive_count <= 1 and event_id not in seen
+            seen.add(event_id)
+            if work.event.user_id is not None and first_time:
+                together.append((index, message, work))
+            else:
+                alone.append((index, message, work))
+        read_first: set[int] = set()
+        if together:
+            try:
+                alone += self._route_together(together, results, read_first)
+            except Exception as exc:
+                for index, message, work in together:
+                    if results[index] is None:
+                        results[index] = self._failed(message, work, exc)
+        for index, message, work in sorted(alone, key=lambda entry: entry[0]):
+            if results[index] is None:
+                careful = index in read_first or message.receive_count > 1
+                results[index] = self.handle_work(message, work, redelivered=careful)
+        return [r if r is not None else Ack() for r in results]
 
     def handle(self, message: QueueMessage) -> Result:
         try:
@@ -94,35 +137,124 @@ class Router:
         except Poison as exc:
             log.warning("dead-lettering a message: %s", exc.reason, extra={"queue": message.queue})
             return DeadLetter(exc.reason)
+        return self.handle_work(message, work)
+
+    def handle_work(
+        self, message: QueueMessage, work: RouterWork, *, redelivered: bool | None = None
+    ) -> Result:
+        """One message on its own: the path for topics, redeliveries and the unusual."""
         event_id = work.event.event_id
+        if redelivered is None:
+            redelivered = message.receive_count > 1
         try:
-            self.route(work, message.queue, redelivered=message.receive_count > 1)
+            self.route(work, message.queue, redelivered=redelivered)
         except EventNotFound:
             log.warning("no event record; dead-lettering", extra={"event_id": event_id})
             return DeadLetter(f"no event record for {event_id}")
         except Exception as exc:
-            delay = backoff_seconds(
-                message.receive_count,
-                self.settings.retry_base_seconds,
-                self.settings.retry_cap_seconds,
-            )
-            if isinstance(exc, RETRYABLE):
-                log.warning(
-                    "page %d failed, retrying in %ds: %s",
-                    work.page,
-                    delay,
-                    exc,
-                    extra={"event_id": event_id},
-                )
-            else:  # a bug: retried, and the queue's RedrivePolicy ends a message that loops
-                log.exception(
-                    "page %d crashed, retrying in %ds",
-                    work.page,
-                    delay,
-                    extra={"event_id": event_id},
-                )
-            return Retry(delay, f"{type(exc).__name__}: {exc}")
+            return self._failed(message, work, exc)
         return Ack()
+
+    def _failed(self, message: QueueMessage, work: RouterWork, exc: Exception) -> Result:
+        event_id = work.event.event_id
+        delay = backoff_seconds(
+            message.receive_count,
+            self.settings.retry_base_seconds,
+            self.settings.retry_cap_seconds,
+        )
+        if isinstance(exc, RETRYABLE):
+            log.warning(
+                "page %d failed, retrying in %ds: %s",
+                work.page,
+                delay,
+                exc,
+                extra={"event_id": event_id},
+            )
+        else:  # a bug: retried, and the queue's RedrivePolicy ends a message that loops
+            log.exception(
+                "page %d crashed, retrying in %ds",
+                work.page,
+                delay,
+                extra={"event_id": event_id},
+                exc_info=exc,
+            )
+        return Retry(delay, f"{type(exc).__name__}: {exc}")
+
+    # --- a receive's single-user events, together ------------------------------------------
+
+    def _route_together(
+        self,
+        entries: list[tuple[int, QueueMessage, RouterWork]],
+        results: list[Result | None],
+        read_first: set[int],
+    ) -> list[tuple[int, QueueMessage, RouterWork]]:
+        """Route first-time single-user events of one receive with as few calls as possible;
+        sets their results and returns the entries left for the one-event path (adding to
+        `read_first` those whose records may exist already)."""
+        profiles = self._profiles(
+            {work.event.user_id for _, _, work in entries if work.event.user_id}
+        )
+        now = self.clock()
+        alone: list[tuple[int, QueueMessage, RouterWork]] = []
+        planned: list[tuple[int, RouterWork, list[NewNotification]]] = []
+        for index, message, work in entries:
+            profile = profiles.get(str(work.event.user_id))
+            notes = plan(work.event, [Recipient(profile)], self.renderer, now) if profile else []
+            if not notes or len(notes) + 1 > TRANSACT_MAX:  # unknown user, nothing to send
+                alone.append((index, message, work))
+            else:
+                planned.append((index, work, notes))
+        routed: list[tuple[int, RouterWork, list[NewNotification]]] = []
+        for group in _transactions(planned):
+            if self.notifications.create_routed([notes for _, _, notes in group]):
+                routed += group
+            else:  # something exists already: each event on its own, reading first
+                indexes = {i for i, _, _ in group}
+                alone += [(i, m, w) for i, m, w in entries if i in indexes]
+                read_first.update(indexes)
+        queued = NotificationStatus.QUEUED
+        self.queues.enqueue(
+            [n.message for _, _, notes in routed for n in notes if n.status is queued]
+        )
+        for index, work, notes in routed:
+            if not any(n.status is queued for n in notes):  # no worker will settle it
+                self._complete(work.event)
+            results[index] = Ack()
+            log.info(
+                "%d notification(s) created (%d queued, %d skipped, %d failed) and enqueued",
+                len(notes),
+                sum(n.status is queued for n in notes),
+                sum(n.status is NotificationStatus.SKIPPED for n in notes),
+                sum(n.status is NotificationStatus.FAILED for n in notes),
+                extra={"event_id": work.event.event_id},
+            )
+        return alone
+
+    def _profiles(self, user_ids: set[str]) -> dict[str, UserProfile]:
+        """Profiles by id with one consistent BatchGetItem per 100 (a user created just
+        before their event must be found)."""
+        table = self.clients.names.table
+        ids = sorted(user_ids)
+        found: dict[str, UserProfile] = {}
+        for start in range(0, len(ids), BATCH_GET_MAX):
+            keys = [
+                {dynamo.PK: {"S": dynamo.user_pk(u)}, dynamo.SK: {"S": PROFILE_SK}}
+                for u in ids[start : start + BATCH_GET_MAX]
+            ]
+            request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
+            for round_ in range(UNPROCESSED_ROUNDS):
+                if round_:
+                    time.sleep(min(0.05 * 2**round_, 1.0))
+                resp = self.clients.dynamodb.batch_get_item(RequestItems=request)
+                for item in resp.get("Responses", {}).get(table, []):
+                    profile = item_to_profile(item)
+                    found[profile.user_id] = profile
+                request = resp.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            if request:
+                raise StoreBusy("DynamoDB left profile reads unprocessed; try again later")
+        return found
 
     def route(self, work: RouterWork, queue: str, *, redelivered: bool = False) -> None:
         """Do one page of the fan-out; idempotent, so a redelivery may run it again."""
@@ -214,6 +346,22 @@ class Router:
         final = self.notifications.add_to_event(event.event_id, fanout_complete=True)
         if final is not None:
             log.info("event settled: %s", final.value, extra={"event_id": event.event_id})
+
+
+def _transactions(
+    planned: list[tuple[int, RouterWork, list[NewNotification]]],
+) -> list[list[tuple[int, RouterWork, list[NewNotification]]]]:
+    """Events packed in order into groups whose records plus tallies fit one transaction."""
+    groups: list[list[tuple[int, RouterWork, list[NewNotification]]]] = []
+    size = TRANSACT_MAX
+    for entry in planned:
+        items = len(entry[2]) + 1
+        if size + items > TRANSACT_MAX:
+            groups.append([])
+            size = 0
+        groups[-1].append(entry)
+        size += items
+    return groups
 
 
 def build_consumer(settings: Settings, clients: AwsClients, router: Router) -> Consumer:
