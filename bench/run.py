@@ -556,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     phases = set(args.only.split(","))
 
+    # SIGTERM (a CI timeout, kill) stops the processes this run started, like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"stopped by SIGTERM after {args.only}"))
     started = time.monotonic()
     results: dict[str, Any] = {"machine": machine(), "command": args.command, "peak_rss_mb": {}}
     workdir = Path(tempfile.mkdtemp(prefix="herald-bench-"))

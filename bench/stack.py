@@ -175,7 +175,7 @@ class Stack:
     def start(self) -> None:
         port = free_port()
         self.moto = start_python(
-            "moto", ["-m", "localstack.emulator", "--port", str(port)], {}, self.logs
+            "moto", ["-m", "bench.emulator", "--port", str(port)], {}, self.logs
         )
         self.moto_url = f"http://127.0.0.1:{port}"
         self.sandbox_port = free_port()
