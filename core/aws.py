@@ -92,22 +92,28 @@ class AwsClients:
             region_name=self.settings.aws_region,
         )
 
-    @cached_property
-    def config(self) -> Config:
-        # Standard retry mode retries throttling and transient errors with backoff; a few
-        # attempts only, because our own queues retry at a higher level.
+    def config(self, service: str) -> Config:
+        """Standard retry mode retries throttling and transient errors with backoff; few
+        attempts, because our own queues retry at a higher level.
+
+        Timeouts are short so an endpoint that stops answering fails the call instead of
+        holding it: the API answers 503 with Retry-After within a few seconds, and consumers
+        back off. SQS gets the long-poll wait on top, or every receive would time out.
+        """
+        timeout = self.settings.aws_timeout_seconds
+        read_timeout = timeout + (self.settings.wait_time_seconds if service == "sqs" else 0)
         return Config(
             max_pool_connections=self.settings.aws_max_pool_connections,
-            retries={"mode": "standard", "max_attempts": 3},
-            connect_timeout=5,
-            read_timeout=25,
+            retries={"mode": "standard", "max_attempts": self.settings.aws_max_attempts},
+            connect_timeout=timeout,
+            read_timeout=read_timeout,
         )
 
     def client(self, service: str) -> Any:
         client = self.session.client(
             service,
             endpoint_url=self.settings.aws_endpoint_url,
-            config=self.config,
+            config=self.config(service),
         )
         if self.settings.aws_call_log:
             client.meta.events.register(

@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     aws_max_pool_connections: int = Field(
         default=50, ge=1, description="HTTP connections per AWS client (threads share them)."
     )
+    aws_timeout_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        description="Longest wait to connect to AWS or for one call's answer (SQS long polls "
+        "add their wait); past it the call fails, so the API answers 503 instead of hanging.",
+    )
+    aws_max_attempts: int = Field(
+        default=2, ge=1, description="Tries per AWS call, the first included (standard retry mode)."
+    )
     aws_call_log: str | None = Field(
         default=None,
         description="Count AWS calls per service and operation into `<this>.<pid>.json` "
