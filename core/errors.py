@@ -6,13 +6,20 @@
 
 Each notifier translates its provider SDK's exceptions into these, in one place, so the
 worker's retry policy never looks at a provider's own exception types.
+
+A reason is masked when the error is made: providers quote the recipient ("The 'To' number
++1415... is not a valid phone number"), and the reason goes on to logs, the notification's
+`last_error` (shown by the API) and the dead-letter queue.
 """
 
 from __future__ import annotations
 
+from core.masking import mask_text
+
 
 class DeliveryError(Exception):
     def __init__(self, reason: str, *, code: str | None = None) -> None:
+        reason = mask_text(reason)
         super().__init__(reason)
         self.reason = reason
         self.code = code

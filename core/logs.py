@@ -44,5 +44,12 @@ def configure_logging(process: str, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("botocore", "boto3", "urllib3"):
+    # uvicorn installs its own plain-text handlers before it builds the app; its lines
+    # (tracebacks of failed requests included) go through this formatter too.
+    for server in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(server).handlers[:] = []
+        logging.getLogger(server).propagate = True
+    # The Twilio SDK logs every request at INFO: ten lines a message, with the account SID
+    # in each URL. Its errors reach our logs as delivery errors, masked.
+    for noisy in ("botocore", "boto3", "urllib3", "twilio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
