@@ -15,11 +15,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.error_docs import document_errors
 from core.dynamo import BadCursor
 
 log = logging.getLogger("herald.api")
 
 RETRY_AFTER_SECONDS = 5
+FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
+NOT_JSON = {"loc": ("body",), "msg": "not valid JSON (UTF-8 expected)", "type": "json_invalid"}
 
 
 def _loc(loc: Sequence[Any]) -> str:
@@ -59,6 +62,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == FASTAPI_BODY_PARSE_ERROR:
+            # Bytes that are not UTF-8 where JSON was announced: the same mistake as
+            # malformed JSON, which FastAPI answers 422, so answer it the same way.
+            return JSONResponse(validation_problem([NOT_JSON]), status_code=422)
         message = exc.detail if isinstance(exc.detail, str) else "error"
         return JSONResponse(
             {"message": message, "detail": None if isinstance(exc.detail, str) else exc.detail},
@@ -77,3 +84,4 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(ClientError, on_aws)
     app.add_exception_handler(BotoCoreError, on_aws)
+    document_errors(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -11,6 +12,27 @@ from core.models import EventCounts, EventStatus, StatusChange
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 TOPIC_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+# Deeper `data` serves no template and costs every JSON encoder on the way a recursion;
+# past a few hundred levels the event cannot even be encoded for the queue.
+MAX_DATA_DEPTH = 32
+
+
+def check_data(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` as every hop can carry it: at most MAX_DATA_DEPTH levels of objects and
+    arrays, and numbers JSON has (NaN and Infinity are not: they would be stored as given
+    but sent on as null)."""
+    stack: list[tuple[Any, str, int]] = [(data, "data", 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"NaN and Infinity are not JSON numbers (at {path})")
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_DATA_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DATA_DEPTH} levels (at {path})")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        stack.extend((v, f"{path}.{k}", depth + 1) for k, v in items)
+    return data
 
 
 class EventIn(BaseModel):
@@ -45,13 +67,21 @@ class EventIn(BaseModel):
     topic: str | None = Field(
         default=None, pattern=TOPIC_PATTERN, description="Every subscriber of this topic."
     )
-    data: dict[str, Any] = Field(default_factory=dict, description="Template variables.")
+    data: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"Template variables; at most {MAX_DATA_DEPTH} levels deep, finite numbers.",
+    )
     priority: Priority | None = Field(default=None, description="Overrides the type's default.")
     event_id: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="Client-chosen id; a repeat with the same id is a duplicate, not a new event.",
     )
+
+    @field_validator("data")
+    @classmethod
+    def encodable_data(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_data(value)
 
     @field_validator("type")
     @classmethod
