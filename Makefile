@@ -25,7 +25,7 @@ run: export HERALD_ROUTERS ?= 1
 run: export HERALD_WORKERS ?= 1
 run: export HERALD_BOOTSTRAP_API_KEY ?= hk_dev_local-development-key
 
-.PHONY: install run stop status test lint typecheck pytest bench clean
+.PHONY: install run stop status test lint typecheck pytest bench chaos clean
 
 $(STAMP):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -59,6 +59,10 @@ pytest: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The fault-injection suite at full size (`make test` runs it small); prints a table.
+chaos: install
+	HERALD_CHAOS_SCALE=full $(VENV)/bin/pytest tests/chaos $(PYTEST_ARGS)
 
 # Starts its own emulator, sandbox and Herald processes on free loopback ports; writes
 # docs/benchmarks.md (a few minutes).
