@@ -2,6 +2,12 @@
 
 A notification goes to `<prefix>-<channel>-<lane>`, lane from the event's priority, so a
 critical alert never waits behind a backlog of likes at the workers either.
+
+A SendMessageBatch also has a size limit for all its entries together (256 KiB, as for
+one message). Each notification fits one message (templates are bounded, see
+docs/limits.md), but ten large emails do not fit one call, so a batch is closed early
+when the next entry would take it over; otherwise SQS refuses the whole call, and the
+router would retry it for ever.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from typing import Any
 from core.models import NotificationMessage
 from core.names import ResourceNames
 from listeners.batch import SQS_BATCH_MAX
+
+SQS_BATCH_MAX_BYTES = 256 * 1024  # every entry's body and attributes, together
 
 
 class EnqueueFailed(Exception):
@@ -34,6 +42,36 @@ def _entry(index: int, message: NotificationMessage) -> dict[str, Any]:
     }
 
 
+def entry_bytes(entry: dict[str, Any]) -> int:
+    """What SQS counts of one entry: the body, and each attribute's name, type and value."""
+    size = len(entry["MessageBody"].encode())
+    for name, value in entry.get("MessageAttributes", {}).items():
+        size += len(name.encode()) + len(value["DataType"].encode())
+        size += len(value.get("StringValue", "").encode())
+    return size
+
+
+def batches(
+    messages: Sequence[NotificationMessage],
+    max_entries: int = SQS_BATCH_MAX,
+    max_bytes: int = SQS_BATCH_MAX_BYTES,
+) -> list[list[NotificationMessage]]:
+    """Consecutive runs of messages, each small enough for one SendMessageBatch."""
+    out: list[list[NotificationMessage]] = []
+    current: list[NotificationMessage] = []
+    size = 0
+    for message in messages:
+        entry_size = entry_bytes(_entry(0, message))
+        if current and (len(current) == max_entries or size + entry_size > max_bytes):
+            out.append(current)
+            current, size = [], 0
+        current.append(message)
+        size += entry_size
+    if current:
+        out.append(current)
+    return out
+
+
 class ChannelQueues:
     def __init__(self, sqs: Any, queue_url: Callable[[str], str], names: ResourceNames) -> None:
         self._sqs = sqs
@@ -50,8 +88,8 @@ class ChannelQueues:
             by_queue.setdefault(self.queue_of(message), []).append(message)
         for queue, queued in by_queue.items():
             url = self._queue_url(queue)
-            for start in range(0, len(queued), SQS_BATCH_MAX):
-                self._send_batch(url, queue, queued[start : start + SQS_BATCH_MAX])
+            for batch in batches(queued):
+                self._send_batch(url, queue, batch)
         return len(messages)
 
     def _send_batch(self, url: str, queue: str, batch: Sequence[NotificationMessage]) -> None:
