@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.error_docs import document_errors
 from core.dynamo import BadCursor
+from core.users import StoreBusy
 
 log = logging.getLogger("herald.api")
 
@@ -84,4 +85,5 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(ClientError, on_aws)
     app.add_exception_handler(BotoCoreError, on_aws)
+    app.add_exception_handler(StoreBusy, on_aws)
     document_errors(app)

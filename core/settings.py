@@ -117,6 +117,12 @@ class Settings(BaseSettings):
     fanout_page_size: int = Field(
         default=1000, ge=1, description="Subscribers resolved per router message before continuing."
     )
+    max_topic_subscribers: int = Field(
+        default=100_000,
+        ge=1,
+        description="Most subscribers one topic may have: its fan-out size. Subscribing one "
+        "more is a 409.",
+    )
     retry_base_seconds: float = Field(
         default=2.0, gt=0, description="First retry waits up to this (full jitter)."
     )

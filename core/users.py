@@ -4,9 +4,14 @@
 |--------------|-----------------|--------------|--------------------------------------------|
 | user         | USER#<user_id>  | PROFILE      | contacts, time zone, locale, preferences   |
 | subscription | TOPIC#<topic>   | USER#<id>    | `subscriber_id` feeds the by_subscriber GSI |
+| topic count  | TOPIC#<topic>   | COUNT        | `subscribers`: how many there are           |
 
 A topic's subscribers are one Query on the topic's partition (the router pages through it);
 a user's topics are one Query on the `by_subscriber` GSI. Nothing here scans.
+
+A topic has at most a given number of subscribers (its fan-out size, docs/limits.md). The
+count changes in the same transaction as the subscription it counts, so it is exact, and
+a subscription that only changes its channels does not count again.
 """
 
 from __future__ import annotations
@@ -23,13 +28,22 @@ from core.models import iso, utcnow
 from core.profiles import Preferences, ProfileFields, Subscription, UserProfile
 
 PROFILE_SK = "PROFILE"
+COUNT_SK = "COUNT"  # sorts before every USER#<id> of the topic's partition
 BATCH_GET_MAX = 100  # keys per BatchGetItem
-BATCH_WRITE_MAX = 25  # requests per BatchWriteItem
 UNPROCESSED_ATTEMPTS = 8
 
 
 class StoreBusy(Exception):
     """DynamoDB kept handing back unprocessed keys (throttling): try again later."""
+
+
+class TopicFull(Exception):
+    """The topic has as many subscribers as it may have; `limit` says how many."""
+
+    def __init__(self, topic: str, limit: int) -> None:
+        super().__init__(f"topic {topic!r} has {limit} subscribers, the most a topic may have")
+        self.topic = topic
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,15 @@ def _user_key(user_id: str) -> dict[str, Any]:
 
 def _subscription_key(topic: str, user_id: str) -> dict[str, Any]:
     return {dynamo.PK: {"S": dynamo.topic_pk(topic)}, dynamo.SK: {"S": dynamo.user_pk(user_id)}}
+
+
+def _count_key(topic: str) -> dict[str, Any]:
+    return {dynamo.PK: {"S": dynamo.topic_pk(topic)}, dynamo.SK: {"S": COUNT_SK}}
+
+
+def _cancellation_codes(exc: ClientError) -> list[str]:
+    """The per-item reason codes of a cancelled transaction ("None" for items that were fine)."""
+    return [str(r.get("Code")) for r in exc.response.get("CancellationReasons", [])]
 
 
 def _is_condition_failure(exc: ClientError) -> bool:
@@ -194,18 +217,10 @@ class UserStore:
         resp = self._db.delete_item(
             TableName=self._table, Key=_user_key(user_id), ReturnValues="ALL_OLD"
         )
-        requests = [
-            {"DeleteRequest": {"Key": _subscription_key(topic, user_id)}}
-            for topic in self.topics_of(user_id)
-        ]
-        for start in range(0, len(requests), BATCH_WRITE_MAX):
-            pending: dict[str, Any] = {self._table: requests[start : start + BATCH_WRITE_MAX]}
-            attempt = 0
-            while pending:
-                result = self._db.batch_write_item(RequestItems=pending)
-                pending = result.get("UnprocessedItems") or {}
-                if pending:
-                    attempt = self._backoff(attempt)
+        # One transaction per topic, so each topic's count stays exact; users subscribe to
+        # a handful of topics, not thousands.
+        for topic in self.topics_of(user_id):
+            self.unsubscribe(topic, user_id)
         return "Attributes" in resp
 
     def _backoff(self, attempt: int) -> int:
@@ -218,32 +233,108 @@ class UserStore:
     # --- subscriptions -------------------------------------------------------------------
 
     def subscribe(
-        self, topic: str, user_id: str, channels: Sequence[str] | None = None
+        self,
+        topic: str,
+        user_id: str,
+        channels: Sequence[str] | None = None,
+        *,
+        max_subscribers: int | None = None,
     ) -> Subscription | None:
         """Subscribe (or change the channels of) a user; None when the user does not exist.
+        Raises TopicFull when a new subscription would take the topic past `max_subscribers`.
 
-        The user check and the write are one transaction, so a subscription never outlives
-        a profile deleted at the same moment.
+        The user check, the write and the count are one transaction, so a subscription
+        never outlives a profile deleted at the same moment and the count is exact.
         """
-        names = {
-            "#t": "topic",
-            "#u": "user_id",
-            "#s": "subscriber_id",
-            "#cr": "created_at",
-            "#up": "updated_at",
-            "#ch": "channels",
-        }
+        for _ in range(2):  # twice: the subscription may vanish between the two writes
+            try:
+                self._add_subscription(topic, user_id, channels, max_subscribers)
+                break
+            except ClientError as exc:
+                codes = _cancellation_codes(exc)
+                if len(codes) != 3:
+                    raise
+                user_missing, subscribed, full = (c == "ConditionalCheckFailed" for c in codes)
+                if user_missing:
+                    return None
+                if full and not subscribed:
+                    raise TopicFull(topic, max_subscribers or 0) from exc
+                if not subscribed:
+                    raise
+            # Already subscribed: only the channels change, and nothing is counted.
+            updated = self._update_subscription(topic, user_id, channels)
+            if updated is False:
+                return None
+            if updated:
+                break
+        item = self._db.get_item(
+            TableName=self._table, Key=_subscription_key(topic, user_id), ConsistentRead=True
+        ).get("Item")
+        if item is None:  # unsubscribed again between every write above
+            raise StoreBusy("the subscription changed while it was written; try again")
+        return item_to_subscription(item)
+
+    def _add_subscription(
+        self,
+        topic: str,
+        user_id: str,
+        channels: Sequence[str] | None,
+        max_subscribers: int | None,
+    ) -> None:
+        """A new subscription and its count, or a cancelled transaction saying which of
+        [user exists, not yet subscribed, room left] failed."""
+        now = iso(utcnow())
         values: dict[str, Any] = {
-            ":t": {"S": topic},
-            ":u": {"S": user_id},
-            ":now": {"S": iso(utcnow())},
+            "topic": topic,
+            "user_id": user_id,
+            "subscriber_id": user_id,
+            "created_at": now,
+            "updated_at": now,
+            "channels": None if channels is None else list(channels),
         }
-        sets = ["#t = :t", "#u = :u", "#s = :u", "#up = :now", "#cr = if_not_exists(#cr, :now)"]
+        item = {**_subscription_key(topic, user_id), **dynamo.to_item(values)}
+        count: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": _count_key(topic),
+            "UpdateExpression": "ADD #n :one",
+            "ExpressionAttributeNames": {"#n": "subscribers"},
+            "ExpressionAttributeValues": {":one": {"N": "1"}},
+        }
+        if max_subscribers is not None:
+            count["ConditionExpression"] = "attribute_not_exists(#n) OR #n < :max"
+            count["ExpressionAttributeValues"][":max"] = {"N": str(max_subscribers)}
+        self._db.transact_write_items(
+            TransactItems=[
+                {
+                    "ConditionCheck": {
+                        "TableName": self._table,
+                        "Key": _user_key(user_id),
+                        "ConditionExpression": "attribute_exists(PK)",
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": item,
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }
+                },
+                {"Update": count},
+            ]
+        )
+
+    def _update_subscription(
+        self, topic: str, user_id: str, channels: Sequence[str] | None
+    ) -> bool | None:
+        """Change an existing subscription's channels: True; False when the user is gone,
+        None when the subscription is (unsubscribed meanwhile)."""
+        names = {"#up": "updated_at", "#ch": "channels"}
+        values: dict[str, Any] = {":now": {"S": iso(utcnow())}}
+        update = "SET #up = :now"
         if channels is not None:
-            sets.append("#ch = :ch")
+            update += ", #ch = :ch"
             values[":ch"] = dynamo.to_value(list(channels))
-        update = "SET " + ", ".join(sets)
-        if channels is None:
+        else:
             update += " REMOVE #ch"
         try:
             self._db.transact_write_items(
@@ -260,6 +351,7 @@ class UserStore:
                             "TableName": self._table,
                             "Key": _subscription_key(topic, user_id),
                             "UpdateExpression": update,
+                            "ConditionExpression": "attribute_exists(PK)",
                             "ExpressionAttributeNames": names,
                             "ExpressionAttributeValues": values,
                         }
@@ -267,21 +359,48 @@ class UserStore:
                 ]
             )
         except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons", [])
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+            codes = _cancellation_codes(exc)
+            if codes[:1] == ["ConditionalCheckFailed"]:
+                return False
+            if codes[1:2] == ["ConditionalCheckFailed"]:
                 return None
             raise
-        item = self._db.get_item(
-            TableName=self._table, Key=_subscription_key(topic, user_id), ConsistentRead=True
-        )["Item"]
-        return item_to_subscription(item)
+        return True
 
     def unsubscribe(self, topic: str, user_id: str) -> bool:
-        """True if the subscription existed."""
-        resp = self._db.delete_item(
-            TableName=self._table, Key=_subscription_key(topic, user_id), ReturnValues="ALL_OLD"
-        )
-        return "Attributes" in resp
+        """True if the subscription existed; the topic's count goes down with it."""
+        try:
+            self._db.transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self._table,
+                            "Key": _subscription_key(topic, user_id),
+                            "ConditionExpression": "attribute_exists(PK)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": _count_key(topic),
+                            "UpdateExpression": "ADD #n :minus",
+                            "ExpressionAttributeNames": {"#n": "subscribers"},
+                            "ExpressionAttributeValues": {":minus": {"N": "-1"}},
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if _cancellation_codes(exc)[:1] == ["ConditionalCheckFailed"]:
+                return False
+            raise
+        return True
+
+    def subscriber_count(self, topic: str) -> int:
+        item = self._db.get_item(
+            TableName=self._table, Key=_count_key(topic), ConsistentRead=True
+        ).get("Item", {})
+        return int(item.get("subscribers", {}).get("N", "0"))
 
     def subscribers(self, topic: str, limit: int, cursor: str | None = None) -> SubscriberPage:
         """One page of a topic's subscribers, in user id order.
@@ -294,8 +413,11 @@ class UserStore:
             raise dynamo.BadCursor("cursor belongs to another topic")
         kwargs: dict[str, Any] = {
             "TableName": self._table,
-            "KeyConditionExpression": "PK = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": dynamo.topic_pk(topic)}},
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :user)",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": dynamo.topic_pk(topic)},
+                ":user": {"S": dynamo.user_pk("")},
+            },
             "ConsistentRead": True,
         }
         items: list[dict[str, Any]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
@@ -10,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import ServicesDep
 from api.schemas import ID_PATTERN, TOPIC_PATTERN, Problem
 from api.schemas_users import SubscriberPage, SubscriptionIn, SubscriptionOut
+from core.users import TopicFull
 
 router = APIRouter(prefix="/topics", tags=["topics"])
 
@@ -22,6 +24,11 @@ UserId = Annotated[str, Path(pattern=ID_PATTERN)]
     response_model=SubscriptionOut,
     responses={
         404: {"model": Problem, "description": "No such user."},
+        409: {
+            "model": Problem,
+            "description": "The topic has the most subscribers a topic may have "
+            "(HERALD_MAX_TOPIC_SUBSCRIBERS).",
+        },
         422: {"model": Problem, "description": "Invalid input; the message names the field."},
     },
     summary="Subscribe a user to a topic, or change the subscription's channels",
@@ -33,7 +40,17 @@ async def subscribe(
     body: Annotated[SubscriptionIn | None, Body()] = None,
 ) -> SubscriptionOut:
     channels = None if body is None or body.channels is None else list(body.channels)
-    subscription = await run_in_threadpool(services.users.subscribe, topic, user_id, channels)
+    limit = services.settings.max_topic_subscribers
+    try:
+        subscription = await run_in_threadpool(
+            partial(services.users.subscribe, max_subscribers=limit), topic, user_id, channels
+        )
+    except TopicFull as exc:
+        raise HTTPException(
+            409,
+            f"topic: {topic!r} has {exc.limit} subscribers, the most a topic may have "
+            "(HERALD_MAX_TOPIC_SUBSCRIBERS); unsubscribe someone first",
+        ) from None
     if subscription is None:
         raise HTTPException(404, f"user_id: no user {user_id!r}")
     return SubscriptionOut.model_validate(subscription.model_dump())
