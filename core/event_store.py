@@ -13,6 +13,16 @@ from botocore.exceptions import ClientError
 from core import dynamo
 from core.models import Event, EventRecord, EventStatus, iso, utcnow
 
+# Notification statuses that are settled, and the tally bucket each counts in.
+SETTLED_BUCKETS = {
+    "SENT": "sent",
+    "DELIVERED": "sent",
+    "UNDELIVERED": "sent",
+    "BOUNCED": "sent",
+    "FAILED": "failed",
+    "SKIPPED": "skipped",
+}
+
 
 class EventExists(Exception):
     """The event id is taken; `existing` is the stored record."""
@@ -196,6 +206,56 @@ class EventStore:
             Limit=limit,
         )
         return [item_to_event(i) for i in resp.get("Items", [])]
+
+    def stale_processing(self, grace: timedelta, limit: int = 50) -> list[EventRecord]:
+        """PROCESSING events untouched for `grace`: candidates for a settle audit."""
+        cutoff = iso(utcnow() - grace)
+        resp = self._db.query(
+            TableName=self._table,
+            IndexName=dynamo.GSI_BY_STATUS,
+            KeyConditionExpression="#s = :processing AND created_key < :cutoff",
+            FilterExpression="updated_at < :cutoff",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":processing": {"S": EventStatus.PROCESSING.value},
+                ":cutoff": {"S": cutoff},
+            },
+            Limit=limit,
+        )
+        return [item_to_event(i) for i in resp.get("Items", [])]
+
+    def settle_from_records(self, event_id: str) -> EventStatus | None:
+        """Settle a PROCESSING event from its notification records, the source of truth.
+
+        The running tally on the event is a fast path that a lost or repeated counter
+        update can leave wrong; this recounts every record and, when none is still in
+        flight and the fan-out is complete, writes the true counts and the final status.
+        """
+        found = self.get(event_id)
+        if found is None:
+            return None
+        record, notifications = found
+        if record.status is not EventStatus.PROCESSING or not record.fanout_complete:
+            return None
+        counts = {"total": 0, "sent": 0, "failed": 0, "skipped": 0}
+        for item in notifications:
+            if not str(item.get(dynamo.SK, "")).startswith("NOTIF#"):
+                continue
+            bucket = SETTLED_BUCKETS.get(str(item.get("status")))
+            if bucket is None:
+                return None  # still queued, sending or retrying
+            counts["total"] += 1
+            counts[bucket] += 1
+        final = EventStatus.FAILED if counts["failed"] else EventStatus.SUCCESS
+        reason = (
+            f"{counts['failed']} of {counts['total']} notifications failed"
+            if counts["failed"]
+            else None
+        )
+        attrs: dict[str, Any] = {"counts": counts}
+        if reason:
+            attrs["reason"] = reason
+        return final if self.transition(event_id, EventStatus.PROCESSING, final, **attrs) else None
 
     def mark_republished(self, event_id: str) -> bool:
         """Stamp a republish; False if the event left START meanwhile (nothing to do)."""

@@ -99,6 +99,7 @@ class EventRecord(Event):
     publish_attempts: int = 1
     last_published_at: str | None = None
     reason: str | None = None
+    fanout_complete: bool = False
 
 
 class NotificationMessage(BaseModel):

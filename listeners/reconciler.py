@@ -1,4 +1,5 @@
-"""The outbox reconciler: republishes events left in START past a grace period.
+"""The outbox reconciler: republishes events left in START past a grace period, and
+settles PROCESSING events whose running tally went wrong.
 
 The API records an event before publishing it. If the publish fails (or the API dies in
 between) the record is the proof the event was accepted; this loop publishes it again.
@@ -55,11 +56,24 @@ class Reconciler:
                 log.info("republished a stale event", extra={"event_id": event.event_id})
         return republished
 
+    def settle_stuck(self) -> int:
+        """Settle PROCESSING events whose tally went wrong (a counter update's answer lost,
+        or applied twice) by recounting their records; returns how many were settled."""
+        grace = timedelta(seconds=self.settings.reconcile_grace_seconds)
+        settled = 0
+        for event in self.events.stale_processing(grace):
+            final = self.events.settle_from_records(event.event_id)
+            if final is not None:
+                settled += 1
+                log.info("settled a stuck event as %s", final, extra={"event_id": event.event_id})
+        return settled
+
     def run_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 while self.run_once() and not stop.is_set():
                     pass
+                self.settle_stuck()
             except (ClientError, BotoCoreError) as exc:
                 log.warning("reconcile pass failed, will retry: %s", exc)
             stop.wait(self.settings.reconcile_interval_seconds)
@@ -73,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     reconciler = Reconciler(settings, AwsClients(settings))
     if args.once:
-        print(reconciler.run_once())
+        print(reconciler.run_once(), reconciler.settle_stuck())
         return 0
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

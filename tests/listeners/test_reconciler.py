@@ -8,9 +8,12 @@ import time
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from core.models import EventStatus
+from core.notification_store import NewNotification
 from listeners.reconciler import Reconciler
 from localstack.provision import provision
 from tests.conftest import AUTH, Stack
+from tests.factories import notification, processing_event, stores_of
 
 FOLLOW = {"type": "follow", "user_id": "u-1", "data": {"actor": "Ana"}}
 
@@ -47,3 +50,51 @@ def test_reconciler_leaves_events_that_moved_on(stack: Stack) -> None:
     assert reconciler.events.transition(event_id, EventStatus.START, EventStatus.PROCESSING)
     assert reconciler.run_once() == 0
     assert len(stack.receive_all("herald-test-events-normal")) == 1
+
+
+def test_stuck_processing_event_is_settled_from_its_records(stack: Stack) -> None:
+    """A counter update applied twice (its answer lost, then retried) leaves the tally over
+    its total: the event is not settled from it; the reconciler recounts the records."""
+    events, notifications = stores_of(stack)
+    event = processing_event(events)
+    sent, failed = notification(event, "u-1"), notification(event, "u-2")
+    notifications.create([NewNotification(sent), NewNotification(failed)])
+    notifications.add_to_event(event.event_id, total=2, fanout_complete=True)
+    for m in (sent, failed):
+        assert notifications.claim(m, lease_seconds=30)
+    notifications.mark_sent(sent, "twilio", "SM1")
+    notifications.mark_failed(failed, "21211: invalid number")
+    notifications.add_to_event(event.event_id, sent=2, failed=1)  # the sent one counted twice
+
+    settings = stack.settings.model_copy(update={"reconcile_grace_seconds": 0.0})
+    reconciler = Reconciler(settings, stack.clients)
+    assert events.get(event.event_id)[0].status == EventStatus.PROCESSING  # type: ignore[index]
+    assert reconciler.settle_stuck() == 1
+    record = events.get(event.event_id)[0]  # type: ignore[index]
+    assert record.status == EventStatus.FAILED
+    assert record.counts.model_dump() == {"total": 2, "sent": 1, "failed": 1, "skipped": 0}
+    assert reconciler.settle_stuck() == 0
+
+
+def test_lost_last_count_is_settled_from_the_records(stack: Stack) -> None:
+    events, notifications = stores_of(stack)
+    event = processing_event(events)
+    m = notification(event)
+    notifications.create([NewNotification(m)])
+    notifications.add_to_event(event.event_id, total=1, fanout_complete=True)
+    assert notifications.claim(m, lease_seconds=30)
+    notifications.mark_sent(m, "twilio", "SM1")  # ...and the count's answer never came
+    settings = stack.settings.model_copy(update={"reconcile_grace_seconds": 0.0})
+    assert Reconciler(settings, stack.clients).settle_stuck() == 1
+    record = events.get(event.event_id)[0]  # type: ignore[index]
+    assert record.status == EventStatus.SUCCESS and record.counts.sent == 1
+
+
+def test_events_with_notifications_in_flight_are_left_alone(stack: Stack) -> None:
+    events, notifications = stores_of(stack)
+    event = processing_event(events)
+    notifications.create([NewNotification(notification(event))])
+    notifications.add_to_event(event.event_id, total=1, fanout_complete=True)
+    settings = stack.settings.model_copy(update={"reconcile_grace_seconds": 0.0})
+    assert Reconciler(settings, stack.clients).settle_stuck() == 0
+    assert events.get(event.event_id)[0].status == EventStatus.PROCESSING  # type: ignore[index]
