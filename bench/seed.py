@@ -110,12 +110,9 @@ def subscriptions(
     _write(clients, items)
 
 
-def backlog(clients: AwsClients, channel: str, size: int) -> str:
-    """`size` normal notifications of one trend event, recorded, counted and queued on
-    `<channel>-normal`, as the router would have left them; returns the event id."""
-    table = clients.names.table
-    events = EventStore(clients.dynamodb, table)
-    notifications = NotificationStore(clients.dynamodb, table)
+def trend_event(clients: AwsClients) -> str:
+    """A trend event recorded and taken by the router (PROCESSING), as a fan-out leaves it."""
+    events = EventStore(clients.dynamodb, clients.names.table)
     event = Event(
         event_id=str(uuid.uuid4()),
         type="trend.top_artist_changed",
@@ -127,32 +124,47 @@ def backlog(clients: AwsClients, channel: str, size: int) -> str:
     )
     events.put_new(events.new_record(event))
     events.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
-    messages = [
-        NotificationMessage(
-            notification_id=f"{event.event_id}:{channel}:backlog-{i}",
-            event_id=event.event_id,
-            event_type=event.type,
-            category=event.category,
-            priority=event.priority,
-            channel=channel,
-            recipient_id=f"backlog-{i}",
-            addresses=[contacts(i, [channel])["email" if channel == "email" else "phone"]],
-            content={"subject": "Nova tops the chart", "text": "Nova tops the chart"},
-            created_at=event.created_at,
+    return event.event_id
+
+
+def notifications(event_id: str, channel: str, first: int, count: int) -> list[NewNotification]:
+    """Queued notifications `first`..`first + count - 1` of a trend event on `channel`."""
+    return [
+        NewNotification(
+            NotificationMessage(
+                notification_id=f"{event_id}:{channel}:backlog-{i}",
+                event_id=event_id,
+                event_type="trend.top_artist_changed",
+                category=Category.trend,
+                priority=Priority.normal,
+                channel=channel,
+                recipient_id=f"backlog-{i}",
+                addresses=[contacts(i, [channel])["email" if channel == "email" else "phone"]],
+                content={"subject": "Nova tops the chart", "text": "Nova tops the chart"},
+                created_at=iso(utcnow()),
+            )
         )
-        for i in range(size)
+        for i in range(first, first + count)
     ]
+
+
+def backlog(clients: AwsClients, channel: str, size: int) -> str:
+    """`size` normal notifications of one trend event, recorded, counted and queued on
+    `<channel>-normal`, as the router would have left them; returns the event id."""
+    event_id = trend_event(clients)
+    notes = notifications(event_id, channel, 0, size)
+    store = NotificationStore(clients.dynamodb, clients.names.table)
     # One conditional put each: the emulator's transactions copy the whole table.
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda m: notifications.create([NewNotification(m)]), messages))
-    notifications.add_to_event(event.event_id, total=size, fanout_complete=True)
+        list(pool.map(lambda n: store.create([n]), notes))
+    store.add_to_event(event_id, total=size, fanout_complete=True)
     url = clients.queue_url(clients.names.channel_queue(channel, "normal"))
     for start in range(0, size, 10):
         clients.sqs.send_message_batch(
             QueueUrl=url,
             Entries=[
-                {"Id": str(i), "MessageBody": m.model_dump_json()}
-                for i, m in enumerate(messages[start : start + 10])
+                {"Id": str(i), "MessageBody": n.message.model_dump_json()}
+                for i, n in enumerate(notes[start : start + 10])
             ],
         )
-    return event.event_id
+    return event_id

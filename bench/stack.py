@@ -30,8 +30,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "herald-bench"
 API_KEY = "hk_bench_" + "b3nch" * 8
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-# Long polls as long as SQS allows: idle receivers then cost few requests.
-PIPELINE_ENV = {"HERALD_WAIT_TIME_SECONDS": "20"}
+# Long polls as long as SQS allows: idle receivers then cost few requests. The emulator
+# can take seconds per call under load (one process for every service): calls get 30 s
+# and messages 120 s of visibility, so its slowness shows as latency, not as timed-out
+# calls and redelivered messages that would be done twice and counted twice.
+PIPELINE_ENV = {
+    "HERALD_WAIT_TIME_SECONDS": "20",
+    "HERALD_AWS_TIMEOUT_SECONDS": "30",
+    "HERALD_VISIBILITY_TIMEOUT_SECONDS": "120",
+}
 
 
 def free_port() -> int:
@@ -173,6 +180,7 @@ class Stack:
     # --- emulator and sandbox ------------------------------------------------------------
 
     def start(self) -> None:
+        os.environ.update(PIPELINE_ENV)  # the bench's own clients and provisioning too
         port = free_port()
         self.moto = start_python(
             "moto", ["-m", "bench.emulator", "--port", str(port)], {}, self.logs
