@@ -45,10 +45,14 @@ def configure_logging(process: str, level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # uvicorn installs its own plain-text handlers before it builds the app; its lines
-    # (tracebacks of failed requests included) go through this formatter too.
+    # (tracebacks of failed requests included) go through this formatter too. The access
+    # log stays as uvicorn left it when it was turned off (--no-access-log: no handlers).
     for server in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(server).handlers[:] = []
-        logging.getLogger(server).propagate = True
+        logger = logging.getLogger(server)
+        if server == "uvicorn.access" and not logger.handlers:
+            continue
+        logger.handlers[:] = []
+        logger.propagate = True
     # The Twilio SDK logs every request at INFO: ten lines a message, with the account SID
     # in each URL. Its errors reach our logs as delivery errors, masked.
     for noisy in ("botocore", "boto3", "urllib3", "twilio"):

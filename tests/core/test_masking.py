@@ -79,12 +79,14 @@ def test_a_log_line_is_masked_message_and_traceback_alike() -> None:
 def test_server_log_lines_go_through_the_masking_formatter() -> None:
     root = logging.getLogger()
     saved = root.handlers[:], root.level
-    uvicorn = logging.getLogger("uvicorn.error")
-    uvicorn.addHandler(logging.NullHandler())
+    server, access = logging.getLogger("uvicorn.error"), logging.getLogger("uvicorn.access")
+    server.addHandler(logging.NullHandler())
+    access.handlers[:], access.propagate = [], False  # what --no-access-log leaves
     try:
         configure_logging("api")
-        assert uvicorn.handlers == [] and uvicorn.propagate
+        assert server.handlers == [] and server.propagate
         assert isinstance(root.handlers[0].formatter, JsonFormatter)
+        assert not access.propagate, "a turned-off access log must stay off"
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
