@@ -44,8 +44,8 @@ def settle_and_tally(stack: ChaosStack, scale: Scale, scenario: str, posted: Pos
     settled = wait_settled(stack, scale.settle_seconds)
     outcome = tally(stack, scenario, posted.expected, stack.kills)
     if not settled:
-        outcome.notes.append(f"not settled after {scale.settle_seconds:.0f}s")
-        outcome.notes += outcome.unsettled_events[:5]
+        outcome.notes.append(f"queues not drained after {scale.settle_seconds:.0f}s")
+    outcome.notes += [f"event not settled: {e}" for e in outcome.unsettled_events[:3]]
     RESULTS.append(outcome)
     return outcome
 
