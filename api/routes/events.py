@@ -79,7 +79,7 @@ def to_event(body: EventIn, event_id: str) -> Event:
         data=body.data,
         created_at=iso(utcnow()),
     )
-    if len(event.model_dump_json()) > MAX_EVENT_BYTES:
+    if len(event.model_dump_json().encode()) > MAX_EVENT_BYTES:
         raise HTTPException(413, f"data: the event is over {MAX_EVENT_BYTES} bytes once encoded")
     return event
 
