@@ -380,7 +380,8 @@ def render(results: dict[str, Any], before: dict[str, Any] | None, before_path: 
         "",
         f"Machine: {m['cores']} cores ({m['cpu_model']}), {m['memory_gb']} GB memory, Linux "
         f"{m['kernel']}, Python {m['python']}, moto {m['moto']}, uvicorn {m['uvicorn']}, "
-        f"locust {m['locust']}. Run on {m['date']} at commit `{m['commit']}`.",
+        f"locust {m['locust']}. Run on {m['date']} at commit `{m['commit']}`"
+        + (f", load average {m['load_average']} at the start." if "load_average" in m else "."),
         "",
         "## Figures and targets",
         "",

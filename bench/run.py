@@ -612,6 +612,8 @@ def machine() -> dict[str, Any]:
         "uvicorn": version("uvicorn"),
         "locust": version("locust"),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        # Other work on the machine skews wall-clock figures (CPU per process less so).
+        "load_average": Path("/proc/loadavg").read_text().split()[0],
         "commit": commit,
     }
 
@@ -619,7 +621,11 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="docs/benchmarks.md", help="the report to write")
-    parser.add_argument("--json", default=None, help="also write the raw figures here")
+    parser.add_argument(
+        "--json",
+        default="docs/benchmarks-raw/results.json",
+        help="also write the raw figures here (git ignores docs/benchmarks-raw/)",
+    )
     parser.add_argument(
         "--before",
         default="bench/before.json",
@@ -667,6 +673,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop()
     results["duration_s"] = time.monotonic() - started
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     before_path = Path(args.before)
     before = json.loads(before_path.read_text()) if before_path.exists() else None
