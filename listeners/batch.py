@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -24,9 +24,11 @@ from listeners.messages import Ack, DeadLetter, QueueMessage, Result, Retry
 log = logging.getLogger("herald.batch")
 
 SQS_BATCH_MAX = 10  # the most entries any SQS batch call takes
+SQS_BATCH_MAX_BYTES = 256 * 1024  # all entries of one SendMessageBatch together
 ERROR_ATTRIBUTE_MAX = 1024  # keep DLQ reasons short: attributes count toward 256 KiB
 
 Handler = Callable[[Sequence[QueueMessage]], Sequence[Result]]
+T = TypeVar("T")
 
 
 def run_handler(
@@ -86,34 +88,17 @@ class BatchSettler:
             )
 
     def dead_letter(self, queue: str, pairs: Sequence[tuple[QueueMessage, Result]]) -> set[str]:
-        """Copy messages to the queue's DLQ; returns the ids that were copied."""
+        """Copy messages to the queue's DLQ; returns the ids that were copied.
+
+        Calls are cut by size as well as by count: ten messages near the size limit do not
+        fit one SendMessageBatch, and a refused copy would leave the message undeleted."""
         dlq_url = self._queue_url(f"{queue}-dlq")
         moved: set[str] = set()
-        for chunk in _chunks(pairs):
-            entries = []
-            for i, (message, result) in enumerate(chunk):
-                reason = getattr(result, "reason", "") or "dead-lettered"
-                attributes = {
-                    k: {"DataType": "String", "StringValue": v}
-                    for k, v in message.attributes.items()
-                    if k not in ("error", "source_queue", "receive_count")
-                }
-                attributes["error"] = {
-                    "DataType": "String",
-                    "StringValue": reason[:ERROR_ATTRIBUTE_MAX],
-                }
-                attributes["source_queue"] = {"DataType": "String", "StringValue": queue}
-                attributes["receive_count"] = {
-                    "DataType": "Number",
-                    "StringValue": str(message.receive_count),
-                }
-                entries.append(
-                    {
-                        "Id": str(i),
-                        "MessageBody": message.body or " ",
-                        "MessageAttributes": attributes,
-                    }
-                )
+        copies = [
+            (message, _dead_letter_entry(queue, message, result)) for message, result in pairs
+        ]
+        for chunk in sized_chunks(copies, lambda copy: entry_bytes(copy[1])):
+            entries = [{"Id": str(i), **entry} for i, (_, entry) in enumerate(chunk)]
             resp = self._call(
                 "dead-letter", self._sqs.send_message_batch, QueueUrl=dlq_url, Entries=entries
             )
@@ -138,3 +123,50 @@ class BatchSettler:
 
 def _chunks(items: Sequence[Any], size: int = SQS_BATCH_MAX) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _dead_letter_entry(queue: str, message: QueueMessage, result: Result) -> dict[str, Any]:
+    """The DLQ copy of a message (without its batch Id): the body, the message's own
+    attributes, and why, from where and after how many receives it was given up."""
+    reason = getattr(result, "reason", "") or "dead-lettered"
+    attributes = {
+        k: {"DataType": "String", "StringValue": v}
+        for k, v in message.attributes.items()
+        if k not in ("error", "source_queue", "receive_count")
+    }
+    attributes["error"] = {"DataType": "String", "StringValue": reason[:ERROR_ATTRIBUTE_MAX]}
+    attributes["source_queue"] = {"DataType": "String", "StringValue": queue}
+    attributes["receive_count"] = {"DataType": "Number", "StringValue": str(message.receive_count)}
+    return {"MessageBody": message.body or " ", "MessageAttributes": attributes}
+
+
+def entry_bytes(entry: dict[str, Any]) -> int:
+    """What SQS counts of one entry: the body, and each attribute's name, type and value."""
+    size = len(entry["MessageBody"].encode())
+    for name, value in entry.get("MessageAttributes", {}).items():
+        size += len(name.encode()) + len(value["DataType"].encode())
+        size += len(value.get("StringValue", "").encode())
+    return size
+
+
+def sized_chunks(
+    items: Sequence[T],
+    size_of: Callable[[T], int],
+    max_entries: int = SQS_BATCH_MAX,
+    max_bytes: int = SQS_BATCH_MAX_BYTES,
+) -> list[list[T]]:
+    """Consecutive runs of items, each within one SQS batch call's entry and size limits
+    (an item alone over `max_bytes` gets a call to itself, for SQS to judge)."""
+    out: list[list[T]] = []
+    current: list[T] = []
+    total = 0
+    for item in items:
+        size = size_of(item)
+        if current and (len(current) == max_entries or total + size > max_bytes):
+            out.append(current)
+            current, total = [], 0
+        current.append(item)
+        total += size
+    if current:
+        out.append(current)
+    return out

@@ -17,9 +17,7 @@ from typing import Any
 
 from core.models import NotificationMessage
 from core.names import ResourceNames
-from listeners.batch import SQS_BATCH_MAX
-
-SQS_BATCH_MAX_BYTES = 256 * 1024  # every entry's body and attributes, together
+from listeners.batch import entry_bytes, sized_chunks
 
 
 class EnqueueFailed(Exception):
@@ -42,34 +40,9 @@ def _entry(index: int, message: NotificationMessage) -> dict[str, Any]:
     }
 
 
-def entry_bytes(entry: dict[str, Any]) -> int:
-    """What SQS counts of one entry: the body, and each attribute's name, type and value."""
-    size = len(entry["MessageBody"].encode())
-    for name, value in entry.get("MessageAttributes", {}).items():
-        size += len(name.encode()) + len(value["DataType"].encode())
-        size += len(value.get("StringValue", "").encode())
-    return size
-
-
-def batches(
-    messages: Sequence[NotificationMessage],
-    max_entries: int = SQS_BATCH_MAX,
-    max_bytes: int = SQS_BATCH_MAX_BYTES,
-) -> list[list[NotificationMessage]]:
+def batches(messages: Sequence[NotificationMessage]) -> list[list[NotificationMessage]]:
     """Consecutive runs of messages, each small enough for one SendMessageBatch."""
-    out: list[list[NotificationMessage]] = []
-    current: list[NotificationMessage] = []
-    size = 0
-    for message in messages:
-        entry_size = entry_bytes(_entry(0, message))
-        if current and (len(current) == max_entries or size + entry_size > max_bytes):
-            out.append(current)
-            current, size = [], 0
-        current.append(message)
-        size += entry_size
-    if current:
-        out.append(current)
-    return out
+    return sized_chunks(messages, lambda message: entry_bytes(_entry(0, message)))
 
 
 class ChannelQueues:

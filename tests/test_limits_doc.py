@@ -19,8 +19,7 @@ from core.notification_store import HISTORY_DETAIL_MAX
 from core.profiles import ProfileFields
 from core.settings import Settings
 from core.templates import CONTENT_MAX_BYTES, PART_MAX, RENDER_SECONDS_MAX
-from listeners.batch import ERROR_ATTRIBUTE_MAX, SQS_BATCH_MAX
-from listeners.channel_queues import SQS_BATCH_MAX_BYTES
+from listeners.batch import ERROR_ATTRIBUTE_MAX, SQS_BATCH_MAX, SQS_BATCH_MAX_BYTES
 from tests.support import ROOT
 
 DOC = ROOT / "docs" / "limits.md"
@@ -158,7 +157,7 @@ def limits_table() -> str:
             "notification FAILED: `template <type>/<channel>: rendering took over …`",
         ),
         (
-            "one `SendMessageBatch` to a channel queue",
+            "one `SendMessageBatch` (channel queues, dead letters)",
             f"{SQS_BATCH_MAX} entries, {size(SQS_BATCH_MAX_BYTES)}",
             "SQS",
             "split into more calls",

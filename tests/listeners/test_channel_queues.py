@@ -8,7 +8,8 @@ from typing import Any
 from core.catalogue import Category, Priority
 from core.models import NotificationMessage
 from core.names import ResourceNames
-from listeners.channel_queues import SQS_BATCH_MAX_BYTES, ChannelQueues, entry_bytes
+from listeners.batch import SQS_BATCH_MAX_BYTES, entry_bytes
+from listeners.channel_queues import ChannelQueues
 
 
 class RecordingSqs:
