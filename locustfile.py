@@ -7,7 +7,7 @@ With the stack running (`make run` in another terminal; it prints the developmen
 
     # headless: 32 users started at once, 20 seconds, a summary and CSV files at the end
     .venv/bin/locust -f locustfile.py --host http://127.0.0.1:8000 \\
-        --headless -u 32 -r 32 -t 20s --csv var/load/herald
+        --headless -u 32 -r 32 -t 20s --csv var/load
 
 Every request carries `X-API-Key` (HERALD_API_KEY, by default the key `make run` prints).
 A seeded population of users and topics is created through the API at test start, so

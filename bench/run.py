@@ -383,12 +383,7 @@ def hops(clients: AwsClients, sent: dict[str, float], arrived: dict[str, float])
     """Per-hop durations (ms) from each notification's record: API record, router record
     (creation), worker claim (SENDING), provider request received."""
     table = clients.names.table
-    parts: dict[str, list[float]] = {
-        "client → API recorded": [],
-        "API recorded → router created the record": [],
-        "router created → worker claimed": [],
-        "worker claimed → provider received": [],
-    }
+    parts: dict[str, list[float]] = {name: [] for name in report.HOPS}
 
     def epoch(text: str) -> float:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
@@ -644,8 +639,20 @@ def main(argv: list[str] | None = None) -> int:
         help="phases to run, comma-separated",
     )
     parser.add_argument("--command", default="make bench", help="how this run was started")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="measure nothing: write the report again from the figures in --json",
+    )
     args = parser.parse_args(argv)
     phases = set(args.only.split(","))
+    before_path = Path(args.before)
+    before = json.loads(before_path.read_text()) if before_path.exists() else None
+    if args.render_only:
+        saved = json.loads(Path(args.json).read_text())
+        Path(args.out).write_text(report.render(saved, before, before_path.as_posix()))
+        print(report.summary(saved, before))
+        return 0
 
     # SIGTERM (a CI timeout, kill) stops the processes this run started, like Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"stopped by SIGTERM after {args.only}"))
@@ -675,8 +682,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-    before_path = Path(args.before)
-    before = json.loads(before_path.read_text()) if before_path.exists() else None
     text = report.render(results, before, before_path.as_posix())
     Path(args.out).write_text(text)
     print(report.summary(results, before))
