@@ -6,8 +6,11 @@
       └── redrive (FAILED → QUEUED)
     SKIPPED (opted out, quiet hours, no contact): created settled, never queued
 
-Every transition is one conditional UpdateItem naming the statuses it may start from; a
+Every transition is one conditional update naming the statuses it may start from; a
 transition that finds another status changes nothing and says so (returns None/False).
+A batch's claims, and its SENT marks, go as the Updates of one TransactWriteItems
+(`claim_many`, `mark_sent_many`): a refused one cancels the transaction and is reported
+with the stored status, and the others are applied again without it.
 A claim also takes a lease: a SENDING record whose lease has run out (its worker died) may
 be claimed again, one whose lease holds may not, so a redelivered message cannot send twice.
 """
