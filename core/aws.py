@@ -65,9 +65,12 @@ class CallLog:
                 snapshot = {service: dict(ops) for service, ops in self.counts.items()}
                 self._dirty = False
             target = f"{self.path}.{self._pid}.json"
-            with open(f"{target}.tmp", "w") as out:
-                json.dump({"pid": self._pid, "calls": snapshot}, out, sort_keys=True)
-            os.replace(f"{target}.tmp", target)  # readers never see a half-written file
+            try:
+                with open(f"{target}.tmp", "w") as out:
+                    json.dump({"pid": self._pid, "calls": snapshot}, out, sort_keys=True)
+                os.replace(f"{target}.tmp", target)  # readers never see a half-written file
+            except OSError:  # the directory went away: counting is best effort
+                self._dirty = True
 
     def _flush_forever(self) -> None:
         while True:

@@ -1,0 +1,108 @@
+"""A receive costs the router and the workers a few requests, not a few per message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from core.aws import AwsClients, CallLog
+from core.models import EventStatus, NotificationStatus
+from core.notification_store import NewNotification, NotificationStore
+from listeners.delivery import DeliveryHandler, RetryPolicy
+from listeners.messages import Ack, QueueMessage
+from listeners.router import Router
+from tests.conftest import Stack
+from tests.factories import OK, ScriptedNotifier, notification, processing_event, stores_of
+from tests.listeners.test_router import (
+    COMMENT,
+    MIDDAY_TOKYO,
+    ROUTER_NORMAL,
+    add_user,
+    drain,
+    post_event,
+    receive,
+    stored,
+)
+
+
+def calls_since(log: CallLog, before: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for service, ops in log.counts.items():
+        for op, count in ops.items():
+            delta = count - before.get(service, {}).get(op, 0)
+            if delta and op != "GetQueueUrl":
+                out.setdefault(service, {})[op] = delta
+    return out
+
+
+def test_a_receive_of_user_events_is_routed_with_one_read_and_one_transaction(
+    stack: Stack, tmp_path: Path
+) -> None:
+    settings = stack.settings.model_copy(update={"aws_call_log": str(tmp_path / "calls")})
+    clients = AwsClients(settings)
+    for i in range(3):
+        add_user(stack, f"u-{i}", {"categories": {"activity": ["email"]}}, email=f"u{i}@x.io")
+    events = [post_event(stack, "comment", COMMENT, user_id=f"u-{i}") for i in range(3)]
+    messages = receive(stack, ROUTER_NORMAL)
+    assert len(messages) == 3
+    # The same event twice in one receive (SNS delivers at least once): routed once.
+    duplicate = QueueMessage(ROUTER_NORMAL, "dup", messages[0].receipt_handle, messages[0].body)
+    log = CallLog.for_path(settings.aws_call_log or "")
+    before = {service: dict(ops) for service, ops in log.counts.items()}
+
+    results = Router(settings, clients, clock=lambda: MIDDAY_TOKYO)([*messages, duplicate])
+
+    assert results == [Ack()] * 4
+    counted = calls_since(log, before)
+    # The three events: one read, one transaction, one SendMessageBatch. The duplicate goes
+    # the one-event way: its transaction is cancelled (the record exists) and its record,
+    # still QUEUED, is enqueued again (a worker's claim makes that harmless).
+    assert counted["dynamodb"]["BatchGetItem"] == 1
+    assert counted["dynamodb"]["TransactWriteItems"] == 1 + 1
+    assert counted["sqs"] == {"SendMessageBatch": 1 + 1}
+    for event in events:
+        record, notifications = stored(stack, event.event_id)
+        assert record.status is EventStatus.PROCESSING and record.counts.total == 1
+        assert notifications["email"]["status"] == NotificationStatus.QUEUED
+    assert {m["event_id"] for m in drain(stack, "email-normal")} == {e.event_id for e in events}
+
+
+class CountingStore(NotificationStore):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tallies: list[tuple[str, int, int]] = []
+
+    def add_to_event(self, event_id: str, **kwargs: Any) -> EventStatus | None:
+        self.tallies.append((event_id, kwargs.get("sent", 0), kwargs.get("failed", 0)))
+        return super().add_to_event(event_id, **kwargs)
+
+
+def test_a_batch_of_one_events_notifications_is_counted_once(stack: Stack) -> None:
+    events, _ = stores_of(stack)
+    store = CountingStore(stack.clients.dynamodb, stack.clients.names.table)
+    event = processing_event(events)
+    messages = [notification(event, recipient=f"u-{i}") for i in range(3)]
+    store.create([NewNotification(m) for m in messages])
+    store.add_to_event(event.event_id, total=3, fanout_complete=True)
+    store.tallies.clear()
+    notifier = ScriptedNotifier(OK)
+    handler = DeliveryHandler(
+        notifier=notifier,
+        store=store,
+        policy=RetryPolicy(base=0.01, cap=0.01, max_attempts=3),
+        lease_seconds=30,
+    )
+    batch = [
+        QueueMessage("herald-test-sms-normal", f"m-{i}", f"r-{i}", m.model_dump_json())
+        for i, m in enumerate(messages)
+    ]
+    try:
+        assert handler(batch) == [Ack()] * 3
+    finally:
+        handler.close()
+
+    assert store.tallies == [(event.event_id, 3, 0)]
+    assert sorted(notifier.sent) == sorted(m.notification_id for m in messages)
+    found = events.get(event.event_id)
+    assert found is not None and found[0].status is EventStatus.SUCCESS
+    assert {n["status"] for n in found[1]} == {NotificationStatus.SENT}
