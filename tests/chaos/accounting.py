@@ -146,6 +146,9 @@ def _channel(notification_id: str) -> str:
     return notification_id.split(":")[1]
 
 
+CLOCK_SLACK_SECONDS = 0.5
+
+
 def _lease_reclaimed(history: Sequence[dict[str, Any]]) -> bool:
     statuses = [h.get("status") for h in history]
     return any(a == b == "SENDING" for a, b in itertools.pairwise(statuses))
@@ -158,8 +161,10 @@ def in_window(
     if not _lease_reclaimed(history):
         return False
     worker_kills = [k.at for k in kills if k.process.startswith(f"worker-{channel}:")]
+    # A kill is fired on seeing a request in flight, so it follows that request's arrival;
+    # the two timestamps come from different threads, hence the slack.
     return all(
-        any(before <= at <= after for at in worker_kills)
+        any(before - CLOCK_SLACK_SECONDS <= at <= after for at in worker_kills)
         for before, after in itertools.pairwise(accepted_at)
     )
 
