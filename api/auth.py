@@ -40,11 +40,19 @@ class Authenticator:
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
 
-    def verify(self, token: str) -> ApiKey | None:
-        now = time.monotonic()
+    def cached(self, token: str) -> tuple[bool, ApiKey | None]:
+        """(found, key) from the cache alone: no I/O, so the event loop may call it and
+        spare a busy client's requests a trip through the thread pool."""
         cached = self._cache.get(token)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if cached is not None and cached[0] > time.monotonic():
+            return True, cached[1]
+        return False, None
+
+    def verify(self, token: str) -> ApiKey | None:
+        found, key = self.cached(token)
+        if found:
+            return key
+        now = time.monotonic()
         key = self.store.verify(token)
         with self._lock:
             if len(self._cache) > 10_000:  # unknown tokens must not grow memory without bound
@@ -85,7 +93,9 @@ def require(read: str, write: str | None = None) -> Callable[..., Awaitable[ApiK
             raise HTTPException(
                 401, "X-API-Key: an API key is required", headers={"WWW-Authenticate": "Bearer"}
             )
-        key = await run_in_threadpool(auth.verify, token)
+        found, key = auth.cached(token)
+        if not found:
+            key = await run_in_threadpool(auth.verify, token)
         if key is None or key.revoked:
             raise HTTPException(
                 401, "X-API-Key: unknown or revoked key", headers={"WWW-Authenticate": "Bearer"}

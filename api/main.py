@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = Services.build(settings, clients)
         yield
+        await app.state.services.recorder.drain()
         await app.state.services.publisher.drain()
 
     app = FastAPI(title="Herald", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from api.auth import Authenticator
 from api.publish_batcher import PublishBatcher
+from api.record_batcher import RecordBatcher
 from core.api_keys import ApiKeyStore
 from core.aws import AwsClients
 from core.event_store import EventStore
@@ -18,16 +19,19 @@ class Services:
     settings: Settings
     clients: AwsClients
     events: EventStore
+    recorder: RecordBatcher
     publisher: PublishBatcher
     users: UserStore
     auth: Authenticator
 
     @classmethod
     def build(cls, settings: Settings, clients: AwsClients) -> Services:
+        events = EventStore(clients.dynamodb, clients.names.table, settings.event_retention_days)
         return cls(
             settings=settings,
             clients=clients,
-            events=EventStore(clients.dynamodb, clients.names.table, settings.event_retention_days),
+            events=events,
+            recorder=RecordBatcher(events),
             publisher=PublishBatcher(
                 clients.sns, clients.topic_arn, settings.publish_linger_ms / 1000
             ),

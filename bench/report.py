@@ -499,21 +499,21 @@ def render(results: dict[str, Any], before: dict[str, Any] | None, before_path: 
             "",
             "One moto server process emulates DynamoDB, SNS and SQS for every Herald process, "
             "so it bounds every wall-clock figure above: its CPU use is given with each "
-            "workload. The benchmark runs it through `bench/emulator.py`, which changes how "
-            "long it takes, not what it answers: stock moto 5.2.5 deep-copies the whole table "
-            "once for *every item* of a TransactWriteItems (identical copies, all taken before "
-            "any write), the benchmark's takes that copy once per transaction (and takes it "
-            "again when a write on another thread disturbs it, where stock moto answers 500); "
-            "and its per-request access log is off. Requests, answers and rollback are "
-            "unchanged, so request counts and Herald's CPU are what stock moto gives. "
-            "Measured in this run with 2,000 items in the table (1,000 users and their "
-            "subscriptions):",
+            "workload. It is `localstack/emulator.py`, the same emulator `make run` and the "
+            "tests use: moto with DynamoDB requests served one at a time and a cancelled "
+            "TransactWriteItems undone item by item. Stock moto 5.2.5 deep-copies the whole "
+            "table once for *every item* of a transaction and, on cancellation, puts the copy "
+            "back (undoing other requests' writes); here a transaction costs time in "
+            "proportion to its items, not to the table. Answers, conditions and cancellation "
+            "reasons are moto's own, so request counts and Herald's CPU are what stock moto "
+            "gives; its per-request access log is off. Measured in this run with 2,000 items "
+            "in the table (1,000 users and their subscriptions):",
             "",
             "| emulator | conditional PutItem ms | 2-item transaction ms | 11-item "
             "transaction ms |",
             "|---|---|---|---|",
             f"| stock moto | {st['put_ms']:.1f} | {st['txn2_ms']:.0f} | {st['txn11_ms']:.0f} |",
-            f"| bench/emulator.py | {pa['put_ms']:.1f} | {pa['txn2_ms']:.0f} | "
+            f"| localstack/emulator.py | {pa['put_ms']:.1f} | {pa['txn2_ms']:.0f} | "
             f"{pa['txn11_ms']:.0f} |",
             "",
             "With stock moto a 1,000-subscriber fan-out (ten 100-item transactions) takes "

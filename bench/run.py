@@ -539,7 +539,10 @@ def phase_emulator(stack: Stack, results: dict[str, Any]) -> None:
     for label, args in (("patched", []), ("stock", ["--stock"])):
         port = free_port()
         proc = start_python(
-            f"probe-{label}", ["-m", "bench.emulator", "--port", str(port), *args], {}, stack.logs
+            f"probe-{label}",
+            ["-m", "localstack.emulator", "--quiet", "--port", str(port), *args],
+            {},
+            stack.logs,
         )
         try:
             url = f"http://127.0.0.1:{port}"

@@ -183,7 +183,7 @@ class Stack:
         os.environ.update(PIPELINE_ENV)  # the bench's own clients and provisioning too
         port = free_port()
         self.moto = start_python(
-            "moto", ["-m", "bench.emulator", "--port", str(port)], {}, self.logs
+            "moto", ["-m", "localstack.emulator", "--quiet", "--port", str(port)], {}, self.logs
         )
         self.moto_url = f"http://127.0.0.1:{port}"
         self.sandbox_port = free_port()

@@ -106,6 +106,9 @@ class AwsClients:
         timeout = self.settings.aws_timeout_seconds
         read_timeout = timeout + (self.settings.wait_time_seconds if service == "sqs" else 0)
         return Config(
+            # The service validates every request anyway; botocore's own pass over the
+            # parameters costs CPU on every call.
+            parameter_validation=False,
             max_pool_connections=self.settings.aws_max_pool_connections,
             retries={"mode": "standard", "max_attempts": self.settings.aws_max_attempts},
             connect_timeout=timeout,

@@ -16,9 +16,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from core.chunking import sized_chunks
+
+T = TypeVar("T")
 
 PK = "PK"
 SK = "SK"
@@ -41,6 +46,9 @@ GSI_SORT = "created_key"
 GSI_BY_SUBSCRIBER = "by_subscriber"
 TTL_ATTRIBUTE = "expires_at"
 
+TRANSACT_MAX = 100  # items per TransactWriteItems
+TRANSACT_MAX_BYTES = 4 * 1024 * 1024  # all items of one TransactWriteItems together
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -59,6 +67,26 @@ def user_pk(user_id: str) -> str:
 
 def topic_pk(topic: str) -> str:
     return f"TOPIC#{topic}"
+
+
+def item_bytes(item: dict[str, Any]) -> int:
+    """An upper bound of DynamoDB's size of a typed item: names plus the text of values
+    (numbers count as text; nested values by their JSON)."""
+    size = 0
+    for name, typed in item.items():
+        size += len(name.encode())
+        ((_, value),) = typed.items()
+        size += (
+            len(value.encode())
+            if isinstance(value, str)
+            else len(json.dumps(value, default=str)) + 16
+        )
+    return size
+
+
+def transact_chunks(items: Sequence[T], size_of: Callable[[T], int]) -> list[list[T]]:
+    """Runs of items each within one TransactWriteItems' item and size limits."""
+    return sized_chunks(items, size_of, TRANSACT_MAX, TRANSACT_MAX_BYTES)
 
 
 def to_item(values: dict[str, Any]) -> dict[str, Any]:

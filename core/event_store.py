@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from core import dynamo
+from core.dynamo import item_bytes, transact_chunks
 from core.models import Event, EventRecord, EventStatus, iso, utcnow
 
 # Notification statuses that are settled, and the tally bucket each counts in.
@@ -22,6 +24,11 @@ SETTLED_BUCKETS = {
     "FAILED": "failed",
     "SKIPPED": "skipped",
 }
+
+
+# A put refused only because another put of its transaction was is tried again; a few rounds
+# settle any batch (each round settles at least the puts that caused the cancellation).
+TRANSACT_ROUNDS = 4
 
 
 class EventExists(Exception):
@@ -83,10 +90,13 @@ class EventStore:
 
     def put_new(self, record: EventRecord) -> None:
         """Record an event once; a taken id raises EventExists with the stored record."""
+        self._put_item(event_to_item(record, self._retention_days))
+
+    def _put_item(self, item: dict[str, Any]) -> None:
         try:
             self._db.put_item(
                 TableName=self._table,
-                Item=event_to_item(record, self._retention_days),
+                Item=item,
                 ConditionExpression="attribute_not_exists(PK)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -95,20 +105,101 @@ class EventStore:
                 raise EventExists(item_to_event(exc.response["Item"])) from exc
             raise
 
-    def put_new_many(self, records: list[EventRecord]) -> dict[str, EventRecord | Exception]:
-        """Record several events; returns, per event id, the stored original or the error.
+    def put_new_batch(self, records: Sequence[EventRecord]) -> list[EventExists | Exception | None]:
+        """Record several events with as few calls as their conditions allow; one outcome
+        per record, in order: None (recorded), EventExists (the id was taken; the stored
+        record inside) or the error that stopped it.
 
-        Conditional puts cannot go in BatchWriteItem, so each is its own call.
+        Conditional puts cannot go in BatchWriteItem, so several go in one
+        TransactWriteItems (at most `TRANSACT_MAX` items and `TRANSACT_MAX_BYTES`). A
+        transaction is all or nothing: when one put finds its id taken, DynamoDB cancels
+        the rest and says which one, and the rest go again without it. A lone record is a
+        plain PutItem, which also costs one write unit where a transaction costs two.
+        The same id twice in the batch is recorded once; the repeat is told it exists.
         """
-        results: dict[str, EventRecord | Exception] = {}
-        for record in records:
-            try:
-                self.put_new(record)
-            except EventExists as exc:
-                results[record.event_id] = exc.existing
-            except ClientError as exc:
-                results[record.event_id] = exc
-        return results
+        outcomes: list[EventExists | Exception | None] = [None] * len(records)
+        first: dict[str, int] = {}
+        for index, record in enumerate(records):
+            first.setdefault(record.event_id, index)
+        pending = sorted(first.values())
+        items = {i: event_to_item(records[i], self._retention_days) for i in pending}
+        for _ in range(TRANSACT_ROUNDS):
+            if not pending:
+                break
+            retry: list[int] = []
+            for chunk in transact_chunks(pending, lambda i: item_bytes(items[i])):
+                if len(chunk) == 1:
+                    outcomes[chunk[0]] = self._put_one(records[chunk[0]], items[chunk[0]])
+                    continue
+                retry += self._put_transaction(chunk, items, outcomes)
+            pending = retry
+        for index in pending:  # still conflicting after every round
+            outcomes[index] = ClientError(
+                {"Error": {"Code": "TransactionConflict", "Message": "gave up retrying"}},
+                "TransactWriteItems",
+            )
+        for index, record in enumerate(records):
+            original = first[record.event_id]
+            if index != original:
+                outcome = outcomes[original]
+                outcomes[index] = EventExists(records[original]) if outcome is None else outcome
+        return outcomes
+
+    def _put_one(self, record: EventRecord, item: dict[str, Any]) -> EventExists | Exception | None:
+        try:
+            self._put_item(item)
+        except EventExists as exc:
+            return exc
+        except (ClientError, BotoCoreError) as exc:
+            return exc
+        return None
+
+    def _put_transaction(
+        self,
+        chunk: list[int],
+        items: dict[int, dict[str, Any]],
+        outcomes: list[EventExists | Exception | None],
+    ) -> list[int]:
+        """One transaction of conditional puts; sets the outcomes it settles and returns the
+        indexes to try again (cancelled through no fault of their own)."""
+        try:
+            self._db.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": items[i],
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    }
+                    for i in chunk
+                ]
+            )
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            code = exc.response.get("Error", {}).get("Code")
+            if code != "TransactionCanceledException" or len(reasons) != len(chunk):
+                for i in chunk:
+                    outcomes[i] = exc
+                return []
+            retry: list[int] = []
+            for i, reason in zip(chunk, reasons, strict=True):
+                reason_code = reason.get("Code")
+                if reason_code == "ConditionalCheckFailed" and "Item" in reason:
+                    outcomes[i] = EventExists(item_to_event(reason["Item"]))
+                elif reason_code in (None, "None", "TransactionConflict", "ConditionalCheckFailed"):
+                    retry.append(i)  # a put that would have gone in, or met a concurrent write
+                else:
+                    outcomes[i] = ClientError(
+                        {"Error": {"Code": str(reason_code), "Message": reason.get("Message", "")}},
+                        "TransactWriteItems",
+                    )
+            return retry
+        except BotoCoreError as exc:
+            for i in chunk:
+                outcomes[i] = exc
+        return []
 
     def get(self, event_id: str) -> tuple[EventRecord, list[dict[str, Any]]] | None:
         """The event and its notifications: one Query on the event's partition."""

@@ -26,12 +26,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from core import dynamo
+from core.dynamo import TRANSACT_MAX
 from core.masking import mask_address
 from core.models import EventStatus, NotificationMessage, NotificationStatus, iso, utcnow
 
 log = logging.getLogger("herald.notifications")
 
-TRANSACT_MAX = 100  # items per TransactWriteItems
 HISTORY_DETAIL_MAX = 500
 CLAIMABLE = (NotificationStatus.QUEUED, NotificationStatus.RETRYING)
 SETTLED = (NotificationStatus.SENT, NotificationStatus.FAILED, NotificationStatus.SKIPPED)

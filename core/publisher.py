@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from core.chunking import sized_chunks
 from core.models import Event
 
-SNS_BATCH_MAX = 10  # PublishBatch accepts at most ten entries.
+SNS_BATCH_MAX = 10  # PublishBatch accepts at most ten entries,
+SNS_BATCH_MAX_BYTES = 256 * 1024  # of at most 256 KiB together (messages and attributes).
 
 
 def sns_entry(event: Event) -> dict[str, Any]:
@@ -24,20 +26,31 @@ def sns_entry(event: Event) -> dict[str, Any]:
     }
 
 
+def entry_bytes(entry: dict[str, Any]) -> int:
+    """What SNS counts of one entry: the message, and each attribute's name, type and value."""
+    size = len(entry["Message"].encode())
+    for name, value in entry["MessageAttributes"].items():
+        size += len(name.encode()) + len(value["DataType"].encode())
+        size += len(value["StringValue"].encode())
+    return size
+
+
 def publish_events(sns: Any, topic_arn: str, events: Sequence[Event]) -> dict[str, str]:
-    """Publish in batches of ten; returns {event_id: error} for the entries that failed.
+    """Publish in batches of at most ten entries and 256 KiB; returns {event_id: error}
+    for the entries that failed.
 
     An exception from the call itself (endpoint down, topic missing) propagates: the caller
     decides whether that fails a request or waits for the reconciler.
     """
     failures: dict[str, str] = {}
-    for start in range(0, len(events), SNS_BATCH_MAX):
-        chunk = events[start : start + SNS_BATCH_MAX]
+    entries = [(event, sns_entry(event)) for event in events]
+    size_of = lambda pair: entry_bytes(pair[1])  # noqa: E731
+    for chunk in sized_chunks(entries, size_of, SNS_BATCH_MAX, SNS_BATCH_MAX_BYTES):
         # Entry ids only need to be unique within the call; client event ids may not fit
         # the entry-id alphabet, so the position is the id.
-        entries = [{"Id": str(i), **sns_entry(e)} for i, e in enumerate(chunk)]
-        resp = sns.publish_batch(TopicArn=topic_arn, PublishBatchRequestEntries=entries)
+        batch = [{"Id": str(i), **entry} for i, (_, entry) in enumerate(chunk)]
+        resp = sns.publish_batch(TopicArn=topic_arn, PublishBatchRequestEntries=batch)
         for failed in resp.get("Failed", []):
-            event = chunk[int(failed["Id"])]
+            event = chunk[int(failed["Id"])][0]
             failures[event.event_id] = f"{failed.get('Code')}: {failed.get('Message')}"
     return failures

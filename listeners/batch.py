@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from core import chunking
 from listeners.backoff import backoff_seconds
 from listeners.messages import Ack, DeadLetter, QueueMessage, Result, Retry
 
@@ -155,18 +156,5 @@ def sized_chunks(
     max_entries: int = SQS_BATCH_MAX,
     max_bytes: int = SQS_BATCH_MAX_BYTES,
 ) -> list[list[T]]:
-    """Consecutive runs of items, each within one SQS batch call's entry and size limits
-    (an item alone over `max_bytes` gets a call to itself, for SQS to judge)."""
-    out: list[list[T]] = []
-    current: list[T] = []
-    total = 0
-    for item in items:
-        size = size_of(item)
-        if current and (len(current) == max_entries or total + size > max_bytes):
-            out.append(current)
-            current, total = [], 0
-        current.append(item)
-        total += size
-    if current:
-        out.append(current)
-    return out
+    """Runs of items within one SQS batch call's entry and size limits."""
+    return chunking.sized_chunks(items, size_of, max_entries, max_bytes)

@@ -16,7 +16,7 @@ from core.notification_store import NotificationStore
 router = APIRouter(prefix="/dlq", tags=["dead letters"])
 
 
-def get_dead_letters(services: ServicesDep) -> DeadLetters:
+async def get_dead_letters(services: ServicesDep) -> DeadLetters:
     clients = services.clients
     notifications = NotificationStore(
         clients.dynamodb, clients.names.table, services.settings.event_retention_days

@@ -120,7 +120,7 @@ async def post_event(
     event = to_event(body, resolve_event_id(body, idempotency_key))
     record = services.events.new_record(event)
     try:
-        await run_in_threadpool(services.events.put_new, record)
+        await services.recorder.record(record)
     except EventExists as exc:
         response.status_code = status.HTTP_200_OK
         return duplicate_or_conflict(exc.existing, record)
@@ -133,11 +133,12 @@ def _accept_batch(
 ) -> dict[str, EventRecord | Exception | None]:
     """Record then publish; None marks a newly accepted event."""
     records = [services.events.new_record(e) for e in events]
-    stored = services.events.put_new_many(records)
-    outcome: dict[str, EventRecord | Exception | None] = dict(stored)
-    fresh = [e for e in events if e.event_id not in stored]
-    for event in fresh:
-        outcome[event.event_id] = None
+    outcome: dict[str, EventRecord | Exception | None] = {}
+    fresh: list[Event] = []
+    for event, result in zip(events, services.events.put_new_batch(records), strict=True):
+        if result is None:
+            fresh.append(event)
+        outcome[event.event_id] = result.existing if isinstance(result, EventExists) else result
     if fresh:
         try:
             failures = publish_events(services.clients.sns, services.clients.topic_arn, fresh)

@@ -39,7 +39,7 @@ SENDGRID_EVENTS = {
 SENDGRID_MAX_AGE_SECONDS = 600
 
 
-def get_notifications(services: ServicesDep) -> NotificationStore:
+async def get_notifications(services: ServicesDep) -> NotificationStore:
     clients = services.clients
     return NotificationStore(
         clients.dynamodb, clients.names.table, services.settings.event_retention_days

@@ -1,0 +1,103 @@
+"""Group commit: concurrent requests share one AWS call.
+
+Under load many requests need the same kind of call within the same few milliseconds. One
+batched call (a PublishBatch of ten, a TransactWriteItems of up to a hundred puts) costs the
+API about what one single call does, so sharing calls is what keeps API CPU per event low.
+
+Items leave in two ways. A full batch goes at once. Otherwise one partial batch is in flight
+at a time: items that arrive while it is in flight wait for it and leave together in the
+next call, so batches grow with the load by themselves and an idle API adds no wait beyond
+`linger` (which may be zero).
+
+`call` runs in the thread pool, takes the batch and returns one outcome per item in order:
+a value for the item's caller, or an exception to raise there. An exception from `call`
+itself is raised to every caller of the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class GroupCommit(Generic[T, R]):
+    def __init__(
+        self,
+        call: Callable[[list[T]], Sequence[R | BaseException]],
+        max_batch: int,
+        linger_seconds: float = 0.0,
+    ) -> None:
+        self._call = call
+        self._max = max_batch
+        self._linger = linger_seconds
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._partial_inflight = False
+
+    async def submit(self, item: T) -> R:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._pending.append((item, future))
+        while len(self._pending) >= self._max:
+            self._send()
+        if self._pending and not self._partial_inflight and self._timer is None:
+            if self._linger > 0:
+                self._timer = loop.call_later(self._linger, self._flush)
+            else:
+                self._flush()
+        return await future
+
+    def _flush(self) -> None:
+        """Send what is pending now (a partial batch)."""
+        self._timer = None
+        if self._pending and not self._partial_inflight:
+            self._send()
+
+    def _send(self) -> None:
+        batch, self._pending = self._pending[: self._max], self._pending[self._max :]
+        partial = len(batch) < self._max
+        if partial:
+            self._partial_inflight = True
+        task = asyncio.get_running_loop().create_task(self._run(batch, partial))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]], partial: bool) -> None:
+        items = [item for item, _ in batch]
+        outcomes: Sequence[R | BaseException]
+        try:
+            outcomes = await run_in_threadpool(self._call, items)
+            if len(outcomes) != len(items):
+                raise RuntimeError(f"{len(outcomes)} outcomes for {len(items)} items")
+        except Exception as exc:  # the call failed as a whole: so did every item
+            outcomes = [exc] * len(items)
+        finally:
+            if partial:
+                self._partial_inflight = False
+                # Whatever arrived meanwhile has waited one call already: it goes now.
+                if self._pending and self._timer is None:
+                    self._flush()
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():  # its request was cancelled (client went away)
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    async def drain(self) -> None:
+        """Send what is pending and wait for calls in flight (shutdown)."""
+        while self._pending or self._inflight:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            while self._pending:
+                self._send()
+            await asyncio.gather(*self._inflight, return_exceptions=True)

@@ -1,0 +1,75 @@
+"""Concurrent requests share AWS calls, and concurrent repeats of one key still make one
+event: the API in-process (ASGI) with many requests in flight at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from api.main import create_app
+from core.aws import AwsClients, CallLog
+from tests.api.test_events import COMMENT
+from tests.conftest import AUTH, Stack
+from tests.listeners.test_batching import calls_since
+
+
+def post_all(stack: Stack, tmp_path: Path, requests: list[tuple[dict[str, Any], dict[str, str]]]):
+    """POST every (body, headers) at once; returns the responses and the AWS calls made."""
+    settings = stack.settings.model_copy(update={"aws_call_log": str(tmp_path / "calls")})
+    app = create_app(settings, AwsClients(settings))
+    log = CallLog.for_path(str(tmp_path / "calls"))
+
+    async def run() -> tuple[list[httpx.Response], dict[str, dict[str, int]]]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://herald", headers=AUTH
+            ) as client:
+                await client.get("/events?limit=1")  # warm: the key is cached, the topic known
+                before = {service: dict(ops) for service, ops in log.counts.items()}
+                responses = await asyncio.gather(
+                    *(client.post("/events", json=body, headers=h) for body, h in requests)
+                )
+                return list(responses), calls_since(log, before)
+
+    return asyncio.run(run())
+
+
+def test_concurrent_events_share_transactions_and_publishes(stack: Stack, tmp_path: Path) -> None:
+    bodies = [{**COMMENT, "user_id": f"u-{i}"} for i in range(30)]
+    responses, calls = post_all(stack, tmp_path, [(b, {}) for b in bodies])
+
+    assert [r.status_code for r in responses] == [202] * 30
+    ids = {r.json()["event_id"] for r in responses}
+    assert len(ids) == 30
+    published = stack.receive_all("herald-test-events-normal")
+    assert {json.loads(m["Body"])["event_id"] for m in published} == ids
+    # Thirty events, a handful of calls: records share transactions, publishes batches.
+    db = calls["dynamodb"]
+    assert db.get("PutItem", 0) + db.get("TransactWriteItems", 0) <= 5
+    assert calls["sns"]["PublishBatch"] <= 6
+    for event_id in ids:
+        got = stack.clients.dynamodb.get_item(
+            TableName=stack.clients.names.table,
+            Key={"PK": {"S": f"EVENT#{event_id}"}, "SK": {"S": "EVENT"}},
+        )
+        assert got["Item"]["status"]["S"] == "START"
+
+
+def test_concurrent_repeats_of_one_key_make_one_event(stack: Stack, tmp_path: Path) -> None:
+    same = [(COMMENT, {"Idempotency-Key": "order-7"}) for _ in range(10)]
+    other = {**COMMENT, "data": {**COMMENT["data"], "text": "changed"}}
+    changed = [(other, {"Idempotency-Key": "order-7"}) for _ in range(3)]
+    responses, _ = post_all(stack, tmp_path, same + changed)
+
+    codes = [r.status_code for r in responses]
+    assert codes[:10].count(202) == 1 and codes[:10].count(200) == 9
+    assert codes[10:] == [409, 409, 409]
+    assert len({r.json()["event_id"] for r in responses[:10]}) == 1
+    assert all(r.json()["duplicate"] for r in responses[:10] if r.status_code == 200)
+    assert "order-7" not in responses[10].text and "event_id" in responses[10].json()["message"]
+    assert len(stack.receive_all("herald-test-events-normal")) == 1
