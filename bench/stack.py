@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,10 @@ class Stack:
     moto: Proc | None = None
     sandbox: Proc | None = None
     moto_url: str = ""
+    # DynamoDB in a second emulator process (AWS_ENDPOINT_URL_DYNAMODB), SNS and SQS in the
+    # first: SNS delivers to SQS inside its process, DynamoDB stands alone.
+    dynamodb: Proc | None = None
+    dynamodb_url: str = ""
     sandbox_url: str = ""
     sandbox_port: int = 0
     herald: dict[str, Proc] = field(default_factory=dict)
@@ -179,13 +184,11 @@ class Stack:
 
     # --- emulator and sandbox ------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, split_dynamodb: bool = True) -> None:
         os.environ.update(PIPELINE_ENV)  # the bench's own clients and provisioning too
-        port = free_port()
-        self.moto = start_python(
-            "moto", ["-m", "localstack.emulator", "--quiet", "--port", str(port)], {}, self.logs
-        )
-        self.moto_url = f"http://127.0.0.1:{port}"
+        self.moto, self.moto_url = self._emulator("moto")
+        if split_dynamodb:
+            self.dynamodb, self.dynamodb_url = self._emulator("moto-dynamodb")
         self.sandbox_port = free_port()
         self.sandbox = start_python(
             "sandbox",
@@ -194,15 +197,30 @@ class Stack:
             self.logs,
         )
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
-        if not wait_until(lambda: http_ok(f"{self.moto_url}/moto-api/"), timeout=60):
-            raise RuntimeError("the emulator did not start; see its log")
+        for url in self.emulator_urls:
+            if not wait_until(partial(http_ok, f"{url}/moto-api/"), timeout=60):
+                raise RuntimeError("the emulator did not start; see its log")
         if not wait_until(lambda: http_ok(f"{self.sandbox_url}/sandbox/health"), timeout=30):
             raise RuntimeError("the sandbox did not start; see its log")
+
+    def _emulator(self, name: str) -> tuple[Proc, str]:
+        port = free_port()
+        args = ["-m", "localstack.emulator", "--quiet", "--port", str(port)]
+        return start_python(name, args, {}, self.logs), f"http://127.0.0.1:{port}"
+
+    @property
+    def emulators(self) -> list[Proc]:
+        return [p for p in (self.moto, self.dynamodb) if p is not None]
+
+    @property
+    def emulator_urls(self) -> list[str]:
+        return [u for u in (self.moto_url, self.dynamodb_url) if u]
 
     def settings(self) -> Settings:
         return Settings(
             _env_file=None,  # type: ignore[call-arg]
             AWS_ENDPOINT_URL=self.moto_url,
+            AWS_ENDPOINT_URL_DYNAMODB=self.dynamodb_url or None,
             AWS_DEFAULT_REGION="us-east-1",
             AWS_ACCESS_KEY_ID="testing",
             AWS_SECRET_ACCESS_KEY="testing",
@@ -212,9 +230,10 @@ class Stack:
 
     def fresh_aws(self) -> AwsClients:
         """Empty the emulator and provision every resource (and the API key) again."""
-        request = urllib.request.Request(f"{self.moto_url}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            resp.read()
+        for url in self.emulator_urls:
+            request = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                resp.read()
         settings = self.settings()
         clients = AwsClients(settings)
         provision(settings, clients)
@@ -232,6 +251,7 @@ class Stack:
     def env(self) -> dict[str, str]:
         return {
             "AWS_ENDPOINT_URL": self.moto_url,
+            **({"AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_url} if self.dynamodb_url else {}),
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
@@ -316,6 +336,6 @@ class Stack:
     def stop(self) -> None:
         for proc in list(self.herald.values()):
             proc.stop()
-        for service in (self.sandbox, self.moto):
+        for service in (self.sandbox, *self.emulators):
             if service is not None:
                 service.stop()

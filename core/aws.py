@@ -115,10 +115,15 @@ class AwsClients:
             read_timeout=read_timeout,
         )
 
+    def endpoint_url(self, service: str) -> str | None:
+        if service == "dynamodb" and self.settings.aws_endpoint_url_dynamodb:
+            return self.settings.aws_endpoint_url_dynamodb
+        return self.settings.aws_endpoint_url
+
     def client(self, service: str) -> Any:
         client = self.session.client(
             service,
-            endpoint_url=self.settings.aws_endpoint_url,
+            endpoint_url=self.endpoint_url(service),
             config=self.config(service),
         )
         if self.settings.aws_call_log:

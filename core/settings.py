@@ -23,6 +23,12 @@ class Settings(BaseSettings):
         validation_alias="AWS_ENDPOINT_URL",
         description="AWS endpoint (moto, LocalStack); unset means real AWS.",
     )
+    aws_endpoint_url_dynamodb: str | None = Field(
+        default=None,
+        validation_alias="AWS_ENDPOINT_URL_DYNAMODB",
+        description="DynamoDB's own endpoint, when it is not AWS_ENDPOINT_URL's "
+        "(DynamoDB Local, a second emulator process); unset means AWS_ENDPOINT_URL.",
+    )
     aws_region: str = Field(
         default="us-east-1", validation_alias="AWS_DEFAULT_REGION", description="AWS region."
     )

@@ -65,3 +65,21 @@ def test_a_silent_endpoint_fails_the_call_instead_of_holding_it(silent_endpoint:
     clients = AwsClients(settings_for(silent_endpoint, aws_timeout_seconds=0.3, aws_max_attempts=1))
     with pytest.raises(BotoCoreError, match=r"[Tt]imeout"):
         clients.dynamodb.describe_table(TableName="anything")
+
+
+def test_dynamodb_calls_go_to_their_own_endpoint_when_one_is_set(
+    moto_endpoint: str, silent_endpoint: str
+) -> None:
+    # Everything else at an endpoint that never answers: only DynamoDB may succeed.
+    clients = AwsClients(
+        settings_for(
+            silent_endpoint,
+            AWS_ENDPOINT_URL_DYNAMODB=moto_endpoint,
+            aws_timeout_seconds=0.3,
+            aws_max_attempts=1,
+            wait_time_seconds=0,
+        )
+    )
+    assert "TableNames" in clients.dynamodb.list_tables()
+    with pytest.raises(BotoCoreError):
+        clients.sqs.list_queues()
