@@ -218,6 +218,10 @@ class SandboxState:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # The SendGrid SDK opens a connection per request, ten workers' sends at once: with the
+    # standard library's listen backlog of 5, connections overflow it and the kernel drops
+    # their SYN, which the client repeats only after a second.
+    request_queue_size = 128
     state: SandboxState
 
     def handle_error(self, request: Any, client_address: Any) -> None:

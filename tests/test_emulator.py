@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from typing import Any
 
 import boto3
 
@@ -14,15 +15,20 @@ WRITES = 200
 SEED_ITEMS = 300
 
 
-def test_cancelled_transactions_undo_no_concurrent_write(moto_endpoint: str) -> None:
-    db = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
-    table = f"race-{uuid.uuid4().hex[:8]}"
+def new_table(endpoint: str, prefix: str) -> tuple[Any, str]:
+    db = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+    table = f"{prefix}-{uuid.uuid4().hex[:8]}"
     db.create_table(
         TableName=table,
         KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
+    return db, table
+
+
+def test_cancelled_transactions_undo_no_concurrent_write(moto_endpoint: str) -> None:
+    db, table = new_table(moto_endpoint, "race")
     seed = [
         {"PutRequest": {"Item": {"PK": {"S": f"s{i}"}, "pad": {"S": "x" * 200}}}}
         for i in range(SEED_ITEMS)
@@ -78,14 +84,7 @@ def test_cancelled_transactions_undo_no_concurrent_write(moto_endpoint: str) -> 
 def test_a_cancelled_transaction_puts_back_exactly_the_items_it_changed(
     moto_endpoint: str,
 ) -> None:
-    db = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
-    table = f"undo-{uuid.uuid4().hex[:8]}"
-    db.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    db, table = new_table(moto_endpoint, "undo")
     db.put_item(TableName=table, Item={"PK": {"S": "a"}, "n": {"N": "1"}, "tag": {"S": "old"}})
     db.put_item(TableName=table, Item={"PK": {"S": "c"}, "tag": {"S": "keep"}})
     # moto applies the items in order: the update and both puts happen before the check
