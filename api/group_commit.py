@@ -9,7 +9,9 @@ at a time: items that arrive while it is in flight wait for it and leave togethe
 next call, so batches grow with the load by themselves and an idle API adds no wait beyond
 `linger` (which may be zero).
 
-`call` runs in the thread pool, takes the batch and returns one outcome per item in order:
+`call` runs on a thread of the batcher's own (one call of each kind is in flight at a time,
+while full batches may overlap it, so a few threads do, and the hop costs less than one
+through the request thread pool), takes the batch and returns one outcome per item in order:
 a value for the item's caller, or an exception to raise there. An exception from `call`
 itself is raised to every caller of the batch.
 """
@@ -18,9 +20,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
-
-from starlette.concurrency import run_in_threadpool
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -40,6 +41,7 @@ class GroupCommit(Generic[T, R]):
         self._timer: asyncio.TimerHandle | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._partial_inflight = False
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="group-commit")
 
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
@@ -73,7 +75,8 @@ class GroupCommit(Generic[T, R]):
         items = [item for item, _ in batch]
         outcomes: Sequence[R | BaseException]
         try:
-            outcomes = await run_in_threadpool(self._call, items)
+            loop = asyncio.get_running_loop()
+            outcomes = await loop.run_in_executor(self._executor, self._call, items)
             if len(outcomes) != len(items):
                 raise RuntimeError(f"{len(outcomes)} outcomes for {len(items)} items")
         except Exception as exc:  # the call failed as a whole: so did every item
@@ -101,3 +104,4 @@ class GroupCommit(Generic[T, R]):
             while self._pending:
                 self._send()
             await asyncio.gather(*self._inflight, return_exceptions=True)
+        self._executor.shutdown(wait=False)

@@ -17,6 +17,7 @@ from api.routes import dlq, events, health, topics, users, webhooks
 from api.services import Services
 from core.aws import AwsClients
 from core.logs import configure_logging
+from core.runtime import freeze_startup_objects
 from core.settings import Settings
 
 DESCRIPTION = """
@@ -31,6 +32,9 @@ Every route but `/`, `/docs` and `/health` needs an API key (`X-API-Key` or
 
 
 def create_app(settings: Settings | None = None, clients: AwsClients | None = None) -> FastAPI:
+    """The app; built with no arguments (uvicorn's factory call) it is its process's only
+    app and also freezes start-up objects out of the garbage collector's way."""
+    owns_process = settings is None and clients is None
     settings = settings or Settings()
     clients = clients or AwsClients(settings)
     configure_logging("api")
@@ -38,6 +42,8 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = Services.build(settings, clients)
+        if owns_process:
+            freeze_startup_objects()
         yield
         await app.state.services.recorder.drain()
         await app.state.services.publisher.drain()

@@ -50,6 +50,7 @@ from core.logs import configure_logging
 from core.models import Event, EventStatus, NotificationStatus, utcnow
 from core.notification_store import TRANSACT_MAX, EventNotFound, NewNotification, NotificationStore
 from core.profiles import UserProfile
+from core.runtime import freeze_startup_objects
 from core.settings import Settings
 from core.templates import TemplateRenderer
 from core.users import BATCH_GET_MAX, PROFILE_SK, StoreBusy, UserStore, item_to_profile
@@ -410,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     if not wait_for_queues(clients.sqs, clients.queue_url, queues, stop):
         return 0
     log.info("routing from %s", ", ".join(queues))
-    build_consumer(settings, clients, Router(settings, clients)).run(stop)
+    consumer = build_consumer(settings, clients, Router(settings, clients))
+    freeze_startup_objects()
+    consumer.run(stop)
     log.info("stopped")
     return 0
 

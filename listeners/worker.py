@@ -20,6 +20,7 @@ from core.logs import configure_logging
 from core.models import NotificationMessage
 from core.notification_store import NotificationStore
 from core.rate_limit import TokenBucket
+from core.runtime import freeze_startup_objects
 from core.settings import Settings
 from core.users import UserStore
 from listeners.consumer import Consumer, wait_for_queues
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if not wait_for_queues(clients.sqs, clients.queue_url, queues, stop):
         return 0
     consumer, handler, heartbeat = build_worker(settings, clients, args.channel)
+    freeze_startup_objects()
     heartbeat.start()
     log.info("worker for %s started", args.channel)
     try:
