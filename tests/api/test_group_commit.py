@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from api.group_commit import GroupCommit
 from api.main import create_app
 from core.aws import AwsClients, CallLog
 from tests.api.test_events import COMMENT
@@ -73,3 +75,57 @@ def test_concurrent_repeats_of_one_key_make_one_event(stack: Stack, tmp_path: Pa
     assert all(r.json()["duplicate"] for r in responses[:10] if r.status_code == 200)
     assert "order-7" not in responses[10].text and "event_id" in responses[10].json()["message"]
     assert len(stack.receive_all("herald-test-events-normal")) == 1
+
+
+class Recorder:
+    """A call that records each batch it is given and holds the first until released."""
+
+    def __init__(self, fail: set[int] | None = None, raise_on: int | None = None) -> None:
+        self.batches: list[list[int]] = []
+        self.release = threading.Event()
+        self.fail = fail or set()
+        self.raise_on = raise_on
+
+    def __call__(self, items: list[int]) -> list[int | BaseException]:
+        self.batches.append(list(items))
+        if len(self.batches) == 1:
+            self.release.wait(5)
+        if self.raise_on in items:
+            raise ConnectionError("endpoint down")
+        return [ValueError(f"bad {i}") if i in self.fail else i * 10 for i in items]
+
+
+def run_group(call: Recorder, items: list[int], max_batch: int) -> list[Any]:
+    async def run() -> list[Any]:
+        group: GroupCommit[int, int] = GroupCommit(call, max_batch)
+        first = asyncio.ensure_future(group.submit(items[0]))
+        await asyncio.sleep(0.05)  # the first call is in flight (and held)
+        rest = [asyncio.ensure_future(group.submit(i)) for i in items[1:]]
+        await asyncio.sleep(0.05)
+        call.release.set()
+        outcomes = await asyncio.gather(first, *rest, return_exceptions=True)
+        await group.drain()
+        return list(outcomes)
+
+    return asyncio.run(run())
+
+
+def test_items_that_arrive_during_a_call_leave_together_in_the_next() -> None:
+    call = Recorder(fail={4})
+    outcomes = run_group(call, list(range(1, 8)), max_batch=100)
+    # One call alone, then everything that queued behind it in one more.
+    assert call.batches == [[1], [2, 3, 4, 5, 6, 7]]
+    assert outcomes[:3] == [10, 20, 30]
+    assert isinstance(outcomes[3], ValueError) and str(outcomes[3]) == "bad 4"
+    assert outcomes[4:] == [50, 60, 70]
+
+
+def test_full_batches_leave_at_once_and_a_failed_call_fails_only_its_items() -> None:
+    call = Recorder(raise_on=4)
+    outcomes = run_group(call, list(range(1, 8)), max_batch=3)
+    # [1] is in flight; 2, 3, 4 fill a batch and go at once; 5, 6, 7 likewise.
+    assert call.batches[0] == [1]
+    assert sorted(call.batches[1:]) == [[2, 3, 4], [5, 6, 7]]
+    assert outcomes[0] == 10
+    assert all(isinstance(o, ConnectionError) for o in outcomes[1:4])
+    assert outcomes[4:] == [50, 60, 70]
