@@ -15,8 +15,10 @@ from annotated_types import MaxLen
 from api.main import create_app
 from api.routes.events import MAX_EVENT_BYTES
 from api.schemas import MAX_DATA_DEPTH
+from core.dynamo import TRANSACT_MAX, TRANSACT_MAX_BYTES
 from core.notification_store import HISTORY_DETAIL_MAX
 from core.profiles import ProfileFields
+from core.publisher import SNS_BATCH_MAX, SNS_BATCH_MAX_BYTES
 from core.settings import Settings
 from core.templates import CONTENT_MAX_BYTES, PART_MAX, RENDER_SECONDS_MAX
 from listeners.batch import ERROR_ATTRIBUTE_MAX, SQS_BATCH_MAX, SQS_BATCH_MAX_BYTES
@@ -160,6 +162,18 @@ def limits_table() -> str:
             "one `SendMessageBatch` (channel queues, dead letters)",
             f"{SQS_BATCH_MAX} entries, {size(SQS_BATCH_MAX_BYTES)}",
             "SQS",
+            "split into more calls",
+        ),
+        (
+            "one `PublishBatch` (API, reconciler)",
+            f"{SNS_BATCH_MAX} entries, {size(SNS_BATCH_MAX_BYTES)}",
+            "SNS",
+            "split into more calls",
+        ),
+        (
+            "one `TransactWriteItems` of event records (API)",
+            f"{TRANSACT_MAX} items, {TRANSACT_MAX_BYTES // (1024 * 1024)} MiB",
+            "DynamoDB",
             "split into more calls",
         ),
         (
