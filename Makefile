@@ -64,7 +64,7 @@ test: lint typecheck pytest
 chaos: install
 	HERALD_CHAOS_SCALE=full $(VENV)/bin/pytest tests/chaos $(PYTEST_ARGS)
 
-# Starts its own emulator, sandbox and Herald processes on free loopback ports; writes
+# Starts its own emulators, sandbox and Herald processes on free loopback ports; writes
 # docs/benchmarks.md (a few minutes).
 bench: install
 	$(PY) -m bench.run

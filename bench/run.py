@@ -1,7 +1,8 @@
 """Herald's benchmarks: `make bench` (or `python -m bench.run`) writes docs/benchmarks.md.
 
-Everything runs on loopback: the moto server, the provider sandbox, Herald's API under
-uvicorn, the router and one worker per channel, as separate processes. Phases:
+Everything runs on loopback: two moto servers (DynamoDB in one, SNS and SQS in the other),
+the provider sandbox, Herald's API under uvicorn, the router and one worker per channel, as
+separate processes. Phases:
 
 1. API: Locust headless, 32 users back to back, 20 s, single activity events, against
    Herald's API and against a bare FastAPI app (`bench/bare_app.py`) in the same run:
@@ -16,8 +17,8 @@ uvicorn, the router and one worker per channel, as separate processes. Phases:
 5. Peak RSS (VmHWM) of the API and of each worker.
 
 AWS requests are counted inside Herald's processes (`HERALD_AWS_CALL_LOG`, `core/aws.py`);
-CPU and memory come from /proc. The emulator is reset between phases so each starts with
-a small table (its transactions copy the whole table, see the report).
+CPU and memory come from /proc. The emulators are reset between phases so each starts
+with an empty table and empty queues.
 """
 
 from __future__ import annotations
