@@ -298,7 +298,10 @@ CHANGES = [
     "PutItem. Dependencies are `async` and a cached API key is checked on the event loop, "
     "so a request no longer takes trips through the thread pool; botocore's client-side "
     "parameter validation is off (the service validates); uvicorn runs on httptools and "
-    "uvloop (the bare app too, which is why its own figure dropped).",
+    "uvloop (the bare app too, which is why its own figure dropped). The API, router and "
+    "workers freeze their start-up objects out of the garbage collector's scans "
+    "(`core/runtime.py`): botocore's models alone are hundreds of thousands of objects that "
+    "every full collection walked again.",
     "- **Router: a receive's events are routed together** (`listeners/router.py`, "
     "`NotificationStore.create_routed`). One consistent BatchGetItem reads the users of the "
     "whole batch; one TransactWriteItems creates every record, counts them on their events "
@@ -312,9 +315,11 @@ CHANGES = [
     "- **The emulator** (`localstack/emulator.py`, section *The emulator*): a cancelled "
     "transaction is undone item by item instead of by a copy of the whole table, and queue "
     "attributes are computed when read instead of on every send. The benchmark runs "
-    "DynamoDB in a second emulator process (`AWS_ENDPOINT_URL_DYNAMODB`). These change what "
-    "the wall-clock figures measure (less time waiting for moto), not Herald's requests or "
-    "its own CPU per call.",
+    "DynamoDB in a second emulator process (`AWS_ENDPOINT_URL_DYNAMODB`). The provider "
+    "sandbox listens with a backlog of 128, not the standard library's 5, which dropped the "
+    "connections of ten concurrent SendGrid sends and had them retried a second later (the "
+    "critical p99 of the earlier runs). These change what the wall-clock figures measure "
+    "(less time waiting for the fakes), not Herald's requests or its own CPU per call.",
     "",
     "Trade-offs. DynamoDB bills a transactional write as two write units, so the batched "
     "puts, claims and marks trade write units for requests (and latency on AWS, where a "
@@ -356,9 +361,18 @@ def bounds(results: dict[str, Any]) -> list[str]:
             f"{activity['herald_cpu_s_per_1000']:.2f} s"
             + (f", topic {topic['herald_cpu_s_per_1000']:.2f} s" if topic else "")
             + (f", {lat['rate']:g} events/s {lat['herald_cpu_s_per_1000']:.1f} s" if lat else "")
-            + f"): AWS requests times botocore's {floor:.1f} ms of CPU per call, plus the "
-            "provider SDK's HTTP call per notification. The topic workload shares nearly every "
-            f"call ({topic['aws_requests_per_notification']:.2f} requests per notification). "
+            + f"): AWS requests times botocore's {floor:.1f} ms of CPU per call (in a tight "
+            "loop; more when calls are spread out"
+            + (
+                f": at {lat['rate']:g} events/s Herald spent "
+                f"{lat['herald_cpu_s_per_1000'] / lat['aws_requests_per_notification']:.1f} ms "
+                "per request, everything included"
+                if lat and lat.get("aws_requests_per_notification")
+                else ""
+            )
+            + "), plus the provider SDK's HTTP call per notification. The topic workload "
+            f"shares nearly every call ({topic['aws_requests_per_notification']:.2f} requests "
+            "per notification). "
             "The activity workload "
             f"({activity['aws_requests_per_notification']:.2f} requests per notification; "
             f"workers {sum(v for k, v in cpu.items() if k.startswith('worker')):.2f} s, "
@@ -526,10 +540,13 @@ def render(results: dict[str, Any], before: dict[str, Any] | None, before_path: 
             "they bound every wall-clock figure above: their CPU use is given with each "
             "workload. Each is `localstack/emulator.py`, the same emulator `make run` and the "
             "tests use: moto with DynamoDB requests served one at a time and a cancelled "
-            "TransactWriteItems undone item by item. Stock moto 5.2.5 deep-copies the whole "
-            "table once for *every item* of a transaction and, on cancellation, puts the copy "
-            "back (undoing other requests' writes); here a transaction costs time in "
-            "proportion to its items, not to the table. Answers, conditions and cancellation "
+            "TransactWriteItems undone item by item, and SQS queue attributes computed when "
+            "read. Stock moto 5.2.5 deep-copies the whole table once for *every item* of a "
+            "transaction and, on cancellation, puts the copy back (undoing other requests' "
+            "writes), and computes every attribute of a queue, three of which count its "
+            "messages, for every message sent to it; here a transaction costs time in "
+            "proportion to its items, not to the table, and a send does not depend on the "
+            "queue's depth. Answers, conditions and cancellation "
             "reasons are moto's own, so request counts and Herald's CPU are what stock moto "
             "gives; its per-request access log is off. Measured in this run with 2,000 items "
             "in the table (1,000 users and their subscriptions):",
@@ -542,11 +559,11 @@ def render(results: dict[str, Any], before: dict[str, Any] | None, before_path: 
             f"{pa['txn11_ms']:.0f} |",
             "",
             "With stock moto a 1,000-subscriber fan-out (ten 100-item transactions) takes "
-            "minutes and runs past the AWS client's timeouts. For the same reason the "
-            "benchmark gives AWS calls 30 s (`HERALD_AWS_TIMEOUT_SECONDS`) and messages "
-            "120 s of visibility (`HERALD_VISIBILITY_TIMEOUT_SECONDS`): under load the "
-            "emulator can take seconds to answer, and a timed-out call or a redelivered "
-            "message would be done (and counted) twice. Long polls wait 20 s "
+            "minutes and runs past the AWS client's timeouts. The benchmark gives AWS calls "
+            "30 s (`HERALD_AWS_TIMEOUT_SECONDS`) and messages 120 s of visibility "
+            "(`HERALD_VISIBILITY_TIMEOUT_SECONDS`): an emulator that falls behind then shows "
+            "as latency, not as a timed-out call or a redelivered message done (and counted) "
+            "twice. Long polls wait 20 s "
             "(`HERALD_WAIT_TIME_SECONDS`), so idle receivers cost few requests. botocore "
             f"itself spent {pa['botocore_cpu_ms_per_call']:.2f} ms of CPU per PutItem "
             "(measured in the benchmark process, one call at a time): the floor under every "
