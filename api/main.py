@@ -45,8 +45,7 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
         if owns_process:
             freeze_startup_objects()
         yield
-        await app.state.services.recorder.drain()
-        await app.state.services.publisher.drain()
+        await app.state.services.intake.drain()
 
     app = FastAPI(title="Herald", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)

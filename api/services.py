@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from api.auth import Authenticator
-from api.publish_batcher import PublishBatcher
-from api.record_batcher import RecordBatcher
+from api.intake import EventIntake
 from core.api_keys import ApiKeyStore
 from core.aws import AwsClients
 from core.event_store import EventStore
@@ -19,8 +18,7 @@ class Services:
     settings: Settings
     clients: AwsClients
     events: EventStore
-    recorder: RecordBatcher
-    publisher: PublishBatcher
+    intake: EventIntake
     users: UserStore
     auth: Authenticator
 
@@ -31,10 +29,7 @@ class Services:
             settings=settings,
             clients=clients,
             events=events,
-            recorder=RecordBatcher(events),
-            publisher=PublishBatcher(
-                clients.sns, clients.topic_arn, settings.publish_linger_ms / 1000
-            ),
+            intake=EventIntake(events, clients.sns, clients.topic_arn),
             users=UserStore(clients.dynamodb, clients.names.table),
             auth=Authenticator(
                 ApiKeyStore(clients.dynamodb, clients.names.table),

@@ -290,13 +290,15 @@ def _latency(results: dict[str, Any]) -> list[str]:
 CHANGES = [
     "## What changed between *before* and *now*",
     "",
-    "- **API: concurrent requests share their AWS calls** (`api/group_commit.py`). Their "
-    "conditional puts go in one TransactWriteItems (`EventStore.put_new_batch`; a taken id "
-    "cancels it, the cancellation reasons name it and the others go again without it) and "
-    "their publishes in one PublishBatch. One call of each kind is in flight while the next "
-    "batch gathers, so batches grow with the load; a request that arrives alone is a plain "
-    "PutItem. Dependencies are `async` and a cached API key is checked on the event loop, "
-    "so a request no longer takes trips through the thread pool; botocore's client-side "
+    "- **API: concurrent requests share their AWS calls** (`api/intake.py`, "
+    "`api/group_commit.py`). Requests that arrive together are accepted in one round: one "
+    "TransactWriteItems records them (`EventStore.put_new_batch`; a taken id cancels it, "
+    "the cancellation reasons name it and the others go again without it), then PublishBatch "
+    "calls of ten publish the new ones. One round is in flight while the next gathers, so "
+    "rounds grow with the load; a request that arrives alone is a plain PutItem and one "
+    "publish. (Recording and publishing as two separate pipelines, tried first, split the "
+    "waiting requests between them and halved the batches.) Dependencies are `async` and a "
+    "cached API key is checked on the event loop, so a request no longer takes trips through the thread pool; botocore's client-side "
     "parameter validation is off (the service validates); uvicorn runs on httptools and "
     "uvloop (the bare app too, which is why its own figure dropped). The API, router and "
     "workers freeze their start-up objects out of the garbage collector's scans "

@@ -91,11 +91,6 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(
         default=100, ge=1, le=1000, description="Most events in one POST /events/batch."
     )
-    publish_linger_ms: float = Field(
-        default=2.0,
-        ge=0,
-        description="How long the API waits to gather concurrent publishes into one PublishBatch.",
-    )
     event_retention_days: int = Field(
         default=30, ge=1, description="Events and notifications expire (DynamoDB TTL) after this."
     )

@@ -117,7 +117,6 @@ def settings(moto_endpoint: str) -> Settings:
         resource_prefix="herald-test",
         bootstrap_api_key=TEST_API_KEY,
         wait_time_seconds=0,
-        publish_linger_ms=1.0,
     )
 
 

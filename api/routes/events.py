@@ -6,14 +6,12 @@ import logging
 import uuid
 from typing import Annotated, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep
 from api.errors import validation_problem
-from api.publish_batcher import PublishError
 from api.schemas import (
     BatchIn,
     BatchItemResult,
@@ -29,7 +27,6 @@ from api.services import Services
 from core.catalogue import EVENT_TYPES
 from core.event_store import EventExists
 from core.models import Event, EventRecord, EventStatus, iso, utcnow
-from core.publisher import publish_events
 
 log = logging.getLogger("herald.api.events")
 router = APIRouter(prefix="/events", tags=["events"])
@@ -84,21 +81,12 @@ def to_event(body: EventIn, event_id: str) -> Event:
     return event
 
 
-def duplicate_or_conflict(existing: EventRecord, record: EventRecord) -> EventAccepted:
-    if existing.payload_hash != record.payload_hash:
+def duplicate_or_conflict(existing: EventRecord, fingerprint: str) -> EventAccepted:
+    if existing.payload_hash != fingerprint:
         raise HTTPException(
             409, f"event_id {existing.event_id} was already used for a different event"
         )
     return EventAccepted(event_id=existing.event_id, status=existing.status, duplicate=True)
-
-
-async def publish(services: Services, event: Event) -> None:
-    """Publish now for latency; if SNS fails the record stays START and the reconciler
-    publishes it, so the event is accepted either way (it is durable)."""
-    try:
-        await services.publisher.publish(event)
-    except PublishError as exc:
-        log.warning("publish of %s failed, left to the reconciler: %s", event.event_id, exc)
 
 
 @router.post(
@@ -118,13 +106,11 @@ async def post_event(
     idempotency_key: IdempotencyKey = None,
 ) -> EventAccepted:
     event = to_event(body, resolve_event_id(body, idempotency_key))
-    record = services.events.new_record(event)
     try:
-        await services.recorder.record(record)
+        await services.intake.accept(event)
     except EventExists as exc:
         response.status_code = status.HTTP_200_OK
-        return duplicate_or_conflict(exc.existing, record)
-    await publish(services, event)
+        return duplicate_or_conflict(exc.existing, event.fingerprint())
     return EventAccepted(event_id=event.event_id, status=EventStatus.START)
 
 
@@ -132,21 +118,11 @@ def _accept_batch(
     services: Services, events: list[Event]
 ) -> dict[str, EventRecord | Exception | None]:
     """Record then publish; None marks a newly accepted event."""
-    records = [services.events.new_record(e) for e in events]
-    outcome: dict[str, EventRecord | Exception | None] = {}
-    fresh: list[Event] = []
-    for event, result in zip(events, services.events.put_new_batch(records), strict=True):
-        if result is None:
-            fresh.append(event)
-        outcome[event.event_id] = result.existing if isinstance(result, EventExists) else result
-    if fresh:
-        try:
-            failures = publish_events(services.clients.sns, services.clients.topic_arn, fresh)
-        except (ClientError, BotoCoreError) as exc:
-            failures = {e.event_id: str(exc) for e in fresh}
-        for event_id, error in failures.items():
-            log.warning("publish of %s failed, left to the reconciler: %s", event_id, error)
-    return outcome
+    outcomes = services.intake.accept_now(events)
+    return {
+        event.event_id: outcome.existing if isinstance(outcome, EventExists) else outcome
+        for event, outcome in zip(events, outcomes, strict=True)
+    }
 
 
 @router.post(

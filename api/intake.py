@@ -1,0 +1,68 @@
+"""Accepting events: record each one, then publish it, with requests sharing the calls.
+
+Every accepted event costs a conditional put (the idempotency check) and a publish, and one
+botocore call costs the API more CPU than the whole rest of a request. Requests that arrive
+together are therefore accepted together (`GroupCommit`): one TransactWriteItems records
+them all (`EventStore.put_new_batch`; a lone request is a plain PutItem), then PublishBatch
+calls of ten publish the ones that were new. Recording and publishing in one round lets
+the whole round's requests share both calls; a round in flight gathers the next one.
+
+A publish that fails is not the request's failure: the event is recorded, so it is logged
+and the reconciler publishes it later (the outbox).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from api.group_commit import GroupCommit
+from core.dynamo import TRANSACT_MAX
+from core.event_store import EventExists, EventStore
+from core.models import Event
+from core.publisher import publish_events
+
+log = logging.getLogger("herald.api.intake")
+
+Outcome = EventExists | Exception | None
+
+
+def accept_events(
+    store: EventStore, sns: Any, topic_arn: str, events: Sequence[Event]
+) -> list[Outcome]:
+    """Record, then publish the new ones; per event None (accepted), EventExists (its id
+    was taken: the stored record inside) or the error that kept it from being recorded."""
+    outcomes = store.put_new_batch([store.new_record(e) for e in events])
+    fresh = [e for e, outcome in zip(events, outcomes, strict=True) if outcome is None]
+    if fresh:
+        try:
+            failures = publish_events(sns, topic_arn, fresh)
+        except Exception as exc:  # recorded all the same: the reconciler publishes them
+            failures = {e.event_id: f"{type(exc).__name__}: {exc}" for e in fresh}
+        for event_id, error in failures.items():
+            log.warning(
+                "publish failed, left to the reconciler: %s", error, extra={"event_id": event_id}
+            )
+    return outcomes
+
+
+class EventIntake:
+    def __init__(self, store: EventStore, sns: Any, topic_arn: str) -> None:
+        self._store = store
+        self._sns = sns
+        self._topic_arn = topic_arn
+        self._group: GroupCommit[Event, Outcome] = GroupCommit(self.accept_now, TRANSACT_MAX)
+
+    def accept_now(self, events: Sequence[Event]) -> list[Outcome]:
+        """Accept a batch on this thread (POST /events/batch brings its own)."""
+        return accept_events(self._store, self._sns, self._topic_arn, events)
+
+    async def accept(self, event: Event) -> None:
+        """Returns once the event is durable (and, unless SNS failed, published); raises
+        EventExists with the stored record when its id is taken, or the AWS error that
+        kept it from being recorded."""
+        await self._group.submit(event)
+
+    async def drain(self) -> None:
+        await self._group.drain()
