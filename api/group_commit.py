@@ -6,8 +6,7 @@ API about what one single call does, so sharing calls is what keeps API CPU per 
 
 Items leave in two ways. A full batch goes at once. Otherwise one partial batch is in flight
 at a time: items that arrive while it is in flight wait for it and leave together in the
-next call, so batches grow with the load by themselves and an idle API adds no wait beyond
-`linger` (which may be zero).
+next call, so batches grow with the load by themselves and an idle API adds no wait.
 
 `call` runs on a thread of the batcher's own (one call of each kind is in flight at a time,
 while full batches may overlap it, so a few threads do, and the hop costs less than one
@@ -32,13 +31,10 @@ class GroupCommit(Generic[T, R]):
         self,
         call: Callable[[list[T]], Sequence[R | BaseException]],
         max_batch: int,
-        linger_seconds: float = 0.0,
     ) -> None:
         self._call = call
         self._max = max_batch
-        self._linger = linger_seconds
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
-        self._timer: asyncio.TimerHandle | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._partial_inflight = False
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="group-commit")
@@ -49,16 +45,11 @@ class GroupCommit(Generic[T, R]):
         self._pending.append((item, future))
         while len(self._pending) >= self._max:
             self._send()
-        if self._pending and not self._partial_inflight and self._timer is None:
-            if self._linger > 0:
-                self._timer = loop.call_later(self._linger, self._flush)
-            else:
-                self._flush()
+        self._flush()
         return await future
 
     def _flush(self) -> None:
-        """Send what is pending now (a partial batch)."""
-        self._timer = None
+        """Send what is pending now as a partial batch, unless one is in flight already."""
         if self._pending and not self._partial_inflight:
             self._send()
 
@@ -85,8 +76,7 @@ class GroupCommit(Generic[T, R]):
             if partial:
                 self._partial_inflight = False
                 # Whatever arrived meanwhile has waited one call already: it goes now.
-                if self._pending and self._timer is None:
-                    self._flush()
+                self._flush()
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if future.done():  # its request was cancelled (client went away)
                 continue
@@ -98,9 +88,6 @@ class GroupCommit(Generic[T, R]):
     async def drain(self) -> None:
         """Send what is pending and wait for calls in flight (shutdown)."""
         while self._pending or self._inflight:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
             while self._pending:
                 self._send()
             await asyncio.gather(*self._inflight, return_exceptions=True)

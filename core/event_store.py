@@ -26,8 +26,8 @@ SETTLED_BUCKETS = {
 }
 
 
-# A put refused only because another put of its transaction was is tried again; a few rounds
-# settle any batch (each round settles at least the puts that caused the cancellation).
+# A put cancelled only because another put of its transaction was refused goes again; a few
+# rounds settle any batch (each round settles at least the puts that caused a cancellation).
 TRANSACT_ROUNDS = 4
 
 
@@ -129,7 +129,7 @@ class EventStore:
             retry: list[int] = []
             for chunk in transact_chunks(pending, lambda i: item_bytes(items[i])):
                 if len(chunk) == 1:
-                    outcomes[chunk[0]] = self._put_one(records[chunk[0]], items[chunk[0]])
+                    outcomes[chunk[0]] = self._put_one(items[chunk[0]])
                     continue
                 retry += self._put_transaction(chunk, items, outcomes)
             pending = retry
@@ -145,7 +145,7 @@ class EventStore:
                 outcomes[index] = EventExists(records[original]) if outcome is None else outcome
         return outcomes
 
-    def _put_one(self, record: EventRecord, item: dict[str, Any]) -> EventExists | Exception | None:
+    def _put_one(self, item: dict[str, Any]) -> EventExists | Exception | None:
         try:
             self._put_item(item)
         except EventExists as exc:

@@ -45,10 +45,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from core import dynamo
 from core.aws import AwsClients
+from core.dynamo import TRANSACT_MAX
 from core.event_store import EventStore
 from core.logs import configure_logging
 from core.models import Event, EventStatus, NotificationStatus, utcnow
-from core.notification_store import TRANSACT_MAX, EventNotFound, NewNotification, NotificationStore
+from core.notification_store import EventNotFound, NewNotification, NotificationStore
 from core.profiles import UserProfile
 from core.runtime import freeze_startup_objects
 from core.settings import Settings
