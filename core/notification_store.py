@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from core import dynamo
+from core import aws_errors, dynamo
 from core.dynamo import TRANSACT_MAX
 from core.masking import mask_address
 from core.models import EventStatus, NotificationMessage, NotificationStatus, iso, utcnow
@@ -35,6 +36,13 @@ log = logging.getLogger("herald.notifications")
 HISTORY_DETAIL_MAX = 500
 CLAIMABLE = (NotificationStatus.QUEUED, NotificationStatus.RETRYING)
 SETTLED = (NotificationStatus.SENT, NotificationStatus.FAILED, NotificationStatus.SKIPPED)
+# SENT and the receipts that may follow it: the provider took the message.
+DELIVERED_STATUSES = (
+    NotificationStatus.SENT,
+    NotificationStatus.DELIVERED,
+    NotificationStatus.UNDELIVERED,
+    NotificationStatus.BOUNCED,
+)
 
 
 @dataclass(frozen=True)
@@ -49,9 +57,21 @@ class NewNotification:
 @dataclass(frozen=True)
 class Claim:
     """A successful claim: the attempt number this send is (None when claimed in a batch,
-    whose transaction returns no values; `attempts_of` reads it when a failure needs it)."""
+    whose transaction returns no values; `attempts_of` reads it when a failure needs it),
+    and the claim's token, stored as `lease_owner`: only its holder may extend the lease or
+    record the outcome, and a claim retried after a lost answer recognises itself."""
 
     attempt: int | None
+    token: str = ""
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+# Rounds of a transaction that AWS cancelled for reasons other than a refusal (a conflict
+# with another writer, throttling) or answered with an error: tried again with backoff.
+TRANSACT_ROUNDS = 8
 
 
 CHUNK_MAX = TRANSACT_MAX - 1  # records per counted chunk: one slot is the event's tally
@@ -64,6 +84,40 @@ class CountedCreation:
 
     created: list[NewNotification]
     existing: dict[str, str]
+
+
+RECORDED = "recorded"
+ALREADY = "already"
+LOST = "lost"
+# lease_owner of a record failed without ever being claimed (given up on at the receive
+# budget): its FAILED outcome is then recognised as ours on a retry.
+FAILED_UNCLAIMED = "unclaimed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a send ended, to be recorded with `record_outcomes`: SENT with the provider's
+    id, or FAILED with the reason; `token` is the claim's (empty: failed unclaimed)."""
+
+    message: NotificationMessage
+    token: str
+    status: NotificationStatus
+    provider: str = ""
+    provider_message_id: str | None = None
+    error: str | None = None
+
+
+def _judge(outcome: Outcome, stored: dict[str, Any]) -> str:
+    """A refused outcome: ALREADY when the stored record is this very outcome (an earlier
+    try applied it), else LOST."""
+    status = stored.get("status")
+    owner = stored.get("lease_owner")
+    token = outcome.token or FAILED_UNCLAIMED
+    if outcome.status is NotificationStatus.SENT:
+        done = status in DELIVERED_STATUSES
+    else:
+        done = status == NotificationStatus.FAILED
+    return ALREADY if done and owner == token else LOST
 
 
 class EventNotFound(Exception):
@@ -83,6 +137,24 @@ def _key_of(message: NotificationMessage) -> dict[str, Any]:
 
 def _is_condition_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _refused_items(exc: BaseException, chunk: list[int]) -> dict[int, tuple[str, dict[str, Any]]]:
+    """The items of `chunk` whose condition failed, with their stored item; empty when the
+    call failed for any other reason."""
+    if not isinstance(exc, ClientError):
+        return {}
+    if len(chunk) == 1 and _is_condition_failure(exc):
+        stored = dynamo.from_item(exc.response.get("Item", {}))
+        return {chunk[0]: (aws_errors.REFUSED_REASON, stored)}
+    reasons = exc.response.get("CancellationReasons") or []
+    if aws_errors.error_code(exc) != aws_errors.CANCELLED:
+        return {}
+    return {
+        chunk[j]: (aws_errors.REFUSED_REASON, dynamo.from_item(r.get("Item", {})))
+        for j, r in enumerate(reasons[: len(chunk)])
+        if r.get("Code") == aws_errors.REFUSED_REASON
+    }
 
 
 def _history_entry(status: str, detail: str | None = None) -> dict[str, Any]:
@@ -205,9 +277,11 @@ class NotificationStore:
         extra_condition: str = "",
         extra_values: dict[str, Any] | None = None,
         add_attempt: bool = False,
+        owner: str | None = None,
     ) -> dict[str, Any]:
         """The arguments of one conditional transition (an UpdateItem, or one Update of a
-        transaction): from a status in `allowed` (or `extra_condition`), appending history."""
+        transaction): from a status in `allowed` (or `extra_condition`), appending history;
+        with `owner`, only while that claim holds the record."""
         names = {"#s": "status"}
         values: dict[str, Any] = {
             ":now": {"S": iso(utcnow())},
@@ -226,6 +300,10 @@ class NotificationStore:
         if extra_condition:
             condition = f"({condition}) OR ({extra_condition})"
             values.update(extra_values or {})
+        if owner is not None:
+            names["#owner"] = "lease_owner"
+            values[":owner"] = {"S": owner}
+            condition = f"({condition}) AND #owner = :owner"
         update = "SET " + ", ".join(clauses)
         if add_attempt:
             update += " ADD attempts :one"
@@ -267,64 +345,65 @@ class NotificationStore:
         """Apply conditional transitions of distinct records in one TransactWriteItems.
 
         Returns the refused ones as {index: (reason, stored item)}; every other one
-        happened. A transaction is all or nothing, so when some are refused the rest are
-        tried again without them: one call in the usual case, two when a record had moved
-        on (a duplicate or a redelivery). A single transition is a plain UpdateItem.
+        happened. Only `ConditionalCheckFailed` is a refusal. A transaction is all or
+        nothing, so when some are refused the rest are tried again without them. Any other
+        cancellation (a conflict with another writer, throttling) or error (a 500, a lost
+        answer) is tried again with backoff, up to TRANSACT_ROUNDS, then raised: the
+        transitions are conditional, so a repeat of one that was applied is refused, and
+        the stored item it returns tells the caller it was its own. A single transition is
+        a plain UpdateItem.
         """
         refused: dict[int, tuple[str, dict[str, Any]]] = {}
         pending = list(range(len(updates)))
+        rounds = 0
         while pending:
             chunk = pending[:TRANSACT_MAX]
-            if len(chunk) == 1:
-                (index,) = chunk
-                old: dict[str, Any] = {}
-                try:
-                    self._db.update_item(
-                        **updates[index], ReturnValuesOnConditionCheckFailure="ALL_OLD"
-                    )
-                except ClientError as exc:
-                    if not _is_condition_failure(exc):
-                        raise
-                    old = dynamo.from_item(exc.response.get("Item", {}))
-                    refused[index] = ("ConditionalCheckFailed", old)
-                pending = pending[1:]
-                continue
             try:
-                self._db.transact_write_items(
-                    TransactItems=[
-                        {"Update": {**updates[i], "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}
-                        for i in chunk
-                    ]
-                )
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                if len(chunk) == 1:
+                    self._db.update_item(
+                        **updates[chunk[0]], ReturnValuesOnConditionCheckFailure="ALL_OLD"
+                    )
+                else:
+                    self._db.transact_write_items(
+                        TransactItems=[
+                            {
+                                "Update": {
+                                    **updates[i],
+                                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                                }
+                            }
+                            for i in chunk
+                        ]
+                    )
+            except Exception as exc:
+                failed = _refused_items(exc, chunk)
+                if failed:
+                    refused.update(failed)
+                    pending = [i for i in pending if i not in failed]
+                    continue
+                rounds += 1
+                if not aws_errors.is_retryable(exc) or rounds >= TRANSACT_ROUNDS:
                     raise
-                reasons = exc.response.get("CancellationReasons") or []
-                failed = {
-                    chunk[j]: (str(r["Code"]), dynamo.from_item(r.get("Item", {})))
-                    for j, r in enumerate(reasons[: len(chunk)])
-                    if r.get("Code") not in (None, "None")
-                }
-                if not failed:
-                    raise
-                refused.update(failed)
-                pending = [i for i in pending if i not in failed]
+                time.sleep(aws_errors.jittered(rounds - 1, 0.05, 2.0))
                 continue
             pending = pending[len(chunk) :]
         return refused
 
-    def claim(self, message: NotificationMessage, lease_seconds: float) -> Claim | None:
+    def claim(
+        self, message: NotificationMessage, lease_seconds: float, token: str | None = None
+    ) -> Claim | None:
         """QUEUED|RETRYING (or SENDING with a lapsed lease) → SENDING; None if not ours."""
-        outcome = self.try_claim(message, lease_seconds)
+        outcome = self.try_claim(message, lease_seconds, token)
         return outcome if isinstance(outcome, Claim) else None
 
     @staticmethod
-    def _claim(lease_seconds: float) -> dict[str, Any]:
+    def _claim(lease_seconds: float, token: str) -> dict[str, Any]:
         now = time.time()
         return {
             "sets": {
                 "status": NotificationStatus.SENDING.value,
                 "lease_until": int(now + lease_seconds),
+                "lease_owner": token,
             },
             "allowed": [s.value for s in CLAIMABLE],
             "history": (NotificationStatus.SENDING.value, None),
@@ -336,36 +415,70 @@ class NotificationStore:
             "add_attempt": True,
         }
 
-    def try_claim(self, message: NotificationMessage, lease_seconds: float) -> Claim | str | None:
-        """Like `claim`, in one call whatever happens: the Claim, or the status that
-        refused it (SENDING, SENT, ...), or None when there is no record at all."""
-        old: dict[str, Any] = {}
-        item = self._update(message, returns=True, old_on_failure=old, **self._claim(lease_seconds))
-        if item is not None:
-            return Claim(attempt=int(item.get("attempts", 1)))
-        return str(old["status"]) if "status" in old else None
+    def try_claim(
+        self, message: NotificationMessage, lease_seconds: float, token: str | None = None
+    ) -> Claim | str | None:
+        """Like `claim`, whatever happens: the Claim, or the status that refused it
+        (SENDING, SENT, ...), or None when there is no record at all."""
+        return self.claim_many([message], lease_seconds, token)[0]
 
     def claim_many(
-        self, messages: Sequence[NotificationMessage], lease_seconds: float
+        self,
+        messages: Sequence[NotificationMessage],
+        lease_seconds: float,
+        token: str | None = None,
     ) -> list[Claim | str | None]:
         """`try_claim` for the distinct notifications of a batch in one transaction (one
-        call; two when some record had moved on). A record another transaction holds at
-        this moment reads as SENDING: someone else is on it."""
-        if len(messages) == 1:
-            return [self.try_claim(messages[0], lease_seconds)]
-        claim = self._claim(lease_seconds)
-        refused = self._transact([self._transition(m, **claim) for m in messages])
+        call; two when some record had moved on). A claim refused because the record holds
+        this very token was applied by an earlier try whose answer was lost: it is ours."""
+        token = token or new_token()
+        claim = self._claim(lease_seconds, token)
+        if len(messages) == 1:  # a plain UpdateItem, which also says which attempt this is
+            old: dict[str, Any] = {}
+            item = aws_errors.retry(
+                lambda: self._update(messages[0], returns=True, old_on_failure=old, **claim)
+            )
+            if item is not None:
+                return [Claim(attempt=int(item.get("attempts", 1)), token=token)]
+            refused = {0: (aws_errors.REFUSED_REASON, old)}
+        else:
+            refused = self._transact([self._transition(m, **claim) for m in messages])
         out: list[Claim | str | None] = []
         for index in range(len(messages)):
             if index not in refused:
-                out.append(Claim(attempt=None))
+                out.append(Claim(attempt=None, token=token))
                 continue
-            reason, stored = refused[index]
-            if reason != "ConditionalCheckFailed":
-                out.append(NotificationStatus.SENDING.value)
+            _, stored = refused[index]
+            if (
+                stored.get("status") == NotificationStatus.SENDING
+                and stored.get("lease_owner") == token
+            ):
+                out.append(Claim(attempt=int(stored.get("attempts", 1)), token=token))
             else:
                 out.append(str(stored["status"]) if "status" in stored else None)
         return out
+
+    def extend_lease(self, message: NotificationMessage, token: str, lease_seconds: float) -> bool:
+        """Keep a claim alive while its message is kept invisible (the heartbeat does both);
+        False when the claim is no longer this token's or the record moved on."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_key_of(message),
+                UpdateExpression="SET lease_until = :until",
+                ConditionExpression="#s = :sending AND lease_owner = :owner",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":until": {"N": str(int(time.time() + lease_seconds))},
+                    ":sending": {"S": NotificationStatus.SENDING.value},
+                    ":owner": {"S": token},
+                },
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
 
     def attempts_of(self, message: NotificationMessage) -> int:
         resp = self._db.get_item(
@@ -395,37 +508,50 @@ class NotificationStore:
                 "provider": provider,
                 "provider_message_id": provider_message_id or "",
                 "lease_until": 0,
+                "last_error": None,  # an earlier attempt's error no longer describes it
             },
             "allowed": [NotificationStatus.SENDING.value],
             "history": (NotificationStatus.SENT.value, provider_message_id),
         }
 
     def mark_sent(
-        self, message: NotificationMessage, provider: str, provider_message_id: str | None
+        self,
+        message: NotificationMessage,
+        provider: str,
+        provider_message_id: str | None,
+        token: str | None = None,
     ) -> bool:
-        return self._update(message, **self._sent(provider, provider_message_id)) is not None
+        return self.mark_sent_many([(message, provider, provider_message_id)], token)[0]
 
     def mark_sent_many(
-        self, sent: Sequence[tuple[NotificationMessage, str, str | None]]
+        self, sent: Sequence[tuple[NotificationMessage, str, str | None]], token: str | None = None
     ) -> list[bool]:
-        """`mark_sent` for the distinct notifications of a batch in one transaction; False
-        for a record that was no longer SENDING (its lease lapsed and another worker took
-        it: that worker records and counts it)."""
-        refused = self._transact([self._transition(m, **self._sent(p, i)) for m, p, i in sent])
+        """SENT marks without counting (`record_outcomes` counts too); False for a record
+        that was no longer SENDING under this claim."""
+        refused = self._transact(
+            [self._transition(m, owner=token, **self._sent(p, i)) for m, p, i in sent]
+        )
         return [index not in refused for index in range(len(sent))]
 
-    def mark_retrying(self, message: NotificationMessage, error: str, delay: int) -> bool:
-        item = self._update(
-            message,
-            sets={
-                "status": NotificationStatus.RETRYING.value,
-                "last_error": error,
-                "lease_until": 0,
-            },
-            allowed=[NotificationStatus.SENDING.value],
-            history=(NotificationStatus.RETRYING.value, f"{error} (next try in {delay}s)"),
+    def mark_retrying(
+        self, message: NotificationMessage, error: str, delay: int, token: str | None = None
+    ) -> bool:
+        refused = self._transact(
+            [
+                self._transition(
+                    message,
+                    owner=token,
+                    sets={
+                        "status": NotificationStatus.RETRYING.value,
+                        "last_error": error,
+                        "lease_until": 0,
+                    },
+                    allowed=[NotificationStatus.SENDING.value],
+                    history=(NotificationStatus.RETRYING.value, f"{error} (next try in {delay}s)"),
+                )
+            ]
         )
-        return item is not None
+        return not refused
 
     def mark_failed(self, message: NotificationMessage, error: str) -> bool:
         item = self._update(
@@ -478,6 +604,139 @@ class NotificationStore:
                 return False
             raise
         return True
+
+    # --- outcomes: a status and its count in one transaction (workers) -------------------
+
+    def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[str]:
+        """Mark each notification SENT or FAILED and count it on its event, atomically.
+
+        One TransactWriteItems holds each outcome's conditional transition (only from
+        SENDING under the outcome's claim token, or for a FAILED without a claim from
+        QUEUED|RETRYING) and one counter update per event. The condition makes the pair
+        idempotent: if the answer is lost and the transaction is tried again, every
+        transition of it is refused, so nothing is counted twice; a refused transition whose
+        stored record shows this outcome under this token was our own earlier try. Returns
+        per outcome RECORDED (applied now), ALREADY (applied by an earlier try) or LOST (the
+        record moved on: another claim holds it now, and that worker records it).
+        Conflicts with other writers of the event item and throttling are retried with
+        backoff (TRANSACT_ROUNDS), then raised.
+        """
+        results = [""] * len(outcomes)
+        pending = list(range(len(outcomes)))
+        rounds = 0
+        while pending:
+            chunk: list[int] = []
+            events: set[str] = set()
+            for i in pending:
+                event_id = outcomes[i].message.event_id
+                if len(chunk) + len(events | {event_id}) > TRANSACT_MAX:
+                    break
+                chunk.append(i)
+                events.add(event_id)
+            items = [
+                {
+                    "Update": {
+                        **self._outcome_update(outcomes[i]),
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
+                }
+                for i in chunk
+            ]
+            items += [
+                {"Update": self._count_update(event_id, [outcomes[i] for i in chunk])}
+                for event_id in sorted(events)
+            ]
+            try:
+                self._db.transact_write_items(TransactItems=items)
+            except Exception as exc:
+                refused = _refused_items(exc, list(range(len(items))))
+                if any(j >= len(chunk) for j in refused):
+                    raise EventNotFound(outcomes[chunk[0]].message.event_id) from exc
+                if refused:
+                    for j, (_, stored) in refused.items():
+                        results[chunk[j]] = _judge(outcomes[chunk[j]], stored)
+                    pending = [i for i in pending if not results[i]]
+                    continue
+                rounds += 1
+                if not aws_errors.is_retryable(exc) or rounds >= TRANSACT_ROUNDS:
+                    raise
+                time.sleep(aws_errors.jittered(rounds - 1, 0.05, 2.0))
+                continue
+            for i in chunk:
+                results[i] = RECORDED
+            pending = [i for i in pending if not results[i]]
+        return results
+
+    def _outcome_update(self, outcome: Outcome) -> dict[str, Any]:
+        if outcome.status is NotificationStatus.SENT:
+            return self._transition(
+                outcome.message,
+                owner=outcome.token,
+                **self._sent(outcome.provider, outcome.provider_message_id),
+            )
+        error = outcome.error or "failed"
+        sets = {"status": NotificationStatus.FAILED.value, "last_error": error, "lease_until": 0}
+        if outcome.token:
+            return self._transition(
+                outcome.message,
+                owner=outcome.token,
+                sets=sets,
+                allowed=[NotificationStatus.SENDING.value],
+                history=(NotificationStatus.FAILED.value, error),
+            )
+        return self._transition(
+            outcome.message,
+            sets={**sets, "lease_owner": FAILED_UNCLAIMED},
+            allowed=[s.value for s in CLAIMABLE],
+            history=(NotificationStatus.FAILED.value, error),
+        )
+
+    def _count_update(self, event_id: str, outcomes: Sequence[Outcome]) -> dict[str, Any]:
+        mine = [o for o in outcomes if o.message.event_id == event_id]
+        adds = {
+            "sent": sum(o.status is NotificationStatus.SENT for o in mine),
+            "failed": sum(o.status is NotificationStatus.FAILED for o in mine),
+        }
+        present = [k for k, v in adds.items() if v]
+        return {
+            "TableName": self._table,
+            "Key": {dynamo.PK: {"S": dynamo.event_pk(event_id)}, dynamo.SK: {"S": dynamo.EVENT_SK}},
+            "UpdateExpression": "SET updated_at = :now ADD "
+            + ", ".join(f"counts.#{k} :{k}" for k in present),
+            "ConditionExpression": "attribute_exists(PK)",
+            "ExpressionAttributeNames": {f"#{k}": k for k in present},
+            "ExpressionAttributeValues": {
+                ":now": {"S": iso(utcnow())},
+                **{f":{k}": {"N": str(adds[k])} for k in present},
+            },
+        }
+
+    def settle_events(self, event_ids: Sequence[str]) -> dict[str, EventStatus]:
+        """Settle each event whose tally is complete (after outcomes were counted: the
+        counting transaction returns no values, so the tally is read back, consistently,
+        by whoever counted last). Returns the events this call settled."""
+        settled: dict[str, EventStatus] = {}
+        for event_id in event_ids:
+            resp = aws_errors.retry(
+                lambda event_id=event_id: self._db.get_item(  # type: ignore[misc]
+                    TableName=self._table,
+                    Key={
+                        dynamo.PK: {"S": dynamo.event_pk(event_id)},
+                        dynamo.SK: {"S": dynamo.EVENT_SK},
+                    },
+                    ProjectionExpression="PK, event_id, counts, fanout_complete, #s",
+                    ExpressionAttributeNames={"#s": "status"},
+                    ConsistentRead=True,
+                )
+            )
+            if "Item" not in resp:
+                continue
+            final = aws_errors.retry(
+                lambda item=resp["Item"]: self._settle_event(dynamo.from_item(item))  # type: ignore[misc]
+            )
+            if final is not None:
+                settled[event_id] = final
+        return settled
 
     # --- the event's tally ---------------------------------------------------------------
 

@@ -104,6 +104,31 @@ class Settings(BaseSettings):
         default=10.0, description="Pause between reconciler passes."
     )
 
+    reconcile_max_publishes: int = Field(
+        default=5,
+        ge=1,
+        description="Publishes of an event that no router took before it is FAILED with why.",
+    )
+    reconcile_max_repairs: int = Field(
+        default=5,
+        ge=1,
+        description="Repairs (re-routing stranded notifications or an unfinished fan-out) of an "
+        "event before its stranded notifications are FAILED and the event settled.",
+    )
+    reconcile_stranded_seconds: float = Field(
+        default=420.0,
+        gt=0,
+        description="A QUEUED or RETRYING notification untouched this long, or a SENDING one "
+        "whose lease lapsed this long ago, has lost its message: it is re-enqueued. Above the "
+        "longest retry wait.",
+    )
+    reconcile_pages_per_pass: int = Field(
+        default=10,
+        ge=1,
+        description="Index pages the reconciler reads per pass and kind; it resumes where it "
+        "stopped, so stuck events never hide newer ones.",
+    )
+
     # --- listeners -------------------------------------------------------------------------
     wait_time_seconds: int = Field(default=10, ge=0, le=20, description="SQS long-poll wait.")
     visibility_timeout_seconds: int = Field(
@@ -131,6 +156,24 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         default=5, ge=1, description="Sends before a notification is FAILED and dead-lettered."
     )
+    max_receives: int = Field(
+        default=50,
+        ge=3,
+        description="The work queues' RedrivePolicy maxReceiveCount: a backstop far above the "
+        "attempt budget (attempts are counted on the record; consumers settle a message "
+        "themselves two receives before this, so SQS never moves one behind a record's back).",
+    )
+    outcome_deadline_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a worker keeps trying to record a send's outcome (keeping the "
+        "message invisible and the claim alive) before letting the message come back.",
+    )
+    @property
+    def receive_budget(self) -> int:
+        """Receives after which a consumer settles a message itself (see max_receives)."""
+        return self.max_receives - 2
+
     send_concurrency: int = Field(
         default=10, ge=1, description="Concurrent provider calls per worker process."
     )

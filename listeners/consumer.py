@@ -18,6 +18,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from listeners.batch import SQS_BATCH_MAX, BatchSettler, Handler, run_handler
+from listeners.heartbeat import Heartbeat
 from listeners.messages import QueueMessage
 
 log = logging.getLogger("herald.consumer")
@@ -66,8 +67,10 @@ class Consumer:
         wait_time_seconds: int = 10,
         retry_base: float = 2.0,
         retry_cap: float = 300.0,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self._sqs = sqs
+        self._heartbeat = heartbeat
         self._queue_url = queue_url
         self._handler = handler
         self._wait = wait_time_seconds
@@ -133,7 +136,14 @@ class Consumer:
         return None
 
     def process(self, batch: Sequence[QueueMessage]) -> None:
-        results = run_handler(self._handler, batch, *self._retry)
+        """Run the handler with the batch kept invisible for as long as it takes."""
+        if self._heartbeat is not None:
+            self._heartbeat.track_many(batch)
+        try:
+            results = run_handler(self._handler, batch, *self._retry)
+        finally:
+            if self._heartbeat is not None:
+                self._heartbeat.done_many(batch)
         self._settler.settle(batch, results)
         self.batches_processed += 1
 

@@ -1,24 +1,26 @@
 """Delivering a batch of notifications through one channel's notifier.
 
-For each message: claim the record (a conditional write, so a redelivered message cannot
-send twice), wait for the provider's rate limit, send, then record the outcome:
+For each message: claim the record (a conditional write with a token, so a redelivered
+message cannot send twice), wait for the provider's rate limit, send, then record the
+outcome as soon as the provider answers:
 
-    success            → SENT, count it on the event, delete the message
+    success            → SENT and counted on the event (one transaction), delete the message
     RetryableError     → RETRYING, visibility = backoff (full jitter, Retry-After honoured)
     last attempt or
-    PermanentError     → FAILED with the reason, count it, copy to the DLQ, delete
+    PermanentError     → FAILED with the reason and counted, copy to the DLQ, delete
 
-Sends in a batch run concurrently (bounded) so one slow provider call does not hold the
-other nine; a heartbeat keeps long sends invisible to other workers.
+A batch is claimed together (one transaction; a record that had moved on is reported with
+its status and the others are claimed without it). Sends run concurrently (bounded); each
+outcome goes to the `OutcomeWriter` the moment its send returns, and outcomes that finish
+together share one write. A message is deleted only once its outcome is durable: a storage
+error after a provider's success is retried in-process, within the claim, while the
+heartbeat keeps the message invisible and the lease alive; it never turns into a second
+send. After the outcomes, each event they counted on is settled if it is complete.
 
-A batch is claimed together and settled together, so its DynamoDB requests do not grow with
-its size: one TransactWriteItems claims every record of the batch (a record that had moved
-on, e.g. a duplicate of a SENT notification, is reported with its status and the rest are
-claimed again without it), one marks every successful send SENT, and one counter update per
-event counts the outcomes (ten notifications of one topic event: one update, not ten). A
-batch of one uses plain conditional updates. Failed sends (rarer) are recorded one by one.
-Outcomes are counted after every send of the batch has finished and before any of its
-messages is deleted.
+The queue's RedrivePolicy is a backstop far above the attempt budget: attempts are counted
+on the record, and a message received `receive_budget` times without settling is settled
+here (FAILED and dead-lettered with the reason), so SQS never moves a message behind a
+record's back.
 """
 
 from __future__ import annotations
@@ -26,18 +28,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from core.errors import DeliveryError, PermanentError, RetryableError
 from core.models import DeliveryResult, NotificationMessage, NotificationStatus
-from core.notification_store import Claim, NotificationStore
+from core.notification_store import (
+    LOST,
+    Claim,
+    NotificationStore,
+    Outcome,
+    new_token,
+)
 from core.rate_limit import TokenBucket
 from listeners.backoff import backoff_seconds
 from listeners.heartbeat import Heartbeat
 from listeners.messages import Ack, DeadLetter, QueueMessage, Result, Retry
+from listeners.outcomes import OutcomeWriter
 from notifiers.base import Notifier
 
 log = logging.getLogger("herald.delivery")
@@ -49,18 +57,6 @@ CLAIM_CONFLICT_DELAY = 5
 # Told which addresses the provider says are gone for good (e.g. disabled push endpoints),
 # so they can be disabled on the user and not tried again.
 DeadAddressHook = Callable[[NotificationMessage, list[str]], None]
-
-
-@dataclass
-class Tally:
-    """Notifications of one batch settled per event, to count on the event together."""
-
-    counts: dict[str, list[int]] = field(default_factory=dict)  # event id → [sent, failed]
-
-    def add(self, event_id: str, *, sent: int = 0, failed: int = 0) -> None:
-        entry = self.counts.setdefault(event_id, [0, 0])
-        entry[0] += sent
-        entry[1] += failed
 
 
 @dataclass(frozen=True)
@@ -82,15 +78,21 @@ class DeliveryHandler:
         heartbeat: Heartbeat | None = None,
         concurrency: int = 10,
         on_dead_addresses: DeadAddressHook | None = None,
+        receive_budget: int = 40,
+        outcome_deadline_seconds: float = 300.0,
     ) -> None:
         self.notifier = notifier
         self.store = store
         self.policy = policy
         self.lease_seconds = lease_seconds
         self.rate_limit = rate_limit
-        self.heartbeat = heartbeat
         self.on_dead_addresses = on_dead_addresses
+        self.receive_budget = receive_budget
+        self.outcomes = OutcomeWriter(store, outcome_deadline_seconds)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send")
+        self._held: dict[str, tuple[NotificationMessage, str]] = {}
+        if heartbeat is not None:
+            heartbeat.on_beat(self.extend_leases)
 
     def __call__(self, messages: Sequence[QueueMessage]) -> list[Result]:
         results: list[Result | None] = [None] * len(messages)
@@ -111,22 +113,30 @@ class DeliveryHandler:
             seen.add(message.notification_id)
             batch.append((index, queued, message))
         if batch:
-            tally = Tally()
-            try:
-                self._deliver_batch(batch, results, tally)
-            finally:
-                self._count(tally)
+            self._deliver_batch(batch, results)
         return [r if r is not None else Ack() for r in results]
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self.outcomes.close()
 
     def deliver(self, queued: QueueMessage) -> Result:
         """Deliver one message (a batch of one)."""
         return self([queued])[0]
 
-    def _storage_failed(self, queued: QueueMessage, exc: Exception, ctx: dict[str, str]) -> Retry:
-        """The store did not answer: the message comes back after a backoff."""
+    def extend_leases(self) -> None:
+        """Heartbeat hook: every claim this worker holds gets a fresh lease."""
+        for message, token in list(self._held.values()):
+            try:
+                self.store.extend_lease(message, token, self.lease_seconds)
+            except Exception as exc:  # the next beat tries again
+                log.warning("lease extension failed: %s", exc, extra=_ctx(message))
+
+    def _storage_failed(self, queued: QueueMessage, exc: Exception, ctx: dict[str, str]) -> Result:
+        """The store did not answer before anything was sent: the message comes back later."""
+        if queued.receive_count >= self.receive_budget:
+            log.error("storage unavailable on the last receive: %s", exc, extra=ctx)
+            return DeadLetter(f"storage unavailable after {queued.receive_count} receives")
         log.warning("storage error, retrying: %s", exc, extra=ctx)
         delay = backoff_seconds(queued.receive_count, self.policy.base, self.policy.cap)
         return Retry(delay, "storage unavailable")
@@ -135,11 +145,11 @@ class DeliveryHandler:
         self,
         batch: list[tuple[int, QueueMessage, NotificationMessage]],
         results: list[Result | None],
-        tally: Tally,
     ) -> None:
+        token = new_token()
         try:
-            claims = self.store.claim_many([m for _, _, m in batch], self.lease_seconds)
-        except (BotoCoreError, ClientError) as exc:
+            claims = self.store.claim_many([m for _, _, m in batch], self.lease_seconds, token)
+        except Exception as exc:
             for index, queued, message in batch:
                 results[index] = self._storage_failed(queued, exc, _ctx(message))
             return
@@ -147,30 +157,67 @@ class DeliveryHandler:
         for (index, queued, message), claim in zip(batch, claims, strict=True):
             if isinstance(claim, Claim):
                 claimed.append((index, queued, message, claim))
+                self._held[message.notification_id] = (message, claim.token)
             else:
-                results[index] = self._not_claimed(claim, _ctx(message))
-        outcomes = list(self._pool.map(lambda entry: self._send(entry[1], entry[2]), claimed))
-        sent: list[tuple[int, QueueMessage, NotificationMessage, DeliveryResult]] = []
-        for (index, queued, message, claim), outcome in zip(claimed, outcomes, strict=True):
-            if isinstance(outcome, DeliveryResult):
-                sent.append((index, queued, message, outcome))
-                continue
+                results[index] = self._not_claimed(queued, claim, _ctx(message))
+        try:
+            outcomes = list(
+                self._pool.map(
+                    lambda entry: self._send_and_record(entry[1], entry[2], entry[3]), claimed
+                )
+            )
+        finally:
+            for _, _, message, _ in claimed:
+                self._held.pop(message.notification_id, None)
+        counted: set[str] = set()
+        for (index, _, message, _), (result, was_counted) in zip(claimed, outcomes, strict=True):
+            results[index] = result
+            if was_counted:
+                counted.add(message.event_id)
+        if counted:
             try:
-                attempt = claim.attempt or self.store.attempts_of(message)
-                results[index] = self._failed(message, outcome, attempt, _ctx(message), tally)
-            except (BotoCoreError, ClientError) as exc:
-                results[index] = self._storage_failed(queued, exc, _ctx(message))
-        if sent:
-            self._record_sent(sent, results, tally)
+                for event_id, final in self.store.settle_events(sorted(counted)).items():
+                    log.info("event settled: %s", final.value, extra={"event_id": event_id})
+            except Exception as exc:  # the reconciler settles it from the records
+                log.warning("could not settle events after counting: %s", exc)
 
-    def _send(
-        self, queued: QueueMessage, message: NotificationMessage
-    ) -> DeliveryResult | DeliveryError:
-        """The provider call, behind the rate limit and the heartbeat; never raises."""
+    def _send_and_record(
+        self, queued: QueueMessage, message: NotificationMessage, claim: Claim
+    ) -> tuple[Result, bool]:
+        """Send, then make the outcome durable; (the message's result, counted now)."""
+        ctx = _ctx(message)
+        outcome = self._send(message)
+        if isinstance(outcome, DeliveryResult):
+            gone = list(getattr(outcome, "gone_endpoints", []) or [])
+            if gone:
+                self._dead_addresses(message, gone, ctx)
+            record = Outcome(
+                message,
+                claim.token,
+                NotificationStatus.SENT,
+                provider=outcome.provider,
+                provider_message_id=outcome.provider_message_id,
+            )
+            try:
+                fate = self.outcomes.record(record)
+            except Exception as exc:
+                # Sent, and the store stayed down past the deadline: the message comes back
+                # after the lease; this is the one remaining duplicate window.
+                log.error("sent but not recorded: %s", exc, extra=ctx)
+                return Retry(int(self.lease_seconds), "sent; outcome not recorded"), False
+            log.info("sent via %s", outcome.provider, extra=ctx)
+            return Ack(), fate != LOST
+        try:
+            attempt = claim.attempt or self.store.attempts_of(message)
+            return self._failed(queued, message, claim, outcome, attempt, ctx)
+        except Exception as exc:
+            # Nothing was sent: the claim lapses and the message is tried again.
+            return self._storage_failed(queued, exc, ctx), False
+
+    def _send(self, message: NotificationMessage) -> DeliveryResult | DeliveryError:
+        """The provider call, behind the rate limit; never raises."""
         if self.rate_limit is not None:
             self.rate_limit.acquire()
-        if self.heartbeat is not None:
-            self.heartbeat.track(queued)
         try:
             result = self.notifier.send(message)
             if not isinstance(result, DeliveryResult):
@@ -181,49 +228,6 @@ class DeliveryHandler:
         except Exception as exc:  # a notifier bug must not take the worker down
             log.exception("notifier raised an unexpected error", extra=_ctx(message))
             return RetryableError(f"unexpected {type(exc).__name__}")
-        finally:
-            if self.heartbeat is not None:
-                self.heartbeat.done(queued)
-
-    def _record_sent(
-        self,
-        sent: list[tuple[int, QueueMessage, NotificationMessage, DeliveryResult]],
-        results: list[Result | None],
-        tally: Tally,
-    ) -> None:
-        for _, _, message, result in sent:
-            gone = list(getattr(result, "gone_endpoints", []) or [])
-            if gone:
-                self._dead_addresses(message, gone, _ctx(message))
-        try:
-            marked = self.store.mark_sent_many(
-                [(m, r.provider, r.provider_message_id) for _, _, m, r in sent]
-            )
-        except (BotoCoreError, ClientError) as exc:
-            for index, queued, message, _ in sent:
-                results[index] = self._storage_failed(queued, exc, _ctx(message))
-            return
-        for (index, _, message, result), done in zip(sent, marked, strict=True):
-            if done:
-                tally.add(message.event_id, sent=1)
-            log.info("sent via %s", result.provider, extra=_ctx(message))
-            results[index] = Ack()
-
-    def _count(self, tally: Tally) -> None:
-        """One counter update per event for the whole batch. A refused update is retried by
-        botocore; if it still fails the outcomes stand (the records say SENT or FAILED) and
-        the event cannot settle: that is logged loudly, with what was not counted."""
-        for event_id, (sent, failed) in tally.counts.items():
-            try:
-                self.store.add_to_event(event_id, sent=sent, failed=failed)
-            except (BotoCoreError, ClientError) as exc:
-                log.error(
-                    "could not count %d sent and %d failed on the event: %s",
-                    sent,
-                    failed,
-                    exc,
-                    extra={"event_id": event_id},
-                )
 
     def _dead_addresses(
         self, message: NotificationMessage, addresses: list[str], ctx: dict[str, str]
@@ -232,13 +236,17 @@ class DeliveryHandler:
             return
         try:
             self.on_dead_addresses(message, addresses)
-        except (BotoCoreError, ClientError) as exc:  # best effort: the outcome stands
+        except Exception as exc:  # best effort: the outcome stands
             log.warning("could not disable dead addresses: %s", exc, extra=ctx)
 
-    def _not_claimed(self, status: str | None, ctx: dict[str, str]) -> Result:
+    def _not_claimed(self, queued: QueueMessage, status: str | None, ctx: dict[str, str]) -> Result:
         if status is None:
             return DeadLetter("no notification record for this message")
         if status == NotificationStatus.SENDING:
+            if queued.receive_count >= self.receive_budget:
+                # Its holder settles it; if the holder died, the reconciler re-enqueues it.
+                log.warning("held elsewhere on the last receive; leaving it", extra=ctx)
+                return Ack()
             log.info("another worker holds this notification", extra=ctx)
             return Retry(CLAIM_CONFLICT_DELAY, "claimed elsewhere")
         log.info("already %s; nothing to send", status, extra=ctx)
@@ -246,26 +254,35 @@ class DeliveryHandler:
 
     def _failed(
         self,
+        queued: QueueMessage,
         message: NotificationMessage,
+        claim: Claim,
         error: DeliveryError,
         attempt: int,
         ctx: dict[str, str],
-        tally: Tally,
-    ) -> Result:
+    ) -> tuple[Result, bool]:
         reason = str(error)
+        last_receive = queued.receive_count >= self.receive_budget
         if isinstance(error, RetryableError) and attempt < self.policy.max_attempts:
-            delay = backoff_seconds(attempt, self.policy.base, self.policy.cap, error.retry_after)
-            self.store.mark_retrying(message, reason, delay)
-            log.info("attempt %d failed, retry in %ds: %s", attempt, delay, reason, extra=ctx)
-            return Retry(delay, reason)
-        if isinstance(error, RetryableError):
+            if not last_receive:
+                delay = backoff_seconds(
+                    attempt, self.policy.base, self.policy.cap, error.retry_after
+                )
+                self.store.mark_retrying(message, reason, delay, claim.token)
+                log.info("attempt %d failed, retry in %ds: %s", attempt, delay, reason, extra=ctx)
+                return Retry(delay, reason), False
+            reason = f"gave up after {queued.receive_count} receives: {reason}"
+        elif isinstance(error, RetryableError):
             reason = f"gave up after {attempt} attempts: {reason}"
         if isinstance(error, PermanentError) and error.address_invalid:
             self._dead_addresses(message, message.addresses, ctx)
-        if self.store.mark_failed(message, reason):
-            tally.add(message.event_id, failed=1)
+        fate = self.outcomes.record(
+            Outcome(message, claim.token, NotificationStatus.FAILED, error=reason)
+        )
         log.warning("failed: %s", reason, extra=ctx)
-        return DeadLetter(reason)
+        if fate == LOST:  # another claim holds it now and settles it
+            return Ack(), False
+        return DeadLetter(reason), True
 
 
 def _ctx(message: NotificationMessage) -> dict[str, str]:

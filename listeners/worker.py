@@ -58,6 +58,8 @@ def build_worker(
         heartbeat=heartbeat,
         concurrency=settings.send_concurrency,
         on_dead_addresses=disable_push_endpoints(clients) if channel == "push" else None,
+        receive_budget=settings.receive_budget,
+        outcome_deadline_seconds=settings.outcome_deadline_seconds,
     )
     consumer = Consumer(
         sqs=clients.sqs,
@@ -69,6 +71,7 @@ def build_worker(
         wait_time_seconds=settings.wait_time_seconds,
         retry_base=settings.retry_base_seconds,
         retry_cap=settings.retry_cap_seconds,
+        heartbeat=heartbeat,
     )
     return consumer, handler, heartbeat
 

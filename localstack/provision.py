@@ -24,9 +24,6 @@ from core.settings import Settings
 log = logging.getLogger("herald.provision")
 
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # the SQS maximum: time to inspect and replay
-# Above the workers' own max attempts: the RedrivePolicy is the backstop for messages
-# that crash a consumer, not the normal path to the DLQ.
-REDRIVE_HEADROOM = 3
 
 
 def ensure_table(clients: AwsClients) -> None:
@@ -106,7 +103,7 @@ def ensure_queues(clients: AwsClients, settings: Settings) -> dict[str, str]:
         )
         redrive = {
             "deadLetterTargetArn": _queue_arn(clients, dlq_url),
-            "maxReceiveCount": str(settings.max_attempts + REDRIVE_HEADROOM),
+            "maxReceiveCount": str(settings.max_receives),
         }
         url = ensure_queue(
             clients,

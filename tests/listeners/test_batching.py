@@ -71,13 +71,20 @@ class CountingStore(NotificationStore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.tallies: list[tuple[str, int, int]] = []
+        self.recorded: list[str] = []
 
     def add_to_event(self, event_id: str, **kwargs: Any) -> EventStatus | None:
         self.tallies.append((event_id, kwargs.get("sent", 0), kwargs.get("failed", 0)))
         return super().add_to_event(event_id, **kwargs)
 
+    def record_outcomes(self, outcomes: Any) -> list[str]:
+        self.recorded += [o.message.notification_id for o in outcomes]
+        return super().record_outcomes(outcomes)
+
 
 def test_a_batch_of_one_events_notifications_is_counted_once(stack: Stack) -> None:
+    """Each outcome is written (and counted) once, with its SENT mark, as its send returns;
+    no separate tally update follows."""
     events, _ = stores_of(stack)
     store = CountingStore(stack.clients.dynamodb, stack.clients.names.table)
     event = processing_event(events)
@@ -101,8 +108,10 @@ def test_a_batch_of_one_events_notifications_is_counted_once(stack: Stack) -> No
     finally:
         handler.close()
 
-    assert store.tallies == [(event.event_id, 3, 0)]
+    assert store.tallies == []
+    assert sorted(store.recorded) == sorted(m.notification_id for m in messages)
     assert sorted(notifier.sent) == sorted(m.notification_id for m in messages)
     found = events.get(event.event_id)
     assert found is not None and found[0].status is EventStatus.SUCCESS
+    assert (found[0].counts.sent, found[0].counts.failed) == (3, 0)
     assert {n["status"] for n in found[1]} == {NotificationStatus.SENT}

@@ -2,18 +2,18 @@
 
 A frozen or overloaded endpoint does exactly this (the chaos suite's frozen-emulator
 scenario, `tests/chaos`), and so does any network cut after the request left. The worker
-then retries: botocore itself within the call, and the queue when the call finally fails.
-The event tally (`NotificationStore.add_to_event`) is an unconditional ADD, and the
-decision to settle the event is taken from the answer of that same call, so the fast path
-leaves the event PROCESSING (answer lost) or counts a send twice (applied twice). The
-reconciler's audit (`Reconciler.settle_stuck`) is the backstop: it recounts the records.
+then retries. A send's outcome is written as one transaction: the record's conditional
+SENDING → SENT under the claim's token, and the event's count. A repeat of an applied
+transaction is refused as a whole (the record is SENT already), so nothing is counted
+twice, and the refusal's stored record (SENT under this very token) tells the worker its
+earlier try went through: the event settles on the fast path, no audit needed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ReadTimeoutError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from core.event_store import EventStore
 from core.models import EventRecord, EventStatus
@@ -28,8 +28,8 @@ from tests.support import wait_until
 
 
 class LosesAnswers:
-    """A DynamoDB client whose tally updates are applied `times` times, then time out
-    (`times` 1: the answer is lost; 2: botocore's retry applied it again)."""
+    """A DynamoDB client whose first outcome transaction is sent `times` times, then times
+    out (`times` 1: the answer is lost; 2: a retry went out too, and was refused)."""
 
     def __init__(self, db: Any, times: int) -> None:
         self._db = db
@@ -39,13 +39,20 @@ class LosesAnswers:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._db, name)
 
-    def update_item(self, **kwargs: Any) -> Any:
-        if "counts." in kwargs.get("UpdateExpression", "") and not self.lost:
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        counts = any(
+            "counts." in item.get("Update", {}).get("UpdateExpression", "")
+            for item in kwargs["TransactItems"]
+        )
+        if counts and not self.lost:
             self.lost += 1
             for _ in range(self._times):
-                self._db.update_item(**kwargs)
+                try:
+                    self._db.transact_write_items(**kwargs)
+                except ClientError as exc:  # the repeat is refused: nothing applied twice
+                    assert exc.response["Error"]["Code"] == "TransactionCanceledException"
             raise ReadTimeoutError(endpoint_url="http://dynamodb")
-        return self._db.update_item(**kwargs)
+        return self._db.transact_write_items(**kwargs)
 
 
 def deliver_until_empty(stack: Stack, handler: DeliveryHandler) -> None:
@@ -94,21 +101,19 @@ def audit(stack: Stack) -> int:
     return Reconciler(settings, stack.clients).settle_stuck()
 
 
-def test_a_lost_answer_to_the_last_tally_update_is_settled_by_the_audit(stack: Stack) -> None:
+def test_a_lost_answer_to_the_outcome_write_is_recognised_and_counted_once(
+    stack: Stack,
+) -> None:
     event_id = deliver_losing_answers(stack, times=1)
-    assert event(stack, event_id).status is EventStatus.PROCESSING  # the fast path missed it
-    assert audit(stack) == 1
     settled = event(stack, event_id)
-    assert settled.status is EventStatus.SUCCESS
+    assert settled.status is EventStatus.SUCCESS  # the fast path, no audit
     assert (settled.counts.sent, settled.counts.total) == (1, 1)
+    assert audit(stack) == 0
 
 
-def test_a_tally_update_applied_twice_is_recounted_by_the_audit(stack: Stack) -> None:
+def test_an_outcome_write_sent_twice_counts_once(stack: Stack) -> None:
     event_id = deliver_losing_answers(stack, times=2)
-    doubled = event(stack, event_id)
-    assert doubled.status is EventStatus.PROCESSING  # over its total: not trusted
-    assert doubled.counts.sent == 2
-    assert audit(stack) == 1
     settled = event(stack, event_id)
     assert settled.status is EventStatus.SUCCESS
     assert (settled.counts.sent, settled.counts.total) == (1, 1)
+    assert audit(stack) == 0
