@@ -66,6 +66,13 @@ def event_to_item(record: EventRecord, retention_days: int) -> dict[str, Any]:
     return dynamo.to_item(values)
 
 
+def record_from_values(values: dict[str, Any]) -> EventRecord:
+    """An event record from an item already made plain (`dynamo.from_item`)."""
+    values = dict(values)
+    values["data"] = json.loads(values.pop("data_json", "{}"))
+    return EventRecord.model_validate(values)
+
+
 def item_to_event(item: dict[str, Any]) -> EventRecord:
     values = dynamo.from_item(item)
     values["data"] = json.loads(values.pop("data_json", "{}"))
@@ -281,39 +288,92 @@ class EventStore:
         records = [item_to_event(i).model_dump(mode="json") for i in items]
         return Page(records, dynamo.encode_cursor(last_key))
 
-    def stale_started(self, grace: timedelta, limit: int = 100) -> list[EventRecord]:
-        """START events whose last publish is older than `grace`: the reconciler's work."""
-        cutoff = iso(utcnow() - grace)
-        resp = self._db.query(
-            TableName=self._table,
-            IndexName=dynamo.GSI_BY_STATUS,
-            KeyConditionExpression="#s = :start AND created_key < :cutoff",
-            FilterExpression="last_published_at < :cutoff",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":start": {"S": EventStatus.START.value},
+    def stale(
+        self,
+        status: EventStatus,
+        cutoff: str,
+        start_key: dict[str, Any] | None = None,
+        limit: int = 100,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One page of `status` events created and last touched before `cutoff`, oldest
+        first, from `start_key` on; and where the next page starts (None at the end).
+
+        The reconciler walks these pages with a watermark across passes: `Limit` applies
+        before the filter, so a page of events that are stuck for good must not be all it
+        ever reads."""
+        touched = "last_published_at" if status is EventStatus.START else "updated_at"
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": dynamo.GSI_BY_STATUS,
+            "KeyConditionExpression": "#s = :status AND created_key < :cutoff",
+            "FilterExpression": "#t < :cutoff",
+            "ExpressionAttributeNames": {"#s": "status", "#t": touched},
+            "ExpressionAttributeValues": {
+                ":status": {"S": status.value},
                 ":cutoff": {"S": cutoff},
             },
-            Limit=limit,
-        )
-        return [item_to_event(i) for i in resp.get("Items", [])]
+            "Limit": limit,
+        }
+        if start_key:
+            kwargs["ExclusiveStartKey"] = start_key
+        resp = self._db.query(**kwargs)
+        return [dynamo.from_item(i) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey")
+
+    def stale_started(self, grace: timedelta, limit: int = 100) -> list[EventRecord]:
+        """START events whose last publish is older than `grace` (the first page)."""
+        items, _ = self.stale(EventStatus.START, iso(utcnow() - grace), limit=limit)
+        return [record_from_values(i) for i in items]
 
     def stale_processing(self, grace: timedelta, limit: int = 50) -> list[EventRecord]:
-        """PROCESSING events untouched for `grace`: candidates for a settle audit."""
-        cutoff = iso(utcnow() - grace)
-        resp = self._db.query(
-            TableName=self._table,
-            IndexName=dynamo.GSI_BY_STATUS,
-            KeyConditionExpression="#s = :processing AND created_key < :cutoff",
-            FilterExpression="updated_at < :cutoff",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":processing": {"S": EventStatus.PROCESSING.value},
-                ":cutoff": {"S": cutoff},
+        """PROCESSING events untouched for `grace` (the first page)."""
+        items, _ = self.stale(EventStatus.PROCESSING, iso(utcnow() - grace), limit=limit)
+        return [record_from_values(i) for i in items]
+
+    def notification_states(self, event_id: str) -> list[dict[str, Any]]:
+        """The event's notification records, only what an audit needs (status and times),
+        page by page."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :notif)",
+            "ProjectionExpression": "SK, #s, updated_at, lease_until",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {
+                ":pk": {"S": dynamo.event_pk(event_id)},
+                ":notif": {"S": "NOTIF#"},
             },
-            Limit=limit,
-        )
-        return [item_to_event(i) for i in resp.get("Items", [])]
+            "ConsistentRead": True,
+        }
+        while True:
+            resp = self._db.query(**kwargs)
+            items += [dynamo.from_item(i) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                return items
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def mark_repaired(self, event_id: str) -> bool:
+        """Count a repair and restart the event's clock; False if it left PROCESSING."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={
+                    dynamo.PK: {"S": dynamo.event_pk(event_id)},
+                    dynamo.SK: {"S": dynamo.EVENT_SK},
+                },
+                UpdateExpression="SET updated_at = :now ADD repair_attempts :one",
+                ConditionExpression="#s = :processing",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":now": {"S": iso(utcnow())},
+                    ":one": {"N": "1"},
+                    ":processing": {"S": EventStatus.PROCESSING.value},
+                },
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
 
     def settle_from_records(self, event_id: str) -> EventStatus | None:
         """Settle a PROCESSING event from its notification records, the source of truth.
@@ -322,12 +382,17 @@ class EventStore:
         update can leave wrong; this recounts every record and, when none is still in
         flight and the fan-out is complete, writes the true counts and the final status.
         """
-        found = self.get(event_id)
-        if found is None:
+        resp = self._db.get_item(
+            TableName=self._table,
+            Key={dynamo.PK: {"S": dynamo.event_pk(event_id)}, dynamo.SK: {"S": dynamo.EVENT_SK}},
+            ProjectionExpression="#s, fanout_complete",
+            ExpressionAttributeNames={"#s": "status"},
+            ConsistentRead=True,
+        )
+        event = dynamo.from_item(resp.get("Item", {}))
+        if event.get("status") != EventStatus.PROCESSING or not event.get("fanout_complete"):
             return None
-        record, notifications = found
-        if record.status is not EventStatus.PROCESSING or not record.fanout_complete:
-            return None
+        notifications = self.notification_states(event_id)
         counts = {"total": 0, "sent": 0, "failed": 0, "skipped": 0}
         for item in notifications:
             if not str(item.get(dynamo.SK, "")).startswith("NOTIF#"):
@@ -366,6 +431,33 @@ class EventStore:
                     ":now": {"S": now},
                     ":one": {"N": "1"},
                     ":start": {"S": EventStatus.START.value},
+                },
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def fail(self, event_id: str, reason: str) -> bool:
+        """START|PROCESSING → FAILED with the reason (routing or publishing gave up);
+        False when the event had settled or is gone."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={
+                    dynamo.PK: {"S": dynamo.event_pk(event_id)},
+                    dynamo.SK: {"S": dynamo.EVENT_SK},
+                },
+                UpdateExpression="SET #s = :failed, reason = :reason, updated_at = :now",
+                ConditionExpression="#s IN (:start, :processing)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":failed": {"S": EventStatus.FAILED.value},
+                    ":reason": {"S": reason},
+                    ":now": {"S": iso(utcnow())},
+                    ":start": {"S": EventStatus.START.value},
+                    ":processing": {"S": EventStatus.PROCESSING.value},
                 },
             )
         except ClientError as exc:

@@ -258,11 +258,20 @@ class NotificationStore:
                     "ExpressionAttributeNames": {"#s": "status"},
                 }
             }
+            rounds = 0
             while request:
                 resp = self._db.batch_get_item(RequestItems=request)
                 for item in resp.get("Responses", {}).get(self._table, []):
                     out[item["notification_id"]["S"]] = item["status"]["S"]
                 request = resp.get("UnprocessedKeys") or {}
+                if request:  # throttled keys: back off, as AWS asks, rather than spin
+                    rounds += 1
+                    if rounds >= TRANSACT_ROUNDS:
+                        raise ClientError(
+                            {"Error": {"Code": "ThrottlingException", "Message": "unprocessed"}},
+                            "BatchGetItem",
+                        )
+                    time.sleep(aws_errors.jittered(rounds - 1, 0.05, 2.0))
         return out
 
     # --- transitions (workers) -----------------------------------------------------------
@@ -561,6 +570,34 @@ class NotificationStore:
             history=(NotificationStatus.FAILED.value, error),
         )
         return item is not None
+
+    def fail_stranded(self, event_id: str, sort_key: str, reason: str) -> bool:
+        """The reconciler gives up on a record whose message is lost for good: FAILED with
+        the reason, from any unsettled status (the event is then settled from its records)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={dynamo.PK: {"S": dynamo.event_pk(event_id)}, dynamo.SK: {"S": sort_key}},
+                UpdateExpression="SET #s = :failed, last_error = :reason, updated_at = :now, "
+                "lease_until = :zero, history = list_append(history, :h)",
+                ConditionExpression="#s IN (:queued, :retrying, :sending)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":failed": {"S": NotificationStatus.FAILED.value},
+                    ":reason": {"S": reason},
+                    ":now": {"S": iso(utcnow())},
+                    ":zero": {"N": "0"},
+                    ":h": {"L": [_history_entry(NotificationStatus.FAILED.value, reason)]},
+                    ":queued": {"S": NotificationStatus.QUEUED.value},
+                    ":retrying": {"S": NotificationStatus.RETRYING.value},
+                    ":sending": {"S": NotificationStatus.SENDING.value},
+                },
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
 
     def requeue(self, message: NotificationMessage, detail: str) -> bool:
         """A redriven notification goes back to QUEUED with its history kept."""

@@ -15,13 +15,17 @@ SNS_BATCH_MAX = 10  # PublishBatch accepts at most ten entries,
 SNS_BATCH_MAX_BYTES = 256 * 1024  # of at most 256 KiB together (messages and attributes).
 
 
-def sns_entry(event: Event) -> dict[str, Any]:
+def sns_entry(event: Event, extra: dict[str, str] | None = None) -> dict[str, Any]:
+    attributes = {
+        "priority": event.priority.value,
+        "type": event.type,
+        "category": event.category.value,
+        **(extra or {}),
+    }
     return {
         "Message": event.model_dump_json(),
         "MessageAttributes": {
-            "priority": {"DataType": "String", "StringValue": event.priority.value},
-            "type": {"DataType": "String", "StringValue": event.type},
-            "category": {"DataType": "String", "StringValue": event.category.value},
+            k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
         },
     }
 
@@ -35,15 +39,20 @@ def entry_bytes(entry: dict[str, Any]) -> int:
     return size
 
 
-def publish_events(sns: Any, topic_arn: str, events: Sequence[Event]) -> dict[str, str]:
+def publish_events(
+    sns: Any,
+    topic_arn: str,
+    events: Sequence[Event],
+    attributes: dict[str, str] | None = None,
+) -> dict[str, str]:
     """Publish in batches of at most ten entries and 256 KiB; returns {event_id: error}
-    for the entries that failed.
+    for the entries that failed (`attributes` go on every message).
 
     An exception from the call itself (endpoint down, topic missing) propagates: the caller
     decides whether that fails a request or waits for the reconciler.
     """
     failures: dict[str, str] = {}
-    entries = [(event, sns_entry(event)) for event in events]
+    entries = [(event, sns_entry(event, attributes)) for event in events]
     size_of = lambda pair: entry_bytes(pair[1])  # noqa: E731
     for chunk in sized_chunks(entries, size_of, SNS_BATCH_MAX, SNS_BATCH_MAX_BYTES):
         # Entry ids only need to be unique within the call; client event ids may not fit

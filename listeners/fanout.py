@@ -1,9 +1,11 @@
 """The two message formats on the router queues, and telling good ones from poison.
 
     event         body: the `core.models.Event` JSON, as SNS delivers it (raw delivery)
-                  attributes: priority, type, category (set by the publisher)
+                  attributes: priority, type, category (set by the publisher); repair=true
+                  when the reconciler republished it to repair a stranded fan-out
     continuation  body: {"kind": "continuation", "event": {...Event...},
-                         "cursor": "<opaque subscriber cursor>", "page": <n >= 1>}
+                         "cursor": "<opaque subscriber cursor>", "page": <n >= 1>,
+                         "repair": true (only in a repair's chain)}
                   attributes: kind=continuation, priority, type, category, event_id, page
 
 A topic's subscribers are routed one page per message: page 0 is the event itself, and each
@@ -41,6 +43,9 @@ class RouterWork:
     event: Event
     page: int = 0
     cursor: str | None = None
+    repair: bool = False
+    """Sent by the reconciler for an event whose fan-out or notifications were stranded:
+    every page is routed again, and every record not yet settled is enqueued again."""
 
 
 class ContinuationBody(BaseModel):
@@ -48,6 +53,7 @@ class ContinuationBody(BaseModel):
     event: Event
     cursor: str = Field(min_length=1)
     page: int = Field(ge=1)
+    repair: bool = False
 
 
 def decode(body: str) -> RouterWork:
@@ -64,7 +70,9 @@ def decode(body: str) -> RouterWork:
     try:
         if value.get("kind") == KIND_CONTINUATION:
             continuation = ContinuationBody.model_validate(value)
-            work = RouterWork(continuation.event, continuation.page, continuation.cursor)
+            work = RouterWork(
+                continuation.event, continuation.page, continuation.cursor, continuation.repair
+            )
         else:
             work = RouterWork(Event.model_validate(value))
     except ValidationError as exc:
@@ -83,14 +91,16 @@ def decode(body: str) -> RouterWork:
     return work
 
 
-def continuation(event: Event, cursor: str, page: int) -> dict[str, Any]:
+def continuation(event: Event, cursor: str, page: int, repair: bool = False) -> dict[str, Any]:
     """SendMessage arguments (without QueueUrl) for fan-out page `page` of `event`."""
-    body = {
+    body: dict[str, Any] = {
         "kind": KIND_CONTINUATION,
         "event": event.model_dump(mode="json"),
         "cursor": cursor,
         "page": page,
     }
+    if repair:
+        body["repair"] = True
     attributes = {
         "kind": KIND_CONTINUATION,
         "priority": event.priority.value,

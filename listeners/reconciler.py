@@ -1,11 +1,24 @@
-"""The outbox reconciler: republishes events left in START past a grace period, and
-settles PROCESSING events whose running tally went wrong.
-
-The API records an event before publishing it. If the publish fails (or the API dies in
-between) the record is the proof the event was accepted; this loop publishes it again.
-Consumers tolerate the rare duplicate, so erring towards republishing is safe.
+"""The reconciler: nothing accepted is left behind, whatever AWS lost on the way.
 
     python -m listeners.reconciler [--once]
+
+Each pass walks two kinds of events through the status index, oldest first, resuming
+where the last pass stopped (a watermark), so events that are stuck for good never hide
+newer ones:
+
+- START past the grace period: the publish failed or its message was lost. Republished;
+  after `reconcile_max_publishes` publishes that no router took (a poison event, say) the
+  event is FAILED with that reason instead of being republished for ever.
+- PROCESSING untouched past the grace period: audited from its records.
+  - every record settled and the fan-out complete: settled with the true counts (a tally
+    that went wrong is corrected here);
+  - records QUEUED or RETRYING untouched for `reconcile_stranded_seconds`, or SENDING with a
+    lease that long lapsed, lost their message (moved to a DLQ by SQS, a delete after a
+    lost answer...); a fan-out that stopped likewise lost a page. The event is republished
+    as a repair: the router routes every page again, creates what is missing and enqueues
+    every record not settled (claims keep a duplicate from sending twice);
+  - after `reconcile_max_repairs` repairs, the records still stranded are FAILED with the
+    reason, an unfinished fan-out fails the event, and the event settles.
 """
 
 from __future__ import annotations
@@ -15,79 +28,216 @@ import logging
 import signal
 import sys
 import threading
-from datetime import timedelta
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from core.aws import AwsClients
-from core.event_store import EventStore
+from core.event_store import SETTLED_BUCKETS, EventStore, record_from_values
 from core.logs import configure_logging
+from core.models import EventStatus, NotificationStatus, iso, utcnow
+from core.notification_store import NotificationStore
 from core.publisher import publish_events
 from core.settings import Settings
+from listeners.router import REPAIR_ATTRIBUTE
 
 log = logging.getLogger("herald.reconciler")
+
+PAGE_SIZE = 100
+
+
+@dataclass
+class PassReport:
+    republished: int = 0
+    failed: int = 0
+    settled: int = 0
+    repaired: int = 0
+    stranded_failed: int = 0
+    watermarks: dict[str, Any] = field(default_factory=dict)
 
 
 class Reconciler:
     def __init__(self, settings: Settings, clients: AwsClients) -> None:
         self.settings = settings
         self.clients = clients
-        self.events = EventStore(
-            clients.dynamodb, clients.names.table, settings.event_retention_days
+        table = clients.names.table
+        self.events = EventStore(clients.dynamodb, table, settings.event_retention_days)
+        self.notifications = NotificationStore(
+            clients.dynamodb, table, settings.event_retention_days
         )
+        self._watermarks: dict[EventStatus, dict[str, Any] | None] = {}
+
+    def _walk(self, status: EventStatus, grace: float) -> list[dict[str, Any]]:
+        """Up to `reconcile_pages_per_pass` pages of stale `status` events, from the
+        watermark on; the watermark wraps to the oldest again at the end of the index."""
+        cutoff = iso(utcnow() - timedelta(seconds=grace))
+        found: list[dict[str, Any]] = []
+        for _ in range(self.settings.reconcile_pages_per_pass):
+            items, last = self.events.stale(status, cutoff, self._watermarks.get(status), PAGE_SIZE)
+            found += items
+            self._watermarks[status] = last
+            if last is None:
+                break
+        return found
+
+    # --- START ----------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Republish one page of stale events; returns how many were republished."""
-        stale = self.events.stale_started(timedelta(seconds=self.settings.reconcile_grace_seconds))
-        if not stale:
-            return 0
-        failures = publish_events(self.clients.sns, self.clients.topic_arn, stale)
-        republished = 0
-        for event in stale:
+        """Republish (or give up on) stale START events; returns how many were republished."""
+        report = PassReport()
+        self._started(report)
+        return report.republished
+
+    def _started(self, report: PassReport) -> None:
+        stale = self._walk(EventStatus.START, self.settings.reconcile_grace_seconds)
+        limit = self.settings.reconcile_max_publishes
+        to_publish = []
+        for item in stale:
+            attempts = int(item.get("publish_attempts", 1))
+            if attempts >= limit:
+                reason = f"not routed after {attempts} publishes"
+                if self.events.fail(str(item["event_id"]), reason):
+                    report.failed += 1
+                    log.error("gave up on an event: %s", reason, extra=_ctx(item))
+                continue
+            to_publish.append(record_from_values(item))
+        if not to_publish:
+            return
+        failures = publish_events(self.clients.sns, self.clients.topic_arn, to_publish)
+        for event in to_publish:
             if event.event_id in failures:
                 log.warning(
                     "republish failed: %s",
                     failures[event.event_id],
                     extra={"event_id": event.event_id},
                 )
-                continue
-            if self.events.mark_republished(event.event_id):
-                republished += 1
+            elif self.events.mark_republished(event.event_id):
+                report.republished += 1
                 log.info("republished a stale event", extra={"event_id": event.event_id})
-        return republished
+
+    # --- PROCESSING -----------------------------------------------------------------------
 
     def settle_stuck(self) -> int:
-        """Settle PROCESSING events whose tally went wrong (a counter update's answer lost,
-        or applied twice) by recounting their records; returns how many were settled."""
-        grace = timedelta(seconds=self.settings.reconcile_grace_seconds)
-        settled = 0
-        for event in self.events.stale_processing(grace):
-            final = self.events.settle_from_records(event.event_id)
-            if final is not None:
-                settled += 1
-                log.info("settled a stuck event as %s", final, extra={"event_id": event.event_id})
-        return settled
+        """Audit stale PROCESSING events; returns how many were settled."""
+        report = PassReport()
+        self._processing(report)
+        return report.settled
+
+    def _processing(self, report: PassReport) -> None:
+        for item in self._walk(EventStatus.PROCESSING, self.settings.reconcile_grace_seconds):
+            try:
+                self._audit(item, report)
+            except (ClientError, BotoCoreError) as exc:
+                log.warning("audit failed, next pass retries: %s", exc, extra=_ctx(item))
+
+    def _audit(self, event: dict[str, Any], report: PassReport) -> None:
+        event_id = str(event["event_id"])
+        states = self.events.notification_states(event_id)
+        stranded_before = time.time() - self.settings.reconcile_stranded_seconds
+        stranded = [s for s in states if _stranded(s, stranded_before)]
+        unsettled = [s for s in states if str(s.get("status")) not in SETTLED_BUCKETS]
+        fanout_complete = bool(event.get("fanout_complete"))
+        if fanout_complete and not unsettled:
+            if self.events.settle_from_records(event_id) is not None:
+                report.settled += 1
+                log.info("settled a stuck event from its records", extra=_ctx(event))
+            return
+        fanout_stalled = not fanout_complete and _older(event, stranded_before)
+        if not stranded and not fanout_stalled:
+            return  # still moving
+        repairs = int(event.get("repair_attempts", 0))
+        if repairs < self.settings.reconcile_max_repairs:
+            self._repair(event, len(stranded), report)
+            return
+        self._give_up(event, stranded, fanout_stalled, repairs, report)
+
+    def _repair(self, event: dict[str, Any], stranded: int, report: PassReport) -> None:
+        record = record_from_values(event)
+        failures = publish_events(
+            self.clients.sns, self.clients.topic_arn, [record], {REPAIR_ATTRIBUTE: "true"}
+        )
+        if failures:
+            log.warning("repair publish failed: %s", failures[record.event_id], extra=_ctx(event))
+            return
+        self.events.mark_repaired(record.event_id)
+        report.repaired += 1
+        log.warning(
+            "repairing an event: %d stranded notification(s), fan-out %s",
+            stranded,
+            "complete" if event.get("fanout_complete") else "unfinished",
+            extra=_ctx(event),
+        )
+
+    def _give_up(
+        self,
+        event: dict[str, Any],
+        stranded: list[dict[str, Any]],
+        fanout_stalled: bool,
+        repairs: int,
+        report: PassReport,
+    ) -> None:
+        event_id = str(event["event_id"])
+        reason = f"stranded: gave up after {repairs} repairs"
+        for state in stranded:
+            if self.notifications.fail_stranded(event_id, str(state["SK"]), reason):
+                report.stranded_failed += 1
+        if fanout_stalled:
+            self.events.fail(event_id, f"fan-out unfinished after {repairs} repairs")
+            report.failed += 1
+        elif self.events.settle_from_records(event_id) is not None:
+            report.settled += 1
+        log.error("%s; %d notification(s) failed", reason, len(stranded), extra=_ctx(event))
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def run_pass(self) -> PassReport:
+        report = PassReport()
+        self._started(report)
+        self._processing(report)
+        return report
 
     def run_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                while self.run_once() and not stop.is_set():
-                    pass
-                self.settle_stuck()
+                self.run_pass()
             except (ClientError, BotoCoreError) as exc:
                 log.warning("reconcile pass failed, will retry: %s", exc)
             stop.wait(self.settings.reconcile_interval_seconds)
 
 
+def _stranded(state: dict[str, Any], before: float) -> bool:
+    status = str(state.get("status"))
+    if status == NotificationStatus.SENDING:
+        return float(state.get("lease_until", 0)) < before
+    if status in (NotificationStatus.QUEUED, NotificationStatus.RETRYING):
+        return _older(state, before)
+    return False
+
+
+def _older(item: dict[str, Any], before: float) -> bool:
+    try:
+        touched = datetime.fromisoformat(str(item.get("updated_at")).replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return touched.astimezone(UTC).timestamp() < before
+
+
+def _ctx(item: dict[str, Any]) -> dict[str, str]:
+    return {"event_id": str(item.get("event_id", ""))}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Republish events stuck in START.")
+    parser = argparse.ArgumentParser(description="Repair events that AWS left behind.")
     parser.add_argument("--once", action="store_true", help="one pass, then exit")
     args = parser.parse_args(argv)
     configure_logging("reconciler")
     settings = Settings()
     reconciler = Reconciler(settings, AwsClients(settings))
     if args.once:
-        print(reconciler.run_once(), reconciler.settle_stuck())
+        print(reconciler.run_pass())
         return 0
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -59,6 +60,7 @@ from listeners.backoff import backoff_seconds
 from listeners.channel_queues import ChannelQueues, EnqueueFailed
 from listeners.consumer import Consumer, wait_for_queues
 from listeners.fanout import Poison, RouterWork, continuation, decode
+from listeners.heartbeat import Heartbeat
 from listeners.lambda_handler import LambdaHandler, sqs_lambda_handler
 from listeners.messages import Ack, DeadLetter, QueueMessage, Result, Retry
 from listeners.planner import Recipient, plan
@@ -66,6 +68,12 @@ from listeners.planner import Recipient, plan
 log = logging.getLogger("herald.router")
 
 RETRYABLE = (ClientError, BotoCoreError, StoreBusy, EnqueueFailed)
+REPAIR_ATTRIBUTE = "repair"  # set by the reconciler's republish of a stranded event
+UNSETTLED = (
+    NotificationStatus.QUEUED,
+    NotificationStatus.RETRYING,
+    NotificationStatus.SENDING,
+)
 UNPROCESSED_ROUNDS = 5  # BatchGetItem rounds for keys DynamoDB hands back (throttling)
 
 
@@ -112,8 +120,10 @@ class Router:
                 )
                 results[index] = DeadLetter(exc.reason)
                 continue
+            if message.attributes.get(REPAIR_ATTRIBUTE) == "true":
+                work = replace(work, repair=True)
             event_id = work.event.event_id
-            first_time = message.receive_count <= 1 and event_id not in seen
+            first_time = message.receive_count <= 1 and event_id not in seen and not work.repair
             seen.add(event_id)
             if work.event.user_id is not None and first_time:
                 together.append((index, message, work))
@@ -149,7 +159,7 @@ class Router:
         if redelivered is None:
             redelivered = message.receive_count > 1
         try:
-            self.route(work, message.queue, redelivered=redelivered)
+            self.route(work, message.queue, redelivered=redelivered or work.repair)
         except EventNotFound:
             log.warning("no event record; dead-lettering", extra={"event_id": event_id})
             return DeadLetter(f"no event record for {event_id}")
@@ -159,6 +169,19 @@ class Router:
 
     def _failed(self, message: QueueMessage, work: RouterWork, exc: Exception) -> Result:
         event_id = work.event.event_id
+        if message.receive_count >= self.settings.receive_budget:
+            # The last receive before SQS's backstop: settle it here, with the reason on the
+            # event, instead of letting the message vanish into the DLQ behind its back.
+            reason = (
+                f"routing gave up after {message.receive_count} receives "
+                f"(fan-out page {work.page}): {type(exc).__name__}: {exc}"
+            )[:500]
+            try:
+                self.events.fail(event_id, reason)
+            except Exception as store_exc:  # the reconciler finds the event unsettled
+                log.error("could not fail the event: %s", store_exc, extra={"event_id": event_id})
+            log.error("dead-lettering: %s", reason, extra={"event_id": event_id})
+            return DeadLetter(reason)
         delay = backoff_seconds(
             message.receive_count,
             self.settings.retry_base_seconds,
@@ -264,11 +287,13 @@ class Router:
         if work.page == 0:
             self.events.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
         if event.user_id is not None:
-            self._route_to_user(event, event.user_id, redelivered)
+            self._route_to_user(event, event.user_id, redelivered, work.repair)
         else:
             self._route_topic_page(work, queue, redelivered)
 
-    def _route_to_user(self, event: Event, user_id: str, redelivered: bool) -> None:
+    def _route_to_user(
+        self, event: Event, user_id: str, redelivered: bool, repair: bool = False
+    ) -> None:
         profile = self.users.get(user_id)
         if profile is None:
             reason = f"user_id: no user {user_id!r}"
@@ -281,7 +306,7 @@ class Router:
             )
             log.warning("event failed: %s", reason, extra={"event_id": event.event_id})
             return
-        self._fan_out(event, [Recipient(profile)], 0, redelivered)
+        self._fan_out(event, [Recipient(profile)], 0, redelivered, repair)
         self._complete(event)
 
     def _route_topic_page(self, work: RouterWork, queue: str, redelivered: bool) -> None:
@@ -299,14 +324,19 @@ class Router:
                 len(page.items) - len(recipients),
                 extra={"event_id": event.event_id},
             )
-        self._fan_out(event, recipients, work.page, redelivered)
+        self._fan_out(event, recipients, work.page, redelivered, work.repair)
         if page.next_cursor:
-            self._continue(event, page.next_cursor, work.page + 1, queue)
+            self._continue(event, page.next_cursor, work.page + 1, queue, work.repair)
         else:
             self._complete(event)
 
     def _fan_out(
-        self, event: Event, recipients: Sequence[Recipient], page: int, redelivered: bool
+        self,
+        event: Event,
+        recipients: Sequence[Recipient],
+        page: int,
+        redelivered: bool,
+        repair: bool = False,
     ) -> None:
         planned = plan(event, recipients, self.renderer, self.clock())
         if not planned:
@@ -316,10 +346,13 @@ class Router:
         to_send = [n.message for n in outcome.created if n.status is queued]
         # Records an earlier try created and that no worker has taken yet: that try may
         # have died before enqueueing them. Sending again is harmless; losing them is not.
+        # A repair also re-sends records whose message was lost after a claim or a retry
+        # (the claim keeps a duplicate from sending twice).
+        again = UNSETTLED if repair else (queued,)
         to_send += [
             n.message
             for n in planned
-            if n.status is queued and outcome.existing.get(n.message.notification_id) == queued
+            if n.status is queued and outcome.existing.get(n.message.notification_id) in again
         ]
         self.queues.enqueue(to_send)
         log.info(
@@ -336,11 +369,15 @@ class Router:
             extra={"event_id": event.event_id},
         )
 
-    def _continue(self, event: Event, cursor: str, page: int, queue: str) -> None:
-        if self.notifications.continuation_sent(event.event_id, page):
+    def _continue(
+        self, event: Event, cursor: str, page: int, queue: str, repair: bool = False
+    ) -> None:
+        """A repair sends the next page again even if it was sent once: that message may
+        be the one that was lost."""
+        if not repair and self.notifications.continuation_sent(event.event_id, page):
             return
         self.clients.sqs.send_message(
-            QueueUrl=self.clients.queue_url(queue), **continuation(event, cursor, page)
+            QueueUrl=self.clients.queue_url(queue), **continuation(event, cursor, page, repair)
         )
         self.notifications.mark_continuation_sent(event.event_id, page)
 
@@ -366,7 +403,10 @@ def _transactions(
     return groups
 
 
-def build_consumer(settings: Settings, clients: AwsClients, router: Router) -> Consumer:
+def build_consumer(
+    settings: Settings, clients: AwsClients, router: Router, heartbeat: Heartbeat | None = None
+) -> Consumer:
+    """With a heartbeat, a receive whose pages take long stays invisible until done."""
     names = clients.names
     return Consumer(
         sqs=clients.sqs,
@@ -378,6 +418,7 @@ def build_consumer(settings: Settings, clients: AwsClients, router: Router) -> C
         wait_time_seconds=settings.wait_time_seconds,
         retry_base=settings.retry_base_seconds,
         retry_cap=settings.retry_cap_seconds,
+        heartbeat=heartbeat,
     )
 
 
@@ -412,9 +453,14 @@ def main(argv: list[str] | None = None) -> int:
     if not wait_for_queues(clients.sqs, clients.queue_url, queues, stop):
         return 0
     log.info("routing from %s", ", ".join(queues))
-    consumer = build_consumer(settings, clients, Router(settings, clients))
+    heartbeat = Heartbeat(clients.sqs, clients.queue_url, settings.visibility_timeout_seconds)
+    consumer = build_consumer(settings, clients, Router(settings, clients), heartbeat)
     freeze_startup_objects()
-    consumer.run(stop)
+    heartbeat.start()
+    try:
+        consumer.run(stop)
+    finally:
+        heartbeat.stop()
     log.info("stopped")
     return 0
 

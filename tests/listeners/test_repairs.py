@@ -1,0 +1,134 @@
+"""What AWS loses, the reconciler finds: stranded records, unfinished fan-outs, events no
+router takes, and stuck events never hidden behind others."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.event_store import EventStore
+from core.models import EventStatus, NotificationStatus
+from listeners.messages import DeadLetter, QueueMessage
+from listeners.reconciler import Reconciler
+from listeners.router import Router
+from tests.conftest import Stack
+from tests.listeners.test_router import (
+    COMMENT,
+    ROUTER_NORMAL,
+    add_user,
+    drain,
+    post_event,
+    receive,
+    route_all,
+    router,
+    settle,
+    stored,
+)
+
+EMAIL = {"categories": {"activity": ["email"]}}
+
+
+def reconciler(stack: Stack, **settings: Any) -> Reconciler:
+    values = {
+        "reconcile_grace_seconds": 0.0,
+        "reconcile_stranded_seconds": 0.0,
+        **settings,
+    }
+    return Reconciler(stack.settings.model_copy(update=values), stack.clients)
+
+
+def test_a_queued_record_whose_message_was_lost_is_enqueued_again(stack: Stack) -> None:
+    add_user(stack, "u-1", EMAIL, email="u1@example.com")
+    event = post_event(stack, "comment", COMMENT, user_id="u-1")
+    route_all(stack, router(stack))
+    assert len(drain(stack, "email-normal")) == 1  # ...and the message is lost
+
+    report = reconciler(stack).run_pass()
+
+    assert report.repaired == 1
+    repair = receive(stack, ROUTER_NORMAL)
+    assert [m.attributes.get("repair") for m in repair] == ["true"]
+    settle(stack, repair, router(stack)(repair))
+    again = drain(stack, "email-normal")
+    assert [m["event_id"] for m in again] == [event.event_id]
+    record, notifications = stored(stack, event.event_id)
+    assert record.counts.total == 1  # nothing created or counted twice
+    assert notifications["email"]["status"] == NotificationStatus.QUEUED
+
+
+def test_an_event_no_router_takes_fails_with_the_reason(stack: Stack) -> None:
+    add_user(stack, "u-1", EMAIL, email="u1@example.com")
+    event = post_event(stack, "comment", COMMENT, user_id="u-1")
+    fix = reconciler(stack, reconcile_max_publishes=3)
+    for expected in (1, 1):  # republished while it has publishes left
+        assert fix.run_once() == expected
+        fix._watermarks.clear()
+    assert fix.run_once() == 0
+    record, _ = stored(stack, event.event_id)
+    assert record.status is EventStatus.FAILED
+    assert record.reason == "not routed after 3 publishes"
+
+
+def test_stuck_events_do_not_hide_newer_ones(stack: Stack) -> None:
+    """Pages resume from a watermark: with one page a pass, the second pass reaches the
+    events after the first page instead of reading the same stuck page again."""
+    events = EventStore(stack.clients.dynamodb, stack.clients.names.table)
+    add_user(stack, "u-1", EMAIL, email="u1@example.com")
+    posted = [post_event(stack, "comment", COMMENT, user_id="u-1") for _ in range(105)]
+    drain_router = receive(stack, ROUTER_NORMAL)
+    assert len(drain_router) == 105
+    fix = reconciler(stack, reconcile_pages_per_pass=1)
+
+    first = fix.run_once()
+    second = fix.run_once()
+
+    assert (first, second) == (100, 5)
+    attempts = {
+        e.event_id: events.get(e.event_id)[0].publish_attempts  # type: ignore[index]
+        for e in posted
+    }
+    assert set(attempts.values()) == {2}  # each republished exactly once
+
+
+def test_a_router_message_on_its_last_receive_fails_the_event(stack: Stack) -> None:
+    event = post_event(stack, "comment", COMMENT, user_id="u-1")
+    (message,) = receive(stack, ROUTER_NORMAL)
+    budget = stack.settings.receive_budget
+    last = QueueMessage(
+        message.queue,
+        message.message_id,
+        message.receipt_handle,
+        message.body,
+        receive_count=budget,
+        attributes=message.attributes,
+    )
+
+    class Broken(Router):
+        def route(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("routing bug")
+
+    (result,) = Broken(stack.settings, stack.clients)([last])
+
+    assert isinstance(result, DeadLetter) and "routing gave up" in result.reason
+    record, _ = stored(stack, event.event_id)
+    assert record.status is EventStatus.FAILED
+    assert record.reason is not None and "routing bug" in record.reason
+
+
+def test_stranded_records_are_failed_after_the_last_repair(stack: Stack) -> None:
+    add_user(stack, "u-1", EMAIL, email="u1@example.com")
+    event = post_event(stack, "comment", COMMENT, user_id="u-1")
+    route_all(stack, router(stack))
+    drain(stack, "email-normal")
+    fix = reconciler(stack, reconcile_max_repairs=1)
+    assert fix.run_pass().repaired == 1
+    fix._watermarks.clear()
+    drain(stack, "herald-test-events-normal".removeprefix("herald-test-"))
+
+    report = fix.run_pass()
+
+    assert report.stranded_failed == 1
+    record, notifications = stored(stack, event.event_id)
+    assert notifications["email"]["status"] == NotificationStatus.FAILED
+    assert notifications["email"]["last_error"] == "stranded: gave up after 1 repairs"
+    assert record.status is EventStatus.FAILED
+    assert (record.counts.total, record.counts.failed) == (1, 1)
