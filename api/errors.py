@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.error_docs import document_errors
+from api.intake import AcceptPending
 from core.dynamo import BadCursor
 from core.users import StoreBusy
 
@@ -83,6 +84,19 @@ def install(app: FastAPI) -> None:
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
+    async def on_pending(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("accept not confirmed in time: %s", exc)
+        return JSONResponse(
+            {
+                "message": "AWS did not confirm the event in time; it may still be recorded: "
+                "retry with the same Idempotency-Key (a repeat returns the event if it was)",
+                "detail": None,
+            },
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    app.add_exception_handler(AcceptPending, on_pending)
     app.add_exception_handler(ClientError, on_aws)
     app.add_exception_handler(BotoCoreError, on_aws)
     app.add_exception_handler(StoreBusy, on_aws)

@@ -13,6 +13,7 @@ and the reconciler publishes it later (the outbox).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -47,11 +48,25 @@ def accept_events(
     return outcomes
 
 
+def _consume(task: asyncio.Future[Any]) -> None:
+    """The late outcome of a request that was already answered: logged, not raised."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("a late accept failed: %s", task.exception())
+
+
+class AcceptPending(Exception):
+    """The event was not confirmed within the request's deadline. It may still be recorded
+    (the write goes on): a retry with the same Idempotency-Key returns it if it was."""
+
+
 class EventIntake:
-    def __init__(self, store: EventStore, sns: Any, topic_arn: str) -> None:
+    def __init__(
+        self, store: EventStore, sns: Any, topic_arn: str, deadline_seconds: float = 5.0
+    ) -> None:
         self._store = store
         self._sns = sns
         self._topic_arn = topic_arn
+        self._deadline = deadline_seconds
         self._group: GroupCommit[Event, Outcome] = GroupCommit(self.accept_now, TRANSACT_MAX)
 
     def accept_now(self, events: Sequence[Event]) -> list[Outcome]:
@@ -60,9 +75,15 @@ class EventIntake:
 
     async def accept(self, event: Event) -> None:
         """Returns once the event is durable (and, unless SNS failed, published); raises
-        EventExists with the stored record when its id is taken, or the AWS error that
-        kept it from being recorded."""
-        await self._group.submit(event)
+        EventExists with the stored record when its id is taken, the AWS error that kept
+        it from being recorded, or AcceptPending when AWS has not answered in time (a
+        request must not hang on a frozen endpoint: the client is told at once)."""
+        task = asyncio.ensure_future(self._group.submit(event))
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self._deadline)
+        except TimeoutError:
+            task.add_done_callback(_consume)
+            raise AcceptPending(event.event_id) from None
 
     async def drain(self) -> None:
         await self._group.drain()

@@ -29,7 +29,9 @@ class Services:
             settings=settings,
             clients=clients,
             events=events,
-            intake=EventIntake(events, clients.sns, clients.topic_arn),
+            intake=EventIntake(
+                events, clients.sns, clients.topic_arn, settings.accept_deadline_seconds
+            ),
             users=UserStore(clients.dynamodb, clients.names.table),
             auth=Authenticator(
                 ApiKeyStore(clients.dynamodb, clients.names.table),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from core import dynamo
+from core import aws_errors, dynamo
 from core.dynamo import item_bytes, transact_chunks
 from core.models import Event, EventRecord, EventStatus, iso, utcnow
 
@@ -28,7 +29,7 @@ SETTLED_BUCKETS = {
 
 # A put cancelled only because another put of its transaction was refused goes again; a few
 # rounds settle any batch (each round settles at least the puts that caused a cancellation).
-TRANSACT_ROUNDS = 4
+TRANSACT_ROUNDS = 5
 
 
 class EventExists(Exception):
@@ -43,6 +44,19 @@ class EventExists(Exception):
 class Page:
     items: list[dict[str, Any]]
     next_cursor: str | None
+
+
+def _same_write(stored: dict[str, Any], item: dict[str, Any]) -> bool:
+    token = item.get("accept_token")
+    return token is not None and stored.get("accept_token") == token
+
+
+def _retryable(outcome: EventExists | Exception | None) -> bool:
+    return (
+        isinstance(outcome, Exception)
+        and not isinstance(outcome, EventExists)
+        and (aws_errors.is_retryable(outcome))
+    )
 
 
 def _is_condition_failure(exc: ClientError) -> bool:
@@ -109,6 +123,8 @@ class EventStore:
             )
         except ClientError as exc:
             if _is_condition_failure(exc) and "Item" in exc.response:
+                if _same_write(exc.response["Item"], item):
+                    return  # a retry of our own put whose first answer was lost
                 raise EventExists(item_to_event(exc.response["Item"])) from exc
             raise
 
@@ -123,34 +139,105 @@ class EventStore:
         the rest and says which one, and the rest go again without it. A lone record is a
         plain PutItem, which also costs one write unit where a transaction costs two.
         The same id twice in the batch is recorded once; the repeat is told it exists.
+
+        Every item carries this call's `accept_token`. After an error that may hide an
+        applied write (a 500, a lost answer) the items are read back: one holding our token
+        was recorded by us, one holding another token was recorded by someone else (a
+        concurrent repeat: EventExists), and a missing one is written again. Throttling and
+        conflicts are tried again too, with backoff, for TRANSACT_ROUNDS rounds; only then
+        is an error the outcome (the API answers 503: nothing was accepted).
         """
         outcomes: list[EventExists | Exception | None] = [None] * len(records)
         first: dict[str, int] = {}
         for index, record in enumerate(records):
             first.setdefault(record.event_id, index)
         pending = sorted(first.values())
+        token = uuid.uuid4().hex
         items = {i: event_to_item(records[i], self._retention_days) for i in pending}
-        for _ in range(TRANSACT_ROUNDS):
+        for item in items.values():
+            item["accept_token"] = {"S": token}
+        for round_ in range(TRANSACT_ROUNDS):
             if not pending:
                 break
+            if round_:
+                time.sleep(aws_errors.jittered(round_ - 1, 0.05, 1.0))
             retry: list[int] = []
             for chunk in transact_chunks(pending, lambda i: item_bytes(items[i])):
                 if len(chunk) == 1:
                     outcomes[chunk[0]] = self._put_one(items[chunk[0]])
                     continue
                 retry += self._put_transaction(chunk, items, outcomes)
-            pending = retry
+            failed = [i for i in pending if i not in retry and _retryable(outcomes[i])]
+            retry += self._read_back(failed, items, token, outcomes)
+            pending = sorted(retry)
         for index in pending:  # still conflicting after every round
-            outcomes[index] = ClientError(
-                {"Error": {"Code": "TransactionConflict", "Message": "gave up retrying"}},
-                "TransactWriteItems",
-            )
+            if outcomes[index] is None:
+                outcomes[index] = ClientError(
+                    {"Error": {"Code": "TransactionConflict", "Message": "gave up retrying"}},
+                    "TransactWriteItems",
+                )
         for index, record in enumerate(records):
             original = first[record.event_id]
             if index != original:
                 outcome = outcomes[original]
                 outcomes[index] = EventExists(records[original]) if outcome is None else outcome
         return outcomes
+
+    def _read_back(
+        self,
+        indexes: list[int],
+        items: dict[int, dict[str, Any]],
+        token: str,
+        outcomes: list[EventExists | Exception | None],
+    ) -> list[int]:
+        """Settle failed puts from what is stored; returns those to write again."""
+        if not indexes:
+            return []
+        keys = {
+            items[i][dynamo.PK]["S"]: i
+            for i in indexes
+            if any(aws_errors.may_have_applied(e) for e in [outcomes[i]] if e is not None)
+        }
+        stored: dict[str, dict[str, Any]] = {}
+        if keys:
+            try:
+                stored = self._get_events(list(keys))
+            except (ClientError, BotoCoreError):
+                return indexes  # cannot tell yet: the next round writes (or reads) again
+        again: list[int] = []
+        for i in indexes:
+            found = stored.get(items[i][dynamo.PK]["S"])
+            if found is None:
+                again.append(i)
+            elif found.get("accept_token", {}).get("S") == token:
+                outcomes[i] = None  # our write went through; only its answer was lost
+            else:
+                outcomes[i] = EventExists(item_to_event(found))
+        return again
+
+    def _get_events(self, pks: list[str]) -> dict[str, dict[str, Any]]:
+        """Event items by PK, read consistently (BatchGetItem, backing off unprocessed)."""
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(pks), 100):
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": [
+                        {dynamo.PK: {"S": pk}, dynamo.SK: {"S": dynamo.EVENT_SK}}
+                        for pk in pks[start : start + 100]
+                    ],
+                    "ConsistentRead": True,
+                }
+            }
+            for round_ in range(TRANSACT_ROUNDS):
+                if round_:
+                    time.sleep(aws_errors.jittered(round_ - 1, 0.05, 1.0))
+                resp = self._db.batch_get_item(RequestItems=request)
+                for item in resp.get("Responses", {}).get(self._table, []):
+                    out[item[dynamo.PK]["S"]] = item
+                request = resp.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+        return out
 
     def _put_one(self, item: dict[str, Any]) -> EventExists | Exception | None:
         try:
@@ -169,6 +256,8 @@ class EventStore:
     ) -> list[int]:
         """One transaction of conditional puts; sets the outcomes it settles and returns the
         indexes to try again (cancelled through no fault of their own)."""
+        for i in chunk:
+            outcomes[i] = None  # unless this call says otherwise
         try:
             self._db.transact_write_items(
                 TransactItems=[
@@ -194,7 +283,10 @@ class EventStore:
             for i, reason in zip(chunk, reasons, strict=True):
                 reason_code = reason.get("Code")
                 if reason_code == "ConditionalCheckFailed" and "Item" in reason:
-                    outcomes[i] = EventExists(item_to_event(reason["Item"]))
+                    if _same_write(reason["Item"], items[i]):
+                        outcomes[i] = None  # applied by our earlier try
+                    else:
+                        outcomes[i] = EventExists(item_to_event(reason["Item"]))
                 elif reason_code in (None, "None", "TransactionConflict", "ConditionalCheckFailed"):
                     retry.append(i)  # a put that would have gone in, or met a concurrent write
                 else:

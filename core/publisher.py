@@ -5,14 +5,17 @@ Used by the API (through its async micro-batcher) and by the reconciler.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from core import aws_errors
 from core.chunking import sized_chunks
 from core.models import Event
 
 SNS_BATCH_MAX = 10  # PublishBatch accepts at most ten entries,
 SNS_BATCH_MAX_BYTES = 256 * 1024  # of at most 256 KiB together (messages and attributes).
+PUBLISH_ROUNDS = 3  # a partial result's failed entries are tried again this many times in all
 
 
 def sns_entry(event: Event, extra: dict[str, str] | None = None) -> dict[str, Any]:
@@ -55,11 +58,22 @@ def publish_events(
     entries = [(event, sns_entry(event, attributes)) for event in events]
     size_of = lambda pair: entry_bytes(pair[1])  # noqa: E731
     for chunk in sized_chunks(entries, size_of, SNS_BATCH_MAX, SNS_BATCH_MAX_BYTES):
-        # Entry ids only need to be unique within the call; client event ids may not fit
-        # the entry-id alphabet, so the position is the id.
-        batch = [{"Id": str(i), **entry} for i, (_, entry) in enumerate(chunk)]
-        resp = sns.publish_batch(TopicArn=topic_arn, PublishBatchRequestEntries=batch)
-        for failed in resp.get("Failed", []):
-            event = chunk[int(failed["Id"])][0]
-            failures[event.event_id] = f"{failed.get('Code')}: {failed.get('Message')}"
+        pending = list(chunk)
+        for round_ in range(PUBLISH_ROUNDS):
+            if round_:  # entries SNS could not take this time (throttled, internal error)
+                time.sleep(aws_errors.jittered(round_ - 1, 0.05, 0.5))
+            # Entry ids only need to be unique within the call; client event ids may not
+            # fit the entry-id alphabet, so the position is the id.
+            batch = [{"Id": str(i), **entry} for i, (_, entry) in enumerate(pending)]
+            resp = sns.publish_batch(TopicArn=topic_arn, PublishBatchRequestEntries=batch)
+            retry = []
+            for failed in resp.get("Failed", []):
+                event, entry = pending[int(failed["Id"])]
+                if failed.get("SenderFault") or round_ + 1 == PUBLISH_ROUNDS:
+                    failures[event.event_id] = f"{failed.get('Code')}: {failed.get('Message')}"
+                else:
+                    retry.append((event, entry))
+            pending = retry
+            if not pending:
+                break
     return failures

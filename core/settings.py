@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         default=200.0, gt=0, description="Requests per second each API key may make (429 past it)."
     )
     api_key_burst: float = Field(default=400.0, gt=0, description="Burst allowance per API key.")
+    accept_deadline_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest a POST /events waits for AWS before answering 503 (the event may "
+        "still be recorded: retry with the same Idempotency-Key).",
+    )
     max_body_bytes: int = Field(default=256 * 1024, description="Larger request bodies get 413.")
     max_batch_events: int = Field(
         default=100, ge=1, le=1000, description="Most events in one POST /events/batch."
@@ -169,6 +175,7 @@ class Settings(BaseSettings):
         description="How long a worker keeps trying to record a send's outcome (keeping the "
         "message invisible and the claim alive) before letting the message come back.",
     )
+
     @property
     def receive_budget(self) -> int:
         """Receives after which a consumer settles a message itself (see max_receives)."""
