@@ -1,16 +1,24 @@
 """Inspecting and replaying dead-letter queues (the API and the CLI share this).
 
-Redrive is receive → send to the source queue → delete, because moto (and older
-LocalStack) lack StartMessageMoveTask. A redriven notification returns to QUEUED with its
-history kept, and its event reopens if that failure had settled it.
+Redriving a whole queue asks SQS to move the messages itself (StartMessageMoveTask), where
+the endpoint has it; the worker that receives a moved message reopens its FAILED record
+(the message still carries its `error` and `source_queue` attributes). Elsewhere (moto,
+older LocalStack) and for chosen ids, redrive is receive → send to the source queue →
+delete, reopening each record on the way. A redriven notification returns to QUEUED with
+its history kept, and its event reopens if that failure had settled it.
+
+Receives long-poll and stop only after EMPTY_POLLS empty answers in a row: on real SQS an
+empty short poll does not mean an empty queue (it samples a subset of servers).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from core.aws import AwsClients
@@ -19,9 +27,13 @@ from core.masking import mask_address
 from core.models import EventStatus, NotificationMessage, NotificationStatus
 from core.notification_store import NotificationStore
 
+log = logging.getLogger("herald.dlq")
+
 DLQ_ATTRIBUTES = ("error", "source_queue", "receive_count")
 PEEK_ROUNDS = 5
 REDRIVE_VISIBILITY = 60
+POLL_WAIT_SECONDS = 1  # long poll of each DLQ receive
+EMPTY_POLLS = 2  # empty answers in a row that end a redrive or a peek
 
 
 class UnknownQueue(LookupError):
@@ -33,6 +45,7 @@ class RedriveReport:
     redriven: list[str] = field(default_factory=list)
     notifications_requeued: int = 0
     not_found: list[str] = field(default_factory=list)
+    move_task: str | None = None  # SQS moves the messages itself (StartMessageMoveTask)
 
 
 class DeadLetters:
@@ -80,7 +93,7 @@ class DeadLetters:
             QueueUrl=dlq_url,
             MaxNumberOfMessages=10,
             VisibilityTimeout=visibility,
-            WaitTimeSeconds=0,
+            WaitTimeSeconds=POLL_WAIT_SECONDS,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
@@ -90,10 +103,15 @@ class DeadLetters:
         """Read without consuming: received with visibility 0, so they stay in the queue."""
         url = self.clients.queue_url(self.clients.names.dlq_of(self.queue_name(short)))
         seen: dict[str, dict[str, Any]] = {}
-        for _ in range(PEEK_ROUNDS):
+        empty = 0
+        for _ in range(PEEK_ROUNDS + EMPTY_POLLS):
             fresh = [m for m in self._receive(url, 0) if m["MessageId"] not in seen]
             if not fresh:
-                break
+                empty += 1
+                if empty >= EMPTY_POLLS:
+                    break
+                continue
+            empty = 0
             for raw in fresh:
                 seen[raw["MessageId"]] = describe(raw)
             if len(seen) >= limit:
@@ -106,12 +124,19 @@ class DeadLetters:
         dlq_url = self.clients.queue_url(self.clients.names.dlq_of(queue))
         source_url = self.clients.queue_url(queue)
         report = RedriveReport()
+        if message_ids is None and self._move_task(dlq_url, source_url, report):
+            return report
         wanted = set(message_ids) if message_ids is not None else None
         passed_over: list[dict[str, Any]] = []
+        empty = 0
         while wanted is None or wanted:
             batch = self._receive(dlq_url, REDRIVE_VISIBILITY)
             if not batch:
-                break
+                empty += 1
+                if empty >= EMPTY_POLLS:
+                    break
+                continue
+            empty = 0
             for raw in batch:
                 if wanted is not None and raw["MessageId"] not in wanted:
                     passed_over.append(raw)
@@ -123,16 +148,31 @@ class DeadLetters:
         report.not_found = sorted(wanted or ())
         return report
 
+    def _move_task(self, dlq_url: str, source_url: str, report: RedriveReport) -> bool:
+        """Let SQS move every message back; False where the endpoint cannot."""
+        sqs = self.clients.sqs
+        try:
+            arns = [
+                sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                    "QueueArn"
+                ]
+                for url in (dlq_url, source_url)
+            ]
+            resp = sqs.start_message_move_task(SourceArn=arns[0], DestinationArn=arns[1])
+        except (ClientError, BotoCoreError) as exc:
+            # Not on this endpoint (moto answers 500), or not now: the manual path below
+            # is correct everywhere, only slower.
+            log.info("StartMessageMoveTask unavailable (%s); moving messages one by one", exc)
+            return False
+        report.move_task = str(resp.get("TaskHandle", ""))
+        return True
+
     def _redrive_one(
         self, raw: dict[str, Any], source_url: str, dlq_url: str, report: RedriveReport
     ) -> None:
         notification = _notification(raw.get("Body", ""))
-        if notification is not None:
-            previous = self.notifications.status_of(notification)
-            if self.notifications.requeue(notification, "redriven from the dead-letter queue"):
-                report.notifications_requeued += 1
-                if previous == NotificationStatus.FAILED:
-                    self._reopen_event(notification.event_id)
+        if notification is not None and reopen(self.notifications, self.events, notification):
+            report.notifications_requeued += 1
         attributes = {
             k: v for k, v in raw.get("MessageAttributes", {}).items() if k not in DLQ_ATTRIBUTES
         }
@@ -150,11 +190,6 @@ class DeadLetters:
         )
         report.redriven.append(raw["MessageId"])
 
-    def _reopen_event(self, event_id: str) -> None:
-        """The failure no longer counts: take it off the tally and reopen the event."""
-        self.notifications.add_to_event(event_id, failed=-1)
-        self.events.transition(event_id, EventStatus.FAILED, EventStatus.PROCESSING, reason="")
-
     def _release(self, dlq_url: str, messages: list[dict[str, Any]]) -> None:
         for start in range(0, len(messages), 10):
             entries = [
@@ -162,6 +197,21 @@ class DeadLetters:
                 for i, m in enumerate(messages[start : start + 10])
             ]
             self.clients.sqs.change_message_visibility_batch(QueueUrl=dlq_url, Entries=entries)
+
+
+def reopen(
+    notifications: NotificationStore, events: EventStore, message: NotificationMessage
+) -> bool:
+    """A redriven notification goes back to QUEUED; a failure no longer counts, so it is
+    taken off the tally and an event it had settled reopens. False if it was not FAILED or
+    RETRYING (already sent, or reopened by someone else)."""
+    previous = notifications.status_of(message)
+    if not notifications.requeue(message, "redriven from the dead-letter queue"):
+        return False
+    if previous == NotificationStatus.FAILED:
+        notifications.add_to_event(message.event_id, failed=-1)
+        events.transition(message.event_id, EventStatus.FAILED, EventStatus.PROCESSING, reason="")
+    return True
 
 
 def _notification(body: str) -> NotificationMessage | None:

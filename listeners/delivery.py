@@ -54,6 +54,10 @@ log = logging.getLogger("herald.delivery")
 # worker's lease has run out, in case it died.
 CLAIM_CONFLICT_DELAY = 5
 
+# Told of a message moved back from a DLQ (StartMessageMoveTask keeps its attributes)
+# whose record is still FAILED: reopens the record; True when it did.
+RedrivenHook = Callable[[NotificationMessage], bool]
+
 # Told which addresses the provider says are gone for good (e.g. disabled push endpoints),
 # so they can be disabled on the user and not tried again.
 DeadAddressHook = Callable[[NotificationMessage, list[str]], None]
@@ -80,7 +84,9 @@ class DeliveryHandler:
         on_dead_addresses: DeadAddressHook | None = None,
         receive_budget: int = 40,
         outcome_deadline_seconds: float = 300.0,
+        on_redriven: RedrivenHook | None = None,
     ) -> None:
+        self.on_redriven = on_redriven
         self.notifier = notifier
         self.store = store
         self.policy = policy
@@ -159,7 +165,7 @@ class DeliveryHandler:
                 claimed.append((index, queued, message, claim))
                 self._held[message.notification_id] = (message, claim.token)
             else:
-                results[index] = self._not_claimed(queued, claim, _ctx(message))
+                results[index] = self._not_claimed(queued, message, claim)
         try:
             outcomes = list(
                 self._pool.map(
@@ -239,7 +245,10 @@ class DeliveryHandler:
         except Exception as exc:  # best effort: the outcome stands
             log.warning("could not disable dead addresses: %s", exc, extra=ctx)
 
-    def _not_claimed(self, queued: QueueMessage, status: str | None, ctx: dict[str, str]) -> Result:
+    def _not_claimed(
+        self, queued: QueueMessage, message: NotificationMessage, status: str | None
+    ) -> Result:
+        ctx = _ctx(message)
         if status is None:
             return DeadLetter("no notification record for this message")
         if status == NotificationStatus.SENDING:
@@ -249,6 +258,15 @@ class DeliveryHandler:
                 return Ack()
             log.info("another worker holds this notification", extra=ctx)
             return Retry(CLAIM_CONFLICT_DELAY, "claimed elsewhere")
+        redriven = "source_queue" in queued.attributes and self.on_redriven is not None
+        if status == NotificationStatus.FAILED and redriven:
+            try:
+                reopened = self.on_redriven(message)  # type: ignore[misc]
+            except Exception as exc:
+                return self._storage_failed(queued, exc, ctx)
+            if reopened:  # claimable now: back at once
+                log.info("redriven from the dead-letter queue; reopened", extra=ctx)
+                return Retry(0, "redriven; reopened")
         log.info("already %s; nothing to send", status, extra=ctx)
         return Ack()
 

@@ -16,6 +16,8 @@ import threading
 
 from core.aws import AwsClients
 from core.catalogue import CHANNELS
+from core.dead_letters import reopen
+from core.event_store import EventStore
 from core.logs import configure_logging
 from core.models import NotificationMessage
 from core.notification_store import NotificationStore
@@ -24,7 +26,7 @@ from core.runtime import freeze_startup_objects
 from core.settings import Settings
 from core.users import UserStore
 from listeners.consumer import Consumer, wait_for_queues
-from listeners.delivery import DeadAddressHook, DeliveryHandler, RetryPolicy
+from listeners.delivery import DeadAddressHook, DeliveryHandler, RedrivenHook, RetryPolicy
 from listeners.heartbeat import Heartbeat
 from notifiers.registry import build_notifiers
 
@@ -40,6 +42,15 @@ def disable_push_endpoints(clients: AwsClients) -> DeadAddressHook:
             users.disable_push_endpoint(message.recipient_id, arn)
 
     return disable
+
+
+def reopen_redriven(clients: AwsClients) -> RedrivenHook:
+    """A message SQS moved back from the DLQ: its FAILED record reopens (as a redrive
+    through Herald's own tools does before sending the message back)."""
+    table = clients.names.table
+    notifications = NotificationStore(clients.dynamodb, table)
+    events = EventStore(clients.dynamodb, table)
+    return lambda message: reopen(notifications, events, message)
 
 
 def build_worker(
@@ -60,6 +71,7 @@ def build_worker(
         on_dead_addresses=disable_push_endpoints(clients) if channel == "push" else None,
         receive_budget=settings.receive_budget,
         outcome_deadline_seconds=settings.outcome_deadline_seconds,
+        on_redriven=reopen_redriven(clients),
     )
     consumer = Consumer(
         sqs=clients.sqs,
