@@ -110,7 +110,7 @@ class AwsClients:
             # parameters costs CPU on every call.
             parameter_validation=False,
             max_pool_connections=self.settings.aws_max_pool_connections,
-            retries={"mode": "standard", "max_attempts": self.settings.aws_max_attempts},
+            retries={"mode": "standard", "total_max_attempts": self.settings.aws_max_attempts},
             connect_timeout=timeout,
             read_timeout=read_timeout,
         )

@@ -1,7 +1,7 @@
 """The embedded AWS emulator for local runs, tests and benchmarks: moto in server mode on
 loopback.
 
-    python -m localstack.emulator [--port 4566] [--stock]
+    python -m localstack.emulator [--port 4566] [--stock] [--transaction-hold-ms N]
 
 Users with Docker can run LocalStack instead (docker-compose.yml); the code under test
 only ever sees `AWS_ENDPOINT_URL`.
@@ -23,6 +23,17 @@ table or the queue (`--stock` leaves them out, for comparison):
   of them for every message sent, to read one flag, and three of them count the messages
   in the queue: each send cost time in proportion to the queue's depth, so a backlog of a
   thousand messages slowed every publish to it (and every other request, behind it).
+
+Served one at a time, transactions never overlap, so the conflicts DynamoDB reports under
+concurrency never happen. `--transaction-hold-ms N` (or `HERALD_EMULATOR_TRANSACTION_HOLD_MS`)
+brings them back: the items a TransactWriteItems named stay in that transaction for N ms
+after it is applied, before its answer is sent (other requests are served meanwhile), and
+a write that names one of them is refused as DynamoDB refuses it: PutItem, UpdateItem and
+DeleteItem with `TransactionConflictException`, another transaction with
+`TransactionCanceledException` (reason `TransactionConflict` for that item; none of it is
+applied), a repeat of the held transaction's `ClientRequestToken` with
+`TransactionInProgressException`. BatchWriteItem is not checked. 0, the default, holds
+nothing.
 """
 
 from __future__ import annotations
@@ -32,8 +43,10 @@ import copy
 import functools
 import json
 import logging
+import os
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -100,9 +113,128 @@ def _restore(images: list[tuple]) -> None:
             table.items[hash_value] = item
 
 
-def patch_dynamodb() -> None:
-    """Serve DynamoDB requests one at a time and undo cancelled transactions item by item
-    (see the module docstring). Idempotent."""
+HOLD_ENV = "HERALD_EMULATOR_TRANSACTION_HOLD_MS"
+_CONFLICT_MESSAGE = "Transaction is ongoing for the item"
+_ItemId = tuple[str, str, str | None]
+
+
+def _item_id(backend: Any, table_name: Any, attrs: Any) -> _ItemId | None:
+    """(table, hash, range) of the item `attrs` names, comparable across requests; None
+    when the table or a key is missing (moto will say why)."""
+    table = backend.tables.get(table_name) if isinstance(table_name, str) else None
+    if table is None or not isinstance(attrs, dict) or table.hash_key_attr not in attrs:
+        return None
+    range_value = None
+    if table.range_key_attr is not None:
+        if table.range_key_attr not in attrs:
+            return None
+        range_value = json.dumps(attrs[table.range_key_attr], sort_keys=True)
+    return table_name, json.dumps(attrs[table.hash_key_attr], sort_keys=True), range_value
+
+
+class _Holds:
+    """The items of applied transactions whose answers are still held back (see the module
+    docstring). Read and changed under `_LOCK` only."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.items: dict[_ItemId, object] = {}
+        self.tokens: dict[str, object] = {}
+
+    @staticmethod
+    def transaction_items(backend: Any, body: dict[str, Any]) -> list[_ItemId | None]:
+        named: list[_ItemId | None] = []
+        for entry in body.get("TransactItems") or []:
+            single = isinstance(entry, dict) and len(entry) == 1
+            op_type, op = next(iter(entry.items())) if single else ("", None)
+            if not isinstance(op, dict):
+                named.append(None)
+                continue
+            attrs = op.get("Item") if op_type == "Put" else op.get("Key")
+            named.append(_item_id(backend, op.get("TableName"), attrs))
+        return named
+
+    def check_single(self, backend: Any, body: dict[str, Any], attrs_key: str) -> None:
+        from moto.dynamodb.exceptions import DynamodbException
+
+        item = _item_id(backend, body.get("TableName"), body.get(attrs_key))
+        if item is not None and item in self.items:
+            raise DynamodbException(
+                "com.amazonaws.dynamodb.v20120810#TransactionConflictException",
+                _CONFLICT_MESSAGE,
+            )
+
+    def check_transaction(self, named: list[_ItemId | None], token: Any) -> None:
+        from moto.dynamodb.exceptions import DynamodbException, TransactionCanceledException
+
+        if isinstance(token, str) and token in self.tokens:
+            raise DynamodbException(
+                "com.amazonaws.dynamodb.v20120810#TransactionInProgressException",
+                "Transaction is in progress",
+            )
+        if any(item is not None and item in self.items for item in named):
+            raise TransactionCanceledException(
+                [
+                    ("TransactionConflict", _CONFLICT_MESSAGE, None)
+                    if item is not None and item in self.items
+                    else (None, None, None)
+                    for item in named
+                ]
+            )
+
+    def hold(self, named: list[_ItemId | None], token: Any) -> tuple[object, list[_ItemId], Any]:
+        mark = object()
+        items = [item for item in named if item is not None]
+        for item in items:
+            self.items[item] = mark
+        if isinstance(token, str):
+            self.tokens[token] = mark
+        return mark, items, token
+
+    def release(self, held: tuple[object, list[_ItemId], Any]) -> None:
+        mark, items, token = held
+        for item in items:
+            if self.items.get(item) is mark:
+                del self.items[item]
+        if isinstance(token, str) and self.tokens.get(token) is mark:
+            del self.tokens[token]
+
+
+def _hold_transactions(handler_class: Any, holds: _Holds) -> None:
+    """Check the writes of DynamoDB's handler against held items, and make a transaction
+    hold its items once applied (released by `serialized` in `patch_dynamodb`)."""
+
+    def checked(name: str, attrs_key: str) -> None:
+        action = getattr(handler_class, name)
+
+        @functools.wraps(action)
+        def guarded(self: Any) -> Any:
+            holds.check_single(self.dynamodb_backend, self.body, attrs_key)
+            return action(self)
+
+        setattr(handler_class, name, guarded)
+
+    checked("put_item", "Item")
+    checked("update_item", "Key")
+    checked("delete_item", "Key")
+    transact = handler_class.transact_write_items
+
+    @functools.wraps(transact)
+    def transact_and_hold(self: Any) -> Any:
+        named = holds.transaction_items(self.dynamodb_backend, self.body)
+        token = self.body.get("ClientRequestToken")
+        holds.check_transaction(named, token)
+        result = transact(self)
+        self._herald_held = holds.hold(named, token)
+        return result
+
+    handler_class.transact_write_items = transact_and_hold
+
+
+def patch_dynamodb(transaction_hold_seconds: float = 0.0) -> None:
+    """Serve DynamoDB requests one at a time and undo cancelled transactions item by item;
+    with `transaction_hold_seconds`, hold the items of applied transactions (see the module
+    docstring). Idempotent: the first call's hold stays."""
     if _PATCHED.is_set():
         return
     import moto.dynamodb.models as models
@@ -110,11 +242,20 @@ def patch_dynamodb() -> None:
 
     call_action = DynamoHandler.call_action
     transact_write_items = models.DynamoDBBackend.transact_write_items
+    holds = _Holds(transaction_hold_seconds) if transaction_hold_seconds > 0 else None
+    if holds is not None:
+        _hold_transactions(DynamoHandler, holds)
 
     @functools.wraps(call_action)
     def serialized(self: Any) -> Any:
         with _LOCK:
-            return call_action(self)
+            result = call_action(self)
+            held = self.__dict__.pop("_herald_held", None)
+        if holds is not None and held is not None:
+            time.sleep(holds.seconds)  # outside the lock: other requests go on meanwhile
+            with _LOCK:
+                holds.release(held)
+        return result
 
     @functools.wraps(transact_write_items)
     def item_level_undo(self: Any, transact_items: list[dict[str, Any]]) -> None:
@@ -183,9 +324,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quiet", action="store_true", help="no line per request (errors are still logged)"
     )
+    parser.add_argument(
+        "--transaction-hold-ms",
+        type=int,
+        default=int(os.environ.get(HOLD_ENV) or 0),
+        metavar="N",
+        help=f"hold the items of each applied transaction for N ms (default ${HOLD_ENV} or 0)",
+    )
     args = parser.parse_args(argv)
+    if args.transaction_hold_ms < 0:
+        parser.error("--transaction-hold-ms must not be negative")
+    if args.stock and args.transaction_hold_ms:
+        parser.error("--transaction-hold-ms needs the patched emulator, not --stock")
     if not args.stock:
-        patch_dynamodb()
+        patch_dynamodb(args.transaction_hold_ms / 1000)
         patch_sqs()
     if args.quiet:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -143,3 +143,22 @@ def sandbox(sandbox_server: Any) -> Any:
     """The session's sandbox with no recorded requests and no faults."""
     sandbox_server.reset()
     return sandbox_server
+
+
+# --- AWS faults ----------------------------------------------------------------------------
+
+from localstack.faults import FaultProxy  # noqa: E402
+
+
+@pytest.fixture
+def fault_proxy(moto_endpoint: str) -> Iterator[FaultProxy]:
+    """A fault proxy (`localstack.faults`) in front of the session's emulator, with no
+    rules: pass-through until the test sets some."""
+    with FaultProxy(moto_endpoint) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def faulty_settings(settings: Settings, fault_proxy: FaultProxy) -> Settings:
+    """`settings` with AWS reached through `fault_proxy`."""
+    return settings.model_copy(update={"aws_endpoint_url": fault_proxy.url})

@@ -55,6 +55,8 @@ PIPELINE_ENV = {
     "HERALD_FANOUT_PAGE_SIZE": "10",
     "HERALD_RECONCILE_GRACE_SECONDS": "5",
     "HERALD_RECONCILE_INTERVAL_SECONDS": "2",
+    "HERALD_RECONCILE_STRANDED_SECONDS": "20",
+    "HERALD_OUTCOME_DEADLINE_SECONDS": "60",
 }
 
 
@@ -139,6 +141,7 @@ class ChaosStack:
     sandbox_port: int
     api_port: int
     settings: Settings
+    faults_port: int = 0
     supervisord: subprocess.Popen[bytes] | None = None
     kills: list[Kill] = field(default_factory=list)
 
@@ -163,7 +166,7 @@ class ChaosStack:
             sandbox_port=sandbox_port,
             **timings,
         )
-        stack = cls(folder, emulator_port, sandbox_port, api_port, settings)
+        stack = cls(folder, emulator_port, sandbox_port, api_port, settings, free_port())
         programs = stack.programs(workers, routers)
         (folder / "supervisord.conf").write_text(
             render_config(folder, programs, stack.environment(), sys.executable)
@@ -171,8 +174,10 @@ class ChaosStack:
         return stack
 
     def environment(self) -> dict[str, str]:
+        """Herald's processes reach the emulator through the fault proxy (no faults unless
+        a scenario sets them); the harness's own clients go straight to the emulator."""
         return {
-            "AWS_ENDPOINT_URL": str(self.settings.aws_endpoint_url),
+            "AWS_ENDPOINT_URL": self.faults_url,
             "AWS_DEFAULT_REGION": "us-east-1",
             **CREDENTIALS,
             "HERALD_RESOURCE_PREFIX": PREFIX,
@@ -187,6 +192,22 @@ class ChaosStack:
         return [
             Program(
                 "emulator", ["-m", "localstack.emulator", "--port", str(self.emulator_port)], 1, 10
+            ),
+            Program(
+                "faults",
+                [
+                    "-m",
+                    "localstack.faults",
+                    "--upstream",
+                    self.emulator_url,
+                    "--port",
+                    str(self.faults_port),
+                    "--seed",
+                    "7",
+                    "--quiet",
+                ],
+                1,
+                10,
             ),
             Program(
                 "sandbox",
@@ -232,6 +253,19 @@ class ChaosStack:
     @property
     def emulator_url(self) -> str:
         return f"http://127.0.0.1:{self.emulator_port}"
+
+    @property
+    def faults_url(self) -> str:
+        return f"http://127.0.0.1:{self.faults_port}"
+
+    def set_faults(self, rules: list[dict[str, Any]]) -> Any:
+        """AWS faults between Herald and the emulator, from now on (empty: none)."""
+        if not rules:
+            return _http("DELETE", f"{self.faults_url}/_faults")
+        return _http("PUT", f"{self.faults_url}/_faults", {"rules": rules})
+
+    def fault_stats(self) -> dict[str, int]:
+        return dict(_http("GET", f"{self.faults_url}/_faults").get("stats", {}))
 
     def start(self, timeout: float = 90) -> ChaosStack:
         conf = self.folder / "supervisord.conf"
@@ -343,6 +377,7 @@ class ChaosStack:
 
     def reset(self) -> None:
         """Empty the emulator and the sandbox; provision again (the key included)."""
+        self.set_faults([])
         _http("POST", f"{self.emulator_url}/moto-api/reset")
         provision(self.settings, self.clients())
         self.sandbox("DELETE", "/sandbox/faults")

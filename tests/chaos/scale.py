@@ -23,6 +23,8 @@ class Scale:
     pause_events: int  # (d) user events, two notifications each
     pause_seconds: float
     settle_seconds: float
+    aws_fault_events: int = 40  # (e) user events, two notifications each, under AWS faults
+    aws_fault_subscribers: int = 60  # (e) one topic event to these, one email each
 
 
 SMALL = Scale(
@@ -48,6 +50,8 @@ FULL = Scale(
     pause_events=250,
     pause_seconds=10,
     settle_seconds=600,
+    aws_fault_events=250,
+    aws_fault_subscribers=1000,
 )
 SCALES = {s.name: s for s in (SMALL, FULL)}
 

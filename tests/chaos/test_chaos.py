@@ -210,3 +210,40 @@ def test_emulator_frozen(chaos: ChaosStack, scale: Scale) -> None:
     assert first.started + first.seconds < resumed_at, "the 503 came only after the freeze"
     assert first.retry_after
     assert_clean(chaos, outcome, posted)
+
+
+def test_aws_failing_under_load(chaos: ChaosStack, scale: Scale) -> None:
+    """About 15% of DynamoDB writes, SQS batch writes and SNS publishes fail the way AWS
+    fails under load (throttling, transaction conflicts, 500s and lost answers after the
+    write applied, partial batches) while events flow; then the faults stop. Nothing is
+    lost, nothing is stuck, and, since no process dies here, nothing is sent twice."""
+    from localstack.faults import aws_under_load
+
+    posted = Posted()
+    with api_client(chaos.api_url) as api:
+        users = create_users(api, "aws", scale.aws_fault_events, TWO_CHANNELS)
+        fans = create_users(api, "awsfan", scale.aws_fault_subscribers, ("email",))
+        subscribe(api, "charts.aws", fans, ("email",))
+        chaos.set_faults([r.to_dict() for r in aws_under_load(0.15, hold_seconds=4.0)])
+        topic_event = post_event(
+            api,
+            posted,
+            {"type": "trend.top_artist_changed", "topic": "charts.aws", "data": TREND_DATA},
+            [u.user_id for u in fans],
+            ("email",),
+        )
+        assert topic_event is not None, posted.rejected
+        post_user_events(api, posted, users, TWO_CHANNELS)
+    wait_until(lambda: len(chaos.sandbox("GET", "/sandbox/messages")) >= 50, timeout=60)
+    fired = chaos.fault_stats()
+    chaos.set_faults([])
+    outcome = settle_and_tally(chaos, scale, "AWS 15% faults (DynamoDB, SQS, SNS)", posted)
+    outcome.notes.append(
+        f"{sum(fired.values())} AWS faults injected: "
+        + ", ".join(f"{k} x{v}" for k, v in sorted(fired.items()))
+    )
+    assert sum(fired.values()) > 0, "no fault was injected"
+    assert_clean(chaos, outcome, posted)
+    assert outcome.unsettled_events == [], outcome.unsettled_events[:10]
+    assert outcome.duplicates == {}, outcome.duplicates
+    assert outcome.failed == 0, "a fault turned into a failed notification"

@@ -117,7 +117,7 @@ def post_event(
     channels: Sequence[str],
     give_up_after: float = 120,
 ) -> str | None:
-    """POST one event until accepted (503 → wait Retry-After, same key); its id or None."""
+    """POST one event until accepted (5xx → wait Retry-After, same key); its id or None."""
     key = uuid.uuid4().hex
     deadline = time.monotonic() + give_up_after
     while True:
@@ -137,7 +137,7 @@ def post_event(
             event_id = str(resp.json()["event_id"])
             posted.accept(event_id, [f"{event_id}:{c}:{r}" for r in recipients for c in channels])
             return event_id
-        if resp.status_code == 503 and time.monotonic() < deadline:
+        if resp.status_code >= 500 and time.monotonic() < deadline:
             time.sleep(float(retry_after or 1))
             continue
         posted.rejected.append(f"{resp.status_code}: {resp.text[:200]}")
