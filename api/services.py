@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from alerting.alerts import AlertStore
+from alerting.silences import SilenceStore
 from api.auth import Authenticator
 from api.intake import EventIntake
 from core.api_keys import ApiKeyStore
@@ -21,6 +23,8 @@ class Services:
     intake: EventIntake
     users: UserStore
     auth: Authenticator
+    alerts: AlertStore
+    silences: SilenceStore
 
     @classmethod
     def build(cls, settings: Settings, clients: AwsClients) -> Services:
@@ -37,4 +41,6 @@ class Services:
                 burst=settings.api_key_burst,
                 enabled=settings.auth_enabled,
             ),
+            alerts=AlertStore(clients.dynamodb, clients.names.table, settings.event_retention_days),
+            silences=SilenceStore(clients.dynamodb, clients.names.table),
         )
