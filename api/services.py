@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alerting.alerts import AlertStore
+from alerting.rule_store import RuleStore
 from alerting.silences import SilenceStore
+from alerting.sources import DataSources
 from api.auth import Authenticator
 from api.intake import EventIntake
 from core.api_keys import ApiKeyStore
@@ -25,6 +27,8 @@ class Services:
     auth: Authenticator
     alerts: AlertStore
     silences: SilenceStore
+    rules: RuleStore
+    datasources: DataSources
 
     @classmethod
     def build(cls, settings: Settings, clients: AwsClients) -> Services:
@@ -43,4 +47,6 @@ class Services:
             ),
             alerts=AlertStore(clients.dynamodb, clients.names.table, settings.event_retention_days),
             silences=SilenceStore(clients.dynamodb, clients.names.table),
+            rules=RuleStore(clients.dynamodb, clients.names.table, settings.scheduler_shards),
+            datasources=DataSources(settings, clients.client("secretsmanager")),
         )

@@ -3,12 +3,21 @@ repeat intervals and silences are tested without waiting."""
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
 from api.main import create_app
 from core.event_store import EventStore
@@ -19,6 +28,7 @@ from listeners.batch import BatchSettler
 from listeners.messages import QueueMessage
 from listeners.router import Router
 from tests.conftest import AUTH, Stack
+from tests.support import free_port
 
 PREFIX = "herald-test"
 START = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
@@ -85,3 +95,92 @@ def channel_messages(stack: Stack, channel: str) -> list[str]:
             stack.clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
         bodies += [m["Body"] for m in raw]
     return bodies
+
+
+# --- SQL servers -----------------------------------------------------------------------------
+
+
+@dataclass
+class Database:
+    """A data source for rules: its name, URL, and a writer connection for the test."""
+
+    name: str
+    url: str
+
+    def execute(self, *statements: str) -> None:
+        engine = create_engine(self.url)
+        try:
+            with engine.begin() as conn:
+                for statement in statements:
+                    conn.execute(text(statement))
+        finally:
+            engine.dispose()
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server of the distribution's package on a free loopback port, for the
+    session. `.ci/run` installs the package where it is missing; without it this fails."""
+    bindir = _pg_bin()
+    assert bindir is not None, "PostgreSQL is not installed (apt-get install -y postgresql)"
+    # Not under pytest's temporary tree: the server's user must be able to reach it.
+    root = Path(tempfile.mkdtemp(prefix="herald-pg-"))
+    data = root / "data"
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: run the server as the package's user
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres")
+    subprocess.run(
+        [*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "herald"],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
+    subprocess.run(
+        [
+            *as_user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-w",
+            "-l",
+            str(root / "pg.log"),
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://herald@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A fresh database of each kind, named `warehouse`."""
+    if request.param == "sqlite":
+        yield Database("warehouse", f"sqlite:///{tmp_path / 'warehouse.db'}")
+        return
+    base: str = request.getfixturevalue("postgres_url")
+    schema = f"t{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {schema}"))
+    yield Database("warehouse", base.rsplit("/", 1)[0] + f"/{schema}")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE {schema} WITH (FORCE)"))
+    admin.dispose()
