@@ -184,7 +184,7 @@ class DueStore:
 
     def advance_cursor(self, old: str | None, new: str) -> None:
         """Move the oldest bucket worth scanning forward; losing a race costs nothing."""
-        cond = "attribute_not_exists(PK)" if old is None else "bucket = :old"
+        cond = "attribute_not_exists(PK)" if old is None else "#b = :old"
         values: dict[str, Any] = {":new": {"S": new}}
         if old is not None:
             values[":old"] = {"S": old}
@@ -192,8 +192,9 @@ class DueStore:
             self._db.update_item(
                 TableName=self._table,
                 Key={dynamo.PK: {"S": "SCHEDULER"}, dynamo.SK: {"S": "CURSOR"}},
-                UpdateExpression="SET bucket = :new",
+                UpdateExpression="SET #b = :new",
                 ConditionExpression=cond,
+                ExpressionAttributeNames={"#b": "bucket"},
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
