@@ -186,15 +186,16 @@ def test_two_schedulers_send_each_due_run_once(
     schedulers = [
         Scheduler(pipeline.settings, stack.clients, owner=name, clock=clock) for name in ("a", "b")
     ]
+    sent: dict[str, int] = {}
+    barrier = threading.Barrier(2)
+
+    def work(scheduler: Scheduler) -> None:
+        barrier.wait()
+        sent[scheduler.owner] = scheduler.run_pass().sent
+
     for _ in range(2):  # two due minutes
         clock.advance(minutes=1)
-        sent: dict[str, int] = {}
-        barrier = threading.Barrier(2)
-
-        def work(scheduler: Scheduler) -> None:
-            barrier.wait()
-            sent[scheduler.owner] = scheduler.run_pass().sent
-
+        sent.clear()
         threads = [threading.Thread(target=work, args=(s,)) for s in schedulers]
         for t in threads:
             t.start()
