@@ -30,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from alerting.evaluation import Evaluation, evaluate_rule, run_source
 from alerting.publishing import record_and_publish
-from alerting.rule_store import RuleStore
+from alerting.rule_store import RuleConflict, RuleStore
 from alerting.sources import DataSources
 from core.aws import AwsClients
 from core.event_store import EventStore
@@ -60,6 +60,7 @@ def evaluation_record(
         "evaluated_at": iso(at),
         "lag_ms": round((at - run).total_seconds() * 1000, 1),
         "skipped_runs": int(body.get("skipped", 0)),
+        "scheduled_at": body.get("scheduled_at"),
         "outcome": evaluation.outcome,
         "summary": evaluation.summary,
         "values": evaluation.values,
@@ -104,7 +105,7 @@ class Evaluator:
             return DeadLetter(f"not a rule run: {exc!r}"[:200])
         try:
             self.evaluate_run(rule_id, run, body)
-        except (ClientError, BotoCoreError, StateChanged) as exc:
+        except (ClientError, BotoCoreError, StateChanged, RuleConflict) as exc:
             delay = backoff_seconds(
                 message.receive_count,
                 self.settings.retry_base_seconds,
@@ -116,12 +117,9 @@ class Evaluator:
 
     def evaluate_run(self, rule_id: str, run: str, body: dict[str, Any]) -> str | None:
         """Evaluate one due run; the outcome, or None when there was nothing to do."""
-        if self.rules.evaluation_exists(rule_id, run):
+        rule, (state, version, last_run), recorded = self.rules.load_run(rule_id, run)
+        if recorded or rule is None or not rule.enabled:
             return None
-        rule = self.rules.get(rule_id)
-        if rule is None or not rule.enabled:
-            return None
-        state, version, last_run = self.rules.state(rule_id)
         if last_run is not None and last_run >= run:
             return None  # a later run is already recorded: this one is stale
         result = run_source(rule, self.datasources, self.settings.http_check_timeout_seconds)
@@ -136,7 +134,8 @@ class Evaluator:
             if self.rules.evaluation_exists(rule_id, run):
                 return None
             raise StateChanged(f"state of rule {rule_id} changed during run {run}")
-        log.info(
+        log.log(
+            logging.INFO if evaluation.events or evaluation.error else logging.DEBUG,
             "rule %s run %s: %s (%s), %d event(s)",
             rule_id,
             run,

@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from core.models import iso, utcnow
 from core.profiles import E164, ChatWebhook, UserProfile
-from listeners.planner import Recipient
 
 MAX_PER_CHANNEL = 50
 
@@ -64,10 +63,11 @@ def recipient_id(channel: str, address: str) -> str:
     return f"to-{digest}"
 
 
-def inline_recipients(to: dict[str, list[str]]) -> list[Recipient]:
-    """One single-channel recipient per address, in the order given, repeats dropped."""
+def inline_profiles(to: dict[str, list[str]]) -> list[tuple[UserProfile, tuple[str]]]:
+    """One single-channel profile per address, in the order given, repeats dropped: the
+    router plans them as recipients with those channels."""
     now = iso(utcnow())
-    recipients: list[Recipient] = []
+    recipients: list[tuple[UserProfile, tuple[str]]] = []
     seen: set[str] = set()
     for channel, addresses in to.items():
         for address in addresses:
@@ -83,5 +83,5 @@ def inline_recipients(to: dict[str, list[str]]) -> list[Recipient]:
             else:
                 continue
             profile = UserProfile(user_id=rid, created_at=now, updated_at=now, **contact)
-            recipients.append(Recipient(profile, (channel,)))
+            recipients.append((profile, (channel,)))
     return recipients

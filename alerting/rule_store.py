@@ -163,6 +163,43 @@ class RuleStore:
         item = dynamo.from_item(resp["Item"])
         return json.loads(item["state_json"]), int(item["version"]), item.get("last_run")
 
+    def load_run(
+        self, rule_id: str, run: str
+    ) -> tuple[Rule | None, tuple[dict[str, Any], int, str | None], bool]:
+        """What evaluating one run needs, in one consistent BatchGetItem: the rule, its
+        state (as `state`), and whether this run is recorded already."""
+        keys = [rule_key(rule_id), rule_key(rule_id, "STATE"), rule_key(rule_id, f"EVAL#{run}")]
+        request: dict[str, Any] = {
+            self._table: {
+                "Keys": keys,
+                "ConsistentRead": True,
+                "ProjectionExpression": "SK, rule_json, state_json, version, last_run",
+            }
+        }
+        found: dict[str, dict[str, Any]] = {}
+        for attempt in range(5):
+            if attempt:
+                time.sleep(0.05 * 2**attempt)
+            resp = self._db.batch_get_item(RequestItems=request)
+            for item in resp.get("Responses", {}).get(self._table, []):
+                plain = dynamo.from_item(item)
+                found[plain[dynamo.SK]] = plain
+            request = resp.get("UnprocessedKeys") or {}
+            if not request:
+                break
+        if request:
+            raise RuleConflict(f"rule {rule_id}: reads left unprocessed")
+        rule_item, state_item = found.get("RULE"), found.get("STATE")
+        rule = Rule.model_validate_json(rule_item["rule_json"]) if rule_item else None
+        state: tuple[dict[str, Any], int, str | None] = ({}, 0, None)
+        if state_item:
+            state = (
+                json.loads(state_item["state_json"]),
+                int(state_item["version"]),
+                state_item.get("last_run"),
+            )
+        return rule, state, f"EVAL#{run}" in found
+
     def evaluation_exists(self, rule_id: str, run: str) -> bool:
         resp = self._db.get_item(
             TableName=self._table,

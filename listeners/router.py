@@ -45,7 +45,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from alerting.alerts import AlertBusy
 from alerting.gate import AlertGate
-from alerting.inline import inline_recipients
+from alerting.inline import inline_profiles
 from core import dynamo
 from core.aws import AwsClients
 from core.dynamo import TRANSACT_MAX
@@ -271,7 +271,8 @@ class Router:
             if event.dedupe_key and not self._alert_notifies(event):
                 return
         if event.to is not None:  # inline recipients (on-call lists): one page
-            self._fan_out(event, inline_recipients(event.to), 0, redelivered)
+            recipients = [Recipient(p, channels) for p, channels in inline_profiles(event.to)]
+            self._fan_out(event, recipients, 0, redelivered)
             self._complete(event)
         elif event.user_id is not None:
             self._route_to_user(event, event.user_id, redelivered)
