@@ -11,7 +11,9 @@ ENV PYTHONUNBUFFERED=1 \
     HERALD_SANDBOX=true \
     HERALD_SANDBOX_PORT=8025 \
     HERALD_ROUTERS=1 \
-    HERALD_WORKERS=1
+    HERALD_WORKERS=1 \
+    HERALD_SCHEDULERS=1 \
+    HERALD_EVALUATORS=1
 
 COPY pyproject.toml README.md ./
 COPY core ./core
@@ -19,6 +21,7 @@ COPY api ./api
 COPY listeners ./listeners
 COPY notifiers ./notifiers
 COPY localstack ./localstack
+COPY alerting ./alerting
 RUN pip install --no-cache-dir . && mkdir -p var/log
 COPY supervisord.conf locustfile.py ./
 

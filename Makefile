@@ -23,6 +23,8 @@ run: export HERALD_SANDBOX ?= true
 run: export HERALD_SANDBOX_PORT ?= 8025
 run: export HERALD_ROUTERS ?= 1
 run: export HERALD_WORKERS ?= 1
+run: export HERALD_SCHEDULERS ?= 1
+run: export HERALD_EVALUATORS ?= 1
 run: export HERALD_BOOTSTRAP_API_KEY ?= hk_dev_local-development-key
 
 .PHONY: install run stop status test lint typecheck pytest bench chaos clean

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from alerting.durations import parse_duration
+from alerting.inline import InlineRecipients
 from core.catalogue import EVENT_TYPES, Priority
 from core.models import EventCounts, EventStatus, StatusChange
 
@@ -77,6 +79,37 @@ class EventIn(BaseModel):
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="Client-chosen id; a repeat with the same id is a duplicate, not a new event.",
     )
+    to: InlineRecipients | None = Field(
+        default=None,
+        description="Inline recipients (on-call lists) instead of user_id or topic: "
+        '{"email": [...], "sms": [...], "whatsapp": [...], "chat": [webhook URLs]}.',
+    )
+    dedupe_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Events of one type with one key are one alert: the first trigger "
+        "notifies, repeats are counted, a resolve closes it (docs/alerting.md).",
+    )
+    action: Literal["trigger", "resolve"] | None = Field(
+        default=None, description="With dedupe_key; default trigger."
+    )
+    repeat_interval: str | None = Field(
+        default=None,
+        description="With dedupe_key: remind of an open alert at most this often, e.g. 4h "
+        "(default: the type's).",
+    )
+    notify_resolved: bool | None = Field(
+        default=None,
+        description="With dedupe_key: whether resolving notifies (default: the type's).",
+    )
+
+    @field_validator("repeat_interval")
+    @classmethod
+    def duration(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) < 1:
+            raise ValueError("must be at least 1s")
+        return value
 
     @field_validator("data")
     @classmethod
@@ -92,8 +125,13 @@ class EventIn(BaseModel):
 
     @model_validator(mode="after")
     def one_recipient_and_variables(self) -> EventIn:
-        if (self.user_id is None) == (self.topic is None):
-            raise ValueError("give exactly one of user_id or topic")
+        if [self.user_id, self.topic, self.to].count(None) != 2:
+            raise ValueError("give exactly one of user_id or topic or to (inline recipients)")
+        if self.to is not None and self.to.is_empty():
+            raise ValueError("to: give at least one address")
+        alert_only = (self.action, self.repeat_interval, self.notify_resolved)
+        if self.dedupe_key is None and any(v is not None for v in alert_only):
+            raise ValueError("action, repeat_interval and notify_resolved need a dedupe_key")
         missing = [v for v in EVENT_TYPES[self.type].variables if v not in self.data]
         if missing:
             raise ValueError(
@@ -157,6 +195,8 @@ class EventOut(BaseModel):
     updated_at: str
     counts: EventCounts
     reason: str | None = None
+    dedupe_key: str | None = None
+    action: str | None = None
     notifications: list[NotificationOut] = Field(default_factory=list)
 
 

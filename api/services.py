@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from alerting.alerts import AlertStore
+from alerting.rule_store import RuleStore
+from alerting.silences import SilenceStore
+from alerting.sources import DataSources
 from api.auth import Authenticator
 from api.intake import EventIntake
 from core.api_keys import ApiKeyStore
@@ -21,6 +25,10 @@ class Services:
     intake: EventIntake
     users: UserStore
     auth: Authenticator
+    alerts: AlertStore
+    silences: SilenceStore
+    rules: RuleStore
+    datasources: DataSources
 
     @classmethod
     def build(cls, settings: Settings, clients: AwsClients) -> Services:
@@ -39,4 +47,8 @@ class Services:
                 burst=settings.api_key_burst,
                 enabled=settings.auth_enabled,
             ),
+            alerts=AlertStore(clients.dynamodb, clients.names.table, settings.event_retention_days),
+            silences=SilenceStore(clients.dynamodb, clients.names.table),
+            rules=RuleStore(clients.dynamodb, clients.names.table, settings.scheduler_shards),
+            datasources=DataSources(settings, clients.client("secretsmanager")),
         )

@@ -15,6 +15,8 @@ separate processes. Phases:
 4. Priority isolation: critical events while 1,000 normal notifications wait on the same
    channel.
 5. Peak RSS (VmHWM) of the API and of each worker.
+6. Alert rules (`bench/rules.py`): 10,000 rules every minute through the scheduler and the
+   evaluators; written to docs/benchmarks-rules.md.
 
 AWS requests are counted inside Herald's processes (`HERALD_AWS_CALL_LOG`, `core/aws.py`);
 CPU and memory come from /proc. The emulators are reset between phases so each starts
@@ -45,7 +47,7 @@ from typing import Any
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bench import report, seed
+from bench import report, rules, seed
 from bench.stack import API_KEY, ROOT, Proc, Snapshot, Stack, diff_calls, wait_until
 from core import dynamo
 from core.aws import AwsClients
@@ -640,9 +642,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--backlog", type=int, default=1000)
     parser.add_argument("--critical", type=int, default=30)
+    parser.add_argument("--rules", type=int, default=10_000)
+    parser.add_argument("--rule-schedulers", type=int, default=1)
+    parser.add_argument("--rule-evaluators", type=int, default=2)
+    parser.add_argument("--rules-out", default="docs/benchmarks-rules.md")
     parser.add_argument(
         "--only",
-        default="api,requests,latency,priority,emulator",
+        default="api,requests,latency,priority,emulator,rules",
         help="phases to run, comma-separated",
     )
     parser.add_argument("--command", default="make bench", help="how this run was started")
@@ -677,6 +683,12 @@ def main(argv: list[str] | None = None) -> int:
         ("latency", lambda: phase_latency(stack, results, args.rate, args.latency_seconds)),
         ("priority", lambda: phase_priority(stack, results, args.backlog, args.critical)),
         ("emulator", lambda: phase_emulator(stack, results)),
+        (
+            "rules",
+            lambda: rules.phase_rules(
+                stack, results, args.rules, args.rule_schedulers, args.rule_evaluators
+            ),
+        ),
     ]
     try:
         stack.start()
@@ -686,6 +698,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stack.stop()
     results["duration_s"] = time.monotonic() - started
+    if "rules" in results:
+        rules.write(Path(args.rules_out), results)
+        log(f"wrote {args.rules_out}")
+    if phases == {"rules"}:  # the rules phase alone leaves the main report as it is
+        return 0
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")

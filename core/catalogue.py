@@ -51,6 +51,10 @@ class EventType:
     summary: str
     variables: tuple[str, ...] = field(default=())
     """Keys of `data` the default templates use; the API rejects an event missing one."""
+    notify_resolved: bool = False
+    """Whether resolving an alert of this type (a `resolve` event) notifies."""
+    repeat_interval_seconds: int = 4 * 3600
+    """An open alert of this type reminds at most this often (Alertmanager's default)."""
 
 
 _TYPES = (
@@ -92,6 +96,7 @@ _TYPES = (
         Priority.high,
         "A data pipeline run failed",
         ("pipeline", "error"),
+        notify_resolved=True,
     ),
     EventType(
         "alert.sla_breach",
@@ -99,6 +104,7 @@ _TYPES = (
         Priority.critical,
         "An SLA was breached",
         ("service", "sla"),
+        notify_resolved=True,
     ),
     EventType(
         "alert.datasource_down",
@@ -106,6 +112,15 @@ _TYPES = (
         Priority.critical,
         "A data source stopped answering",
         ("datasource",),
+        notify_resolved=True,
+    ),
+    EventType(
+        "alert.rule",
+        Category.alert,
+        Priority.high,
+        "An alert rule is firing or resolved",
+        ("rule", "summary"),
+        notify_resolved=True,
     ),
     EventType(
         "security.login_alert",

@@ -6,7 +6,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -52,10 +52,25 @@ class Event(BaseModel):
     topic: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     created_at: str
+    # Alert lifecycle (alerting/): events sharing (type, dedupe_key) are one alert.
+    dedupe_key: str | None = None
+    action: Literal["trigger", "resolve"] | None = None
+    repeat_interval_seconds: int | None = None
+    notify_resolved: bool | None = None
+    to: dict[str, list[str]] | None = None
+    """Inline recipients by channel (on-call lists), instead of a user or a topic."""
 
     def fingerprint(self) -> str:
         """What a repeat must match to count as the same event (the id and time excluded)."""
-        return payload_hash(self.type, self.priority, self.user_id, self.topic, self.data)
+        base = payload_hash(self.type, self.priority, self.user_id, self.topic, self.data)
+        extra = self.model_dump(
+            include={"dedupe_key", "action", "repeat_interval_seconds", "notify_resolved", "to"},
+            exclude_none=True,
+        )
+        if not extra:  # events without alert fields keep the hash they always had
+            return base
+        canonical = json.dumps([base, extra], sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def payload_hash(

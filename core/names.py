@@ -25,13 +25,19 @@ class ResourceNames:
     def channel_queue(self, channel: str, lane: Lane) -> str:
         return f"{self.prefix}-{channel}-{lane}"
 
+    def rules_queue(self, lane: Lane) -> str:
+        """Alert rule evaluations due now, from the scheduler to the evaluators."""
+        return f"{self.prefix}-rules-{lane}"
+
     @staticmethod
     def dlq_of(queue: str) -> str:
         return f"{queue}-dlq"
 
     def work_queues(self) -> list[str]:
-        """Every queue that has a DLQ: the two router queues and each channel's two."""
+        """Every queue that has a DLQ: the two router queues, each channel's two and the
+        two rule-evaluation queues."""
         lanes: tuple[Lane, Lane] = ("critical", "normal")
         names = [self.router_queue(lane) for lane in lanes]
         names += [self.channel_queue(c, lane) for c in CHANNELS for lane in lanes]
+        names += [self.rules_queue(lane) for lane in lanes]
         return names

@@ -234,3 +234,41 @@ class Settings(BaseSettings):
         default=True, description="Start the local fake providers (make run) when true."
     )
     sandbox_port: int = Field(default=8025, description="Port of the provider sandbox.")
+
+    # --- alerting --------------------------------------------------------------------------
+    alert_silence_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="The router rereads silences this often: a new silence takes effect "
+        "within this time.",
+    )
+    datasources: str | None = Field(
+        default=None,
+        repr=False,
+        description="Named SQL data sources of alert rules, as JSON {name: SQLAlchemy URL or "
+        "`secretsmanager:<secret id>`}. URLs are credentials: never shown or logged.",
+    )
+    sql_statement_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest run of one alert rule's query."
+    )
+    sql_row_cap: int = Field(
+        default=1000, ge=1, description="Most rows an alert rule's query may return."
+    )
+    http_check_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one alert rule's HTTP check."
+    )
+    scheduler_shards: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Partitions per minute of due rule runs (spreads a busy minute's writes).",
+    )
+    scheduler_tick_seconds: float = Field(
+        default=1.0, gt=0, description="Pause between the rule scheduler's passes."
+    )
+    scheduler_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A scheduler holds a claimed shard this long; a dead scheduler's shard "
+        "is taken over after it.",
+    )

@@ -172,6 +172,8 @@ def variables(event: Event, recipient: Mapping[str, Any] | None = None) -> dict[
         "user_id": event.user_id,
         "topic": event.topic,
         "created_at": event.created_at,
+        "dedupe_key": event.dedupe_key,
+        "action": event.action,
     }
     return {
         **event.data,

@@ -84,8 +84,8 @@ def decode(body: str) -> RouterWork:
     event = work.event
     if event.type not in EVENT_TYPES:
         raise Poison(f"unknown event type {event.type!r}")
-    if (event.user_id is None) == (event.topic is None):
-        raise Poison("an event needs exactly one of user_id or topic")
+    if [event.user_id, event.topic, event.to].count(None) != 2:
+        raise Poison("an event needs exactly one of user_id, topic or to")
     if work.page and event.topic is None:
         raise Poison("a continuation needs a topic event")
     return work

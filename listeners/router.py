@@ -44,6 +44,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from alerting.alerts import AlertBusy
+from alerting.gate import AlertGate
+from alerting.inline import inline_profiles
 from core import dynamo
 from core.aws import AwsClients
 from core.dynamo import TRANSACT_MAX
@@ -67,7 +70,7 @@ from listeners.planner import Recipient, plan
 
 log = logging.getLogger("herald.router")
 
-RETRYABLE = (ClientError, BotoCoreError, StoreBusy, EnqueueFailed)
+RETRYABLE = (ClientError, BotoCoreError, StoreBusy, EnqueueFailed, AlertBusy)
 REPAIR_ATTRIBUTE = "repair"  # set by the reconciler's republish of a stranded event
 UNSETTLED = (
     NotificationStatus.QUEUED,
@@ -105,6 +108,7 @@ class Router:
         self.renderer = renderer or TemplateRenderer()
         self.queues = ChannelQueues(clients.sqs, clients.queue_url, clients.names)
         self.clock = clock
+        self.alerts = AlertGate(settings, clients.dynamodb, table, clock)
 
     def __call__(self, messages: Sequence[QueueMessage]) -> list[Result]:
         results: list[Result | None] = [None] * len(messages)
@@ -125,7 +129,8 @@ class Router:
             event_id = work.event.event_id
             first_time = message.receive_count <= 1 and event_id not in seen and not work.repair
             seen.add(event_id)
-            if work.event.user_id is not None and first_time:
+            # Alert events take the one-event path, where `route` asks the alert gate.
+            if work.event.user_id is not None and first_time and not work.event.dedupe_key:
                 together.append((index, message, work))
             else:
                 alone.append((index, message, work))
@@ -286,10 +291,31 @@ class Router:
         event = work.event
         if work.page == 0:
             self.events.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
-        if event.user_id is not None:
+            if event.dedupe_key and not self._alert_notifies(event):
+                return
+        if event.to is not None:  # inline recipients (on-call lists): one page
+            recipients = [Recipient(p, channels) for p, channels in inline_profiles(event.to)]
+            self._fan_out(event, recipients, 0, redelivered, work.repair)
+            self._complete(event)
+        elif event.user_id is not None:
             self._route_to_user(event, event.user_id, redelivered, work.repair)
         else:
             self._route_topic_page(work, queue, redelivered)
+
+    def _alert_notifies(self, event: Event) -> bool:
+        """Ask the alert gate (alerting/gate.py); an event that notifies nobody is settled
+        here with the gate's reason, which GET /events/{id} shows."""
+        decision = self.alerts.decide(event)
+        if not decision.notify:
+            self.events.transition(
+                event.event_id,
+                EventStatus.PROCESSING,
+                EventStatus.SUCCESS,
+                reason=decision.reason,
+                fanout_complete=True,
+            )
+            log.info("no notification: %s", decision.reason, extra={"event_id": event.event_id})
+        return decision.notify
 
     def _route_to_user(
         self, event: Event, user_id: str, redelivered: bool, repair: bool = False

@@ -58,6 +58,7 @@ def test_supervisord_accepts_the_conf_and_runs_every_service(
     options = load_supervisor(dockerfile_env(), monkeypatch, tmp_path)
     programs = {group.name: group for group in options.process_group_configs}
     expected = {"emulator", "sandbox", "provision", "api", "router", "reconciler"}
+    expected |= {"scheduler", "evaluator"}
     expected |= {f"worker-{c}" for c in ("sms", "whatsapp", "email", "push", "chat")}
     assert set(programs) == expected
     for group in options.process_group_configs:
@@ -82,5 +83,5 @@ def test_compose_runs_the_services_against_localstack() -> None:
     assert "localstack" in herald["depends_on"]
     assert "sns" in services["localstack"]["environment"]["SERVICES"]
     copied = re.findall(r"^COPY (\S+)", (ROOT / "Dockerfile").read_text(), re.M)
-    for package in ("core", "api", "listeners", "notifiers", "localstack"):
+    for package in ("core", "api", "listeners", "notifiers", "localstack", "alerting"):
         assert package in copied

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, sta
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from alerting.durations import parse_duration
 from api.deps import ServicesDep
 from api.errors import validation_problem
 from api.schemas import (
@@ -75,6 +76,13 @@ def to_event(body: EventIn, event_id: str) -> Event:
         topic=body.topic,
         data=body.data,
         created_at=iso(utcnow()),
+        to=body.to.plain() if body.to is not None else None,
+        dedupe_key=body.dedupe_key,
+        action=(body.action or "trigger") if body.dedupe_key is not None else None,
+        repeat_interval_seconds=(
+            int(parse_duration(body.repeat_interval)) if body.repeat_interval else None
+        ),
+        notify_resolved=body.notify_resolved,
     )
     if len(event.model_dump_json().encode()) > MAX_EVENT_BYTES:
         raise HTTPException(413, f"data: the event is over {MAX_EVENT_BYTES} bytes once encoded")

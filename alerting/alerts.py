@@ -1,0 +1,371 @@
+"""Alerts: what events with a `dedupe_key` open, count, remind about and resolve.
+
+    first trigger of (type, key) ─▶ OPEN alert, notify
+    trigger while OPEN           ─▶ counted; notify once repeat_interval has passed since
+                                    the last notification (a reminder), unless acked/silenced
+    resolve while OPEN           ─▶ RESOLVED; notify if notify_resolved (and it ever notified)
+    trigger after RESOLVED       ─▶ a new alert (the next sequence number)
+
+Layout, one partition per (type, key) so every decision reads and writes one partition:
+
+    PK ALERT#<hash of type and key>   SK A#<seq, 8 digits>   an alert (newest sorts last)
+                                      SK E#<event id>        the decision taken for an event
+
+Every decision is one TransactWriteItems: put the event's decision item (only if absent)
+and change the alert under a condition on what was read (its state, its last reminder).
+Two concurrent triggers cannot both notify: one transaction wins, the other is cancelled
+and decides again from the new state. A redelivered event finds its decision item and gets
+the same answer, so a router retry notifies exactly as the first try would have.
+
+Alerts are listed through the table's existing GSIs: `entity = ALERT` (by_entity, newest
+first) and `status = ALERT_OPEN | ALERT_RESOLVED` (by_status).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+from core import dynamo
+from core.models import Event, iso, utcnow
+
+ENTITY_ALERT = "ALERT"
+STATUS = {"open": "ALERT_OPEN", "resolved": "ALERT_RESOLVED"}
+DECISION_ATTEMPTS = 8
+
+Kind = Literal["open", "remind", "suppress", "resolve", "ignore"]
+
+
+class AlertBusy(Exception):
+    """Concurrent writers kept cancelling this decision; the router retries the message."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: Kind
+    notify: bool
+    alert_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """What governs an alert's notifications; fixed when it opens."""
+
+    repeat_interval_seconds: int
+    notify_resolved: bool
+
+
+def key_hash(type_: str, dedupe_key: str) -> str:
+    return hashlib.sha256(f"{type_}\0{dedupe_key}".encode()).hexdigest()[:24]
+
+
+def alert_pk(khash: str) -> str:
+    return f"ALERT#{khash}"
+
+
+def alert_sk(seq: int) -> str:
+    return f"A#{seq:08d}"
+
+
+def alert_id_of(khash: str, seq: int) -> str:
+    return f"{khash}-{seq}"
+
+
+def parse_alert_id(alert_id: str) -> tuple[str, int] | None:
+    khash, _, seq = alert_id.partition("-")
+    if len(khash) != 24 or not seq.isdigit() or not 0 < int(seq) < 10**8:
+        return None
+    return khash, int(seq)
+
+
+def _cancel_codes(exc: ClientError) -> list[str]:
+    return [str(r.get("Code")) for r in exc.response.get("CancellationReasons", [])]
+
+
+class AlertStore:
+    def __init__(self, dynamodb: Any, table: str, retention_days: int = 30) -> None:
+        self._db = dynamodb
+        self._table = table
+        self._retention = retention_days * 86400
+
+    # --- deciding ------------------------------------------------------------------------
+
+    def decide(
+        self, event: Event, policy: AlertPolicy, *, silenced: bool, now: datetime | None = None
+    ) -> Decision:
+        """Whether this event notifies; the same answer every time it is asked again."""
+        assert event.dedupe_key is not None
+        khash = key_hash(event.type, event.dedupe_key)
+        for _ in range(DECISION_ATTEMPTS):
+            at = now or utcnow()
+            current = self._current(khash)
+            decision, write = self._plan(event, khash, current, policy, silenced, at)
+            marker = {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": dynamo.to_item(
+                        {
+                            dynamo.PK: alert_pk(khash),
+                            dynamo.SK: f"E#{event.event_id}",
+                            "kind": decision.kind,
+                            "notify": decision.notify,
+                            "alert_id": decision.alert_id,
+                            "reason": decision.reason,
+                            "at": iso(at),
+                            dynamo.TTL_ATTRIBUTE: int(time.time()) + self._retention,
+                        }
+                    ),
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+            try:
+                self._db.transact_write_items(TransactItems=[marker, *write])
+                return decision
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons = exc.response.get("CancellationReasons") or []
+                if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                    stored = reasons[0].get("Item") or self._marker(khash, event.event_id)
+                    if stored:
+                        return _decision_from(dynamo.from_item(stored))
+                # the alert changed under us: decide again from what is there now
+        raise AlertBusy(f"alert decision for event {event.event_id} kept conflicting")
+
+    def _plan(
+        self,
+        event: Event,
+        khash: str,
+        current: dict[str, Any] | None,
+        policy: AlertPolicy,
+        silenced: bool,
+        at: datetime,
+    ) -> tuple[Decision, list[dict[str, Any]]]:
+        now = iso(at)
+        is_open = current is not None and current["state"] == "open"
+        key = None
+        if current is not None:
+            key = {dynamo.PK: {"S": alert_pk(khash)}, dynamo.SK: {"S": alert_sk(current["seq"])}}
+        if event.action == "resolve":
+            if not is_open or current is None or key is None:
+                return Decision("ignore", False, None, "resolve of no open alert"), []
+            aid = current["alert_id"]
+            notify = bool(
+                current.get("notify_resolved") and current.get("last_notified_at") and not silenced
+            )
+            why = "resolved" + ("" if notify else " (no resolved notification)")
+            sets = [
+                "#st = :resolved",
+                "#s = :status",
+                "resolved_at = :now",
+                "last_seen = :now",
+                "resolved_by = :eid",
+                f"{dynamo.TTL_ATTRIBUTE} = :ttl",
+            ]
+            values = {
+                ":resolved": "resolved",
+                ":status": STATUS["resolved"],
+                ":now": now,
+                ":eid": event.event_id,
+                ":ttl": int(time.time()) + self._retention,
+                ":open": "open",
+            }
+            if notify:
+                sets.append("notifications = list_append(notifications, :n)")
+                values[":n"] = [{"event_id": event.event_id, "kind": "resolve", "at": now}]
+            update = self._update(key, sets, values, "#st = :open")
+            return Decision("resolve", notify, aid, f"alert {aid} {why}"), [update]
+        if not is_open:
+            seq = (current["seq"] + 1) if current else 1
+            aid = alert_id_of(khash, seq)
+            notify = not silenced
+            item = {
+                dynamo.PK: alert_pk(khash),
+                dynamo.SK: alert_sk(seq),
+                "entity": ENTITY_ALERT,
+                "status": STATUS["open"],
+                dynamo.GSI_SORT: f"{now}#{aid}",
+                "alert_id": aid,
+                "seq": seq,
+                "type": event.type,
+                "dedupe_key": event.dedupe_key,
+                "priority": event.priority.value,
+                "state": "open",
+                "first_seen": now,
+                "last_seen": now,
+                "count": 1,
+                "opened_by": event.event_id,
+                "last_event_id": event.event_id,
+                "last_notified_at": now if notify else None,
+                "repeat_interval_seconds": policy.repeat_interval_seconds,
+                "notify_resolved": policy.notify_resolved,
+                "acked": False,
+                "data_json": _data_json(event),
+                "notifications": (
+                    [{"event_id": event.event_id, "kind": "open", "at": now}] if notify else []
+                ),
+            }
+            put = {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": dynamo.to_item(item),
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            }
+            why = f"alert {aid} opened" + (" (silenced)" if silenced else "")
+            return Decision("open", notify, aid, why), [put]
+        assert current is not None and key is not None
+        aid = current["alert_id"]
+        last = current.get("last_notified_at")
+        interval = timedelta(seconds=int(current.get("repeat_interval_seconds", 0)))
+        due = last is None or at - datetime.fromisoformat(last) >= interval
+        values = {":now": now, ":eid": event.event_id, ":one": 1, ":open": "open"}
+        sets = ["last_seen = :now", "last_event_id = :eid"]
+        if current.get("acked") or silenced or not due:
+            why = "acknowledged" if current.get("acked") else "silenced" if silenced else "open"
+            update = self._update(key, sets, values, "#st = :open", add_count=True)
+            reason = f"alert {aid} {why}: trigger counted, no notification"
+            return Decision("suppress", False, aid, reason), [update]
+        sets += ["last_notified_at = :now", "notifications = list_append(notifications, :n)"]
+        values[":n"] = [{"event_id": event.event_id, "kind": "remind", "at": now}]
+        if last is None:
+            cond = "#st = :open AND attribute_not_exists(last_notified_at)"
+        else:
+            cond = "#st = :open AND last_notified_at = :last"
+            values[":last"] = last
+        update = self._update(key, sets, values, cond, add_count=True)
+        return Decision("remind", True, aid, f"alert {aid} still open: reminder"), [update]
+
+    def _update(
+        self,
+        key: dict[str, Any],
+        sets: list[str],
+        values: dict[str, Any],
+        condition: str,
+        *,
+        add_count: bool = False,
+    ) -> dict[str, Any]:
+        expression = "SET " + ", ".join(sets) + (" ADD #c :one" if add_count else "")
+        names = {"#st": "state"}
+        if "#s" in expression:
+            names["#s"] = "status"
+        if add_count:
+            names["#c"] = "count"
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": key,
+                "UpdateExpression": expression,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": {k: dynamo.to_value(v) for k, v in values.items()},
+            }
+        }
+
+    def _current(self, khash: str) -> dict[str, Any] | None:
+        resp = self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :a)",
+            ExpressionAttributeValues={":pk": {"S": alert_pk(khash)}, ":a": {"S": "A#"}},
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+        )
+        items = resp.get("Items", [])
+        return dynamo.from_item(items[0]) if items else None
+
+    def _marker(self, khash: str, event_id: str) -> dict[str, Any] | None:
+        resp = self._db.get_item(
+            TableName=self._table,
+            Key={dynamo.PK: {"S": alert_pk(khash)}, dynamo.SK: {"S": f"E#{event_id}"}},
+            ConsistentRead=True,
+        )
+        item = resp.get("Item")
+        return dict(item) if item else None
+
+    # --- reading and acknowledging ------------------------------------------------------
+
+    def get(self, alert_id: str) -> dict[str, Any] | None:
+        parsed = parse_alert_id(alert_id)
+        if parsed is None:
+            return None
+        resp = self._db.get_item(
+            TableName=self._table,
+            Key={dynamo.PK: {"S": alert_pk(parsed[0])}, dynamo.SK: {"S": alert_sk(parsed[1])}},
+            ConsistentRead=True,
+        )
+        return dynamo.from_item(resp["Item"]) if "Item" in resp else None
+
+    def list(
+        self, state: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first; `state` picks the by_status index, else every alert (by_entity)."""
+        if state is None:
+            index, attr, value = dynamo.GSI_BY_ENTITY, "entity", ENTITY_ALERT
+        else:
+            index, attr, value = dynamo.GSI_BY_STATUS, "status", STATUS[state]
+        args: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": index,
+            "KeyConditionExpression": "#p = :v",
+            "ExpressionAttributeNames": {"#p": attr},
+            "ExpressionAttributeValues": {":v": {"S": value}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        start = dynamo.decode_cursor(cursor, {dynamo.PK, dynamo.SK, attr, dynamo.GSI_SORT})
+        if start:
+            args["ExclusiveStartKey"] = start
+        resp = self._db.query(**args)
+        items = [dynamo.from_item(i) for i in resp.get("Items", [])]
+        return items, dynamo.encode_cursor(resp.get("LastEvaluatedKey"))
+
+    def ack(self, alert_id: str, by: str | None) -> dict[str, Any] | None:
+        """Acknowledge an open alert: no more reminders. None when it is not open."""
+        parsed = parse_alert_id(alert_id)
+        if parsed is None:
+            return None
+        try:
+            resp = self._db.update_item(
+                TableName=self._table,
+                Key={
+                    dynamo.PK: {"S": alert_pk(parsed[0])},
+                    dynamo.SK: {"S": alert_sk(parsed[1])},
+                },
+                UpdateExpression="SET acked = :t, acked_at = :now, acked_by = :by",
+                ConditionExpression="#st = :open",
+                ExpressionAttributeNames={"#st": "state"},
+                ExpressionAttributeValues={
+                    ":t": {"BOOL": True},
+                    ":now": {"S": iso(utcnow())},
+                    ":by": {"S": by or "api"},
+                    ":open": {"S": "open"},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise
+        return dynamo.from_item(resp["Attributes"])
+
+
+def _decision_from(stored: dict[str, Any]) -> Decision:
+    return Decision(
+        kind=stored["kind"],
+        notify=bool(stored["notify"]),
+        alert_id=stored.get("alert_id"),
+        reason=str(stored.get("reason", "")),
+    )
+
+
+def _data_json(event: Event) -> str:
+    return json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)[:4096]

@@ -1,0 +1,240 @@
+"""Alert rules: what to query, when, what counts as firing, and whom to tell.
+
+The shapes are validated here (not in the API) so the scheduler and the evaluators can
+trust a stored rule; the API's 422s name the same fields.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from alerting.durations import parse_duration
+from alerting.inline import InlineRecipients
+from core.catalogue import EVENT_TYPES, Category, Priority
+
+RULE_ID = r"^[A-Za-z0-9_.-]{1,64}$"
+COLUMN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+SEVERITY_PRIORITY: dict[str, Priority] = {
+    "critical": Priority.critical,
+    "warning": Priority.high,
+    "info": Priority.normal,
+}
+MIN_INTERVAL_SECONDS = 10
+
+
+def _duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+def _cron(expression: str) -> str:
+    from croniter import croniter
+
+    if not croniter.is_valid(expression):
+        raise ValueError(f"{expression!r} is neither `every <duration>` nor a cron expression")
+    return expression
+
+
+class SqlSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["sql"]
+    datasource: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="A name from HERALD_DATASOURCES; URLs never travel through the API.",
+    )
+    query: str = Field(min_length=1, max_length=20_000, description="Run read-only.")
+
+
+class HttpSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["http"]
+    url: str = Field(pattern=r"^https?://", max_length=2048)
+    method: Literal["GET", "HEAD"] = "GET"
+    expect_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
+    json_path: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Dotted path into the JSON body (`data.0.count`); its value is the "
+        "row's `value` column.",
+    )
+
+
+Source = Annotated[SqlSource | HttpSource, Field(discriminator="kind")]
+
+
+class AnyRows(BaseModel):
+    """Fires while the query returns at least `min_rows` rows."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["any_rows"]
+    min_rows: int = Field(default=1, ge=1)
+
+
+class NewRows(BaseModel):
+    """Fires once for the rows whose `key_column` value the previous run did not return."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["new_rows"]
+    key_column: str = Field(pattern=COLUMN)
+
+
+class Changed(BaseModel):
+    """Fires once when the result (or `columns` of it) differs from the previous run's."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["changed"]
+    columns: list[str] | None = Field(default=None, description="Default: every column.")
+
+
+class Threshold(BaseModel):
+    """Fires while a row's `column` compares true against `value`."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["threshold"]
+    column: str = Field(pattern=COLUMN)
+    op: Literal[">", ">=", "<", "<=", "==", "!="]
+    value: float | str
+    key_column: str | None = Field(
+        default=None, pattern=COLUMN, description="One alert per value of this column."
+    )
+
+
+class Freshness(BaseModel):
+    """Fires while the newest `column` timestamp is older than `max_age` (or no row has
+    one): an SLA breach on data freshness."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["freshness"]
+    column: str = Field(pattern=COLUMN)
+    max_age: Annotated[str, Field(description="e.g. 15m")]
+    key_column: str | None = Field(default=None, pattern=COLUMN)
+
+    @field_validator("max_age")
+    @classmethod
+    def duration(cls, value: str) -> str:
+        return _duration(value)
+
+
+class Unreachable(BaseModel):
+    """Fires while the source fails (connection, query or HTTP status error) or answers
+    slower than `slow`."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["unreachable"]
+    slow: str | None = Field(default=None, description="e.g. 2s; unset: errors only.")
+
+    @field_validator("slow")
+    @classmethod
+    def duration(cls, value: str | None) -> str | None:
+        return None if value is None else _duration(value)
+
+
+Condition = Annotated[
+    AnyRows | NewRows | Changed | Threshold | Freshness | Unreachable,
+    Field(discriminator="kind"),
+]
+STATEFUL = ("any_rows", "threshold", "freshness", "unreachable")
+"""Kinds that fire while true and resolve when false; the others fire on an edge."""
+
+
+class Recipients(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    users: list[Annotated[str, Field(pattern=RULE_ID)]] | None = Field(default=None, max_length=100)
+    topic: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    to: InlineRecipients | None = None
+
+    @model_validator(mode="after")
+    def exactly_one(self) -> Recipients:
+        given = [v for v in (self.users, self.topic, self.to) if v]
+        if len(given) != 1:
+            raise ValueError("give exactly one of users, topic or to")
+        return self
+
+
+class RuleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+    enabled: bool = True
+    schedule: str = Field(description="`every 5m`, or a cron expression such as `*/5 * * * *`.")
+    timezone: str = Field(default="UTC", description="Time zone of a cron schedule.")
+    source: Source
+    condition: Condition
+    for_: str = Field(
+        default="0s",
+        alias="for",
+        description="How long the condition must hold before the rule fires (pending).",
+    )
+    repeat_interval: str = Field(default="4h", description="Remind of a firing rule this often.")
+    notify_resolved: bool = True
+    severity: Literal["critical", "warning", "info"] = "warning"
+    event_type: str = Field(
+        default="alert.rule", description="The catalogue type whose templates render it."
+    )
+    data: dict[str, Any] = Field(
+        default_factory=dict, description="Fixed template variables (the type's variables)."
+    )
+    recipients: Recipients
+
+    @field_validator("schedule")
+    @classmethod
+    def valid_schedule(cls, value: str) -> str:
+        text = value.strip()
+        if text.startswith("every "):
+            if parse_duration(text[6:]) < MIN_INTERVAL_SECONDS:
+                raise ValueError(f"runs at most every {MIN_INTERVAL_SECONDS}s")
+            return text
+        return _cron(re.sub(r"\s+", " ", text))
+
+    @field_validator("timezone")
+    @classmethod
+    def valid_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("for_", "repeat_interval")
+    @classmethod
+    def valid_duration(cls, value: str) -> str:
+        return _duration(value)
+
+    @field_validator("event_type")
+    @classmethod
+    def alert_type(cls, value: str) -> str:
+        spec = EVENT_TYPES.get(value)
+        if spec is None:
+            raise ValueError(f"unknown event type {value!r}")
+        if spec.category not in (Category.alert, Category.trend):
+            raise ValueError("must be an alert.* or trend.* type")
+        return value
+
+    @property
+    def priority(self) -> Priority:
+        return SEVERITY_PRIORITY[self.severity]
+
+    @property
+    def for_seconds(self) -> float:
+        return parse_duration(self.for_)
+
+    @property
+    def repeat_interval_seconds(self) -> int:
+        return max(1, int(parse_duration(self.repeat_interval)))
+
+
+class Rule(RuleIn):
+    """A stored rule."""
+
+    id: str
+    version: int = 1
+    created_at: str
+    updated_at: str

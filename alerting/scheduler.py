@@ -1,0 +1,185 @@
+"""The rule scheduler: sends due rule runs to the evaluators, once each.
+
+    python -m alerting.scheduler
+
+Several may run. Each pass walks the minute buckets from the shared cursor (the oldest
+minute that may still hold due runs) to now, and every shard of each: an empty shard
+costs one Query; a shard with due runs is claimed (a lease, `alerting/due.py`), its runs
+are sent to `<prefix>-rules-<lane>` with SendMessageBatch, and each run's item moves to its
+next due time (several rules per TransactWriteItems). Shards are visited in a random order
+per scheduler, so two schedulers mostly work different shards instead of waiting on each
+other's leases.
+
+Catching up: a run found late (the schedulers were down) is sent as the latest due time not
+after now, carrying how many due times it skipped; the evaluator records them. Nothing
+fires a burst of stale runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from alerting.due import DueStore, bucket_of, bucket_time, due_pk, next_bucket
+from alerting.schedule import catch_up, next_due
+from core import dynamo
+from core.aws import AwsClients
+from core.catalogue import LANES, Lane
+from core.logs import configure_logging
+from core.models import iso, utcnow
+from core.settings import Settings
+from listeners.batch import SQS_BATCH_MAX
+
+log = logging.getLogger("herald.alerting.scheduler")
+
+CURSOR_GRACE = timedelta(minutes=1)  # a minute is closed only once it is this far past
+MAX_BUCKETS_PER_PASS = 24 * 60
+
+
+@dataclass
+class PassStats:
+    sent: int = 0
+    skipped_runs: int = 0
+    lags: list[float] = field(default_factory=list)
+    """Seconds from each run's due time to its send."""
+
+
+class Scheduler:
+    def __init__(
+        self,
+        settings: Settings,
+        clients: AwsClients,
+        *,
+        owner: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.owner = owner or f"{socket.gethostname()}-{os.getpid()}"
+        self.due = DueStore(clients.dynamodb, clients.names.table, self.owner)
+        self.shards = settings.scheduler_shards
+        self.clock = clock
+        self._random = random.Random(self.owner)
+
+    def run_pass(self) -> PassStats:
+        """One walk over the open minutes; returns what it sent."""
+        stats = PassStats()
+        now = self.clock()
+        current = bucket_of(now)
+        cursor = self.due.cursor()
+        if cursor is None:
+            self.due.advance_cursor(None, current)
+            cursor = current
+        bucket, closing = cursor, True
+        for _ in range(MAX_BUCKETS_PER_PASS):
+            if bucket > current:
+                break
+            shards = list(range(self.shards))
+            self._random.shuffle(shards)
+            empty = all([self._work_shard(bucket, shard, now, stats) for shard in shards])
+            closed = bucket_time(bucket) + timedelta(minutes=1) + CURSOR_GRACE <= now
+            if closing and empty and closed:
+                self.due.advance_cursor(cursor, next_bucket(bucket))
+                cursor = next_bucket(bucket)
+            else:
+                closing = False
+            bucket = next_bucket(bucket)
+        return stats
+
+    def _work_shard(self, bucket: str, shard: int, now: datetime, stats: PassStats) -> bool:
+        """Send and move the shard's due runs; True when it was (and is left) empty."""
+        if not self.due.due_now(bucket, shard, now):
+            return True
+        if not self.due.claim(bucket, shard, now, self.settings.scheduler_lease_seconds):
+            return False
+        try:
+            items = self.due.due_now(bucket, shard, now)
+            messages: dict[Lane, list[dict[str, Any]]] = {lane: [] for lane in LANES}
+            moves = []
+            for item in items:
+                due_at = datetime.fromisoformat(item["due"])
+                run, skipped = catch_up(item["schedule"], item["timezone"], due_at, now)
+                following_at = next_due(item["schedule"], item["timezone"], run)
+                following = {
+                    **item,
+                    dynamo.PK: due_pk(bucket_of(following_at), shard),
+                    dynamo.SK: f"R#{iso(following_at)}#{item['rule_id']}",
+                    "due": iso(following_at),
+                }
+                lane: Lane = "critical" if item.get("lane") == "critical" else "normal"
+                messages[lane].append(
+                    {
+                        "rule_id": item["rule_id"],
+                        "run": iso(run),
+                        "due": item["due"],
+                        "skipped": skipped,
+                        "scheduled_at": iso(now),
+                    }
+                )
+                moves.append(self.due.move_ops(item, following))
+                stats.skipped_runs += skipped
+                stats.lags.append((now - run).total_seconds())
+            for lane, bodies in messages.items():
+                self._send(lane, bodies)
+            stats.sent += len(items)
+            self.due.move(moves)
+        finally:
+            self.due.release(bucket, shard)
+        return False
+
+    def _send(self, lane: Lane, bodies: list[dict[str, Any]]) -> None:
+        url = self.clients.queue_url(self.clients.names.rules_queue(lane))
+        for start in range(0, len(bodies), SQS_BATCH_MAX):
+            chunk = bodies[start : start + SQS_BATCH_MAX]
+            resp = self.clients.sqs.send_message_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "MessageBody": json.dumps(body, separators=(",", ":"))}
+                    for i, body in enumerate(chunk)
+                ],
+            )
+            if resp.get("Failed"):  # the shard's lease lapses and the next pass resends
+                raise RuntimeError(f"{len(resp['Failed'])} rule run(s) not sent")
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                stats = self.run_pass()
+                if stats.sent:
+                    log.info(
+                        "sent %d rule run(s), %d due time(s) skipped",
+                        stats.sent,
+                        stats.skipped_runs,
+                    )
+            except Exception:  # AWS down, a bug: log and try again next tick
+                log.exception("scheduler pass failed")
+            stop.wait(self.settings.scheduler_tick_seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description="Send due alert rule runs until SIGTERM.").parse_args(argv)
+    configure_logging("scheduler")
+    settings = Settings()
+    clients = AwsClients(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log.info("scheduling alert rules (%d shards per minute)", settings.scheduler_shards)
+    Scheduler(settings, clients).run(stop)
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
