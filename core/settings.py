@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.chat_hosts import DEFAULT_CHAT_WEBHOOK_HOSTS, parse_hosts
+
 
 class Settings(BaseSettings):
     """Every tunable of Herald. Field names map to `HERALD_<NAME>` environment variables.
@@ -172,7 +174,14 @@ class Settings(BaseSettings):
     chat_webhook_base_url: str | None = Field(
         default=None,
         description="Post chat webhooks to `{this}/{slack|teams}/{host}{path}` instead of "
-        "their own origin (a proxy or the sandbox); unset means the webhook URL itself.",
+        "their own origin (a proxy or the sandbox; trusted, so it may be a private address); "
+        "unset means the webhook URL itself, through a transport that refuses non-public "
+        "addresses.",
+    )
+    chat_webhook_hosts: str = Field(
+        default=DEFAULT_CHAT_WEBHOOK_HOSTS,
+        description="Comma-separated hosts a user's chat webhook URL may name (`*.` for any "
+        "subdomain); https only. Add self-hosted chat here.",
     )
     provider_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of one provider HTTP call."
@@ -184,3 +193,7 @@ class Settings(BaseSettings):
         default=True, description="Start the local fake providers (make run) when true."
     )
     sandbox_port: int = Field(default=8025, description="Port of the provider sandbox.")
+
+    @property
+    def chat_webhook_host_patterns(self) -> tuple[str, ...]:
+        return parse_hosts(self.chat_webhook_hosts)

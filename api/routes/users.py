@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import ServicesDep
 from api.schemas import ID_PATTERN, Problem
 from api.schemas_users import PreferencesIn, UserIn, UserOut
+from core.chat_hosts import webhook_url_problem
 from core.profiles import Preferences
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -38,6 +39,10 @@ def no_user(user_id: str) -> HTTPException:
 async def put_user(
     user_id: UserId, body: UserIn, services: ServicesDep, response: Response
 ) -> UserOut:
+    if body.chat is not None:
+        problem = webhook_url_problem(body.chat.url, services.settings.chat_webhook_host_patterns)
+        if problem is not None:
+            raise HTTPException(422, f"chat.url: {problem}")
     profile, created = await run_in_threadpool(services.users.put_profile, user_id, body)
     if created:
         response.status_code = status.HTTP_201_CREATED
