@@ -64,8 +64,18 @@ SLACK_ERROR_CODES = frozenset(
 )
 
 
+def escape_markup(text: str) -> str:
+    """Neutralise Slack's control sequences (`<!channel>`, `<@U123>`, `<https://x|link>`)
+    and Teams' HTML: event data is client input, and a message must not ping a whole
+    channel or carry a disguised link because an event said so. Slack documents exactly
+    these three escapes; Teams renders the entities as the characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_payload(title: str, text: str, severity: str) -> dict[str, Any]:
-    """`text` is the notification fallback; the attachment carries the colour bar."""
+    """`text` is the notification fallback; the attachment carries the colour bar. Title
+    and text are escaped here, so nothing rendered from event data is markup."""
+    title, text, severity = escape_markup(title), escape_markup(text), escape_markup(severity)
     colour = SEVERITY_COLOURS.get(severity, SEVERITY_COLOURS["normal"])
     return {
         "text": f"[{severity.upper()}] {title}",
@@ -86,7 +96,9 @@ def slack_payload(title: str, text: str, severity: str) -> dict[str, Any]:
 
 
 def teams_payload(title: str, text: str, severity: str) -> dict[str, Any]:
-    """An Office 365 connector MessageCard: the format with a `themeColor` stripe."""
+    """An Office 365 connector MessageCard: the format with a `themeColor` stripe; title
+    and text escaped like Slack's."""
+    title, text, severity = escape_markup(title), escape_markup(text), escape_markup(severity)
     return {
         "@type": "MessageCard",
         "@context": "https://schema.org/extensions",

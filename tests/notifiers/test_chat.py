@@ -222,3 +222,35 @@ def test_teams_connector_refusal_inside_a_200_is_translated(
     with pytest.raises(RetryableError) as caught:
         chat.send(message)
     assert caught.value.code == "teams:429"
+
+
+INJECTION = "<!channel> <@U024BE7LH> <https://evil.example|your invoice> & co"
+ESCAPED = "&lt;!channel&gt; &lt;@U024BE7LH&gt; &lt;https://evil.example|your invoice&gt; &amp; co"
+
+
+def test_event_data_cannot_inject_slack_mentions_or_links(
+    chat: ChatNotifier, sandbox: Sandbox, make_message: MakeMessage
+) -> None:
+    chat.send(make_message("chat", content={"title": f"Bo {INJECTION}", "text": INJECTION}))
+    [request] = sandbox.messages("slack")
+    payload = request["json"]
+    assert payload["text"] == f"[HIGH] Bo {ESCAPED}"
+    [attachment] = payload["attachments"]
+    assert attachment["fallback"] == f"[HIGH] Bo {ESCAPED}: {ESCAPED}"
+    assert attachment["blocks"][0]["text"]["text"] == f"*Bo {ESCAPED}*\n{ESCAPED}"
+    assert "<!channel>" not in str(payload)
+
+
+def test_event_data_cannot_inject_markup_into_teams_cards(
+    chat: ChatNotifier, sandbox: Sandbox, make_message: MakeMessage
+) -> None:
+    message = make_message(
+        "chat",
+        addresses=[TEAMS_URL],
+        content={"format": "teams", "title": "<b>x</b>", "text": "<img src=x onerror=y>"},
+    )
+    chat.send(message)
+    [request] = sandbox.messages("teams")
+    card = request["json"]
+    assert card["title"] == "&lt;b&gt;x&lt;/b&gt;"
+    assert card["text"] == "&lt;img src=x onerror=y&gt;"
