@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from core import dynamo
 from core.dynamo import TRANSACT_MAX
-from core.masking import mask_address
+from core.masking import mask_address, mask_text
 from core.models import EventStatus, NotificationMessage, NotificationStatus, iso, utcnow
 
 log = logging.getLogger("herald.notifications")
@@ -86,9 +86,11 @@ def _is_condition_failure(exc: ClientError) -> bool:
 
 
 def _history_entry(status: str, detail: str | None = None) -> dict[str, Any]:
+    # Masked here, where it is stored, whoever wrote it: provider receipts and errors quote
+    # the recipient, and history is shown by GET /events/{id}.
     entry: dict[str, Any] = {"status": {"S": status}, "at": {"S": iso(utcnow())}}
     if detail:
-        entry["detail"] = {"S": detail[:HISTORY_DETAIL_MAX]}
+        entry["detail"] = {"S": mask_text(detail)[:HISTORY_DETAIL_MAX]}
     return {"M": entry}
 
 
@@ -114,7 +116,7 @@ class NotificationStore:
             "priority": m.priority.value,
             "status": new.status.value,
             "attempts": 0,
-            "last_error": new.reason,
+            "last_error": new.reason and mask_text(new.reason),
             "created_at": now,
             "updated_at": now,
             dynamo.TTL_ATTRIBUTE: int(time.time()) + self._retention_days * 86400,
@@ -419,7 +421,7 @@ class NotificationStore:
             message,
             sets={
                 "status": NotificationStatus.RETRYING.value,
-                "last_error": error,
+                "last_error": mask_text(error),
                 "lease_until": 0,
             },
             allowed=[NotificationStatus.SENDING.value],
@@ -430,7 +432,11 @@ class NotificationStore:
     def mark_failed(self, message: NotificationMessage, error: str) -> bool:
         item = self._update(
             message,
-            sets={"status": NotificationStatus.FAILED.value, "last_error": error, "lease_until": 0},
+            sets={
+                "status": NotificationStatus.FAILED.value,
+                "last_error": mask_text(error),
+                "lease_until": 0,
+            },
             allowed=[NotificationStatus.SENDING.value, *[s.value for s in CLAIMABLE]],
             history=(NotificationStatus.FAILED.value, error),
         )

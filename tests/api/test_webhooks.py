@@ -154,3 +154,16 @@ def test_sendgrid_without_signature_is_403(client: TestClient) -> None:
         "/webhooks/sendgrid", json=[{"event": "delivered", "notification_id": "a:b:c"}]
     )
     assert resp.status_code == 403
+
+
+def test_sendgrid_reason_and_response_are_stored_masked(client: TestClient, sent: str) -> None:
+    reason = "550 5.1.1 <ana.lopez@example.com>: Recipient address rejected; call +14155550123"
+    events = [
+        {"event": "bounce", "notification_id": sent, "reason": reason},
+        {"event": "dropped", "notification_id": sent, "response": "ana.lopez@example.com"},
+    ]
+    assert sendgrid_post(client, events).status_code == 200
+    found = notification(client, sent)
+    details = " ".join(h.get("detail") or "" for h in found["history"])
+    assert "a***@example.com" in details and "+***23" in details
+    assert "ana.lopez" not in details and "4155550123" not in details
