@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from api.auth import Authenticator
 from api.intake import EventIntake
+from api.readiness import Readiness
 from core.api_keys import ApiKeyStore
 from core.aws import AwsClients
 from core.event_store import EventStore
@@ -21,6 +22,7 @@ class Services:
     intake: EventIntake
     users: UserStore
     auth: Authenticator
+    readiness: Readiness
 
     @classmethod
     def build(cls, settings: Settings, clients: AwsClients) -> Services:
@@ -36,5 +38,9 @@ class Services:
                 rate=settings.api_key_rate_per_second,
                 burst=settings.api_key_burst,
                 enabled=settings.auth_enabled,
+                cache_seconds=settings.api_key_cache_seconds,
+                failure_rate=settings.auth_failure_rate_per_second,
+                failure_burst=settings.auth_failure_burst,
             ),
+            readiness=Readiness(clients, settings.health_cache_seconds),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -32,10 +33,19 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+#: Longest key accepted at all; Herald's own keys are about 50 characters. Longer ones are
+#: refused before any lookup (DynamoDB refuses keys over 2 KB with an error of its own).
+TOKEN_MAX = 200
+_KEY_ID = re.compile(r"^[A-Za-z0-9-]{1,32}$")
+
+
 def parse(token: str) -> str | None:
-    """The key id of a well-formed key, else None."""
+    """The key id of a well-formed key, else None: `hk_`, an id of at most 32 letters,
+    digits and dashes, `_`, a secret, and at most TOKEN_MAX characters in all."""
+    if len(token) > TOKEN_MAX:
+        return None
     parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
+    if len(parts) != 3 or parts[0] != PREFIX or not _KEY_ID.match(parts[1]) or not parts[2]:
         return None
     return parts[1]
 
@@ -85,7 +95,10 @@ class ApiKeyStore:
             token = f"{PREFIX}_{secrets.token_hex(6)}_{secrets.token_urlsafe(24)}"
         key_id = parse(token)
         if key_id is None:
-            raise ValueError("a key looks like hk_<id>_<secret>, the id without underscores")
+            raise ValueError(
+                "a key looks like hk_<id>_<secret>: an id of up to 32 letters, digits and "
+                f"dashes, at most {TOKEN_MAX} characters in all"
+            )
         created = iso(utcnow())
         key = ApiKey(key_id, name, scopes, created)
         item = dynamo.to_item(

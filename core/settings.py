@@ -89,6 +89,28 @@ class Settings(BaseSettings):
         default=200.0, gt=0, description="Requests per second each API key may make (429 past it)."
     )
     api_key_burst: float = Field(default=400.0, gt=0, description="Burst allowance per API key.")
+    api_key_cache_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long an API process trusts a verified key (and remembers a refused "
+        "one) without reading it again: a key revoked elsewhere still works this long on "
+        "other processes; the process that revokes it (DELETE /keys/{key_id}) drops it at once.",
+    )
+    auth_failure_rate_per_second: float = Field(
+        default=1.0,
+        gt=0,
+        description="Failed authentications per second each client address may make; past "
+        "the burst, keys it sends that are not already verified are 429 without a lookup.",
+    )
+    auth_failure_burst: float = Field(
+        default=20.0, ge=1, description="Burst of failed authentications per client address."
+    )
+    health_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="GET /health answers from a check at most this old, so the open route "
+        "costs DynamoDB and SNS one call each per this period, whatever the traffic.",
+    )
     max_body_bytes: int = Field(default=256 * 1024, description="Larger request bodies get 413.")
     max_batch_events: int = Field(
         default=100, ge=1, le=1000, description="Most events in one POST /events/batch."

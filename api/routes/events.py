@@ -6,13 +6,14 @@ import logging
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Response, status
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep
 from api.errors import validation_problem
 from api.schemas import (
+    EVENT_ID_PATTERN,
     BatchIn,
     BatchItemResult,
     BatchResult,
@@ -224,10 +225,15 @@ def to_event_out(record: EventRecord, notifications: list[dict[str, Any]]) -> Ev
 @router.get(
     "/{event_id}",
     response_model=EventOut,
-    responses={404: {"model": Problem, "description": "No such event."}},
+    responses={
+        404: {"model": Problem, "description": "No such event."},
+        422: {"model": Problem, "description": "Not an event id."},
+    },
     summary="One event with every notification and its status history",
 )
-async def get_event(event_id: str, services: ServicesDep) -> EventOut:
+async def get_event(
+    event_id: Annotated[str, Path(pattern=EVENT_ID_PATTERN)], services: ServicesDep
+) -> EventOut:
     found = await run_in_threadpool(services.events.get, event_id)
     if found is None:
         raise HTTPException(404, f"event_id: no event {event_id!r}")

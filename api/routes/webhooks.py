@@ -56,9 +56,16 @@ def _public_url(request: Request, base: str | None) -> str:
     return f"{base.rstrip('/')}{request.url.path}{query}"
 
 
+#: Herald's notification ids are an event id, a channel and a user id: far below this. A
+#: longer one is not Herald's and is not looked up (DynamoDB refuses keys over 2 KB).
+NOTIFICATION_ID_MAX = 300
+
+
 def _record(
     store: NotificationStore, notification_id: str, status: NotificationStatus, detail: str | None
 ) -> bool:
+    if len(notification_id) > NOTIFICATION_ID_MAX:
+        return False
     key = parse_notification_id(notification_id)
     if key is None:
         return False
