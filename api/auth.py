@@ -49,6 +49,10 @@ bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token.
 class KeyLookup(Protocol):
     def verify(self, token: str) -> ApiKey | None: ...
 
+    def revoke(self, key_id: str) -> bool: ...
+
+    def list_keys(self) -> list[ApiKey]: ...
+
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()

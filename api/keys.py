@@ -4,7 +4,9 @@
     python -m api.keys list
     python -m api.keys revoke <key_id>
 
-`create` prints the key once; only its hash is stored.
+`create` prints the key once; only its hash is stored. A key revoked here is refused by
+running API processes once their cache of it lapses (`HERALD_API_KEY_CACHE_SECONDS`);
+`DELETE /keys/{key_id}` revokes it and drops it from that API process's cache at once.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from api import errors
 from api.auth import scoped
 from api.guards import RequestGuard
-from api.routes import dlq, events, health, topics, users, webhooks
+from api.routes import dlq, events, health, keys, topics, users, webhooks
 from api.services import Services
 from core.aws import AwsClients
 from core.logs import configure_logging
@@ -56,5 +56,6 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     app.include_router(users.router, dependencies=scoped("users:write"))
     app.include_router(topics.router, dependencies=scoped("users:write"))
     app.include_router(dlq.router, dependencies=scoped("admin"))
+    app.include_router(keys.router, dependencies=scoped("admin"))
     app.include_router(webhooks.router)
     return app

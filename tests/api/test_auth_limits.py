@@ -26,6 +26,12 @@ class CountingStore:
         self.lookups += 1
         return self.store.verify(token)
 
+    def revoke(self, key_id: str) -> bool:
+        return self.store.revoke(key_id)
+
+    def list_keys(self) -> list[ApiKey]:
+        return self.store.list_keys()
+
 
 @pytest.fixture
 def keys(stack: Stack) -> ApiKeyStore:
