@@ -461,29 +461,41 @@ class NotificationStore:
         detail: str | None,
     ) -> bool:
         """A provider's delivery receipt: SENT (or an earlier receipt) → DELIVERED etc."""
-        names = {"#s": "status"}
-        values = {
-            ":new": {"S": status.value},
-            ":now": {"S": iso(utcnow())},
-            ":h": {"L": [_history_entry(status.value, detail)]},
-            ":sent": {"S": NotificationStatus.SENT.value},
-            ":delivered": {"S": NotificationStatus.DELIVERED.value},
-        }
         try:
             self._db.update_item(
                 TableName=self._table,
-                Key=_key(event_id, channel, recipient_id),
-                UpdateExpression="SET #s = :new, updated_at = :now, "
-                "history = list_append(history, :h)",
-                ConditionExpression="attribute_exists(PK) AND #s IN (:sent, :delivered)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+                **self.receipt_update(event_id, channel, recipient_id, status, detail),
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
                 return False
             raise
         return True
+
+    def receipt_update(
+        self,
+        event_id: str,
+        channel: str,
+        recipient_id: str,
+        status: NotificationStatus,
+        detail: str | None,
+    ) -> dict[str, Any]:
+        """The conditional update of a receipt, also as the Update of a transaction
+        (`core.receipts` pairs it with the receipt's seen-id)."""
+        return {
+            "Key": _key(event_id, channel, recipient_id),
+            "UpdateExpression": "SET #s = :new, updated_at = :now, "
+            "history = list_append(history, :h)",
+            "ConditionExpression": "attribute_exists(PK) AND #s IN (:sent, :delivered)",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {
+                ":new": {"S": status.value},
+                ":now": {"S": iso(utcnow())},
+                ":h": {"L": [_history_entry(status.value, detail)]},
+                ":sent": {"S": NotificationStatus.SENT.value},
+                ":delivered": {"S": NotificationStatus.DELIVERED.value},
+            },
+        }
 
     # --- the event's tally ---------------------------------------------------------------
 

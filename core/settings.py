@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.chat_hosts import DEFAULT_CHAT_WEBHOOK_HOSTS, parse_hosts
+
+#: Twilio credentials of the sandbox: public (they are in this file), so anybody could sign
+#: status callbacks with them. Only sandbox mode may run with them.
+SANDBOX_TWILIO_ACCOUNT_SID = "ACsandbox00000000000000000000000000"
+SANDBOX_TWILIO_AUTH_TOKEN = "sandbox-token"
 
 
 class Settings(BaseSettings):
@@ -162,12 +167,14 @@ class Settings(BaseSettings):
     # --- providers -------------------------------------------------------------------------
     # Base URLs are settings so the real SDKs can be pointed at the local sandbox.
     twilio_account_sid: str = Field(
-        default="ACsandbox00000000000000000000000000", description="Twilio account SID."
+        default=SANDBOX_TWILIO_ACCOUNT_SID,
+        description="Twilio account SID; outside sandbox mode the sandbox value is refused.",
     )
     twilio_auth_token: str = Field(
-        default="sandbox-token",
+        default=SANDBOX_TWILIO_AUTH_TOKEN,
         repr=False,
-        description="Twilio auth token; also verifies status callbacks.",
+        description="Twilio auth token; also verifies status callbacks. Outside sandbox mode "
+        "the sandbox value is refused: no process starts with it.",
     )
     twilio_from_number: str = Field(default="+15005550006", description="SMS sender number.")
     twilio_whatsapp_from: str = Field(default="+14155238886", description="WhatsApp sender number.")
@@ -215,6 +222,23 @@ class Settings(BaseSettings):
         default=True, description="Start the local fake providers (make run) when true."
     )
     sandbox_port: int = Field(default=8025, description="Port of the provider sandbox.")
+
+    @model_validator(mode="after")
+    def real_credentials_outside_the_sandbox(self) -> Settings:
+        """The sandbox's public Twilio token would let anybody forge delivery receipts (the
+        webhook verifies signatures with it): refuse to start with it unless sandboxed."""
+        if not self.sandbox:
+            if self.twilio_auth_token == SANDBOX_TWILIO_AUTH_TOKEN:
+                raise ValueError(
+                    "HERALD_TWILIO_AUTH_TOKEN: set the real Twilio auth token (the sandbox "
+                    "value is public), or HERALD_SANDBOX=true for local runs"
+                )
+            if self.twilio_account_sid == SANDBOX_TWILIO_ACCOUNT_SID:
+                raise ValueError(
+                    "HERALD_TWILIO_ACCOUNT_SID: set the real Twilio account SID, or "
+                    "HERALD_SANDBOX=true for local runs"
+                )
+        return self
 
     @property
     def chat_webhook_host_patterns(self) -> tuple[str, ...]:

@@ -135,11 +135,16 @@ def test_overlong_notification_ids_in_receipts_are_not_looked_up(stack: Stack) -
     from api.routes.webhooks import _record
     from core.models import NotificationStatus
     from core.notification_store import NotificationStore
+    from core.receipts import Outcome, ReceiptLedger
 
-    store = NotificationStore(stack.clients.dynamodb, stack.clients.names.table)
+    table = stack.clients.names.table
+    store = NotificationStore(stack.clients.dynamodb, table)
+    ledger = ReceiptLedger(stack.clients.dynamodb, table, store)
     calls = count_dynamodb_calls(stack)
     long_id = "e" * 3000 + ":sms:u-1"
-    assert _record(store, long_id, NotificationStatus.DELIVERED, None) is False
+    receipt = ("twilio", "SM1:delivered", 60.0)
+    outcome = _record(ledger, receipt, long_id, NotificationStatus.DELIVERED, None)
+    assert outcome is Outcome.UNCHANGED
     assert calls == []
 
 
