@@ -159,6 +159,9 @@ class EventOut(BaseModel):
     updated_at: str
     counts: EventCounts
     reason: str | None = None
+    tenant: str | None = Field(
+        default=None, description="The tenant (API key owner) whose event this is."
+    )
     notifications: list[NotificationOut] = Field(default_factory=list)
 
 

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from core import dynamo
 from core.models import iso, utcnow
+from core.tenants import DEFAULT_TENANT, Tenant, check_tenant
 
 SCOPES = ("events:write", "events:read", "users:write", "admin")
 ADMIN = "admin"
@@ -57,9 +58,13 @@ class ApiKey:
     scopes: tuple[str, ...]
     created_at: str
     revoked: bool = False
+    owner: str = DEFAULT_TENANT
 
     def allows(self, scope: str) -> bool:
         return not self.revoked and (scope in self.scopes or ADMIN in self.scopes)
+
+    def tenant(self) -> Tenant:
+        return Tenant(self.owner, admin=ADMIN in self.scopes)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -68,6 +73,7 @@ class ApiKey:
             "scopes": list(self.scopes),
             "created_at": self.created_at,
             "revoked": self.revoked,
+            "owner": self.owner,
         }
 
 
@@ -87,10 +93,15 @@ class ApiKeyStore:
         self._table = table
 
     def create(
-        self, name: str, scopes: tuple[str, ...], token: str | None = None
+        self,
+        name: str,
+        scopes: tuple[str, ...],
+        token: str | None = None,
+        owner: str = DEFAULT_TENANT,
     ) -> tuple[ApiKey, str]:
-        """A new key; the token is returned once and never stored."""
+        """A new key of tenant `owner`; the token is returned once and never stored."""
         _check_scopes(scopes)
+        check_tenant(owner)
         if token is None:
             token = f"{PREFIX}_{secrets.token_hex(6)}_{secrets.token_urlsafe(24)}"
         key_id = parse(token)
@@ -100,7 +111,7 @@ class ApiKeyStore:
                 f"dashes, at most {TOKEN_MAX} characters in all"
             )
         created = iso(utcnow())
-        key = ApiKey(key_id, name, scopes, created)
+        key = ApiKey(key_id, name, scopes, created, owner=owner)
         item = dynamo.to_item(
             {
                 "entity": ENTITY,
@@ -111,6 +122,7 @@ class ApiKeyStore:
                 "hash": digest(token),
                 "created_at": created,
                 "revoked": False,
+                "owner": owner,
             }
         )
         item.update(_key(key_id))
@@ -183,4 +195,5 @@ def _from_values(values: dict[str, Any]) -> ApiKey:
         scopes=tuple(values.get("scopes", [])),
         created_at=str(values.get("created_at", "")),
         revoked=bool(values.get("revoked", False)),
+        owner=str(values.get("owner") or DEFAULT_TENANT),  # keys older than tenants
     )

@@ -52,6 +52,7 @@ class Event(BaseModel):
     topic: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     created_at: str
+    tenant: str | None = None  # None: made before tenants (`default`); see core.tenants
 
     def fingerprint(self) -> str:
         """What a repeat must match to count as the same event (the id and time excluded)."""
