@@ -53,6 +53,7 @@ status:
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/bandit -q -c pyproject.toml -r . --severity-level medium
 
 typecheck: install
 	$(VENV)/bin/mypy .

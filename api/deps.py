@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 
 from api.services import Services
+from core.api_keys import ApiKey
+from core.tenants import UNAUTHENTICATED, Tenant
 
 
 async def get_services(request: Request) -> Services:
@@ -16,3 +18,17 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_tenant(request: Request) -> Tenant:
+    """The tenant of the request's key (set by `api.auth.require`, which every router that
+    takes this runs first); with auth switched off, the one tenant that sees everything."""
+    key: ApiKey | None = getattr(request.state, "api_key", None)
+    if key is not None:
+        return key.tenant()
+    if request.app.state.services.auth.enabled:
+        raise HTTPException(401, "X-API-Key: an API key is required")
+    return UNAUTHENTICATED
+
+
+TenantDep = Annotated[Tenant, Depends(get_tenant)]

@@ -1,10 +1,13 @@
 """API keys from the command line.
 
-    python -m api.keys create --name billing --scope events:write --scope events:read
+    python -m api.keys create --name billing --scope events:write --scope events:read \
+        --owner billing
     python -m api.keys list
     python -m api.keys revoke <key_id>
 
-`create` prints the key once; only its hash is stored.
+`create` prints the key once; only its hash is stored. A key revoked here is refused by
+running API processes once their cache of it lapses (`HERALD_API_KEY_CACHE_SECONDS`);
+`DELETE /keys/{key_id}` revokes it and drops it from that API process's cache at once.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 from core.api_keys import SCOPES, ApiKeyStore
 from core.aws import AwsClients
 from core.settings import Settings
+from core.tenants import DEFAULT_TENANT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     create = sub.add_parser("create", help="a new key (printed once)")
     create.add_argument("--name", required=True)
     create.add_argument("--scope", action="append", required=True, choices=SCOPES, dest="scopes")
+    create.add_argument(
+        "--owner",
+        default=DEFAULT_TENANT,
+        help="the tenant whose events, users and topics the key sees (default: default)",
+    )
     sub.add_parser("list", help="every key, without secrets")
     revoke = sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
@@ -32,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     clients = AwsClients(Settings())
     store = ApiKeyStore(clients.dynamodb, clients.names.table)
     if args.command == "create":
-        key, token = store.create(args.name, tuple(args.scopes))
+        try:
+            key, token = store.create(args.name, tuple(args.scopes), owner=args.owner)
+        except ValueError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
         print(json.dumps({**key.public(), "api_key": token}, indent=2))
     elif args.command == "list":
         print(json.dumps([k.public() for k in store.list_keys()], indent=2))

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from api import errors
 from api.auth import scoped
 from api.guards import RequestGuard
-from api.routes import alerts, dlq, events, health, rules, topics, users, webhooks
+from api.routes import alerts, dlq, events, health, keys, rules, topics, users, webhooks
 from api.services import Services
 from core.aws import AwsClients
 from core.logs import configure_logging
@@ -60,5 +60,6 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     app.include_router(alerts.silences_router, dependencies=scoped("events:read", "events:write"))
     # A rule runs queries against data sources: writing one takes admin.
     app.include_router(rules.router, dependencies=scoped("events:read", "admin"))
+    app.include_router(keys.router, dependencies=scoped("admin"))
     app.include_router(webhooks.router)
     return app

@@ -14,6 +14,8 @@ from core.models import EventCounts, EventStatus, StatusChange
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 TOPIC_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+#: A client's event_id, or the UUID Herald makes.
+EVENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 # Deeper `data` serves no template and costs every JSON encoder on the way a recursion;
 # past a few hundred levels the event cannot even be encoded for the queue.
 MAX_DATA_DEPTH = 32
@@ -76,7 +78,7 @@ class EventIn(BaseModel):
     priority: Priority | None = Field(default=None, description="Overrides the type's default.")
     event_id: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        pattern=EVENT_ID_PATTERN,
         description="Client-chosen id; a repeat with the same id is a duplicate, not a new event.",
     )
     to: InlineRecipients | None = Field(
@@ -197,6 +199,9 @@ class EventOut(BaseModel):
     reason: str | None = None
     dedupe_key: str | None = None
     action: str | None = None
+    tenant: str | None = Field(
+        default=None, description="The tenant (API key owner) whose event this is."
+    )
     notifications: list[NotificationOut] = Field(default_factory=list)
 
 

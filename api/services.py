@@ -10,6 +10,7 @@ from alerting.silences import SilenceStore
 from alerting.sources import DataSources
 from api.auth import Authenticator
 from api.intake import EventIntake
+from api.readiness import Readiness
 from core.api_keys import ApiKeyStore
 from core.aws import AwsClients
 from core.event_store import EventStore
@@ -29,6 +30,7 @@ class Services:
     silences: SilenceStore
     rules: RuleStore
     datasources: DataSources
+    readiness: Readiness
 
     @classmethod
     def build(cls, settings: Settings, clients: AwsClients) -> Services:
@@ -46,9 +48,13 @@ class Services:
                 rate=settings.api_key_rate_per_second,
                 burst=settings.api_key_burst,
                 enabled=settings.auth_enabled,
+                cache_seconds=settings.api_key_cache_seconds,
+                failure_rate=settings.auth_failure_rate_per_second,
+                failure_burst=settings.auth_failure_burst,
             ),
             alerts=AlertStore(clients.dynamodb, clients.names.table, settings.event_retention_days),
             silences=SilenceStore(clients.dynamodb, clients.names.table),
             rules=RuleStore(clients.dynamodb, clients.names.table, settings.scheduler_shards),
             datasources=DataSources(settings, clients.client("secretsmanager")),
+            readiness=Readiness(clients, settings.health_cache_seconds),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from core import dynamo
 from core.models import iso, utcnow
+from core.tenants import DEFAULT_TENANT, Tenant, check_tenant
 
 SCOPES = ("events:write", "events:read", "users:write", "admin")
 ADMIN = "admin"
@@ -32,10 +34,19 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+#: Longest key accepted at all; Herald's own keys are about 50 characters. Longer ones are
+#: refused before any lookup (DynamoDB refuses keys over 2 KB with an error of its own).
+TOKEN_MAX = 200
+_KEY_ID = re.compile(r"^[A-Za-z0-9-]{1,32}$")
+
+
 def parse(token: str) -> str | None:
-    """The key id of a well-formed key, else None."""
+    """The key id of a well-formed key, else None: `hk_`, an id of at most 32 letters,
+    digits and dashes, `_`, a secret, and at most TOKEN_MAX characters in all."""
+    if len(token) > TOKEN_MAX:
+        return None
     parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
+    if len(parts) != 3 or parts[0] != PREFIX or not _KEY_ID.match(parts[1]) or not parts[2]:
         return None
     return parts[1]
 
@@ -47,9 +58,13 @@ class ApiKey:
     scopes: tuple[str, ...]
     created_at: str
     revoked: bool = False
+    owner: str = DEFAULT_TENANT
 
     def allows(self, scope: str) -> bool:
         return not self.revoked and (scope in self.scopes or ADMIN in self.scopes)
+
+    def tenant(self) -> Tenant:
+        return Tenant(self.owner, admin=ADMIN in self.scopes)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -58,6 +73,7 @@ class ApiKey:
             "scopes": list(self.scopes),
             "created_at": self.created_at,
             "revoked": self.revoked,
+            "owner": self.owner,
         }
 
 
@@ -77,17 +93,25 @@ class ApiKeyStore:
         self._table = table
 
     def create(
-        self, name: str, scopes: tuple[str, ...], token: str | None = None
+        self,
+        name: str,
+        scopes: tuple[str, ...],
+        token: str | None = None,
+        owner: str = DEFAULT_TENANT,
     ) -> tuple[ApiKey, str]:
-        """A new key; the token is returned once and never stored."""
+        """A new key of tenant `owner`; the token is returned once and never stored."""
         _check_scopes(scopes)
+        check_tenant(owner)
         if token is None:
             token = f"{PREFIX}_{secrets.token_hex(6)}_{secrets.token_urlsafe(24)}"
         key_id = parse(token)
         if key_id is None:
-            raise ValueError("a key looks like hk_<id>_<secret>, the id without underscores")
+            raise ValueError(
+                "a key looks like hk_<id>_<secret>: an id of up to 32 letters, digits and "
+                f"dashes, at most {TOKEN_MAX} characters in all"
+            )
         created = iso(utcnow())
-        key = ApiKey(key_id, name, scopes, created)
+        key = ApiKey(key_id, name, scopes, created, owner=owner)
         item = dynamo.to_item(
             {
                 "entity": ENTITY,
@@ -98,6 +122,7 @@ class ApiKeyStore:
                 "hash": digest(token),
                 "created_at": created,
                 "revoked": False,
+                "owner": owner,
             }
         )
         item.update(_key(key_id))
@@ -170,4 +195,5 @@ def _from_values(values: dict[str, Any]) -> ApiKey:
         scopes=tuple(values.get("scopes", [])),
         created_at=str(values.get("created_at", "")),
         revoked=bool(values.get("revoked", False)),
+        owner=str(values.get("owner") or DEFAULT_TENANT),  # keys older than tenants
     )

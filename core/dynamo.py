@@ -35,11 +35,13 @@ GSI_BY_ENTITY = "by_entity"
 GSI_BY_STATUS = "by_status"
 GSI_BY_TYPE = "by_type"
 GSI_BY_USER = "by_user"
+GSI_BY_TENANT = "by_tenant"
 GSI_PARTITIONS: dict[str, str] = {
     GSI_BY_ENTITY: "entity",
     GSI_BY_STATUS: "status",
     GSI_BY_TYPE: "type",
     GSI_BY_USER: "user_id",
+    GSI_BY_TENANT: "tenant",
 }
 GSI_SORT = "created_key"
 # Subscribers of a topic are read by PK; the reverse (a user's topics) by this GSI.

@@ -326,16 +326,19 @@ class EventStore:
         status: str | None = None,
         type_: str | None = None,
         user_id: str | None = None,
+        tenant: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
         """Newest first through a GSI. The most selective filter picks the index; the
-        others become a FilterExpression on that Query (never a Scan)."""
-        filters = {"user_id": user_id, "type": type_, "status": status}
+        others become a FilterExpression on that Query (never a Scan). With `tenant`, only
+        that tenant's events: its own index, unless a user's (also a tenant's) is narrower."""
+        filters = {"user_id": user_id, "tenant": tenant, "type": type_, "status": status}
         index, partition_attr = dynamo.GSI_BY_ENTITY, "entity"
         partition_value: str = dynamo.ENTITY_EVENT
         for name, attr in (
             (dynamo.GSI_BY_USER, "user_id"),
+            (dynamo.GSI_BY_TENANT, "tenant"),
             (dynamo.GSI_BY_TYPE, "type"),
             (dynamo.GSI_BY_STATUS, "status"),
         ):

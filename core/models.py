@@ -59,6 +59,7 @@ class Event(BaseModel):
     notify_resolved: bool | None = None
     to: dict[str, list[str]] | None = None
     """Inline recipients by channel (on-call lists), instead of a user or a topic."""
+    tenant: str | None = None  # None: made before tenants (`default`); see core.tenants
 
     def fingerprint(self) -> str:
         """What a repeat must match to count as the same event (the id and time excluded)."""

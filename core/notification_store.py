@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from core import aws_errors, dynamo
 from core.dynamo import TRANSACT_MAX
-from core.masking import mask_address
+from core.masking import mask_address, mask_text
 from core.models import EventStatus, NotificationMessage, NotificationStatus, iso, utcnow
 
 log = logging.getLogger("herald.notifications")
@@ -158,9 +158,11 @@ def _refused_items(exc: BaseException, chunk: list[int]) -> dict[int, tuple[str,
 
 
 def _history_entry(status: str, detail: str | None = None) -> dict[str, Any]:
+    # Masked here, where it is stored, whoever wrote it: provider receipts and errors quote
+    # the recipient, and history is shown by GET /events/{id}.
     entry: dict[str, Any] = {"status": {"S": status}, "at": {"S": iso(utcnow())}}
     if detail:
-        entry["detail"] = {"S": detail[:HISTORY_DETAIL_MAX]}
+        entry["detail"] = {"S": mask_text(detail)[:HISTORY_DETAIL_MAX]}
     return {"M": entry}
 
 
@@ -186,7 +188,7 @@ class NotificationStore:
             "priority": m.priority.value,
             "status": new.status.value,
             "attempts": 0,
-            "last_error": new.reason,
+            "last_error": new.reason and mask_text(new.reason),
             "created_at": now,
             "updated_at": now,
             dynamo.TTL_ATTRIBUTE: int(time.time()) + self._retention_days * 86400,
@@ -552,7 +554,7 @@ class NotificationStore:
                     owner=token,
                     sets={
                         "status": NotificationStatus.RETRYING.value,
-                        "last_error": error,
+                        "last_error": mask_text(error),
                         "lease_until": 0,
                     },
                     allowed=[NotificationStatus.SENDING.value],
@@ -565,7 +567,11 @@ class NotificationStore:
     def mark_failed(self, message: NotificationMessage, error: str) -> bool:
         item = self._update(
             message,
-            sets={"status": NotificationStatus.FAILED.value, "last_error": error, "lease_until": 0},
+            sets={
+                "status": NotificationStatus.FAILED.value,
+                "last_error": mask_text(error),
+                "lease_until": 0,
+            },
             allowed=[NotificationStatus.SENDING.value, *[s.value for s in CLAIMABLE]],
             history=(NotificationStatus.FAILED.value, error),
         )
@@ -618,23 +624,10 @@ class NotificationStore:
         detail: str | None,
     ) -> bool:
         """A provider's delivery receipt: SENT (or an earlier receipt) → DELIVERED etc."""
-        names = {"#s": "status"}
-        values = {
-            ":new": {"S": status.value},
-            ":now": {"S": iso(utcnow())},
-            ":h": {"L": [_history_entry(status.value, detail)]},
-            ":sent": {"S": NotificationStatus.SENT.value},
-            ":delivered": {"S": NotificationStatus.DELIVERED.value},
-        }
         try:
             self._db.update_item(
                 TableName=self._table,
-                Key=_key(event_id, channel, recipient_id),
-                UpdateExpression="SET #s = :new, updated_at = :now, "
-                "history = list_append(history, :h)",
-                ConditionExpression="attribute_exists(PK) AND #s IN (:sent, :delivered)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+                **self.receipt_update(event_id, channel, recipient_id, status, detail),
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
@@ -711,7 +704,7 @@ class NotificationStore:
                 owner=outcome.token,
                 **self._sent(outcome.provider, outcome.provider_message_id),
             )
-        error = outcome.error or "failed"
+        error = mask_text(outcome.error or "failed")
         sets = {"status": NotificationStatus.FAILED.value, "last_error": error, "lease_until": 0}
         if outcome.token:
             return self._transition(
@@ -774,6 +767,31 @@ class NotificationStore:
             if final is not None:
                 settled[event_id] = final
         return settled
+
+    def receipt_update(
+        self,
+        event_id: str,
+        channel: str,
+        recipient_id: str,
+        status: NotificationStatus,
+        detail: str | None,
+    ) -> dict[str, Any]:
+        """The conditional update of a receipt, also as the Update of a transaction
+        (`core.receipts` pairs it with the receipt's seen-id)."""
+        return {
+            "Key": _key(event_id, channel, recipient_id),
+            "UpdateExpression": "SET #s = :new, updated_at = :now, "
+            "history = list_append(history, :h)",
+            "ConditionExpression": "attribute_exists(PK) AND #s IN (:sent, :delivered)",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {
+                ":new": {"S": status.value},
+                ":now": {"S": iso(utcnow())},
+                ":h": {"L": [_history_entry(status.value, detail)]},
+                ":sent": {"S": NotificationStatus.SENT.value},
+                ":delivered": {"S": NotificationStatus.DELIVERED.value},
+            },
+        }
 
     # --- the event's tally ---------------------------------------------------------------
 

@@ -44,6 +44,13 @@ class TokenBucket:
                 return 0.0
             return (1 - self._tokens) / self.rate
 
+    def wait_time(self) -> float:
+        """How long until a token is there (0.0: one is now), taking nothing."""
+        with self._lock:
+            now = self._clock()
+            tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+            return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
     def acquire(self) -> float:
         """Block until a token is available; returns the time waited."""
         wait = self._reserve()

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.chat_hosts import DEFAULT_CHAT_WEBHOOK_HOSTS, parse_hosts
+
+#: Twilio credentials of the sandbox: public (they are in this file), so anybody could sign
+#: status callbacks with them. Only sandbox mode may run with them.
+SANDBOX_TWILIO_ACCOUNT_SID = "ACsandbox00000000000000000000000000"
+SANDBOX_TWILIO_AUTH_TOKEN = "sandbox-token"
 
 
 class Settings(BaseSettings):
@@ -92,6 +99,28 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest a POST /events waits for AWS before answering 503 (the event may "
         "still be recorded: retry with the same Idempotency-Key).",
+    )
+    api_key_cache_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long an API process trusts a verified key (and remembers a refused "
+        "one) without reading it again: a key revoked elsewhere still works this long on "
+        "other processes; the process that revokes it (DELETE /keys/{key_id}) drops it at once.",
+    )
+    auth_failure_rate_per_second: float = Field(
+        default=1.0,
+        gt=0,
+        description="Failed authentications per second each client address may make; past "
+        "the burst, keys it sends that are not already verified are 429 without a lookup.",
+    )
+    auth_failure_burst: float = Field(
+        default=20.0, ge=1, description="Burst of failed authentications per client address."
+    )
+    health_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="GET /health answers from a check at most this old, so the open route "
+        "costs DynamoDB and SNS one call each per this period, whatever the traffic.",
     )
     max_body_bytes: int = Field(default=256 * 1024, description="Larger request bodies get 413.")
     max_batch_events: int = Field(
@@ -188,12 +217,14 @@ class Settings(BaseSettings):
     # --- providers -------------------------------------------------------------------------
     # Base URLs are settings so the real SDKs can be pointed at the local sandbox.
     twilio_account_sid: str = Field(
-        default="ACsandbox00000000000000000000000000", description="Twilio account SID."
+        default=SANDBOX_TWILIO_ACCOUNT_SID,
+        description="Twilio account SID; outside sandbox mode the sandbox value is refused.",
     )
     twilio_auth_token: str = Field(
-        default="sandbox-token",
+        default=SANDBOX_TWILIO_AUTH_TOKEN,
         repr=False,
-        description="Twilio auth token; also verifies status callbacks.",
+        description="Twilio auth token; also verifies status callbacks. Outside sandbox mode "
+        "the sandbox value is refused: no process starts with it.",
     )
     twilio_from_number: str = Field(default="+15005550006", description="SMS sender number.")
     twilio_whatsapp_from: str = Field(default="+14155238886", description="WhatsApp sender number.")
@@ -222,7 +253,14 @@ class Settings(BaseSettings):
     chat_webhook_base_url: str | None = Field(
         default=None,
         description="Post chat webhooks to `{this}/{slack|teams}/{host}{path}` instead of "
-        "their own origin (a proxy or the sandbox); unset means the webhook URL itself.",
+        "their own origin (a proxy or the sandbox; trusted, so it may be a private address); "
+        "unset means the webhook URL itself, through a transport that refuses non-public "
+        "addresses.",
+    )
+    chat_webhook_hosts: str = Field(
+        default=DEFAULT_CHAT_WEBHOOK_HOSTS,
+        description="Comma-separated hosts a user's chat webhook URL may name (`*.` for any "
+        "subdomain); https only. Add self-hosted chat here.",
     )
     provider_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of one provider HTTP call."
@@ -272,3 +310,23 @@ class Settings(BaseSettings):
         description="A scheduler holds a claimed shard this long; a dead scheduler's shard "
         "is taken over after it.",
     )
+    @model_validator(mode="after")
+    def real_credentials_outside_the_sandbox(self) -> Settings:
+        """The sandbox's public Twilio token would let anybody forge delivery receipts (the
+        webhook verifies signatures with it): refuse to start with it unless sandboxed."""
+        if not self.sandbox:
+            if self.twilio_auth_token == SANDBOX_TWILIO_AUTH_TOKEN:
+                raise ValueError(
+                    "HERALD_TWILIO_AUTH_TOKEN: set the real Twilio auth token (the sandbox "
+                    "value is public), or HERALD_SANDBOX=true for local runs"
+                )
+            if self.twilio_account_sid == SANDBOX_TWILIO_ACCOUNT_SID:
+                raise ValueError(
+                    "HERALD_TWILIO_ACCOUNT_SID: set the real Twilio account SID, or "
+                    "HERALD_SANDBOX=true for local runs"
+                )
+        return self
+
+    @property
+    def chat_webhook_host_patterns(self) -> tuple[str, ...]:
+        return parse_hosts(self.chat_webhook_hosts)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from core import chunking
+from core.masking import mask_text
 from listeners.backoff import backoff_seconds
 from listeners.messages import Ack, DeadLetter, QueueMessage, Result, Retry
 
@@ -135,7 +136,8 @@ def _dead_letter_entry(queue: str, message: QueueMessage, result: Result) -> dic
         for k, v in message.attributes.items()
         if k not in ("error", "source_queue", "receive_count")
     }
-    attributes["error"] = {"DataType": "String", "StringValue": reason[:ERROR_ATTRIBUTE_MAX]}
+    error = mask_text(reason)[:ERROR_ATTRIBUTE_MAX]  # stored: no addresses or numbers
+    attributes["error"] = {"DataType": "String", "StringValue": error}
     attributes["source_queue"] = {"DataType": "String", "StringValue": queue}
     attributes["receive_count"] = {"DataType": "Number", "StringValue": str(message.receive_count)}
     return {"MessageBody": message.body or " ", "MessageAttributes": attributes}

@@ -26,27 +26,47 @@ log = logging.getLogger("herald.provision")
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # the SQS maximum: time to inspect and replay
 
 
+def _listing_gsi(index: str, attr: str) -> dict[str, Any]:
+    return {
+        "IndexName": index,
+        "KeySchema": [
+            {"AttributeName": attr, "KeyType": "HASH"},
+            {"AttributeName": dynamo.GSI_SORT, "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+
+
+def add_missing_listing_gsis(db: Any, name: str, table: dict[str, Any]) -> None:
+    """A table made by an older Herald lacks newer listing indexes (`by_tenant`): add them.
+    DynamoDB builds one new index at a time, so a second missing one waits for a re-run."""
+    present = {g["IndexName"] for g in table.get("GlobalSecondaryIndexes", [])}
+    for index, attr in dynamo.GSI_PARTITIONS.items():
+        if index in present:
+            continue
+        db.update_table(
+            TableName=name,
+            AttributeDefinitions=[
+                {"AttributeName": attr, "AttributeType": "S"},
+                {"AttributeName": dynamo.GSI_SORT, "AttributeType": "S"},
+            ],
+            GlobalSecondaryIndexUpdates=[{"Create": _listing_gsi(index, attr)}],
+        )
+        log.info("adding index %s to table %s", index, name)
+        return
+
+
 def ensure_table(clients: AwsClients) -> None:
     db = clients.dynamodb
     name = clients.names.table
     try:
-        db.describe_table(TableName=name)
+        add_missing_listing_gsis(db, name, db.describe_table(TableName=name)["Table"])
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceNotFoundException":
             raise
         attributes = {dynamo.PK, dynamo.SK, dynamo.GSI_SORT, "subscriber_id"}
         attributes |= set(dynamo.GSI_PARTITIONS.values())
-        gsis = [
-            {
-                "IndexName": index,
-                "KeySchema": [
-                    {"AttributeName": attr, "KeyType": "HASH"},
-                    {"AttributeName": dynamo.GSI_SORT, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-            for index, attr in dynamo.GSI_PARTITIONS.items()
-        ]
+        gsis = [_listing_gsi(index, attr) for index, attr in dynamo.GSI_PARTITIONS.items()]
         gsis.append(
             {
                 "IndexName": dynamo.GSI_BY_SUBSCRIBER,

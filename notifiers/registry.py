@@ -77,6 +77,10 @@ def build_notifiers(settings: Settings, clients: AwsClients) -> dict[str, Notifi
             timeout=timeout,
         ),
         PushNotifier(clients.sns),
-        ChatNotifier(timeout=timeout, redirect_base_url=urls.chat_webhook_base_url),
+        ChatNotifier(
+            timeout=timeout,
+            redirect_base_url=urls.chat_webhook_base_url,
+            allowed_hosts=settings.chat_webhook_host_patterns,
+        ),
     ]
     return {notifier.channel: notifier for notifier in notifiers}

@@ -15,6 +15,7 @@ from annotated_types import MaxLen
 from api.main import create_app
 from api.routes.events import MAX_EVENT_BYTES
 from api.schemas import MAX_DATA_DEPTH
+from core.api_keys import TOKEN_MAX
 from core.dynamo import TRANSACT_MAX, TRANSACT_MAX_BYTES
 from core.notification_store import HISTORY_DETAIL_MAX
 from core.profiles import ProfileFields
@@ -193,6 +194,25 @@ def limits_table() -> str:
             f"{default('api_key_rate_per_second'):g}/s, burst {default('api_key_burst'):g}",
             "`HERALD_API_KEY_RATE_PER_SECOND`, `HERALD_API_KEY_BURST`",
             "429 with Retry-After",
+        ),
+        (
+            "an API key",
+            f"{TOKEN_MAX} characters, `hk_<id>_<secret>`",
+            "`TOKEN_MAX` (core/api_keys.py)",
+            "401 without a lookup",
+        ),
+        (
+            "failed authentications per client address",
+            f"{default('auth_failure_rate_per_second'):g}/s, burst "
+            f"{default('auth_failure_burst'):g}",
+            "`HERALD_AUTH_FAILURE_RATE_PER_SECOND`, `HERALD_AUTH_FAILURE_BURST`",
+            "429 with Retry-After, no lookup (verified keys go on)",
+        ),
+        (
+            "`event_id` in a path",
+            f"`{param(api, '/events/{event_id}', 'get', 'event_id', 'pattern')}`",
+            "API",
+            "422, no lookup",
         ),
         (
             "provider calls per worker process",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -25,6 +25,7 @@ async def get_dead_letters(services: ServicesDep) -> DeadLetters:
 
 
 DeadLettersDep = Annotated[DeadLetters, Depends(get_dead_letters)]
+QueueName = Annotated[str, Path(pattern=r"^[a-z0-9-]{1,64}$", description="e.g. sms-normal")]
 
 
 class DlqDepth(BaseModel):
@@ -74,7 +75,7 @@ async def list_dlqs(dead_letters: DeadLettersDep) -> list[dict[str, Any]]:
     summary="Peek at dead letters without consuming them",
 )
 async def peek(
-    queue: str, dead_letters: DeadLettersDep, limit: Annotated[int, Query(ge=1, le=100)] = 10
+    queue: QueueName, dead_letters: DeadLettersDep, limit: Annotated[int, Query(ge=1, le=100)] = 10
 ) -> list[dict[str, Any]]:
     _known(dead_letters, queue)
     return await run_in_threadpool(dead_letters.peek, queue, limit)
@@ -87,7 +88,7 @@ async def peek(
     summary="Send dead letters back to their queue; notifications return to QUEUED",
 )
 async def redrive(
-    queue: str,
+    queue: QueueName,
     dead_letters: DeadLettersDep,
     body: Annotated[RedriveRequest | None, Body()] = None,
 ) -> RedriveResult:

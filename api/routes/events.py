@@ -6,14 +6,15 @@ import logging
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Response, status
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from alerting.durations import parse_duration
-from api.deps import ServicesDep
+from api.deps import ServicesDep, TenantDep
 from api.errors import validation_problem
 from api.schemas import (
+    EVENT_ID_PATTERN,
     BatchIn,
     BatchItemResult,
     BatchResult,
@@ -28,12 +29,11 @@ from api.services import Services
 from core.catalogue import EVENT_TYPES
 from core.event_store import EventExists
 from core.models import Event, EventRecord, EventStatus, iso, utcnow
+from core.tenants import Tenant
 
 log = logging.getLogger("herald.api.events")
 router = APIRouter(prefix="/events", tags=["events"])
 
-# Keys map to event ids through a fixed namespace, so every API instance agrees.
-IDEMPOTENCY_NAMESPACE = uuid.UUID("5b1f8f1e-6c43-4a8e-9a55-0d7e3f1c2a90")
 # SNS and SQS take at most 256 KiB a message; leave room for attributes and the envelope.
 MAX_EVENT_BYTES = 256 * 1024 - 4096
 
@@ -55,25 +55,27 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def resolve_event_id(body: EventIn, key: str | None) -> str:
+def resolve_event_id(body: EventIn, key: str | None, tenant: Tenant) -> str:
+    """Idempotency keys are the tenant's own (two tenants' `k` are two events); a client's
+    event_id is global, and another tenant's is a 409 (`duplicate_or_conflict`)."""
     if key is not None and body.event_id is not None:
         raise HTTPException(422, "give either the Idempotency-Key header or event_id, not both")
     if body.event_id is not None:
         return body.event_id
     if key is not None:
-        return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, key))
+        return tenant.event_id_for(key)
     return str(uuid.uuid4())
 
 
-def to_event(body: EventIn, event_id: str) -> Event:
+def to_event(body: EventIn, event_id: str, tenant: Tenant) -> Event:
     spec = EVENT_TYPES[body.type]
     event = Event(
         event_id=event_id,
         type=body.type,
         category=spec.category,
         priority=body.priority or spec.priority,
-        user_id=body.user_id,
-        topic=body.topic,
+        user_id=body.user_id and tenant.qualify(body.user_id),
+        topic=body.topic and tenant.qualify(body.topic),
         data=body.data,
         created_at=iso(utcnow()),
         to=body.to.plain() if body.to is not None else None,
@@ -83,14 +85,21 @@ def to_event(body: EventIn, event_id: str) -> Event:
             int(parse_duration(body.repeat_interval)) if body.repeat_interval else None
         ),
         notify_resolved=body.notify_resolved,
+        tenant=tenant.name,
     )
     if len(event.model_dump_json().encode()) > MAX_EVENT_BYTES:
         raise HTTPException(413, f"data: the event is over {MAX_EVENT_BYTES} bytes once encoded")
     return event
 
 
-def duplicate_or_conflict(existing: EventRecord, fingerprint: str) -> EventAccepted:
-    if existing.payload_hash != fingerprint:
+def is_repeat(existing: EventRecord, fingerprint: str, tenant: Tenant) -> bool:
+    """The same tenant's same event again; another tenant's event under this id, whatever
+    its payload, is a conflict that says nothing about it."""
+    return tenant.owns(existing.tenant) and existing.payload_hash == fingerprint
+
+
+def duplicate_or_conflict(existing: EventRecord, fingerprint: str, tenant: Tenant) -> EventAccepted:
+    if not is_repeat(existing, fingerprint, tenant):
         raise HTTPException(
             409, f"event_id {existing.event_id} was already used for a different event"
         )
@@ -111,14 +120,15 @@ async def post_event(
     body: Annotated[EventIn, Body()],
     services: ServicesDep,
     response: Response,
+    tenant: TenantDep,
     idempotency_key: IdempotencyKey = None,
 ) -> EventAccepted:
-    event = to_event(body, resolve_event_id(body, idempotency_key))
+    event = to_event(body, resolve_event_id(body, idempotency_key, tenant), tenant)
     try:
         await services.intake.accept(event)
     except EventExists as exc:
         response.status_code = status.HTTP_200_OK
-        return duplicate_or_conflict(exc.existing, event.fingerprint())
+        return duplicate_or_conflict(exc.existing, event.fingerprint(), tenant)
     return EventAccepted(event_id=event.event_id, status=EventStatus.START)
 
 
@@ -140,7 +150,7 @@ def _accept_batch(
     summary="Accept up to max_batch_events events; each succeeds or fails on its own",
 )
 async def post_batch(
-    body: BatchIn, services: ServicesDep, idempotency_key: IdempotencyKey = None
+    body: BatchIn, services: ServicesDep, tenant: TenantDep, idempotency_key: IdempotencyKey = None
 ) -> BatchResult:
     limit = services.settings.max_batch_events
     if len(body.events) > limit:
@@ -154,7 +164,7 @@ async def post_batch(
         try:
             parsed = EventIn.model_validate(raw)
             key = None if idempotency_key is None else f"{idempotency_key}#{index}"
-            event = to_event(parsed, resolve_event_id(parsed, key))
+            event = to_event(parsed, resolve_event_id(parsed, key, tenant), tenant)
         except ValidationError as exc:
             problem = validation_problem(exc.errors())
             items[index] = BatchItemResult(
@@ -183,7 +193,7 @@ async def post_batch(
                 index=index, result="accepted", event_id=event.event_id, status=EventStatus.START
             )
         elif isinstance(result, EventRecord):
-            if result.payload_hash == fingerprint:
+            if is_repeat(result, fingerprint, tenant):
                 items[index] = BatchItemResult(
                     index=index, result="duplicate", event_id=event.event_id, status=result.status
                 )
@@ -210,9 +220,20 @@ async def post_batch(
     )
 
 
-def to_event_out(record: EventRecord, notifications: list[dict[str, Any]]) -> EventOut:
+def local_view(values: dict[str, Any], tenant: Tenant) -> dict[str, Any]:
+    """An event's user id and topic as its tenant knows them."""
+    for field in ("user_id", "topic"):
+        if values.get(field):
+            values[field] = tenant.local(values[field])
+    return values
+
+
+def to_event_out(
+    record: EventRecord, notifications: list[dict[str, Any]], tenant: Tenant
+) -> EventOut:
+    values = record.model_dump(exclude={"payload_hash", "publish_attempts", "last_published_at"})
     return EventOut(
-        **record.model_dump(exclude={"payload_hash", "publish_attempts", "last_published_at"}),
+        **local_view(values, tenant),
         notifications=[
             NotificationOut(
                 notification_id=n.get("notification_id", ""),
@@ -232,19 +253,27 @@ def to_event_out(record: EventRecord, notifications: list[dict[str, Any]]) -> Ev
 @router.get(
     "/{event_id}",
     response_model=EventOut,
-    responses={404: {"model": Problem, "description": "No such event."}},
+    responses={
+        404: {"model": Problem, "description": "No such event."},
+        422: {"model": Problem, "description": "Not an event id."},
+    },
     summary="One event with every notification and its status history",
 )
-async def get_event(event_id: str, services: ServicesDep) -> EventOut:
+async def get_event(
+    event_id: Annotated[str, Path(pattern=EVENT_ID_PATTERN)],
+    services: ServicesDep,
+    tenant: TenantDep,
+) -> EventOut:
     found = await run_in_threadpool(services.events.get, event_id)
-    if found is None:
+    if found is None or not tenant.can_read(found[0].tenant):
         raise HTTPException(404, f"event_id: no event {event_id!r}")
-    return to_event_out(*found)
+    return to_event_out(*found, tenant)
 
 
 @router.get("", response_model=EventPage, summary="Events, newest first, a page at a time")
 async def list_events(
     services: ServicesDep,
+    tenant: TenantDep,
     status: EventStatus | None = None,
     type: Annotated[str | None, Query(description="An event type from the catalogue.")] = None,
     user_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = None,
@@ -261,8 +290,12 @@ async def list_events(
         services.events.list_events,
         status=status.value if status else None,
         type_=type,
-        user_id=user_id,
+        user_id=user_id and tenant.qualify(user_id),
+        tenant=None if tenant.admin else tenant.name,
         limit=limit,
         cursor=cursor,
     )
-    return EventPage(items=[EventOut(**item) for item in page.items], next_cursor=page.next_cursor)
+    return EventPage(
+        items=[EventOut(**local_view(item, tenant)) for item in page.items],
+        next_cursor=page.next_cursor,
+    )

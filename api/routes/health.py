@@ -1,14 +1,12 @@
-"""Welcome and health."""
+"""Welcome and health: an open status for load balancers, details behind the admin scope."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import scoped
 from api.deps import ServicesDep
 
 router = APIRouter(tags=["health"])
@@ -19,34 +17,30 @@ async def welcome() -> dict[str, str]:
     return {"service": "herald", "docs": "/docs", "openapi": "/openapi.json"}
 
 
-def _check(services: Any) -> dict[str, str]:
-    results: dict[str, str] = {}
-    checks = {
-        "dynamodb": lambda: services.clients.dynamodb.describe_table(
-            TableName=services.clients.names.table
-        ),
-        "sns": lambda: services.clients.sns.get_topic_attributes(
-            TopicArn=services.clients.topic_arn
-        ),
-    }
-    for name, check in checks.items():
-        try:
-            check()
-            results[name] = "ok"
-        except (ClientError, BotoCoreError) as exc:
-            results[name] = f"error: {type(exc).__name__}"
-    return results
+async def _answer(services: ServicesDep, details: bool) -> JSONResponse:
+    results = await run_in_threadpool(services.readiness.results)
+    healthy = all(v == "ok" for v in results.values())
+    body: dict[str, object] = {"status": "ok" if healthy else "degraded"}
+    if details:
+        body["checks"] = results
+    return JSONResponse(body, status_code=200 if healthy else 503)
 
 
 @router.get(
     "/health",
-    summary="Whether DynamoDB and SNS answer",
+    summary="Whether DynamoDB and SNS answer (open; from a check at most "
+    "HERALD_HEALTH_CACHE_SECONDS old)",
     responses={503: {"description": "A dependency does not answer."}},
 )
 async def health(services: ServicesDep) -> JSONResponse:
-    results = await run_in_threadpool(_check, services)
-    healthy = all(v == "ok" for v in results.values())
-    return JSONResponse(
-        {"status": "ok" if healthy else "degraded", "checks": results},
-        status_code=200 if healthy else 503,
-    )
+    return await _answer(services, details=False)
+
+
+@router.get(
+    "/health/details",
+    summary="The same check, with each dependency's answer (admin scope)",
+    responses={503: {"description": "A dependency does not answer."}},
+    dependencies=scoped("admin"),
+)
+async def health_details(services: ServicesDep) -> JSONResponse:
+    return await _answer(services, details=True)

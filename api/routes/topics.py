@@ -1,4 +1,8 @@
-"""Topics: who gets an event sent to a topic."""
+"""Topics: who gets an event sent to a topic.
+
+Topic names and user ids are the tenant's own (`core.tenants`): stored qualified, shown
+as the tenant sent them.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ServicesDep
+from api.deps import ServicesDep, TenantDep
 from api.schemas import ID_PATTERN, TOPIC_PATTERN, Problem
 from api.schemas_users import SubscriberPage, SubscriptionIn, SubscriptionOut
+from core.profiles import Subscription
+from core.tenants import Tenant
 from core.users import TopicFull
 
 router = APIRouter(prefix="/topics", tags=["topics"])
 
 Topic = Annotated[str, Path(pattern=TOPIC_PATTERN, description="e.g. charts.global")]
 UserId = Annotated[str, Path(pattern=ID_PATTERN)]
+
+
+def local_subscription(subscription: Subscription, tenant: Tenant) -> SubscriptionOut:
+    values = subscription.model_dump()
+    values["topic"] = tenant.local(values["topic"])
+    values["user_id"] = tenant.local(values["user_id"])
+    return SubscriptionOut.model_validate(values)
 
 
 @router.put(
@@ -37,13 +50,17 @@ async def subscribe(
     topic: Topic,
     user_id: UserId,
     services: ServicesDep,
+    tenant: TenantDep,
     body: Annotated[SubscriptionIn | None, Body()] = None,
 ) -> SubscriptionOut:
     channels = None if body is None or body.channels is None else list(body.channels)
     limit = services.settings.max_topic_subscribers
     try:
         subscription = await run_in_threadpool(
-            partial(services.users.subscribe, max_subscribers=limit), topic, user_id, channels
+            partial(services.users.subscribe, max_subscribers=limit),
+            tenant.qualify(topic),
+            tenant.qualify(user_id),
+            channels,
         )
     except TopicFull as exc:
         raise HTTPException(
@@ -53,7 +70,7 @@ async def subscribe(
         ) from None
     if subscription is None:
         raise HTTPException(404, f"user_id: no user {user_id!r}")
-    return SubscriptionOut.model_validate(subscription.model_dump())
+    return local_subscription(subscription, tenant)
 
 
 @router.delete(
@@ -62,8 +79,12 @@ async def subscribe(
     response_class=Response,
     summary="Unsubscribe a user (idempotent)",
 )
-async def unsubscribe(topic: Topic, user_id: UserId, services: ServicesDep) -> Response:
-    await run_in_threadpool(services.users.unsubscribe, topic, user_id)
+async def unsubscribe(
+    topic: Topic, user_id: UserId, services: ServicesDep, tenant: TenantDep
+) -> Response:
+    await run_in_threadpool(
+        services.users.unsubscribe, tenant.qualify(topic), tenant.qualify(user_id)
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -81,13 +102,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 async def list_subscribers(
     topic: Topic,
     services: ServicesDep,
+    tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[
         str | None, Query(max_length=2048, description="next_cursor of the previous page.")
     ] = None,
 ) -> SubscriberPage:
-    page = await run_in_threadpool(services.users.subscribers, topic, limit, cursor)
+    page = await run_in_threadpool(services.users.subscribers, tenant.qualify(topic), limit, cursor)
     return SubscriberPage(
-        items=[SubscriptionOut.model_validate(s.model_dump()) for s in page.items],
+        items=[local_subscription(s, tenant) for s in page.items],
         next_cursor=page.next_cursor,
     )

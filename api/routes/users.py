@@ -1,4 +1,8 @@
-"""Users: contacts, time zone and locale, and notification preferences."""
+"""Users: contacts, time zone and locale, and notification preferences.
+
+User ids are the tenant's own (`core.tenants`): the store holds them qualified, and
+answers show them as the tenant sent them.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ServicesDep
+from api.deps import ServicesDep, TenantDep
 from api.schemas import ID_PATTERN, Problem
 from api.schemas_users import PreferencesIn, UserIn, UserOut
+from core.chat_hosts import webhook_url_problem
 from core.profiles import Preferences
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -36,20 +41,26 @@ def no_user(user_id: str) -> HTTPException:
     description="Preferences are kept (set them with PUT /users/{user_id}/preferences).",
 )
 async def put_user(
-    user_id: UserId, body: UserIn, services: ServicesDep, response: Response
+    user_id: UserId, body: UserIn, services: ServicesDep, tenant: TenantDep, response: Response
 ) -> UserOut:
-    profile, created = await run_in_threadpool(services.users.put_profile, user_id, body)
+    if body.chat is not None:
+        problem = webhook_url_problem(body.chat.url, services.settings.chat_webhook_host_patterns)
+        if problem is not None:
+            raise HTTPException(422, f"chat.url: {problem}")
+    profile, created = await run_in_threadpool(
+        services.users.put_profile, tenant.qualify(user_id), body
+    )
     if created:
         response.status_code = status.HTTP_201_CREATED
-    return UserOut.model_validate(profile.model_dump())
+    return UserOut.model_validate({**profile.model_dump(), "user_id": user_id})
 
 
 @router.get("/{user_id}", response_model=UserOut, responses=NOT_FOUND, summary="One user")
-async def get_user(user_id: UserId, services: ServicesDep) -> UserOut:
-    profile = await run_in_threadpool(services.users.get, user_id)
+async def get_user(user_id: UserId, services: ServicesDep, tenant: TenantDep) -> UserOut:
+    profile = await run_in_threadpool(services.users.get, tenant.qualify(user_id))
     if profile is None:
         raise no_user(user_id)
-    return UserOut.model_validate(profile.model_dump())
+    return UserOut.model_validate({**profile.model_dump(), "user_id": user_id})
 
 
 @router.delete(
@@ -59,8 +70,8 @@ async def get_user(user_id: UserId, services: ServicesDep) -> UserOut:
     summary="Delete a user and every topic subscription of theirs",
     description="Idempotent: deleting a user that does not exist is also 204.",
 )
-async def delete_user(user_id: UserId, services: ServicesDep) -> Response:
-    await run_in_threadpool(services.users.delete, user_id)
+async def delete_user(user_id: UserId, services: ServicesDep, tenant: TenantDep) -> Response:
+    await run_in_threadpool(services.users.delete, tenant.qualify(user_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -71,9 +82,9 @@ async def delete_user(user_id: UserId, services: ServicesDep) -> Response:
     summary="Replace a user's channels per category, opt-outs and quiet hours",
 )
 async def put_preferences(
-    user_id: UserId, body: PreferencesIn, services: ServicesDep
+    user_id: UserId, body: PreferencesIn, services: ServicesDep, tenant: TenantDep
 ) -> Preferences:
-    profile = await run_in_threadpool(services.users.set_preferences, user_id, body)
+    profile = await run_in_threadpool(services.users.set_preferences, tenant.qualify(user_id), body)
     if profile is None:
         raise no_user(user_id)
     return profile.preferences

@@ -2,11 +2,14 @@
 
 A request whose signature does not verify is a 403 and changes nothing. A receipt moves a
 SENT notification to DELIVERED, UNDELIVERED or BOUNCED; the event's tally is not changed
-(the provider took the message, which is what SENT counts).
+(the provider took the message, which is what SENT counts). A receipt is applied once: a
+replay of it (same SendGrid `sg_event_id`, same Twilio `MessageSid` and status) is a 200
+that changes nothing (`core.receipts`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -21,6 +24,7 @@ from twilio.request_validator import RequestValidator
 from api.deps import ServicesDep
 from core.models import NotificationStatus, parse_notification_id
 from core.notification_store import NotificationStore
+from core.receipts import Outcome, ReceiptLedger
 
 log = logging.getLogger("herald.api.webhooks")
 router = APIRouter(prefix="/webhooks", tags=["provider webhooks"])
@@ -37,6 +41,10 @@ SENDGRID_EVENTS = {
 }
 # SendGrid signs the timestamp too; an old one is a replay.
 SENDGRID_MAX_AGE_SECONDS = 600
+# A SendGrid post verifies from SENDGRID_MAX_AGE_SECONDS before its timestamp to as long
+# after, so its ids are kept that long from first sight (and a little more).
+SENDGRID_KEEP_SECONDS = 2 * SENDGRID_MAX_AGE_SECONDS + 60
+DAY_SECONDS = 86_400
 
 
 async def get_notifications(services: ServicesDep) -> NotificationStore:
@@ -49,6 +57,13 @@ async def get_notifications(services: ServicesDep) -> NotificationStore:
 NotificationsDep = Annotated[NotificationStore, Depends(get_notifications)]
 
 
+async def get_ledger(services: ServicesDep, store: NotificationsDep) -> ReceiptLedger:
+    return ReceiptLedger(services.clients.dynamodb, services.clients.names.table, store)
+
+
+LedgerDep = Annotated[ReceiptLedger, Depends(get_ledger)]
+
+
 def _public_url(request: Request, base: str | None) -> str:
     if not base:
         return str(request.url)
@@ -56,13 +71,31 @@ def _public_url(request: Request, base: str | None) -> str:
     return f"{base.rstrip('/')}{request.url.path}{query}"
 
 
+#: Herald's notification ids are an event id, a channel and a user id: far below this. A
+#: longer one is not Herald's and is not looked up (DynamoDB refuses keys over 2 KB).
+NOTIFICATION_ID_MAX = 300
+
+
 def _record(
-    store: NotificationStore, notification_id: str, status: NotificationStatus, detail: str | None
-) -> bool:
+    ledger: ReceiptLedger,
+    receipt: tuple[str, str, float],
+    notification_id: str,
+    status: NotificationStatus,
+    detail: str | None,
+) -> Outcome:
+    """Apply one receipt; `receipt` is (provider, receipt id, seconds to keep the id)."""
+    if len(notification_id) > NOTIFICATION_ID_MAX:
+        return Outcome.UNCHANGED
     key = parse_notification_id(notification_id)
     if key is None:
-        return False
-    return store.record_receipt(*key, status=status, detail=detail)
+        return Outcome.UNCHANGED
+    provider, receipt_id, keep = receipt
+    return ledger.apply(provider, receipt_id, keep, key, status, detail)
+
+
+def _fingerprint(value: Any) -> str:
+    """An id for a receipt that came without one: the same receipt, the same id."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 @router.post(
@@ -73,7 +106,7 @@ def _record(
 async def twilio_status(
     request: Request,
     services: ServicesDep,
-    store: NotificationsDep,
+    ledger: LedgerDep,
     signature: Annotated[str, Header(alias="X-Twilio-Signature")] = "",
 ) -> dict[str, Any]:
     # Parsed here rather than with request.form(): Twilio posts plain urlencoded fields,
@@ -90,8 +123,14 @@ async def twilio_status(
     if status is None or not notification_id:
         return {"updated": False}
     detail = params.get("ErrorCode") and f"twilio:{params['ErrorCode']}"
-    updated = await run_in_threadpool(_record, store, notification_id, status, detail or None)
-    return {"updated": updated}
+    sid = params.get("MessageSid")
+    receipt_id = f"{sid}:{params['MessageStatus']}" if sid else _fingerprint(params)
+    # Twilio signs no timestamp: a copy verifies for as long as the notification exists.
+    keep = services.settings.event_retention_days * DAY_SECONDS
+    outcome = await run_in_threadpool(
+        _record, ledger, ("twilio", receipt_id, keep), notification_id, status, detail or None
+    )
+    return {"updated": outcome is Outcome.UPDATED, "replay": outcome is Outcome.REPLAY}
 
 
 @router.post(
@@ -102,7 +141,7 @@ async def twilio_status(
 async def sendgrid_events(
     request: Request,
     services: ServicesDep,
-    store: NotificationsDep,
+    ledger: LedgerDep,
     signature: Annotated[str, Header(alias="X-Twilio-Email-Event-Webhook-Signature")] = "",
     timestamp: Annotated[str, Header(alias="X-Twilio-Email-Event-Webhook-Timestamp")] = "",
 ) -> dict[str, Any]:
@@ -128,7 +167,7 @@ async def sendgrid_events(
         raise HTTPException(422, "body: not a JSON array of events") from None
     if not isinstance(events, list):
         raise HTTPException(422, "body: not a JSON array of events")
-    updated = 0
+    updated = replays = 0
     for item in events:
         if not isinstance(item, dict):
             continue
@@ -137,6 +176,16 @@ async def sendgrid_events(
         if status is None or not isinstance(notification_id, str):
             continue
         detail = item.get("reason") or item.get("response")
-        if await run_in_threadpool(_record, store, notification_id, status, detail and str(detail)):
-            updated += 1
-    return {"updated": updated}
+        sg_id = item.get("sg_event_id")
+        receipt_id = sg_id if isinstance(sg_id, str) and sg_id else _fingerprint(item)
+        outcome = await run_in_threadpool(
+            _record,
+            ledger,
+            ("sendgrid", receipt_id, SENDGRID_KEEP_SECONDS),
+            notification_id,
+            status,
+            detail and str(detail),
+        )
+        updated += outcome is Outcome.UPDATED
+        replays += outcome is Outcome.REPLAY
+    return {"updated": updated, "replays": replays}

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from core.api_keys import ApiKeyStore
-from tests.conftest import Stack
+from tests.conftest import TEST_API_KEY, Stack
 
 OPEN = {"/", "/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
 FOLLOW = {"type": "follow", "user_id": "u-1", "data": {"actor": "Ana"}}
@@ -137,3 +137,29 @@ def test_cli_creates_lists_and_revokes(stack: Stack) -> None:
     assert created["api_key"].startswith("hk_")
     assert created["key_id"] in [k["key_id"] for k in stack.cli("api.keys", "list")]
     assert stack.cli("api.keys", "revoke", created["key_id"]) == {"revoked": created["key_id"]}
+
+
+def test_a_key_revoked_through_the_api_is_refused_by_that_process_at_once(
+    stack: Stack, keys: ApiKeyStore
+) -> None:
+    key, token = keys.create("leaving", ("events:read",))
+    settings = stack.settings.model_copy(update={"api_key_cache_seconds": 3600})
+    with TestClient(create_app(settings, stack.clients)) as client:
+        assert client.get("/events", headers={"X-API-Key": token}).status_code == 200  # cached
+        admin = {"X-API-Key": TEST_API_KEY}
+        assert client.delete(f"/keys/{key.key_id}", headers=admin).status_code == 204
+        assert client.get("/events", headers={"X-API-Key": token}).status_code == 401
+        listed = {k["key_id"]: k for k in client.get("/keys", headers=admin).json()}
+        assert listed[key.key_id]["revoked"] is True
+        assert client.delete("/keys/nosuchkey", headers=admin).status_code == 404
+        assert client.get("/keys", headers={"X-API-Key": token}).status_code == 401
+
+
+def test_the_cache_period_is_a_setting(stack: Stack, keys: ApiKeyStore) -> None:
+    """Revoked by another process (the CLI): with no cache period, refused on the next call."""
+    key, token = keys.create("leaving", ("events:read",))
+    settings = stack.settings.model_copy(update={"api_key_cache_seconds": 0})
+    with TestClient(create_app(settings, stack.clients)) as client:
+        assert client.get("/events", headers={"X-API-Key": token}).status_code == 200
+        assert keys.revoke(key.key_id)
+        assert client.get("/events", headers={"X-API-Key": token}).status_code == 401

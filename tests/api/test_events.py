@@ -155,14 +155,17 @@ def test_forged_cursor_is_422_naming_cursor(client: TestClient) -> None:
 def test_health_and_welcome(client: TestClient) -> None:
     assert client.get("/").json()["docs"] == "/docs"
     health = client.get("/health")
-    assert health.status_code == 200
-    assert health.json()["checks"] == {"dynamodb": "ok", "sns": "ok"}
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    details = client.get("/health/details")
+    assert details.json()["checks"] == {"dynamodb": "ok", "sns": "ok"}
     assert client.get("/docs").status_code == 200
 
 
 def test_health_is_503_when_the_table_is_gone(client: TestClient, stack: Stack) -> None:
+    assert client.get("/events", params={"limit": 1}).status_code == 200  # key now cached
     stack.clients.dynamodb.delete_table(TableName=stack.clients.names.table)
-    resp = client.get("/health")
+    assert client.get("/health").status_code == 503
+    resp = client.get("/health/details")
     assert resp.status_code == 503
     assert resp.json()["checks"]["dynamodb"].startswith("error")
     assert resp.json()["checks"]["sns"] == "ok"

@@ -71,7 +71,7 @@ def test_twilio_receipt_with_a_valid_signature_marks_delivered(
     client: TestClient, sent: str
 ) -> None:
     resp = twilio_post(client, sent, {"MessageSid": "SM123", "MessageStatus": "delivered"})
-    assert resp.status_code == 200 and resp.json() == {"updated": True}
+    assert resp.status_code == 200 and resp.json() == {"updated": True, "replay": False}
     assert notification(client, sent)["status"] == "DELIVERED"
 
 
@@ -135,7 +135,7 @@ def test_sendgrid_signed_events_update_the_notification(client: TestClient, sent
         {"event": "bounce", "notification_id": sent, "reason": "550 mailbox unavailable"},
     ]
     resp = sendgrid_post(client, events)
-    assert resp.status_code == 200 and resp.json() == {"updated": 1}
+    assert resp.status_code == 200 and resp.json() == {"updated": 1, "replays": 0}
     found = notification(client, sent)
     assert found["status"] == "BOUNCED"
     assert found["history"][-1]["detail"] == "550 mailbox unavailable"
@@ -154,3 +154,60 @@ def test_sendgrid_without_signature_is_403(client: TestClient) -> None:
         "/webhooks/sendgrid", json=[{"event": "delivered", "notification_id": "a:b:c"}]
     )
     assert resp.status_code == 403
+
+
+def test_sendgrid_reason_and_response_are_stored_masked(client: TestClient, sent: str) -> None:
+    reason = "550 5.1.1 <ana.lopez@example.com>: Recipient address rejected; call +14155550123"
+    events = [
+        {"event": "bounce", "notification_id": sent, "reason": reason},
+        {"event": "dropped", "notification_id": sent, "response": "ana.lopez@example.com"},
+    ]
+    assert sendgrid_post(client, events).status_code == 200
+    found = notification(client, sent)
+    details = " ".join(h.get("detail") or "" for h in found["history"])
+    assert "a***@example.com" in details and "+***23" in details
+    assert "ana.lopez" not in details and "4155550123" not in details
+
+
+def test_a_replayed_twilio_callback_is_200_and_changes_nothing(
+    client: TestClient, sent: str
+) -> None:
+    params = {"MessageSid": "SM123", "MessageStatus": "delivered"}
+    assert twilio_post(client, sent, params).json() == {"updated": True, "replay": False}
+    history = notification(client, sent)["history"]
+    for _ in range(2):
+        replay = twilio_post(client, sent, params)
+        assert replay.status_code == 200
+        assert replay.json() == {"updated": False, "replay": True}
+    assert notification(client, sent)["history"] == history
+
+
+def test_a_replayed_sendgrid_event_is_200_and_changes_nothing(
+    client: TestClient, sent: str
+) -> None:
+    delivered = {"event": "delivered", "notification_id": sent, "sg_event_id": "sg-ev-1"}
+    assert sendgrid_post(client, [delivered]).json() == {"updated": 1, "replays": 0}
+    history = notification(client, sent)["history"]
+    # The same event again, alone and twice within one post (a fresh, valid signature).
+    assert sendgrid_post(client, [delivered, delivered]).json() == {"updated": 0, "replays": 2}
+    assert notification(client, sent)["history"] == history
+
+
+def test_sendgrid_events_without_an_id_are_recognised_by_their_content(
+    client: TestClient, sent: str
+) -> None:
+    bounce = {"event": "bounce", "notification_id": sent, "reason": "550", "timestamp": 1}
+    assert sendgrid_post(client, [bounce]).json() == {"updated": 1, "replays": 0}
+    assert sendgrid_post(client, [bounce]).json() == {"updated": 0, "replays": 1}
+    statuses = [h["status"] for h in notification(client, sent)["history"]]
+    assert statuses.count("BOUNCED") == 1
+
+
+def test_seen_receipt_ids_expire(client: TestClient, stack: Stack, sent: str) -> None:
+    from core.receipts import receipt_key
+
+    twilio_post(client, sent, {"MessageSid": "SM9", "MessageStatus": "delivered"})
+    item = stack.clients.dynamodb.get_item(
+        TableName=stack.clients.names.table, Key=receipt_key("twilio", "SM9:delivered")
+    )["Item"]
+    assert int(item["expires_at"]["N"]) > time.time()

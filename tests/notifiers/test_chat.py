@@ -64,26 +64,72 @@ def test_teams_message_card_is_themed_by_severity(
     assert result.provider == "teams"
 
 
-def test_webhook_already_on_the_sandbox_is_used_as_is(
+def test_a_webhook_url_on_the_sandbox_itself_is_refused(
     chat: ChatNotifier, sandbox: Sandbox, make_message: MakeMessage
 ) -> None:
-    chat.send(make_message("chat", addresses=[f"{sandbox.url}/slack/ops-room"]))
-    assert [r["path"] for r in sandbox.messages("slack")] == ["/slack/ops-room"]
+    """Only the operator's base URL may point at loopback; a user's URL naming it may not."""
+    with pytest.raises(PermanentError) as caught:
+        chat.send(make_message("chat", addresses=[f"{sandbox.url}/slack/ops-room"]))
+    assert caught.value.code == "slack:url"
+    assert caught.value.address_invalid
+    assert sandbox.messages("slack") == []
 
 
-def test_without_redirect_the_webhook_url_is_posted_directly(
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/hook",
+        "http://[::1]/hook",
+        "https://hooks.slack.com@127.0.0.1/hook",
+        "https://evil.example/services/T/B/X",
+    ],
+)
+def test_urls_off_the_allow_list_are_refused_at_send_time(
+    chat: ChatNotifier, sandbox: Sandbox, make_message: MakeMessage, url: str
+) -> None:
+    with pytest.raises(PermanentError) as caught:
+        chat.send(make_message("chat", addresses=[url]))
+    assert caught.value.code == "slack:url"
+    assert sandbox.messages() == []
+
+
+def test_without_redirect_an_allowed_name_resolving_to_loopback_is_refused_at_connect(
     sandbox: Sandbox, make_message: MakeMessage
 ) -> None:
-    chat = ChatNotifier(timeout=5)
+    """`localhost` passes an allow-list that names it; the transport still will not connect
+    to what it resolves to, which is what also stops DNS rebinding of an allowed host."""
+    chat = ChatNotifier(timeout=5, allowed_hosts=("localhost",))
     try:
-        chat.send(
-            make_message(
-                "chat", addresses=[f"{sandbox.url}/teams/direct"], content={"format": "teams"}
-            )
-        )
+        with pytest.raises(PermanentError) as caught:
+            chat.send(make_message("chat", addresses=["https://localhost/slack/hook"]))
     finally:
         chat.close()
-    assert [r["path"] for r in sandbox.messages("teams")] == ["/teams/direct"]
+    assert caught.value.code == "slack:blocked"
+    assert caught.value.address_invalid
+
+
+def test_the_provider_answer_is_not_kept_verbatim(
+    chat: ChatNotifier, sandbox: Sandbox, make_message: MakeMessage
+) -> None:
+    sandbox.fail("slack", 400, count=1, body="ami-id\ninstance-id\nsecret-token-1234")
+    with pytest.raises(PermanentError) as caught:
+        chat.send(make_message("chat"))
+    assert caught.value.reason == "slack webhook 400"
+    sandbox.fail("slack", 400, count=1, body="invalid_payload")
+    with pytest.raises(PermanentError) as caught:
+        chat.send(make_message("chat"))
+    assert caught.value.reason == "slack webhook 400: invalid_payload"
+
+
+def test_a_redirect_is_not_followed(
+    chat: ChatNotifier, sandbox: Sandbox, make_message: MakeMessage
+) -> None:
+    sandbox.fail("slack", 302, count=1)
+    with pytest.raises(PermanentError) as caught:
+        chat.send(make_message("chat"))
+    assert caught.value.code == "slack:302"
+    assert len(sandbox.messages("slack")) == 1
 
 
 def test_rate_limit_is_retryable_with_retry_after(
@@ -176,3 +222,35 @@ def test_teams_connector_refusal_inside_a_200_is_translated(
     with pytest.raises(RetryableError) as caught:
         chat.send(message)
     assert caught.value.code == "teams:429"
+
+
+INJECTION = "<!channel> <@U024BE7LH> <https://evil.example|your invoice> & co"
+ESCAPED = "&lt;!channel&gt; &lt;@U024BE7LH&gt; &lt;https://evil.example|your invoice&gt; &amp; co"
+
+
+def test_event_data_cannot_inject_slack_mentions_or_links(
+    chat: ChatNotifier, sandbox: Sandbox, make_message: MakeMessage
+) -> None:
+    chat.send(make_message("chat", content={"title": f"Bo {INJECTION}", "text": INJECTION}))
+    [request] = sandbox.messages("slack")
+    payload = request["json"]
+    assert payload["text"] == f"[HIGH] Bo {ESCAPED}"
+    [attachment] = payload["attachments"]
+    assert attachment["fallback"] == f"[HIGH] Bo {ESCAPED}: {ESCAPED}"
+    assert attachment["blocks"][0]["text"]["text"] == f"*Bo {ESCAPED}*\n{ESCAPED}"
+    assert "<!channel>" not in str(payload)
+
+
+def test_event_data_cannot_inject_markup_into_teams_cards(
+    chat: ChatNotifier, sandbox: Sandbox, make_message: MakeMessage
+) -> None:
+    message = make_message(
+        "chat",
+        addresses=[TEAMS_URL],
+        content={"format": "teams", "title": "<b>x</b>", "text": "<img src=x onerror=y>"},
+    )
+    chat.send(message)
+    [request] = sandbox.messages("teams")
+    card = request["json"]
+    assert card["title"] == "&lt;b&gt;x&lt;/b&gt;"
+    assert card["text"] == "&lt;img src=x onerror=y&gt;"

@@ -12,8 +12,15 @@ from notifiers.base import Notifier
 from notifiers.registry import build_notifiers, provider_urls
 from tests.notifiers.conftest import MakeMessage
 
+REAL_TWILIO = {
+    "twilio_account_sid": "ACtest0000000000000000000000000001",
+    "twilio_auth_token": "test-token",
+}
+
 
 def make_settings(**values: Any) -> Settings:
+    if values.get("sandbox") is False:
+        values = {**REAL_TWILIO, **values}
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 

@@ -1,0 +1,22 @@
+"""Provisioning a table made before an index existed adds the index (tenants' listings)."""
+
+from __future__ import annotations
+
+from core import dynamo
+from localstack.provision import ensure_table
+from tests.conftest import Stack
+
+
+def indexes(stack: Stack) -> set[str]:
+    table = stack.clients.dynamodb.describe_table(TableName=stack.clients.names.table)["Table"]
+    return {g["IndexName"] for g in table.get("GlobalSecondaryIndexes", [])}
+
+
+def test_a_missing_listing_index_is_added(stack: Stack) -> None:
+    stack.clients.dynamodb.update_table(
+        TableName=stack.clients.names.table,
+        GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": dynamo.GSI_BY_TENANT}}],
+    )
+    assert dynamo.GSI_BY_TENANT not in indexes(stack)
+    ensure_table(stack.clients)
+    assert dynamo.GSI_BY_TENANT in indexes(stack)
