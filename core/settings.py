@@ -310,6 +310,7 @@ class Settings(BaseSettings):
         description="A scheduler holds a claimed shard this long; a dead scheduler's shard "
         "is taken over after it.",
     )
+
     @model_validator(mode="after")
     def real_credentials_outside_the_sandbox(self) -> Settings:
         """The sandbox's public Twilio token would let anybody forge delivery receipts (the
