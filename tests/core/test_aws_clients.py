@@ -58,7 +58,22 @@ def test_calls_wait_the_timeout_and_long_polls_their_wait_on_top() -> None:
     assert clients.config("dynamodb").read_timeout == 2.5
     assert clients.config("sns").connect_timeout == 2.5
     assert clients.config("sqs").read_timeout == 12.5
-    assert clients.config("sqs").retries == {"mode": "standard", "max_attempts": 2}
+    assert clients.config("sqs").retries == {"mode": "standard", "total_max_attempts": 2}
+
+
+def test_aws_max_attempts_counts_every_try(
+    stack: Any, faulty_settings: Any, fault_proxy: Any
+) -> None:
+    """botocore's `max_attempts` counts retries; the setting counts tries, the first included."""
+    from botocore.exceptions import ClientError
+
+    from localstack.faults import FaultRule
+
+    fault_proxy.set_rules([FaultRule("dynamodb", "throttle", 1.0, frozenset({"DescribeTable"}))])
+    clients = AwsClients(faulty_settings.model_copy(update={"aws_max_attempts": 2}))
+    with pytest.raises(ClientError):
+        clients.dynamodb.describe_table(TableName=stack.clients.names.table)
+    assert sum(fault_proxy.stats().values()) == 2
 
 
 def test_a_silent_endpoint_fails_the_call_instead_of_holding_it(silent_endpoint: str) -> None:
