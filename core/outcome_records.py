@@ -1,0 +1,198 @@
+"""A send's outcome and its count, written in one conditional transaction.
+
+See `OutcomeRecords.record_outcomes`: the record's SENDING → SENT|FAILED under the claim's
+token and the event's count go together, so a repeat after a lost answer is refused as a
+whole and recognised by its token; nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from core import aws_errors, dynamo
+from core.dynamo import TRANSACT_MAX
+from core.event_tally import EventTally
+from core.masking import mask_text
+from core.models import EventStatus, NotificationMessage, NotificationStatus, iso, utcnow
+from core.notification_records import (
+    CLAIMABLE,
+    DELIVERED_STATUSES,
+    TRANSACT_ROUNDS,
+    EventNotFound,
+    refused_items,
+)
+
+RECORDED = "recorded"
+
+
+ALREADY = "already"
+
+
+LOST = "lost"
+
+
+# lease_owner of a record failed without ever being claimed (given up on at the receive
+# budget): its FAILED outcome is then recognised as ours on a retry.
+FAILED_UNCLAIMED = "unclaimed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a send ended, to be recorded with `record_outcomes`: SENT with the provider's
+    id, or FAILED with the reason; `token` is the claim's (empty: failed unclaimed)."""
+
+    message: NotificationMessage
+    token: str
+    status: NotificationStatus
+    provider: str = ""
+    provider_message_id: str | None = None
+    error: str | None = None
+
+
+def judge(outcome: Outcome, stored: dict[str, Any]) -> str:
+    """A refused outcome: ALREADY when the stored record is this very outcome (an earlier
+    try applied it), else LOST."""
+    status = stored.get("status")
+    owner = stored.get("lease_owner")
+    token = outcome.token or FAILED_UNCLAIMED
+    if outcome.status is NotificationStatus.SENT:
+        done = status in DELIVERED_STATUSES
+    else:
+        done = status == NotificationStatus.FAILED
+    return ALREADY if done and owner == token else LOST
+
+
+class OutcomeRecords(EventTally):
+    def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[str]:
+        """Mark each notification SENT or FAILED and count it on its event, atomically.
+
+        One TransactWriteItems holds each outcome's conditional transition (only from
+        SENDING under the outcome's claim token, or for a FAILED without a claim from
+        QUEUED|RETRYING) and one counter update per event. The condition makes the pair
+        idempotent: if the answer is lost and the transaction is tried again, every
+        transition of it is refused, so nothing is counted twice; a refused transition whose
+        stored record shows this outcome under this token was our own earlier try. Returns
+        per outcome RECORDED (applied now), ALREADY (applied by an earlier try) or LOST (the
+        record moved on: another claim holds it now, and that worker records it).
+        Conflicts with other writers of the event item and throttling are retried with
+        backoff (TRANSACT_ROUNDS), then raised.
+        """
+        results = [""] * len(outcomes)
+        pending = list(range(len(outcomes)))
+        rounds = 0
+        while pending:
+            chunk: list[int] = []
+            events: set[str] = set()
+            for i in pending:
+                event_id = outcomes[i].message.event_id
+                if len(chunk) + len(events | {event_id}) > TRANSACT_MAX:
+                    break
+                chunk.append(i)
+                events.add(event_id)
+            items = [
+                {
+                    "Update": {
+                        **self._outcome_update(outcomes[i]),
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
+                }
+                for i in chunk
+            ]
+            items += [
+                {"Update": self._count_update(event_id, [outcomes[i] for i in chunk])}
+                for event_id in sorted(events)
+            ]
+            try:
+                self._db.transact_write_items(TransactItems=items)
+            except Exception as exc:
+                refused = refused_items(exc, list(range(len(items))))
+                if any(j >= len(chunk) for j in refused):
+                    raise EventNotFound(outcomes[chunk[0]].message.event_id) from exc
+                if refused:
+                    for j, (_, stored) in refused.items():
+                        results[chunk[j]] = judge(outcomes[chunk[j]], stored)
+                    pending = [i for i in pending if not results[i]]
+                    continue
+                rounds += 1
+                if not aws_errors.is_retryable(exc) or rounds >= TRANSACT_ROUNDS:
+                    raise
+                time.sleep(aws_errors.jittered(rounds - 1, 0.05, 2.0))
+                continue
+            for i in chunk:
+                results[i] = RECORDED
+            pending = [i for i in pending if not results[i]]
+        return results
+
+    def _outcome_update(self, outcome: Outcome) -> dict[str, Any]:
+        if outcome.status is NotificationStatus.SENT:
+            return self._transition(
+                outcome.message,
+                owner=outcome.token,
+                **self._sent(outcome.provider, outcome.provider_message_id),
+            )
+        error = mask_text(outcome.error or "failed")
+        sets = {"status": NotificationStatus.FAILED.value, "last_error": error, "lease_until": 0}
+        if outcome.token:
+            return self._transition(
+                outcome.message,
+                owner=outcome.token,
+                sets=sets,
+                allowed=[NotificationStatus.SENDING.value],
+                history=(NotificationStatus.FAILED.value, error),
+            )
+        return self._transition(
+            outcome.message,
+            sets={**sets, "lease_owner": FAILED_UNCLAIMED},
+            allowed=[s.value for s in CLAIMABLE],
+            history=(NotificationStatus.FAILED.value, error),
+        )
+
+    def _count_update(self, event_id: str, outcomes: Sequence[Outcome]) -> dict[str, Any]:
+        mine = [o for o in outcomes if o.message.event_id == event_id]
+        adds = {
+            "sent": sum(o.status is NotificationStatus.SENT for o in mine),
+            "failed": sum(o.status is NotificationStatus.FAILED for o in mine),
+        }
+        present = [k for k, v in adds.items() if v]
+        return {
+            "TableName": self._table,
+            "Key": {dynamo.PK: {"S": dynamo.event_pk(event_id)}, dynamo.SK: {"S": dynamo.EVENT_SK}},
+            "UpdateExpression": "SET updated_at = :now ADD "
+            + ", ".join(f"counts.#{k} :{k}" for k in present),
+            "ConditionExpression": "attribute_exists(PK)",
+            "ExpressionAttributeNames": {f"#{k}": k for k in present},
+            "ExpressionAttributeValues": {
+                ":now": {"S": iso(utcnow())},
+                **{f":{k}": {"N": str(adds[k])} for k in present},
+            },
+        }
+
+    def settle_events(self, event_ids: Sequence[str]) -> dict[str, EventStatus]:
+        """Settle each event whose tally is complete (after outcomes were counted: the
+        counting transaction returns no values, so the tally is read back, consistently,
+        by whoever counted last). Returns the events this call settled."""
+        settled: dict[str, EventStatus] = {}
+        for event_id in event_ids:
+            resp = aws_errors.retry(
+                lambda event_id=event_id: self._db.get_item(  # type: ignore[misc]
+                    TableName=self._table,
+                    Key={
+                        dynamo.PK: {"S": dynamo.event_pk(event_id)},
+                        dynamo.SK: {"S": dynamo.EVENT_SK},
+                    },
+                    ProjectionExpression="PK, event_id, counts, fanout_complete, #s",
+                    ExpressionAttributeNames={"#s": "status"},
+                    ConsistentRead=True,
+                )
+            )
+            if "Item" not in resp:
+                continue
+            final = aws_errors.retry(
+                lambda item=resp["Item"]: self._settle_event(dynamo.from_item(item))  # type: ignore[misc]
+            )
+            if final is not None:
+                settled[event_id] = final
+        return settled
