@@ -202,7 +202,20 @@ class EventOut(BaseModel):
     tenant: str | None = Field(
         default=None, description="The tenant (API key owner) whose event this is."
     )
-    notifications: list[NotificationOut] = Field(default_factory=list)
+    notifications: list[NotificationOut] = Field(
+        default_factory=list, description="The first page of the event's notifications."
+    )
+    notifications_cursor: str | None = Field(
+        default=None,
+        description="More notifications follow: GET /events/{event_id}/notifications?cursor=",
+    )
+
+
+class NotificationPage(BaseModel):
+    items: list[NotificationOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
 
 
 class EventPage(BaseModel):

@@ -30,6 +30,8 @@ SETTLED_BUCKETS = {
 # A put cancelled only because another put of its transaction was refused goes again; a few
 # rounds settle any batch (each round settles at least the puts that caused a cancellation).
 TRANSACT_ROUNDS = 5
+# Queries one listing request may make (each reads at most `limit` index entries).
+LIST_READ_ROUNDS = 3
 
 
 class EventExists(Exception):
@@ -300,8 +302,58 @@ class EventStore:
                 outcomes[i] = exc
         return []
 
+    def get_page(
+        self, event_id: str, limit: int, cursor: str | None = None
+    ) -> tuple[EventRecord | None, list[dict[str, Any]], str | None]:
+        """A bounded read of an event: without a cursor the event and its first `limit`
+        notifications (one Query: the event item sorts before its records); with one, the
+        next `limit` notifications only (the event is None). Returns the cursor of the rest.
+        However many notifications a fan-out made, no request reads more than a page."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": dynamo.event_pk(event_id)}},
+        }
+        start = dynamo.decode_cursor(cursor, {dynamo.PK, dynamo.SK})
+        if start is not None:
+            if start[dynamo.PK]["S"] != dynamo.event_pk(event_id):
+                raise dynamo.BadCursor("cursor is not one this API issued")
+            kwargs["ExclusiveStartKey"] = start
+            kwargs["KeyConditionExpression"] += " AND begins_with(SK, :notif)"
+            kwargs["ExpressionAttributeValues"][":notif"] = {"S": "NOTIF#"}
+            kwargs["Limit"] = limit
+        else:
+            kwargs["Limit"] = limit + 1
+        resp = self._db.query(**kwargs)
+        items = resp.get("Items", [])
+        record = None
+        if start is None:
+            if not items or items[0][dynamo.SK]["S"] != dynamo.EVENT_SK:
+                return None, [], None
+            record, items = item_to_event(items[0]), items[1:]
+        notifications = [
+            dynamo.from_item(i) for i in items if i[dynamo.SK]["S"].startswith("NOTIF#")
+        ]
+        last = resp.get("LastEvaluatedKey")
+        if last is not None and not notifications:
+            last = None  # past the records (other items of the partition): nothing follows
+        return record, notifications, dynamo.encode_cursor(last)
+
+    def owner_of(self, event_id: str) -> tuple[bool, str | None]:
+        """Whether the event exists, and its tenant (one small read)."""
+        resp = self._db.get_item(
+            TableName=self._table,
+            Key={dynamo.PK: {"S": dynamo.event_pk(event_id)}, dynamo.SK: {"S": dynamo.EVENT_SK}},
+            ProjectionExpression="PK, tenant",
+        )
+        item = resp.get("Item")
+        if item is None:
+            return False, None
+        return True, item.get("tenant", {}).get("S")
+
     def get(self, event_id: str) -> tuple[EventRecord, list[dict[str, Any]]] | None:
-        """The event and its notifications: one Query on the event's partition."""
+        """The event and every notification, page after page (internal use: audits and
+        tests; the API reads one page at a time, `get_page`)."""
         items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "TableName": self._table,
@@ -369,8 +421,10 @@ class EventStore:
             kwargs["FilterExpression"] = " AND ".join(conditions)
         items: list[dict[str, Any]] = []
         last_key = None
-        # With a filter a page can come back short; keep reading until it is full or done.
-        while True:
+        # With a filter a page can come back short; read on, but within a budget: a filter
+        # that matches nothing must not read a whole index partition in one request. A
+        # short page with a cursor says "more may follow".
+        for _ in range(LIST_READ_ROUNDS):
             if start:
                 kwargs["ExclusiveStartKey"] = start
             kwargs["Limit"] = limit - len(items)

@@ -23,6 +23,7 @@ from api.schemas import (
     EventOut,
     EventPage,
     NotificationOut,
+    NotificationPage,
     Problem,
 )
 from api.services import Services
@@ -53,6 +54,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": Problem, "description": "Invalid event; the message names the field."},
     503: {"model": Problem, "description": "Storage unavailable; retry after Retry-After."},
 }
+
+# Notifications per page of GET /events/{id} and its /notifications: a bounded read.
+NOTIFICATIONS_PAGE = 100
 
 
 def resolve_event_id(body: EventIn, key: str | None, tenant: Tenant) -> str:
@@ -228,25 +232,30 @@ def local_view(values: dict[str, Any], tenant: Tenant) -> dict[str, Any]:
     return values
 
 
+def to_notification_out(n: dict[str, Any]) -> NotificationOut:
+    return NotificationOut(
+        notification_id=n.get("notification_id", ""),
+        channel=n.get("channel", ""),
+        recipient=n.get("recipient_masked"),
+        status=n.get("status", ""),
+        attempts=n.get("attempts", 0),
+        last_error=n.get("last_error"),
+        provider_message_id=n.get("provider_message_id"),
+        history=n.get("history", []),
+    )
+
+
 def to_event_out(
-    record: EventRecord, notifications: list[dict[str, Any]], tenant: Tenant
+    record: EventRecord,
+    notifications: list[dict[str, Any]],
+    tenant: Tenant,
+    cursor: str | None = None,
 ) -> EventOut:
     values = record.model_dump(exclude={"payload_hash", "publish_attempts", "last_published_at"})
     return EventOut(
         **local_view(values, tenant),
-        notifications=[
-            NotificationOut(
-                notification_id=n.get("notification_id", ""),
-                channel=n.get("channel", ""),
-                recipient=n.get("recipient_masked"),
-                status=n.get("status", ""),
-                attempts=n.get("attempts", 0),
-                last_error=n.get("last_error"),
-                provider_message_id=n.get("provider_message_id"),
-                history=n.get("history", []),
-            )
-            for n in notifications
-        ],
+        notifications=[to_notification_out(n) for n in notifications],
+        notifications_cursor=cursor,
     )
 
 
@@ -257,17 +266,56 @@ def to_event_out(
         404: {"model": Problem, "description": "No such event."},
         422: {"model": Problem, "description": "Not an event id."},
     },
-    summary="One event with every notification and its status history",
+    summary="One event, its counts and the first page of its notifications",
 )
 async def get_event(
     event_id: Annotated[str, Path(pattern=EVENT_ID_PATTERN)],
     services: ServicesDep,
     tenant: TenantDep,
 ) -> EventOut:
-    found = await run_in_threadpool(services.events.get, event_id)
-    if found is None or not tenant.can_read(found[0].tenant):
+    record, notifications, cursor = await run_in_threadpool(
+        services.events.get_page, event_id, NOTIFICATIONS_PAGE
+    )
+    if record is None or not tenant.can_read(record.tenant):
         raise HTTPException(404, f"event_id: no event {event_id!r}")
-    return to_event_out(*found, tenant)
+    return to_event_out(record, notifications, tenant, cursor)
+
+
+@router.get(
+    "/{event_id}/notifications",
+    response_model=NotificationPage,
+    responses={
+        404: {"model": Problem, "description": "No such event."},
+        422: {"model": Problem, "description": "Not an event id, or not one of its cursors."},
+    },
+    summary="An event's notifications, a page at a time",
+)
+async def get_event_notifications(
+    event_id: Annotated[str, Path(pattern=EVENT_ID_PATTERN)],
+    services: ServicesDep,
+    tenant: TenantDep,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=2048, description="notifications_cursor or next_cursor from before."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=NOTIFICATIONS_PAGE)] = NOTIFICATIONS_PAGE,
+) -> NotificationPage:
+    if cursor is None:  # the event's own first read also tells its owner
+        record, notifications, next_cursor = await run_in_threadpool(
+            services.events.get_page, event_id, limit
+        )
+        exists, owner = record is not None, record.tenant if record else None
+    else:
+        exists, owner = await run_in_threadpool(services.events.owner_of, event_id)
+        if exists and tenant.can_read(owner):
+            _, notifications, next_cursor = await run_in_threadpool(
+                services.events.get_page, event_id, limit, cursor
+            )
+    if not exists or not tenant.can_read(owner):
+        raise HTTPException(404, f"event_id: no event {event_id!r}")
+    return NotificationPage(
+        items=[to_notification_out(n) for n in notifications], next_cursor=next_cursor
+    )
 
 
 @router.get("", response_model=EventPage, summary="Events, newest first, a page at a time")
