@@ -28,6 +28,12 @@ T = TypeVar("T")
 PK = "PK"
 SK = "SK"
 EVENT_SK = "EVENT"
+# The event's tally and fan-out progress: a small item of its own, beside the event, so
+# the counter updates of a fan-out never rewrite the payload or the listing indexes. Its
+# sort key sorts right after the event's and before the records', so one Query reads the
+# event, its tally and the first records.
+TALLY_SK = "EVENT#TALLY"
+COUNT_FIELDS = ("total", "sent", "failed", "skipped")
 ENTITY_EVENT = "EVENT"
 
 # GSI name -> partition attribute; every listing GSI sorts on `created_key`.
@@ -57,6 +63,14 @@ _deserializer = TypeDeserializer()
 
 def event_pk(event_id: str) -> str:
     return f"EVENT#{event_id}"
+
+
+def tally_key(event_id: str) -> dict[str, Any]:
+    return {PK: {"S": event_pk(event_id)}, SK: {"S": TALLY_SK}}
+
+
+def event_key(event_id: str) -> dict[str, Any]:
+    return {PK: {"S": event_pk(event_id)}, SK: {"S": EVENT_SK}}
 
 
 def notification_sk(channel: str, recipient_id: str) -> str:

@@ -66,7 +66,8 @@ def _is_condition_failure(exc: ClientError) -> bool:
 
 
 def event_to_item(record: EventRecord, retention_days: int) -> dict[str, Any]:
-    values = record.model_dump(mode="json", exclude={"data"})
+    # The tally lives on its own item (dynamo.TALLY_SK): counting never rewrites this one.
+    values = record.model_dump(mode="json", exclude={"data", "counts", "fanout_complete"})
     values.update(
         {
             dynamo.PK: dynamo.event_pk(record.event_id),
@@ -82,17 +83,21 @@ def event_to_item(record: EventRecord, retention_days: int) -> dict[str, Any]:
     return dynamo.to_item(values)
 
 
-def record_from_values(values: dict[str, Any]) -> EventRecord:
-    """An event record from an item already made plain (`dynamo.from_item`)."""
+def record_from_values(values: dict[str, Any], tally: dict[str, Any] | None = None) -> EventRecord:
+    """An event record from an item already made plain (`dynamo.from_item`), with its
+    counts and fan-out progress from the tally item when given."""
     values = dict(values)
     values["data"] = json.loads(values.pop("data_json", "{}"))
+    if tally:
+        values["counts"] = {k: int(tally.get(k, 0)) for k in dynamo.COUNT_FIELDS}
+        values["fanout_complete"] = bool(tally.get("fanout_complete")) or bool(
+            values.get("fanout_complete")
+        )
     return EventRecord.model_validate(values)
 
 
-def item_to_event(item: dict[str, Any]) -> EventRecord:
-    values = dynamo.from_item(item)
-    values["data"] = json.loads(values.pop("data_json", "{}"))
-    return EventRecord.model_validate(values)
+def item_to_event(item: dict[str, Any], tally: dict[str, Any] | None = None) -> EventRecord:
+    return record_from_values(dynamo.from_item(item), dynamo.from_item(tally) if tally else None)
 
 
 class EventStore:
@@ -323,21 +328,23 @@ class EventStore:
             kwargs["ExpressionAttributeValues"][":notif"] = {"S": "NOTIF#"}
             kwargs["Limit"] = limit
         else:
-            kwargs["Limit"] = limit + 1
+            kwargs["Limit"] = limit + 2  # the event, its tally, a page of records
         resp = self._db.query(**kwargs)
         items = resp.get("Items", [])
         record = None
         if start is None:
             if not items or items[0][dynamo.SK]["S"] != dynamo.EVENT_SK:
                 return None, [], None
-            record, items = item_to_event(items[0]), items[1:]
-        notifications = [
-            dynamo.from_item(i) for i in items if i[dynamo.SK]["S"].startswith("NOTIF#")
-        ]
+            tally = next((i for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK), None)
+            record, items = item_to_event(items[0], tally), items[1:]
+        records = [i for i in items if i[dynamo.SK]["S"].startswith("NOTIF#")]
         last = resp.get("LastEvaluatedKey")
-        if last is not None and not notifications:
+        if len(records) > limit:  # the event had no tally yet: one record too many was read
+            records = records[:limit]
+            last = {dynamo.PK: records[-1][dynamo.PK], dynamo.SK: records[-1][dynamo.SK]}
+        if last is not None and not records:
             last = None  # past the records (other items of the partition): nothing follows
-        return record, notifications, dynamo.encode_cursor(last)
+        return record, [dynamo.from_item(i) for i in records], dynamo.encode_cursor(last)
 
     def owner_of(self, event_id: str) -> tuple[bool, str | None]:
         """Whether the event exists, and its tenant (one small read)."""
@@ -369,8 +376,11 @@ class EventStore:
         event_item = next((i for i in items if i[dynamo.SK]["S"] == dynamo.EVENT_SK), None)
         if event_item is None:
             return None
-        notifications = [dynamo.from_item(i) for i in items if i is not event_item]
-        return item_to_event(event_item), notifications
+        tally = next((i for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK), None)
+        notifications = [
+            dynamo.from_item(i) for i in items if i[dynamo.SK]["S"].startswith("NOTIF#")
+        ]
+        return item_to_event(event_item, tally), notifications
 
     def list_events(
         self,
@@ -434,8 +444,34 @@ class EventStore:
             if not last_key or len(items) >= limit:
                 break
             start = last_key
-        records = [item_to_event(i).model_dump(mode="json") for i in items]
+        tallies = self._tallies([i[dynamo.PK]["S"] for i in items])
+        records = [
+            item_to_event(i, tallies.get(i[dynamo.PK]["S"])).model_dump(mode="json") for i in items
+        ]
         return Page(records, dynamo.encode_cursor(last_key))
+
+    def _tallies(self, pks: list[str]) -> dict[str, dict[str, Any]]:
+        """Tally items by the event's PK, for a page of events (one BatchGetItem)."""
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(pks), 100):
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": [
+                        {dynamo.PK: {"S": pk}, dynamo.SK: {"S": dynamo.TALLY_SK}}
+                        for pk in pks[start : start + 100]
+                    ]
+                }
+            }
+            for round_ in range(TRANSACT_ROUNDS):
+                if round_:
+                    time.sleep(aws_errors.jittered(round_ - 1, 0.05, 1.0))
+                resp = self._db.batch_get_item(RequestItems=request)
+                for item in resp.get("Responses", {}).get(self._table, []):
+                    out[item[dynamo.PK]["S"]] = item
+                request = resp.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+        return out
 
     def stale(
         self,
@@ -531,15 +567,23 @@ class EventStore:
         update can leave wrong; this recounts every record and, when none is still in
         flight and the fan-out is complete, writes the true counts and the final status.
         """
-        resp = self._db.get_item(
-            TableName=self._table,
-            Key={dynamo.PK: {"S": dynamo.event_pk(event_id)}, dynamo.SK: {"S": dynamo.EVENT_SK}},
-            ProjectionExpression="#s, fanout_complete",
-            ExpressionAttributeNames={"#s": "status"},
-            ConsistentRead=True,
+        found = self._db.batch_get_item(
+            RequestItems={
+                self._table: {
+                    "Keys": [dynamo.event_key(event_id), dynamo.tally_key(event_id)],
+                    "ConsistentRead": True,
+                }
+            }
         )
-        event = dynamo.from_item(resp.get("Item", {}))
-        if event.get("status") != EventStatus.PROCESSING or not event.get("fanout_complete"):
+        items = {
+            i[dynamo.SK]["S"]: dynamo.from_item(i)
+            for i in found.get("Responses", {}).get(self._table, [])
+        }
+        event = items.get(dynamo.EVENT_SK, {})
+        tally = items.get(dynamo.TALLY_SK, {})
+        if event.get("status") != EventStatus.PROCESSING or not (
+            tally.get("fanout_complete") or event.get("fanout_complete")
+        ):
             return None
         notifications = self.notification_states(event_id)
         counts = {"total": 0, "sent": 0, "failed": 0, "skipped": 0}
@@ -557,9 +601,15 @@ class EventStore:
             if counts["failed"]
             else None
         )
-        attrs: dict[str, Any] = {"counts": counts}
-        if reason:
-            attrs["reason"] = reason
+        # The true counts go on the tally (the source the API shows), then the status.
+        self._db.update_item(
+            TableName=self._table,
+            Key=dynamo.tally_key(event_id),
+            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in counts),
+            ExpressionAttributeNames={f"#{k}": k for k in counts},
+            ExpressionAttributeValues={f":{k}": {"N": str(v)} for k, v in counts.items()},
+        )
+        attrs: dict[str, Any] = {"reason": reason} if reason else {}
         return final if self.transition(event_id, EventStatus.PROCESSING, final, **attrs) else None
 
     def mark_republished(self, event_id: str) -> bool:

@@ -9,6 +9,7 @@ fan-out is complete and sent + failed + skipped = total.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from core.notification_records import (
     log,
 )
 
-CHUNK_MAX = TRANSACT_MAX - 1  # records per counted chunk: one slot is the event's tally
+CHUNK_MAX = TRANSACT_MAX - 2  # records per counted chunk: the tally and the event check take two
 
 
 @dataclass(frozen=True)
@@ -49,53 +50,63 @@ class EventTally(RecordStore):
         skipped: int = 0,
         fanout_complete: bool = False,
     ) -> EventStatus | None:
-        """Count settled notifications on the event and settle the event when the last one
-        lands; returns the event's final status if this call settled it."""
+        """Count settled notifications on the event's tally and settle the event when the
+        last one lands; returns the event's final status if this call settled it."""
         adds = {"total": total, "sent": sent, "failed": failed, "skipped": skipped}
-        names = {f"#{k}": k for k in adds if adds[k]}
-        values: dict[str, Any] = {f":{k}": {"N": str(v)} for k, v in adds.items() if v}
-        parts = [f"counts.#{k} :{k}" for k in adds if adds[k]]
-        update = ("ADD " + ", ".join(parts)) if parts else ""
-        sets = ["updated_at = :now"]
-        values[":now"] = {"S": iso(utcnow())}
-        if fanout_complete:
+        kwargs = self._tally_kwargs(event_id, adds, complete=fanout_complete)
+        resp = self._db.update_item(**kwargs, ReturnValues="ALL_NEW")
+        return self._settle_event(dynamo.from_item(resp["Attributes"]))
+
+    def _tally_kwargs(
+        self, event_id: str, adds: dict[str, int], *, complete: bool = False
+    ) -> dict[str, Any]:
+        """The tally item's update: ADD the counts, and with `complete` mark the fan-out
+        complete. Unconditional: the item is made by its first update."""
+        present = [k for k in dynamo.COUNT_FIELDS if adds.get(k)]
+        values: dict[str, Any] = {
+            ":now": {"S": iso(utcnow())},
+            ":ttl": {"N": str(int(time.time()) + self._retention_days * 86400)},
+            ":event": {"S": event_id},
+            **{f":{k}": {"N": str(adds[k])} for k in present},
+        }
+        sets = [
+            "updated_at = :now",
+            "event_id = :event",
+            f"{dynamo.TTL_ATTRIBUTE} = if_not_exists({dynamo.TTL_ATTRIBUTE}, :ttl)",
+        ]
+        if complete:
             sets.append("fanout_complete = :true")
             values[":true"] = {"BOOL": True}
-        update = f"SET {', '.join(sets)} {update}".strip()
+        update = "SET " + ", ".join(sets)
+        if present:
+            update += " ADD " + ", ".join(f"#{k} :{k}" for k in present)
         kwargs: dict[str, Any] = {
             "TableName": self._table,
-            "Key": {dynamo.PK: {"S": dynamo.event_pk(event_id)}, dynamo.SK: {"S": dynamo.EVENT_SK}},
+            "Key": dynamo.tally_key(event_id),
             "UpdateExpression": update,
-            "ConditionExpression": "attribute_exists(PK)",
             "ExpressionAttributeValues": values,
-            "ReturnValues": "ALL_NEW",
         }
-        if names:
-            kwargs["ExpressionAttributeNames"] = names
-        resp = self._db.update_item(**kwargs)
-        event = dynamo.from_item(resp["Attributes"])
-        return self._settle_event(event)
+        if present:
+            kwargs["ExpressionAttributeNames"] = {f"#{k}": k for k in present}
+        return kwargs
 
-    def _settle_event(self, event: dict[str, Any]) -> EventStatus | None:
-        counts = event.get("counts", {})
-        total = int(counts.get("total", 0))
-        done = (
-            int(counts.get("sent", 0))
-            + int(counts.get("failed", 0))
-            + int(counts.get("skipped", 0))
-        )
-        if not event.get("fanout_complete") or event.get("status") != EventStatus.PROCESSING:
+    def _settle_event(self, tally: dict[str, Any]) -> EventStatus | None:
+        """Settle the event if its tally is complete (a conditional PROCESSING → final on
+        the event item: whoever completes the tally first settles it, once)."""
+        counts = {k: int(tally.get(k, 0)) for k in dynamo.COUNT_FIELDS}
+        done = counts["sent"] + counts["failed"] + counts["skipped"]
+        event_id = str(tally.get("event_id", ""))
+        if not tally.get("fanout_complete") or not event_id:
             return None
-        if done != total:
-            if done > total:
-                # A counter update was applied twice (its answer was lost and it was
-                # retried): the tally cannot be trusted, so the reconciler settles this
-                # event from its records instead.
-                log.warning("tally over its total", extra={"event_id": event.get("event_id")})
+        if done != counts["total"]:
+            if done > counts["total"]:
+                # A count applied twice: the tally cannot be trusted, so the reconciler
+                # settles this event from its records instead.
+                log.warning("tally over its total", extra={"event_id": event_id})
             return None
-        final = EventStatus.FAILED if int(counts.get("failed", 0)) else EventStatus.SUCCESS
+        final = EventStatus.FAILED if counts["failed"] else EventStatus.SUCCESS
         reason = (
-            f"{counts.get('failed', 0)} of {total} notifications failed"
+            f"{counts['failed']} of {counts['total']} notifications failed"
             if final is EventStatus.FAILED
             else None
         )
@@ -111,7 +122,7 @@ class EventTally(RecordStore):
         try:
             self._db.update_item(
                 TableName=self._table,
-                Key={dynamo.PK: {"S": event[dynamo.PK]}, dynamo.SK: {"S": dynamo.EVENT_SK}},
+                Key=dynamo.event_key(event_id),
                 UpdateExpression=update,
                 ConditionExpression="#s = :processing",
                 ExpressionAttributeNames={"#s": "status"},
@@ -175,6 +186,15 @@ class EventTally(RecordStore):
             for n in chunk
         ]
         items.append({"Update": self._tally_update(event_id, chunk)})
+        items.append(
+            {
+                "ConditionCheck": {
+                    "TableName": self._table,
+                    "Key": dynamo.event_key(event_id),
+                    "ConditionExpression": "attribute_exists(PK)",
+                }
+            }
+        )
         try:
             self._db.transact_write_items(TransactItems=items)
         except ClientError as exc:
@@ -229,6 +249,7 @@ class EventTally(RecordStore):
                 for n in planned
             ]
             items.append({"Update": self._tally_update(event_id, planned, complete=True)})
+            items.append({"Update": self._processing_update(event_id)})
         if len(items) > TRANSACT_MAX:
             raise ValueError(f"{len(items)} items do not fit one transaction")
         try:
@@ -242,40 +263,42 @@ class EventTally(RecordStore):
     def _tally_update(
         self, event_id: str, chunk: Sequence[NewNotification], *, complete: bool = False
     ) -> dict[str, Any]:
-        """The event's counter update for `chunk`; with `complete`, the last chunk of a
-        single-page event: START|PROCESSING → PROCESSING with the fan-out complete."""
+        """The tally's update for `chunk` (total, skipped and failed at creation); with
+        `complete`, the fan-out is complete too."""
         adds = {
             "total": len(chunk),
             "skipped": sum(n.status is NotificationStatus.SKIPPED for n in chunk),
             "failed": sum(n.status is NotificationStatus.FAILED for n in chunk),
         }
-        present = [k for k, v in adds.items() if v]
-        names = {f"#{k}": k for k in present}
-        values: dict[str, Any] = {f":{k}": {"N": str(adds[k])} for k in present}
-        values[":now"] = {"S": iso(utcnow())}
-        sets = "SET updated_at = :now"
-        condition = "attribute_exists(PK)"
-        if complete:
-            sets += ", #s = :processing, fanout_complete = :true"
-            condition = "#s IN (:start, :processing)"
-            names["#s"] = "status"
-            values[":processing"] = {"S": EventStatus.PROCESSING.value}
-            values[":start"] = {"S": EventStatus.START.value}
-            values[":true"] = {"BOOL": True}
+        return self._tally_kwargs(event_id, adds, complete=complete)
+
+    def _processing_update(self, event_id: str) -> dict[str, Any]:
+        """START|PROCESSING → PROCESSING on the event item (a routed event)."""
         return {
             "TableName": self._table,
-            "Key": {dynamo.PK: {"S": dynamo.event_pk(event_id)}, dynamo.SK: {"S": dynamo.EVENT_SK}},
-            "UpdateExpression": f"{sets} ADD " + ", ".join(f"counts.#{k} :{k}" for k in present),
-            "ConditionExpression": condition,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
+            "Key": dynamo.event_key(event_id),
+            "UpdateExpression": "SET #s = :processing, updated_at = :now",
+            "ConditionExpression": "#s IN (:start, :processing)",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {
+                ":processing": {"S": EventStatus.PROCESSING.value},
+                ":start": {"S": EventStatus.START.value},
+                ":now": {"S": iso(utcnow())},
+            },
         }
+
+    def tally_of(self, event_id: str, consistent: bool = True) -> dict[str, Any]:
+        """The event's tally item as plain values (empty before the first count)."""
+        resp = self._db.get_item(
+            TableName=self._table, Key=dynamo.tally_key(event_id), ConsistentRead=consistent
+        )
+        return dynamo.from_item(resp.get("Item", {}))
 
     def continuation_sent(self, event_id: str, page: int) -> bool:
         """Whether the router already sent the message for fan-out page `page`."""
         resp = self._db.get_item(
             TableName=self._table,
-            Key={dynamo.PK: {"S": dynamo.event_pk(event_id)}, dynamo.SK: {"S": dynamo.EVENT_SK}},
+            Key=dynamo.tally_key(event_id),
             ProjectionExpression="#c",
             ExpressionAttributeNames={"#c": "continued_pages"},
             ConsistentRead=True,
@@ -289,12 +312,8 @@ class EventTally(RecordStore):
         try:
             self._db.update_item(
                 TableName=self._table,
-                Key={
-                    dynamo.PK: {"S": dynamo.event_pk(event_id)},
-                    dynamo.SK: {"S": dynamo.EVENT_SK},
-                },
+                Key=dynamo.tally_key(event_id),
                 UpdateExpression="ADD #c :page",
-                ConditionExpression="attribute_exists(PK)",
                 ExpressionAttributeNames={"#c": "continued_pages"},
                 ExpressionAttributeValues={":page": {"NS": [str(page)]}},
             )

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core import aws_errors, dynamo
+from core import aws_errors
 from core.dynamo import TRANSACT_MAX
 from core.event_tally import EventTally
 from core.masking import mask_text
-from core.models import EventStatus, NotificationMessage, NotificationStatus, iso, utcnow
+from core.models import EventStatus, NotificationMessage, NotificationStatus
 from core.notification_records import (
     CLAIMABLE,
     DELIVERED_STATUSES,
@@ -156,19 +156,7 @@ class OutcomeRecords(EventTally):
             "sent": sum(o.status is NotificationStatus.SENT for o in mine),
             "failed": sum(o.status is NotificationStatus.FAILED for o in mine),
         }
-        present = [k for k, v in adds.items() if v]
-        return {
-            "TableName": self._table,
-            "Key": {dynamo.PK: {"S": dynamo.event_pk(event_id)}, dynamo.SK: {"S": dynamo.EVENT_SK}},
-            "UpdateExpression": "SET updated_at = :now ADD "
-            + ", ".join(f"counts.#{k} :{k}" for k in present),
-            "ConditionExpression": "attribute_exists(PK)",
-            "ExpressionAttributeNames": {f"#{k}": k for k in present},
-            "ExpressionAttributeValues": {
-                ":now": {"S": iso(utcnow())},
-                **{f":{k}": {"N": str(adds[k])} for k in present},
-            },
-        }
+        return self._tally_kwargs(event_id, adds)
 
     def settle_events(self, event_ids: Sequence[str]) -> dict[str, EventStatus]:
         """Settle each event whose tally is complete (after outcomes were counted: the
@@ -176,23 +164,10 @@ class OutcomeRecords(EventTally):
         by whoever counted last). Returns the events this call settled."""
         settled: dict[str, EventStatus] = {}
         for event_id in event_ids:
-            resp = aws_errors.retry(
-                lambda event_id=event_id: self._db.get_item(  # type: ignore[misc]
-                    TableName=self._table,
-                    Key={
-                        dynamo.PK: {"S": dynamo.event_pk(event_id)},
-                        dynamo.SK: {"S": dynamo.EVENT_SK},
-                    },
-                    ProjectionExpression="PK, event_id, counts, fanout_complete, #s",
-                    ExpressionAttributeNames={"#s": "status"},
-                    ConsistentRead=True,
-                )
-            )
-            if "Item" not in resp:
+            tally = aws_errors.retry(lambda event_id=event_id: self.tally_of(event_id))  # type: ignore[misc]
+            if not tally:
                 continue
-            final = aws_errors.retry(
-                lambda item=resp["Item"]: self._settle_event(dynamo.from_item(item))  # type: ignore[misc]
-            )
+            final = aws_errors.retry(lambda tally=tally: self._settle_event(tally))  # type: ignore[misc]
             if final is not None:
                 settled[event_id] = final
         return settled

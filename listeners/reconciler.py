@@ -139,7 +139,8 @@ class Reconciler:
         stranded_before = time.time() - self.settings.reconcile_stranded_seconds
         stranded = [s for s in states if _stranded(s, stranded_before)]
         unsettled = [s for s in states if str(s.get("status")) not in SETTLED_BUCKETS]
-        fanout_complete = bool(event.get("fanout_complete"))
+        tally = self.notifications.tally_of(event_id)
+        fanout_complete = bool(tally.get("fanout_complete") or event.get("fanout_complete"))
         if fanout_complete and not unsettled:
             if self.events.settle_from_records(event_id) is not None:
                 report.settled += 1
@@ -150,11 +151,13 @@ class Reconciler:
             return  # still moving
         repairs = int(event.get("repair_attempts", 0))
         if repairs < self.settings.reconcile_max_repairs:
-            self._repair(event, len(stranded), report)
+            self._repair(event, len(stranded), report, fanout_complete)
             return
         self._give_up(event, stranded, fanout_stalled, repairs, report)
 
-    def _repair(self, event: dict[str, Any], stranded: int, report: PassReport) -> None:
+    def _repair(
+        self, event: dict[str, Any], stranded: int, report: PassReport, complete: bool
+    ) -> None:
         record = record_from_values(event)
         failures = publish_events(
             self.clients.sns, self.clients.topic_arn, [record], {REPAIR_ATTRIBUTE: "true"}
@@ -167,7 +170,7 @@ class Reconciler:
         log.warning(
             "repairing an event: %d stranded notification(s), fan-out %s",
             stranded,
-            "complete" if event.get("fanout_complete") else "unfinished",
+            "complete" if complete else "unfinished",
             extra=_ctx(event),
         )
 

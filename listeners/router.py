@@ -230,7 +230,7 @@ class Router:
         for index, message, work in entries:
             profile = profiles.get(str(work.event.user_id))
             notes = plan(work.event, [Recipient(profile)], self.renderer, now) if profile else []
-            if not notes or len(notes) + 1 > TRANSACT_MAX:  # unknown user, nothing to send
+            if not notes or len(notes) + 2 > TRANSACT_MAX:  # unknown user, nothing to send
                 alone.append((index, message, work))
             else:
                 planned.append((index, work, notes))
@@ -420,7 +420,7 @@ def _transactions(
     groups: list[list[tuple[int, RouterWork, list[NewNotification]]]] = []
     size = TRANSACT_MAX
     for entry in planned:
-        items = len(entry[2]) + 1
+        items = len(entry[2]) + 2  # its records, its tally, its status
         if size + items > TRANSACT_MAX:
             groups.append([])
             size = 0

@@ -229,10 +229,23 @@ def unsettled(clients: AwsClients, event_ids: Sequence[str]) -> list[str]:
 
 
 def event_item(clients: AwsClients, event_id: str) -> dict[str, Any]:
-    """The event item alone (one GetItem): status, counts and fan-out progress."""
-    resp = clients.dynamodb.get_item(
-        TableName=clients.names.table,
-        Key={dynamo.PK: {"S": dynamo.event_pk(event_id)}, dynamo.SK: {"S": dynamo.EVENT_SK}},
-        ConsistentRead=True,
+    """The event item with its tally (one BatchGetItem): status, counts and fan-out
+    progress, as `counts` and `fanout_complete`."""
+    resp = clients.dynamodb.batch_get_item(
+        RequestItems={
+            clients.names.table: {
+                "Keys": [dynamo.event_key(event_id), dynamo.tally_key(event_id)],
+                "ConsistentRead": True,
+            }
+        }
     )
-    return dynamo.from_item(resp.get("Item", {}))
+    items = {
+        i[dynamo.SK]["S"]: dynamo.from_item(i)
+        for i in resp.get("Responses", {}).get(clients.names.table, [])
+    }
+    event = items.get(dynamo.EVENT_SK, {})
+    tally = items.get(dynamo.TALLY_SK, {})
+    if event:
+        event["counts"] = {k: int(tally.get(k, 0)) for k in dynamo.COUNT_FIELDS}
+        event["fanout_complete"] = bool(tally.get("fanout_complete"))
+    return event

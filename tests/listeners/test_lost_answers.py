@@ -15,6 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError, ReadTimeoutError
 
+from core import dynamo
 from core.event_store import EventStore
 from core.models import EventRecord, EventStatus
 from core.notification_store import NotificationStore
@@ -41,7 +42,7 @@ class LosesAnswers:
 
     def transact_write_items(self, **kwargs: Any) -> Any:
         counts = any(
-            "counts." in item.get("Update", {}).get("UpdateExpression", "")
+            item.get("Update", {}).get("Key", {}).get("SK") == {"S": dynamo.TALLY_SK}
             for item in kwargs["TransactItems"]
         )
         if counts and not self.lost:
