@@ -35,7 +35,8 @@ class RulePage(BaseModel):
 
 class EvaluationPage(BaseModel):
     items: list[dict[str, Any]] = Field(
-        description="Newest first: run, evaluated_at, outcome (ok|pending|firing|error), "
+        description="Newest first: run, evaluated_at, outcome (ok|pending|firing|error|"
+        "skipped), "
         "summary, values, duration_ms, error, events, skipped_runs, lag_ms."
     )
     next_cursor: str | None
