@@ -58,7 +58,7 @@ def test_calls_wait_the_timeout_and_long_polls_their_wait_on_top() -> None:
     assert clients.config("dynamodb").read_timeout == 2.5
     assert clients.config("sns").connect_timeout == 2.5
     assert clients.config("sqs").read_timeout == 12.5
-    assert clients.config("sqs").retries == {"mode": "standard", "max_attempts": 2}
+    assert clients.config("sqs").retries == {"mode": "standard", "total_max_attempts": 2}
 
 
 def test_a_silent_endpoint_fails_the_call_instead_of_holding_it(silent_endpoint: str) -> None:
