@@ -34,6 +34,7 @@ from botocore.exceptions import ClientError
 
 from core import dynamo
 from core.models import Event, iso, utcnow
+from core.tenants import DEFAULT_TENANT
 
 ENTITY_ALERT = "ALERT"
 STATUS = {"open": "ALERT_OPEN", "resolved": "ALERT_RESOLVED"}
@@ -62,8 +63,14 @@ class AlertPolicy:
     notify_resolved: bool
 
 
-def key_hash(type_: str, dedupe_key: str) -> str:
-    return hashlib.sha256(f"{type_}\0{dedupe_key}".encode()).hexdigest()[:24]
+def key_hash(tenant: str, type_: str, dedupe_key: str) -> str:
+    """Two tenants' alerts of one type and key are two alerts."""
+    raw = f"{tenant}\0{type_}\0{dedupe_key}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def tenant_of(event: Event) -> str:
+    return event.tenant or DEFAULT_TENANT
 
 
 def alert_pk(khash: str) -> str:
@@ -102,7 +109,7 @@ class AlertStore:
     ) -> Decision:
         """Whether this event notifies; the same answer every time it is asked again."""
         assert event.dedupe_key is not None
-        khash = key_hash(event.type, event.dedupe_key)
+        khash = key_hash(tenant_of(event), event.type, event.dedupe_key)
         for _ in range(DECISION_ATTEMPTS):
             at = now or utcnow()
             current = self._current(khash)
@@ -197,6 +204,7 @@ class AlertStore:
                 "seq": seq,
                 "type": event.type,
                 "dedupe_key": event.dedupe_key,
+                "tenant": tenant_of(event),
                 "priority": event.priority.value,
                 "state": "open",
                 "first_seen": now,
@@ -305,9 +313,10 @@ class AlertStore:
         return dynamo.from_item(resp["Item"]) if "Item" in resp else None
 
     def list(
-        self, state: str | None, limit: int, cursor: str | None
+        self, state: str | None, limit: int, cursor: str | None, tenant: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first; `state` picks the by_status index, else every alert (by_entity)."""
+        """Newest first; `state` picks the by_status index, else every alert (by_entity);
+        `tenant` keeps that tenant's only (a page may then hold fewer than `limit`)."""
         if state is None:
             index, attr, value = dynamo.GSI_BY_ENTITY, "entity", ENTITY_ALERT
         else:
@@ -321,6 +330,9 @@ class AlertStore:
             "ScanIndexForward": False,
             "Limit": limit,
         }
+        if tenant is not None:
+            args["FilterExpression"] = "tenant = :t"
+            args["ExpressionAttributeValues"][":t"] = {"S": tenant}
         start = dynamo.decode_cursor(cursor, {dynamo.PK, dynamo.SK, attr, dynamo.GSI_SORT})
         if start:
             args["ExclusiveStartKey"] = start

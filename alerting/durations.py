@@ -9,6 +9,7 @@ import re
 
 _PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_SECONDS = 366 * 86400  # longer intervals are mistakes, and overflow date arithmetic
 
 
 def parse_duration(text: str) -> float:
@@ -16,7 +17,12 @@ def parse_duration(text: str) -> float:
     value = text.strip().lower()
     if not value or _PART.sub("", value) != "":
         raise ValueError(f"{text!r} is not a duration such as 30s, 5m, 1h30m or 2d")
-    return float(sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value)))
+    if len(value) > 32:
+        raise ValueError(f"{text[:40]!r} is too long for a duration")
+    seconds = float(sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value)))
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"{text!r} is longer than a year")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

@@ -121,7 +121,19 @@ class Evaluator:
         if recorded or rule is None or not rule.enabled:
             return None
         if last_run is not None and last_run >= run:
-            return None  # a later run is already recorded: this one is stale
+            # A later run was evaluated first (this one waited behind a backlog): evaluating
+            # it now would roll the state back. It is recorded as skipped, not lost.
+            stale: dict[str, Any] = {
+                "rule_id": rule_id,
+                "run": run,
+                "evaluated_at": iso(self.clock()),
+                "scheduled_at": body.get("scheduled_at"),
+                "outcome": "skipped",
+                "summary": f"superseded by the run of {last_run}",
+                "events": [],
+            }
+            self.rules.record(rule_id, run, stale, None, version)
+            return "skipped"
         result = run_source(rule, self.datasources, self.settings.http_check_timeout_seconds)
         now = self.clock()
         evaluation = evaluate_rule(rule, result, state, now, run)

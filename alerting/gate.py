@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from alerting.alerts import AlertPolicy, AlertStore, Decision
+from alerting.alerts import AlertPolicy, AlertStore, Decision, tenant_of
 from alerting.silences import SilenceCache, SilenceStore
 from core.catalogue import EVENT_TYPES
 from core.models import Event, utcnow
@@ -49,5 +49,5 @@ class AlertGate:
 
     def decide(self, event: Event) -> Decision:
         assert event.dedupe_key is not None
-        muted = self.silences.mutes(event.type, event.dedupe_key)
+        muted = self.silences.mutes(tenant_of(event), event.type, event.dedupe_key)
         return self.alerts.decide(event, policy_for(event), silenced=muted, now=self.clock())

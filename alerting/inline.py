@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from core.chat_hosts import webhook_url_problem
 from core.models import iso, utcnow
 from core.profiles import E164, ChatWebhook, UserProfile
 
@@ -56,6 +57,16 @@ class InlineRecipients(BaseModel):
 
     def is_empty(self) -> bool:
         return not self.plain()
+
+
+def chat_url_problem(to: InlineRecipients, patterns: tuple[str, ...]) -> str | None:
+    """The first inline chat URL the deployment's webhook rules refuse (allow-listed https
+    hosts, `core.chat_hosts`), as `to.chat.<n>: why`; checked where users' are."""
+    for index, url in enumerate(to.chat):
+        problem = webhook_url_problem(url, patterns)
+        if problem is not None:
+            return f"to.chat.{index}: {problem}"
+    return None
 
 
 def recipient_id(channel: str, address: str) -> str:

@@ -6,6 +6,7 @@ trust a stored rule; the API's 422s name the same fields.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,6 +25,7 @@ SEVERITY_PRIORITY: dict[str, Priority] = {
     "info": Priority.normal,
 }
 MIN_INTERVAL_SECONDS = 10
+DATA_MAX_BYTES = 16 * 1024  # every event of the rule carries it
 
 
 def _duration(value: str) -> str:
@@ -34,7 +36,7 @@ def _duration(value: str) -> str:
 def _cron(expression: str) -> str:
     from croniter import croniter
 
-    if not croniter.is_valid(expression):
+    if len(expression.split(" ")) != 5 or not croniter.is_valid(expression):
         raise ValueError(f"{expression!r} is neither `every <duration>` nor a cron expression")
     return expression
 
@@ -183,6 +185,17 @@ class RuleIn(BaseModel):
         default_factory=dict, description="Fixed template variables (the type's variables)."
     )
     recipients: Recipients
+
+    @field_validator("data")
+    @classmethod
+    def small_data(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            size = len(json.dumps(value, allow_nan=False))
+        except (ValueError, RecursionError) as exc:
+            raise ValueError("must be plain JSON (finite numbers, not nested deeply)") from exc
+        if size > DATA_MAX_BYTES:
+            raise ValueError(f"at most {DATA_MAX_BYTES} bytes as JSON")
+        return value
 
     @field_validator("schedule")
     @classmethod

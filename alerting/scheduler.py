@@ -27,8 +27,10 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from alerting.due import DueStore, bucket_of, bucket_time, due_pk, next_bucket
@@ -43,6 +45,7 @@ from listeners.batch import SQS_BATCH_MAX
 
 log = logging.getLogger("herald.alerting.scheduler")
 
+SHARD_THREADS = 8
 CURSOR_GRACE = timedelta(minutes=1)  # a minute is closed only once it is this far past
 MAX_BUCKETS_PER_PASS = 24 * 60
 
@@ -51,8 +54,6 @@ MAX_BUCKETS_PER_PASS = 24 * 60
 class PassStats:
     sent: int = 0
     skipped_runs: int = 0
-    lags: list[float] = field(default_factory=list)
-    """Seconds from each run's due time to its send."""
 
 
 class Scheduler:
@@ -71,6 +72,10 @@ class Scheduler:
         self.shards = settings.scheduler_shards
         self.clock = clock
         self._random = random.Random(self.owner)
+        # Shards are independent partitions: worked in parallel, a busy minute's sends and
+        # moves overlap instead of queueing behind one another.
+        self._pool = ThreadPoolExecutor(min(self.shards, SHARD_THREADS), thread_name_prefix="shard")
+        self._stats_lock = threading.Lock()
 
     def run_pass(self) -> PassStats:
         """One walk over the open minutes; returns what it sent."""
@@ -87,7 +92,8 @@ class Scheduler:
                 break
             shards = list(range(self.shards))
             self._random.shuffle(shards)
-            empty = all([self._work_shard(bucket, shard, now, stats) for shard in shards])
+            work = partial(self._work_shard, bucket, now=now, stats=stats)
+            empty = all(list(self._pool.map(work, shards)))  # every shard done, not just one
             closed = bucket_time(bucket) + timedelta(minutes=1) + CURSOR_GRACE <= now
             if closing and empty and closed:
                 self.due.advance_cursor(cursor, next_bucket(bucket))
@@ -97,7 +103,7 @@ class Scheduler:
             bucket = next_bucket(bucket)
         return stats
 
-    def _work_shard(self, bucket: str, shard: int, now: datetime, stats: PassStats) -> bool:
+    def _work_shard(self, bucket: str, shard: int, *, now: datetime, stats: PassStats) -> bool:
         """Send and move the shard's due runs; True when it was (and is left) empty."""
         if not self.due.due_now(bucket, shard, now):
             return True
@@ -124,16 +130,16 @@ class Scheduler:
                         "run": iso(run),
                         "due": item["due"],
                         "skipped": skipped,
-                        "scheduled_at": iso(now),
                     }
                 )
                 moves.append(self.due.move_ops(item, following))
-                stats.skipped_runs += skipped
-                stats.lags.append((now - run).total_seconds())
             for lane, bodies in messages.items():
                 self._send(lane, bodies)
-            stats.sent += len(items)
             self.due.move(moves)
+            with self._stats_lock:
+                stats.sent += len(items)
+                stats.skipped_runs += sum(b["skipped"] for b in messages["critical"])
+                stats.skipped_runs += sum(b["skipped"] for b in messages["normal"])
         finally:
             self.due.release(bucket, shard)
         return False
@@ -142,6 +148,9 @@ class Scheduler:
         url = self.clients.queue_url(self.clients.names.rules_queue(lane))
         for start in range(0, len(bodies), SQS_BATCH_MAX):
             chunk = bodies[start : start + SQS_BATCH_MAX]
+            sent_at = iso(self.clock())
+            for body in chunk:
+                body["scheduled_at"] = sent_at  # the send, for the evaluation's lag
             resp = self.clients.sqs.send_message_batch(
                 QueueUrl=url,
                 Entries=[

@@ -6,7 +6,7 @@ silence is sent by the first trigger after it ends (the alert never notified, or
 repeat interval has passed). Matchers name `type` or `dedupe_key` with `=`, `!=`, `=~`,
 `!~` (regular expressions match the whole value); every matcher must hold.
 
-Stored as `SILENCE#<id>` items in by_entity under `entity = SILENCE`, sorted by their end,
+Stored as `SILENCE#<tenant>#<id>` items in by_entity under `entity = SILENCE`, sorted by their end,
 so "not yet ended" is one Query. The router reads them once per `ttl` seconds.
 """
 
@@ -17,15 +17,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core import dynamo
 from core.models import iso, utcnow
+from core.tenants import DEFAULT_TENANT
 
 ENTITY_SILENCE = "SILENCE"
+_NESTED_REPEAT = re.compile(r"\)[*+?{]")
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class Matcher(BaseModel):
@@ -33,11 +36,15 @@ class Matcher(BaseModel):
 
     name: Literal["type", "dedupe_key"]
     op: Literal["=", "!=", "=~", "!~"] = "="
-    value: str = Field(min_length=1, max_length=512)
+    value: str = Field(min_length=1, max_length=256)
 
     @model_validator(mode="after")
     def valid_regex(self) -> Matcher:
         if self.op in ("=~", "!~"):
+            # Python's regular expressions backtrack; a repeated group can take exponential
+            # time on a key, and the router matches every alert event.
+            if _NESTED_REPEAT.search(self.value):
+                raise ValueError("value: a repeated group ((...)+, (...)*) is not supported")
             try:
                 re.compile(self.value)
             except re.error as exc:
@@ -71,6 +78,8 @@ class SilenceIn(BaseModel):
     def aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("needs a time zone, e.g. 2030-01-01T00:00:00Z")
+        if value is not None and not EARLIEST <= value <= LATEST:
+            raise ValueError("must be between the years 2000 and 9000")
         return value
 
     @model_validator(mode="after")
@@ -83,6 +92,7 @@ class SilenceIn(BaseModel):
 
 class Silence(BaseModel):
     id: str
+    tenant: str = DEFAULT_TENANT
     matchers: list[Matcher]
     starts_at: str
     ends_at: str
@@ -103,9 +113,11 @@ class SilenceStore:
         self._db = dynamodb
         self._table = table
 
-    def put(self, body: SilenceIn) -> Silence:
+    def put(self, body: SilenceIn, tenant: str = DEFAULT_TENANT) -> Silence:
+        """A silence mutes its tenant's alerts only; its id is the tenant's too."""
         silence = Silence(
             id=body.id or uuid.uuid4().hex,
+            tenant=tenant,
             matchers=body.matchers,
             starts_at=iso(body.starts_at or utcnow()),
             ends_at=iso(body.ends_at),
@@ -114,7 +126,7 @@ class SilenceStore:
             created_at=iso(utcnow()),
         )
         item = {
-            dynamo.PK: f"SILENCE#{silence.id}",
+            dynamo.PK: f"SILENCE#{tenant}#{silence.id}",
             dynamo.SK: "SILENCE",
             "entity": ENTITY_SILENCE,
             dynamo.GSI_SORT: f"{silence.ends_at}#{silence.id}",
@@ -126,13 +138,10 @@ class SilenceStore:
         self._db.put_item(TableName=self._table, Item=dynamo.to_item(item))
         return silence
 
-    def expire(self, silence_id: str) -> Silence | None:
+    def expire(self, silence_id: str, tenant: str = DEFAULT_TENANT) -> Silence | None:
         """End a silence now (Alertmanager's expire); None when there is no such silence."""
-        resp = self._db.get_item(
-            TableName=self._table,
-            Key={dynamo.PK: {"S": f"SILENCE#{silence_id}"}, dynamo.SK: {"S": "SILENCE"}},
-            ConsistentRead=True,
-        )
+        key = {dynamo.PK: {"S": f"SILENCE#{tenant}#{silence_id}"}, dynamo.SK: {"S": "SILENCE"}}
+        resp = self._db.get_item(TableName=self._table, Key=key, ConsistentRead=True)
         if "Item" not in resp:
             return None
         silence = Silence.model_validate_json(dynamo.from_item(resp["Item"])["silence_json"])
@@ -140,10 +149,7 @@ class SilenceStore:
         if silence.ends_at <= iso(now):
             return silence
         if silence.starts_at >= iso(now):  # not started yet: gone entirely
-            self._db.delete_item(
-                TableName=self._table,
-                Key={dynamo.PK: {"S": f"SILENCE#{silence_id}"}, dynamo.SK: {"S": "SILENCE"}},
-            )
+            self._db.delete_item(TableName=self._table, Key=key)
             return silence
         body = SilenceIn(
             id=silence.id,
@@ -153,10 +159,11 @@ class SilenceStore:
             comment=silence.comment,
             created_by=silence.created_by,
         )
-        return self.put(body)
+        return self.put(body, tenant)
 
-    def unexpired(self, now: datetime | None = None) -> list[Silence]:
-        """Silences not yet ended (active or future), soonest end first."""
+    def unexpired(self, now: datetime | None = None, tenant: str | None = None) -> list[Silence]:
+        """Silences not yet ended (active or future), soonest end first; of one tenant, or
+        of every tenant (None)."""
         found: list[Silence] = []
         args: dict[str, Any] = {
             "TableName": self._table,
@@ -170,7 +177,9 @@ class SilenceStore:
         while True:
             resp = self._db.query(**args)
             for item in resp.get("Items", []):
-                found.append(Silence.model_validate_json(dynamo.from_item(item)["silence_json"]))
+                silence = Silence.model_validate_json(dynamo.from_item(item)["silence_json"])
+                if tenant is None or silence.tenant == tenant:
+                    found.append(silence)
             if "LastEvaluatedKey" not in resp:
                 return found
             args["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
@@ -190,11 +199,13 @@ class SilenceCache:
         self._until = 0.0
         self._silences: list[Silence] = []
 
-    def mutes(self, type_: str, dedupe_key: str) -> bool:
+    def mutes(self, tenant: str, type_: str, dedupe_key: str) -> bool:
         with self._lock:
             if time.monotonic() >= self._until:
                 self._silences = self._store.unexpired(self._clock())
                 self._until = time.monotonic() + self._ttl
             silences = self._silences
         now = self._clock()
-        return any(s.active(now) and s.mutes(type_, dedupe_key) for s in silences)
+        return any(
+            s.tenant == tenant and s.active(now) and s.mutes(type_, dedupe_key) for s in silences
+        )

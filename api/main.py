@@ -58,8 +58,8 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     app.include_router(dlq.router, dependencies=scoped("admin"))
     app.include_router(alerts.router, dependencies=scoped("events:read", "events:write"))
     app.include_router(alerts.silences_router, dependencies=scoped("events:read", "events:write"))
-    # A rule runs queries against data sources: writing one takes admin.
-    app.include_router(rules.router, dependencies=scoped("events:read", "admin"))
+    # A rule runs the operator's queries against data sources: rules are admin's alone.
+    app.include_router(rules.router, dependencies=scoped("admin"))
     app.include_router(keys.router, dependencies=scoped("admin"))
     app.include_router(webhooks.router)
     return app

@@ -645,6 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rules", type=int, default=10_000)
     parser.add_argument("--rule-schedulers", type=int, default=1)
     parser.add_argument("--rule-evaluators", type=int, default=2)
+    parser.add_argument("--rule-eval-seconds", type=float, default=60.0)
     parser.add_argument("--rules-out", default="docs/benchmarks-rules.md")
     parser.add_argument(
         "--only",
@@ -686,7 +687,12 @@ def main(argv: list[str] | None = None) -> int:
         (
             "rules",
             lambda: rules.phase_rules(
-                stack, results, args.rules, args.rule_schedulers, args.rule_evaluators
+                stack,
+                results,
+                args.rules,
+                args.rule_schedulers,
+                args.rule_evaluators,
+                args.rule_eval_seconds,
             ),
         ),
     ]

@@ -10,9 +10,10 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from alerting.silences import Silence, SilenceIn
-from api.deps import ServicesDep
+from api.deps import ServicesDep, TenantDep
 from api.schemas import NotificationOut, Problem
 from api.services import Services
+from core.tenants import Tenant
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 silences_router = APIRouter(prefix="/silences", tags=["alerts"])
@@ -84,19 +85,29 @@ def to_alert_out(item: dict[str, Any], with_sends: bool = False, services: Any =
     return AlertOut(**{**fields, "data": data, "notifications": caused})
 
 
-@router.get("", response_model=AlertPage, summary="Alerts, newest first")
+@router.get(
+    "", response_model=AlertPage, summary="Alerts of the key's tenant (admin: all), newest first"
+)
 async def list_alerts(
     services: ServicesDep,
+    tenant: TenantDep,
     state: Literal["open", "resolved"] | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> AlertPage:
-    items, next_cursor = await run_in_threadpool(services.alerts.list, state, limit, cursor)
+    only = None if tenant.admin else tenant.name
+    items, next_cursor = await run_in_threadpool(services.alerts.list, state, limit, cursor, only)
     return AlertPage(items=[to_alert_out(i) for i in items], next_cursor=next_cursor)
 
 
-def _get_with_sends(services: Services, alert_id: str) -> AlertOut | None:
+def _readable(services: Services, alert_id: str, tenant: Tenant) -> dict[str, Any] | None:
+    """The alert if this tenant may see it; another tenant's is as missing (a 404)."""
     item = services.alerts.get(alert_id)
+    return item if item is not None and tenant.can_read(item.get("tenant")) else None
+
+
+def _get_with_sends(services: Services, alert_id: str, tenant: Tenant) -> AlertOut | None:
+    item = _readable(services, alert_id, tenant)
     return None if item is None else to_alert_out(item, True, services)
 
 
@@ -106,8 +117,8 @@ def _get_with_sends(services: Services, alert_id: str) -> AlertOut | None:
     responses=NOT_FOUND,
     summary="One alert with the notifications it caused",
 )
-async def get_alert(alert_id: AlertId, services: ServicesDep) -> AlertOut:
-    found = await run_in_threadpool(_get_with_sends, services, alert_id)
+async def get_alert(alert_id: AlertId, services: ServicesDep, tenant: TenantDep) -> AlertOut:
+    found = await run_in_threadpool(_get_with_sends, services, alert_id, tenant)
     if found is None:
         raise HTTPException(404, f"alert_id: no alert {alert_id!r}")
     return found
@@ -119,12 +130,11 @@ async def get_alert(alert_id: AlertId, services: ServicesDep) -> AlertOut:
     responses={**NOT_FOUND, 409: {"model": Problem, "description": "The alert is resolved."}},
     summary="Acknowledge an open alert: no more reminders (resolving still notifies)",
 )
-async def ack_alert(alert_id: AlertId, services: ServicesDep) -> AlertOut:
-    item = await run_in_threadpool(services.alerts.ack, alert_id, None)
+async def ack_alert(alert_id: AlertId, services: ServicesDep, tenant: TenantDep) -> AlertOut:
+    if await run_in_threadpool(_readable, services, alert_id, tenant) is None:
+        raise HTTPException(404, f"alert_id: no alert {alert_id!r}")
+    item = await run_in_threadpool(services.alerts.ack, alert_id, tenant.name)
     if item is None:
-        exists = await run_in_threadpool(services.alerts.get, alert_id)
-        if exists is None:
-            raise HTTPException(404, f"alert_id: no alert {alert_id!r}")
         raise HTTPException(409, f"alert_id: alert {alert_id!r} is resolved")
     return to_alert_out(item)
 
@@ -137,13 +147,15 @@ async def ack_alert(alert_id: AlertId, services: ServicesDep) -> AlertOut:
     },
     summary="Create a silence (or replace one, giving its id): mute matching alerts for a time",
 )
-async def put_silence(body: SilenceIn, services: ServicesDep) -> Silence:
-    return await run_in_threadpool(services.silences.put, body)
+async def put_silence(body: SilenceIn, services: ServicesDep, tenant: TenantDep) -> Silence:
+    return await run_in_threadpool(services.silences.put, body, tenant.name)
 
 
-@silences_router.get("", response_model=list[Silence], summary="Silences not yet ended")
-async def list_silences(services: ServicesDep) -> list[Silence]:
-    return await run_in_threadpool(services.silences.unexpired)
+@silences_router.get(
+    "", response_model=list[Silence], summary="The tenant's silences not yet ended"
+)
+async def list_silences(services: ServicesDep, tenant: TenantDep) -> list[Silence]:
+    return await run_in_threadpool(services.silences.unexpired, None, tenant.name)
 
 
 @silences_router.delete(
@@ -153,8 +165,10 @@ async def list_silences(services: ServicesDep) -> list[Silence]:
     summary="End a silence now",
 )
 async def expire_silence(
-    silence_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")], services: ServicesDep
+    silence_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
+    services: ServicesDep,
+    tenant: TenantDep,
 ) -> Response:
-    if await run_in_threadpool(services.silences.expire, silence_id) is None:
+    if await run_in_threadpool(services.silences.expire, silence_id, tenant.name) is None:
         raise HTTPException(404, f"silence_id: no silence {silence_id!r}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from alerting.durations import parse_duration
+from alerting.inline import chat_url_problem
 from api.deps import ServicesDep, TenantDep
 from api.errors import validation_problem
 from api.schemas import (
@@ -71,6 +72,14 @@ def resolve_event_id(body: EventIn, key: str | None, tenant: Tenant) -> str:
     return str(uuid.uuid4())
 
 
+def check_inline(body: EventIn, services: Services) -> None:
+    """Inline chat webhooks pass the rules users' webhooks pass (alerting/inline.py)."""
+    if body.to is not None:
+        problem = chat_url_problem(body.to, services.settings.chat_webhook_host_patterns)
+        if problem is not None:
+            raise HTTPException(422, problem)
+
+
 def to_event(body: EventIn, event_id: str, tenant: Tenant) -> Event:
     spec = EVENT_TYPES[body.type]
     event = Event(
@@ -127,6 +136,7 @@ async def post_event(
     tenant: TenantDep,
     idempotency_key: IdempotencyKey = None,
 ) -> EventAccepted:
+    check_inline(body, services)
     event = to_event(body, resolve_event_id(body, idempotency_key, tenant), tenant)
     try:
         await services.intake.accept(event)
@@ -168,6 +178,7 @@ async def post_batch(
         try:
             parsed = EventIn.model_validate(raw)
             key = None if idempotency_key is None else f"{idempotency_key}#{index}"
+            check_inline(parsed, services)
             event = to_event(parsed, resolve_event_id(parsed, key, tenant), tenant)
         except ValidationError as exc:
             problem = validation_problem(exc.errors())

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from alerting.evaluation import Evaluation, evaluate_rule, rule_event, run_source
+from alerting.inline import chat_url_problem
 from alerting.rule_store import RuleConflict
 from alerting.rules import RULE_ID, Rule, RuleIn
 from api.deps import ServicesDep
@@ -34,7 +35,8 @@ class RulePage(BaseModel):
 
 class EvaluationPage(BaseModel):
     items: list[dict[str, Any]] = Field(
-        description="Newest first: run, evaluated_at, outcome (ok|pending|firing|error), "
+        description="Newest first: run, evaluated_at, outcome (ok|pending|firing|error|"
+        "skipped), "
         "summary, values, duration_ms, error, events, skipped_runs, lag_ms."
     )
     next_cursor: str | None
@@ -63,6 +65,11 @@ class TestResult(BaseModel):
 
 
 def _check_datasource(services: Services, body: RuleIn) -> None:
+    if body.recipients.to is not None:
+        patterns = services.settings.chat_webhook_host_patterns
+        problem = chat_url_problem(body.recipients.to, patterns)
+        if problem is not None:
+            raise HTTPException(422, f"recipients.{problem}")
     source = body.source
     if source.kind == "sql" and source.datasource not in services.datasources.names():
         known = ", ".join(services.datasources.names()) or "none configured"

@@ -234,3 +234,16 @@ def test_a_run_sent_twice_is_evaluated_once(
     )
     assert pipeline.evaluate_pending() == 2
     assert outcomes(client, "r0") == ["ok"]
+
+
+def test_a_run_overtaken_by_the_next_is_recorded_as_skipped(
+    client: TestClient, pipeline: Pipeline
+) -> None:
+    put_rule(client, "r0", rule_body(0))
+    earlier = iso(pipeline.clock.now + timedelta(minutes=1))
+    later = iso(pipeline.clock.now + timedelta(minutes=2))
+    pipeline.clock.advance(minutes=2)
+    assert pipeline.evaluator.evaluate_run("r0", later, {}) == "ok"
+    assert pipeline.evaluator.evaluate_run("r0", earlier, {}) == "skipped"
+    assert pipeline.evaluator.evaluate_run("r0", earlier, {}) is None  # recorded once
+    assert outcomes(client, "r0") == ["skipped", "ok"]

@@ -78,6 +78,10 @@ def test_rule_crud(api: TestClient) -> None:
     [
         ({"schedule": "every 1s"}, "schedule"),
         ({"schedule": "at noon"}, "schedule"),
+        ({"schedule": "every 500w"}, "schedule"),
+        ({"schedule": "* * * * * *"}, "schedule"),
+        ({"repeat_interval": "9999999999d"}, "repeat_interval"),
+        ({"data": {"text": "x" * 20_000}}, "data"),
         ({"timezone": "Mars/Olympus"}, "timezone"),
         ({"for": "soon"}, "for"),
         ({"severity": "page"}, "severity"),
