@@ -135,18 +135,27 @@ class Reconciler:
 
     def _audit(self, event: dict[str, Any], report: PassReport) -> None:
         event_id = str(event["event_id"])
+        # Counting touches the tally, not the event item: a fan-out or its sends that are
+        # still counting are moving, and are left alone (before reading any record).
+        tally = self.notifications.tally_of(event_id)
+        grace_before = time.time() - self.settings.reconcile_grace_seconds
+        if tally and not _older(tally, grace_before):
+            return
         states = self.events.notification_states(event_id)
         stranded_before = time.time() - self.settings.reconcile_stranded_seconds
         stranded = [s for s in states if _stranded(s, stranded_before)]
         unsettled = [s for s in states if str(s.get("status")) not in SETTLED_BUCKETS]
-        tally = self.notifications.tally_of(event_id)
         fanout_complete = bool(tally.get("fanout_complete") or event.get("fanout_complete"))
         if fanout_complete and not unsettled:
             if self.events.settle_from_records(event_id) is not None:
                 report.settled += 1
                 log.info("settled a stuck event from its records", extra=_ctx(event))
             return
-        fanout_stalled = not fanout_complete and _older(event, stranded_before)
+        fanout_stalled = (
+            not fanout_complete
+            and _older(event, stranded_before)
+            and (not tally or _older(tally, stranded_before))
+        )
         if not stranded and not fanout_stalled:
             return  # still moving
         repairs = int(event.get("repair_attempts", 0))

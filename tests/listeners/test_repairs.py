@@ -13,6 +13,7 @@ from listeners.router import Router
 from tests.conftest import Stack
 from tests.listeners.test_router import (
     COMMENT,
+    MIDDAY_TOKYO,
     ROUTER_NORMAL,
     add_user,
     drain,
@@ -22,9 +23,11 @@ from tests.listeners.test_router import (
     router,
     settle,
     stored,
+    user_store,
 )
 
-EMAIL = {"categories": {"activity": ["email"]}}
+EMAIL = {"categories": {"activity": ["email"], "trend": ["email"]}}
+TREND = {"chart": "Top 50", "artist": "Nova"}
 
 
 def reconciler(stack: Stack, **settings: Any) -> Reconciler:
@@ -132,3 +135,48 @@ def test_stranded_records_are_failed_after_the_last_repair(stack: Stack) -> None
     assert notifications["email"]["last_error"] == "stranded: gave up after 1 repairs"
     assert record.status is EventStatus.FAILED
     assert (record.counts.total, record.counts.failed) == (1, 1)
+
+
+def _age(stack: Stack, key: dict[str, Any], seconds: float, *, created: bool = False) -> None:
+    """Make an item look untouched for `seconds` (its updated_at, and with `created` its
+    listing sort key, in the past)."""
+    from datetime import timedelta
+
+    from core.models import iso, utcnow
+
+    then = iso(utcnow() - timedelta(seconds=seconds))
+    update = "SET updated_at = :then"
+    values = {":then": {"S": then}}
+    if created:
+        update += ", created_key = :created"
+        values[":created"] = {"S": f"{then}#{key['PK']['S']}"}
+    stack.clients.dynamodb.update_item(
+        TableName=stack.clients.names.table,
+        Key=key,
+        UpdateExpression=update,
+        ExpressionAttributeValues=values,
+    )
+
+
+def test_a_fan_out_still_counting_is_not_repaired(stack: Stack) -> None:
+    """Counting touches the tally, not the event item: an event item that looks stale
+    while its tally moves is a fan-out in progress, not a stalled one."""
+    from core import dynamo
+
+    for i in range(3):
+        add_user(stack, f"u-{i}", EMAIL, email=f"u{i}@example.com")
+        user_store(stack).subscribe("charts.x", f"u-{i}", ["email"])
+    event = post_event(stack, "trend.top_artist_changed", TREND, topic="charts.x")
+    settings = stack.settings.model_copy(update={"fanout_page_size": 1})
+    messages = receive(stack, ROUTER_NORMAL)
+    settle(stack, messages, Router(settings, stack.clients, clock=lambda: MIDDAY_TOKYO)(messages))
+    _age(stack, dynamo.event_key(event.event_id), 120, created=True)
+    fix = reconciler(stack, reconcile_grace_seconds=30.0, reconcile_stranded_seconds=60.0)
+
+    assert [e["event_id"] for e in fix._walk(EventStatus.PROCESSING, 30.0)] == [event.event_id]
+    fix._watermarks.clear()
+    assert fix.run_pass().repaired == 0  # the tally was counted just now
+
+    _age(stack, dynamo.tally_key(event.event_id), 120)
+    fix._watermarks.clear()
+    assert fix.run_pass().repaired == 1  # nothing counted for two minutes: stalled
