@@ -47,7 +47,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from alerting.alerts import AlertBusy
 from alerting.gate import AlertGate
 from alerting.inline import inline_profiles
-from core import dynamo
+from core import dynamo, metrics
 from core.aws import AwsClients
 from core.dynamo import TRANSACT_MAX
 from core.event_store import EventStore
@@ -170,6 +170,7 @@ class Router:
             return DeadLetter(f"no event record for {event_id}")
         except Exception as exc:
             return self._failed(message, work, exc)
+        metrics.page_routed(work.event, work.page)
         return Ack()
 
     def _failed(self, message: QueueMessage, work: RouterWork, exc: Exception) -> Result:
@@ -250,6 +251,7 @@ class Router:
             if not any(n.status is queued for n in notes):  # no worker will settle it
                 self._complete(work.event)
             results[index] = Ack()
+            metrics.event_routed(work.event, notes)
             log.info(
                 "%d notification(s) created (%d queued, %d skipped, %d failed) and enqueued",
                 len(notes),
@@ -368,6 +370,7 @@ class Router:
         if not planned:
             return
         outcome = self.notifications.create_counted(planned, redelivered=redelivered)
+        metrics.notifications_planned(outcome.created)
         queued = NotificationStatus.QUEUED
         to_send = [n.message for n in outcome.created if n.status is queued]
         # Records an earlier try created and that no worker has taken yet: that try may
