@@ -14,7 +14,19 @@ from api import errors
 from api.auth import scoped
 from api.guards import RequestGuard
 from api.observability import RequestMetrics
-from api.routes import alerts, dlq, events, health, keys, metrics, rules, topics, users, webhooks
+from api.routes import (
+    alerts,
+    dlq,
+    events,
+    health,
+    keys,
+    metrics,
+    rules,
+    stats,
+    topics,
+    users,
+    webhooks,
+)
 from api.services import Services
 from core.aws import AwsClients
 from core.logs import configure_logging
@@ -65,4 +77,5 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     app.include_router(keys.router, dependencies=scoped("admin"))
     app.include_router(webhooks.router)
     app.include_router(metrics.router, dependencies=scoped("events:read"))
+    app.include_router(stats.router, dependencies=scoped("events:read"))
     return app
