@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from api.group_commit import GroupCommit
-from core import metrics
+from core import metrics, tracing
 from core.dynamo import TRANSACT_MAX
 from core.event_store import EventExists, EventStore
 from core.models import Event
@@ -82,7 +82,7 @@ class EventIntake:
         request must not hang on a frozen endpoint: the client is told at once)."""
         task = asyncio.ensure_future(self._group.submit(event))
         try:
-            with metrics.API_ACCEPT_SECONDS.time():
+            with metrics.API_ACCEPT_SECONDS.time(), tracing.hop(event.event_id, "herald.accept"):
                 await asyncio.wait_for(asyncio.shield(task), self._deadline)
         except TimeoutError:
             task.add_done_callback(_consume)

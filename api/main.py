@@ -28,6 +28,7 @@ from api.routes import (
     webhooks,
 )
 from api.services import Services
+from core import tracing
 from core.aws import AwsClients
 from core.logs import configure_logging
 from core.runtime import freeze_startup_objects
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     settings = settings or Settings()
     clients = clients or AwsClients(settings)
     configure_logging("api")
+    tracing.configure(settings, "api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

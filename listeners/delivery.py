@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from core import metrics
+from core import metrics, tracing
 from core.errors import DeliveryError, PermanentError, RetryableError
 from core.models import DeliveryResult, NotificationMessage, NotificationStatus
 from core.notification_store import (
@@ -101,6 +101,7 @@ class DeliveryHandler:
         if heartbeat is not None:
             heartbeat.on_beat(self.extend_leases)
 
+    @tracing.traced_batch("herald.send", tracing.notification_id_of)
     def __call__(self, messages: Sequence[QueueMessage]) -> list[Result]:
         results: list[Result | None] = [None] * len(messages)
         batch: list[tuple[int, QueueMessage, NotificationMessage]] = []
@@ -227,7 +228,10 @@ class DeliveryHandler:
         if self.rate_limit is not None:
             metrics.rate_limit_waited(message.channel, self.rate_limit.acquire())
         try:
-            with metrics.PROVIDER_SECONDS.labels(message.channel).time():
+            with (
+                metrics.PROVIDER_SECONDS.labels(message.channel).time(),
+                tracing.child(message.notification_id, "herald.provider", channel=message.channel),
+            ):
                 result = self.notifier.send(message)
             if not isinstance(result, DeliveryResult):
                 return RetryableError(f"notifier returned {type(result).__name__}, not a result")

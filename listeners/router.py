@@ -47,7 +47,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from alerting.alerts import AlertBusy
 from alerting.gate import AlertGate
 from alerting.inline import inline_profiles
-from core import dynamo, metrics
+from core import dynamo, metrics, tracing
 from core.aws import AwsClients
 from core.dynamo import TRANSACT_MAX
 from core.event_store import EventStore
@@ -110,6 +110,7 @@ class Router:
         self.clock = clock
         self.alerts = AlertGate(settings, clients.dynamodb, table, clock)
 
+    @tracing.traced_batch("herald.route", tracing.event_id_of)
     def __call__(self, messages: Sequence[QueueMessage]) -> list[Result]:
         results: list[Result | None] = [None] * len(messages)
         together: list[tuple[int, QueueMessage, RouterWork]] = []
@@ -474,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     ).parse_args(argv)
     configure_logging("router")
     settings = Settings()
+    tracing.configure(settings, "router")
     clients = AwsClients(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -1,0 +1,105 @@
+"""One connected trace per event: the API's accept, the router, the worker's send and the
+provider call, joined by the traceparent that SNS and SQS message attributes carry and
+that reaches the provider as an HTTP header. In-process, against the emulator and the
+sandbox, with the SDK's in-memory exporter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util._once import Once
+
+from api.main import create_app
+from core.settings import Settings
+from listeners.messages import Ack, QueueMessage
+from listeners.router import Router
+from listeners.worker import build_worker
+from tests.conftest import AUTH, Stack
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    yield exporter
+    provider.shutdown()
+    # OpenTelemetry sets its global provider once per process; later tests run untraced,
+    # as processes without configured tracing do.
+    trace._TRACER_PROVIDER = None
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+
+
+def received(stack: Stack, queue: str) -> list[QueueMessage]:
+    return [QueueMessage.from_sqs(queue, raw) for raw in stack.receive_all(queue)]
+
+
+def test_one_trace_from_the_post_to_the_provider_request(
+    stack: Stack, sandbox: Any, spans: InMemorySpanExporter
+) -> None:
+    settings = Settings(
+        **{**stack.settings.model_dump(), "sandbox": True, "sandbox_port": sandbox.port}
+    )
+    with TestClient(create_app(settings, stack.clients), headers=AUTH) as api:
+        user = api.put("/users/u-traced", json={"phone": "+14155550120", "timezone": "UTC"})
+        assert user.status_code in (200, 201), user.text
+        prefs = {"categories": {"activity": ["sms"]}}
+        assert api.put("/users/u-traced/preferences", json=prefs).status_code == 200
+        body = {
+            "type": "comment",
+            "user_id": "u-traced",
+            "data": {"actor": "Bo", "post": "p-1", "text": "hi"},
+        }
+        posted = api.post("/events", json=body)
+        assert posted.status_code == 202, posted.text
+    event_id = posted.json()["event_id"]
+
+    names = stack.clients.names
+    routed = received(stack, names.router_queue("normal"))
+    assert "traceparent" in routed[0].attributes
+    assert Router(settings, stack.clients)(routed) == [Ack()]
+
+    sms = received(stack, names.channel_queue("sms", "normal"))
+    assert "traceparent" in sms[0].attributes
+    assert len(sms[0].attributes) <= 10
+    _, handler, _ = build_worker(settings, stack.clients, "sms")
+    try:
+        assert handler(sms) == [Ack()]
+    finally:
+        handler.close()
+
+    by_name = {span.name: span for span in spans.get_finished_spans()}
+    accept, route = by_name["herald.accept"], by_name["herald.route"]
+    send, provider = by_name["herald.send"], by_name["herald.provider"]
+    trace_id = accept.context.trace_id
+    assert {s.context.trace_id for s in (route, send, provider)} == {trace_id}
+    assert route.parent is not None and route.parent.span_id == accept.context.span_id
+    assert send.parent is not None and send.parent.span_id == route.context.span_id
+    assert provider.parent is not None and provider.parent.span_id == send.context.span_id
+
+    [request] = sandbox.messages(notification_id=f"{event_id}:sms:u-traced")
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    version, header_trace, parent_span, _ = headers["traceparent"].split("-")
+    assert version == "00"
+    assert int(header_trace, 16) == trace_id
+    assert int(parent_span, 16) == provider.context.span_id
+
+
+def test_without_a_provider_nothing_is_propagated(stack: Stack) -> None:
+    with TestClient(create_app(stack.settings, stack.clients), headers=AUTH) as api:
+        body = {
+            "type": "comment",
+            "user_id": "u-1",
+            "data": {"actor": "Bo", "post": "p-1", "text": "hi"},
+        }
+        assert api.post("/events", json=body).status_code == 202
+    [message] = received(stack, stack.clients.names.router_queue("normal"))
+    assert "traceparent" not in message.attributes
