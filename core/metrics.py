@@ -135,6 +135,17 @@ REPAIRS = Counter(
     ["kind"],
 )
 
+SCHEDULED_RUNS = Counter(
+    "herald_scheduler_runs_total",
+    "Alert rule runs the scheduler handled, by outcome (sent, skipped).",
+    ["outcome"],
+)
+SCHEDULE_LAG_SECONDS = Histogram(
+    "herald_scheduler_lag_seconds",
+    "From a rule run's due time to its send to the evaluators.",
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+
 # --- AWS ------------------------------------------------------------------------------------
 AWS_REQUESTS = Counter(
     "herald_aws_requests_total",
@@ -312,3 +323,13 @@ def reconciled(report: Any) -> None:
         count = int(getattr(report, kind, 0))
         if count:
             REPAIRS.labels(kind).inc(count)
+
+
+def scheduled(stats: Any) -> None:
+    """A scheduler pass's `PassStats`: runs sent and skipped, and each sent run's lag."""
+    if stats.sent:
+        SCHEDULED_RUNS.labels("sent").inc(stats.sent)
+    if stats.skipped_runs:
+        SCHEDULED_RUNS.labels("skipped").inc(stats.skipped_runs)
+    for lag in stats.lags:
+        SCHEDULE_LAG_SECONDS.observe(lag)
