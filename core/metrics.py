@@ -35,6 +35,9 @@ from core import aws_errors
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
+if os.environ.get(MULTIPROC_ENV):  # values live in files there from the first metric on
+    os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
+
 # Seconds from an event's acceptance to the provider's: fast hops up to a slow retry.
 END_TO_END_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -254,15 +257,6 @@ def registry() -> CollectorRegistry:
 
 def render() -> bytes:
     return bytes(generate_latest(registry()))
-
-
-def reset_directory(path: str) -> None:
-    """Empty the multiprocess directory (at stack start: stale files of dead processes
-    would otherwise be summed in forever)."""
-    os.makedirs(path, exist_ok=True)
-    for name in os.listdir(path):
-        if name.endswith(".db"):
-            os.remove(os.path.join(path, name))
 
 
 def events_accepted(events: Iterable[Any]) -> None:
