@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util._once import Once
 
 from api.main import create_app
+from core import tracing
 from core.settings import Settings
 from listeners.messages import Ack, QueueMessage
 from listeners.router import Router
@@ -32,8 +33,12 @@ def spans() -> Iterator[InMemorySpanExporter]:
     trace.set_tracer_provider(provider)
     yield exporter
     provider.shutdown()
-    # OpenTelemetry sets its global provider once per process; later tests run untraced,
-    # as processes without configured tracing do.
+    forget_provider()
+
+
+def forget_provider() -> None:
+    """OpenTelemetry sets its global provider once per process; later tests run untraced,
+    as processes without configured tracing do."""
     trace._TRACER_PROVIDER = None
     trace._TRACER_PROVIDER_SET_ONCE = Once()
 
@@ -103,3 +108,19 @@ def test_without_a_provider_nothing_is_propagated(stack: Stack) -> None:
         assert api.post("/events", json=body).status_code == 202
     [message] = received(stack, stack.clients.names.router_queue("normal"))
     assert "traceparent" not in message.attributes
+
+
+def test_an_otlp_endpoint_turns_tracing_on(stack: Stack) -> None:
+    assert not tracing.configure(stack.settings, "api")  # no endpoint: stays off
+    assert not tracing.enabled()
+    settings = stack.settings.model_copy(update={"otlp_endpoint": "http://127.0.0.1:9/v1/traces"})
+    try:
+        assert tracing.configure(settings, "api")
+        provider = trace.get_tracer_provider()
+        assert isinstance(provider, TracerProvider)
+        assert provider.resource.attributes["service.name"] == "herald-api"
+    finally:
+        provider = trace.get_tracer_provider()
+        if isinstance(provider, TracerProvider):
+            provider.shutdown()
+        forget_provider()
