@@ -155,6 +155,12 @@ AWS_REQUESTS = Counter(
     "AWS API calls by service, operation and outcome (ok, throttled, conflict, error).",
     ["service", "operation", "outcome"],
 )
+AWS_RETRIES = Counter(
+    "herald_aws_retries_total",
+    "Tries botocore repeated within AWS calls (throttling, transient errors) before the "
+    "outcome counted in herald_aws_requests_total.",
+    ["service", "operation"],
+)
 
 # --- queues (one collector process) ---------------------------------------------------------
 QUEUE_MESSAGES = Gauge(
@@ -188,6 +194,9 @@ def after_aws_call(model: Any, parsed: Any = None, **_: Any) -> None:
     code = None
     if isinstance(parsed, dict):
         code = (parsed.get("Error") or {}).get("Code")
+        retried = (parsed.get("ResponseMetadata") or {}).get("RetryAttempts")
+        if retried:
+            AWS_RETRIES.labels(model.service_model.service_name, model.name).inc(retried)
     _count_aws(model, aws_outcome(code))
 
 

@@ -3,6 +3,8 @@ core/aws.py registers on every client; label values stay bounded."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import REGISTRY
@@ -10,6 +12,7 @@ from prometheus_client import REGISTRY
 from core import metrics
 from core.aws import AwsClients
 from core.settings import Settings
+from localstack.faults import FaultRule
 from tests.conftest import Stack
 from tests.support import free_port
 
@@ -89,3 +92,17 @@ def test_a_call_that_gets_no_answer_counts_as_an_error() -> None:
     with pytest.raises(BotoCoreError):
         AwsClients(settings).dynamodb.describe_table(TableName="anything")
     assert aws_calls("dynamodb", "DescribeTable", "error") == before + 1
+
+
+def test_throttles_count_as_throttled_with_their_retries(
+    stack: Stack, faulty_settings: Settings, fault_proxy: Any
+) -> None:
+    fault_proxy.set_rules([FaultRule("dynamodb", "throttle", 1.0, frozenset({"DescribeTable"}))])
+    clients = AwsClients(faulty_settings.model_copy(update={"aws_max_attempts": 3}))
+    throttled = aws_calls("dynamodb", "DescribeTable", "throttled")
+    labels = {"service": "dynamodb", "operation": "DescribeTable"}
+    retries = REGISTRY.get_sample_value("herald_aws_retries_total", labels) or 0.0
+    with pytest.raises(ClientError):
+        clients.dynamodb.describe_table(TableName=stack.clients.names.table)
+    assert aws_calls("dynamodb", "DescribeTable", "throttled") == throttled + 1
+    assert REGISTRY.get_sample_value("herald_aws_retries_total", labels) == retries + 2
