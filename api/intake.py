@@ -75,14 +75,17 @@ class EventIntake:
         """Accept a batch on this thread (POST /events/batch brings its own)."""
         return accept_events(self._store, self._sns, self._topic_arn, events)
 
-    async def accept(self, event: Event) -> None:
+    async def accept(self, event: Event, trace_context: dict[str, str] | None = None) -> None:
         """Returns once the event is durable (and, unless SNS failed, published); raises
         EventExists with the stored record when its id is taken, the AWS error that kept
         it from being recorded, or AcceptPending when AWS has not answered in time (a
         request must not hang on a frozen endpoint: the client is told at once)."""
         task = asyncio.ensure_future(self._group.submit(event))
         try:
-            with metrics.API_ACCEPT_SECONDS.time(), tracing.hop(event.event_id, "herald.accept"):
+            with (
+                metrics.API_ACCEPT_SECONDS.time(),
+                tracing.hop(event.event_id, "herald.accept", trace_context),
+            ):
                 await asyncio.wait_for(asyncio.shield(task), self._deadline)
         except TimeoutError:
             task.add_done_callback(_consume)

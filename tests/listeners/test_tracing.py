@@ -63,7 +63,8 @@ def test_one_trace_from_the_post_to_the_provider_request(
             "user_id": "u-traced",
             "data": {"actor": "Bo", "post": "p-1", "text": "hi"},
         }
-        posted = api.post("/events", json=body)
+        producer = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        posted = api.post("/events", json=body, headers={"traceparent": producer})
         assert posted.status_code == 202, posted.text
     event_id = posted.json()["event_id"]
 
@@ -85,6 +86,8 @@ def test_one_trace_from_the_post_to_the_provider_request(
     accept, route = by_name["herald.accept"], by_name["herald.route"]
     send, provider = by_name["herald.send"], by_name["herald.provider"]
     trace_id = accept.context.trace_id
+    assert trace_id == int("0af7651916cd43dd8448eb211c80319c", 16)  # the producer's trace
+    assert accept.parent is not None and accept.parent.span_id == int("b7ad6b7169203331", 16)
     assert {s.context.trace_id for s in (route, send, provider)} == {trace_id}
     assert route.parent is not None and route.parent.span_id == accept.context.span_id
     assert send.parent is not None and send.parent.span_id == route.context.span_id
@@ -124,3 +127,20 @@ def test_an_otlp_endpoint_turns_tracing_on(stack: Stack) -> None:
         if isinstance(provider, TracerProvider):
             provider.shutdown()
         forget_provider()
+
+
+def test_a_malformed_producer_traceparent_starts_a_new_trace(
+    stack: Stack, spans: InMemorySpanExporter
+) -> None:
+    with TestClient(create_app(stack.settings, stack.clients), headers=AUTH) as api:
+        body = {
+            "type": "comment",
+            "user_id": "u-1",
+            "data": {"actor": "Bo", "post": "p-1", "text": "hi"},
+        }
+        posted = api.post("/events", json=body, headers={"traceparent": "not-a-trace"})
+        assert posted.status_code == 202, posted.text
+    [accept] = [s for s in spans.get_finished_spans() if s.name == "herald.accept"]
+    assert accept.parent is None
+    [message] = received(stack, stack.clients.names.router_queue("normal"))
+    assert message.attributes["traceparent"].split("-")[1] == f"{accept.context.trace_id:032x}"
