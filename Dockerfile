@@ -22,7 +22,7 @@ COPY listeners ./listeners
 COPY notifiers ./notifiers
 COPY localstack ./localstack
 COPY alerting ./alerting
-RUN pip install --no-cache-dir . && mkdir -p var/log
+RUN pip install --no-cache-dir . && mkdir -p var/log var/metrics
 COPY supervisord.conf locustfile.py ./
 
 EXPOSE 8000 8025

@@ -39,7 +39,7 @@ $(STAMP):
 install: $(STAMP)
 
 run: install
-	@mkdir -p var/log
+	@rm -rf var/metrics && mkdir -p var/log var/metrics
 	@echo "Herald: Swagger UI at http://127.0.0.1:$${HERALD_API_PORT}/docs (Ctrl-C stops everything)"
 	@echo "Herald: development API key: $${HERALD_BOOTSTRAP_API_KEY} (send it as X-API-Key)"
 	exec $(VENV)/bin/supervisord -n -c supervisord.conf

@@ -35,7 +35,7 @@ from typing import Any
 
 from alerting.due import DueStore, bucket_of, bucket_time, due_pk, next_bucket
 from alerting.schedule import catch_up, next_due
-from core import dynamo
+from core import dynamo, metrics
 from core.aws import AwsClients
 from core.catalogue import LANES, Lane
 from core.logs import configure_logging
@@ -101,6 +101,7 @@ class Scheduler:
             else:
                 closing = False
             bucket = next_bucket(bucket)
+        metrics.scheduled(stats)
         return stats
 
     def _work_shard(self, bucket: str, shard: int, *, now: datetime, stats: PassStats) -> bool:

@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
+from core import metrics
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -31,7 +33,9 @@ class GroupCommit(Generic[T, R]):
         self,
         call: Callable[[list[T]], Sequence[R | BaseException]],
         max_batch: int,
+        name: str = "accept",
     ) -> None:
+        self._rounds = metrics.GROUP_COMMIT_ROUND_SIZE.labels(name)
         self._call = call
         self._max = max_batch
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
@@ -64,6 +68,7 @@ class GroupCommit(Generic[T, R]):
 
     async def _run(self, batch: list[tuple[T, asyncio.Future[R]]], partial: bool) -> None:
         items = [item for item, _ in batch]
+        self._rounds.observe(len(items))
         outcomes: Sequence[R | BaseException]
         try:
             loop = asyncio.get_running_loop()

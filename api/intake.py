@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from api.group_commit import GroupCommit
+from core import metrics, tracing
 from core.dynamo import TRANSACT_MAX
 from core.event_store import EventExists, EventStore
 from core.models import Event
@@ -36,6 +37,7 @@ def accept_events(
     was taken: the stored record inside) or the error that kept it from being recorded."""
     outcomes = store.put_new_batch([store.new_record(e) for e in events])
     fresh = [e for e, outcome in zip(events, outcomes, strict=True) if outcome is None]
+    metrics.events_accepted(fresh)
     if fresh:
         try:
             failures = publish_events(sns, topic_arn, fresh)
@@ -73,14 +75,18 @@ class EventIntake:
         """Accept a batch on this thread (POST /events/batch brings its own)."""
         return accept_events(self._store, self._sns, self._topic_arn, events)
 
-    async def accept(self, event: Event) -> None:
+    async def accept(self, event: Event, trace_context: dict[str, str] | None = None) -> None:
         """Returns once the event is durable (and, unless SNS failed, published); raises
         EventExists with the stored record when its id is taken, the AWS error that kept
         it from being recorded, or AcceptPending when AWS has not answered in time (a
         request must not hang on a frozen endpoint: the client is told at once)."""
         task = asyncio.ensure_future(self._group.submit(event))
         try:
-            await asyncio.wait_for(asyncio.shield(task), self._deadline)
+            with (
+                metrics.API_ACCEPT_SECONDS.time(),
+                tracing.hop(event.event_id, "herald.accept", trace_context),
+            ):
+                await asyncio.wait_for(asyncio.shield(task), self._deadline)
         except TimeoutError:
             task.add_done_callback(_consume)
             raise AcceptPending(event.event_id) from None

@@ -13,8 +13,22 @@ from fastapi import FastAPI
 from api import errors
 from api.auth import scoped
 from api.guards import RequestGuard
-from api.routes import alerts, dlq, events, health, keys, rules, topics, users, webhooks
+from api.observability import RequestMetrics
+from api.routes import (
+    alerts,
+    dlq,
+    events,
+    health,
+    keys,
+    metrics,
+    rules,
+    stats,
+    topics,
+    users,
+    webhooks,
+)
 from api.services import Services
+from core import tracing
 from core.aws import AwsClients
 from core.logs import configure_logging
 from core.runtime import freeze_startup_objects
@@ -38,6 +52,7 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     settings = settings or Settings()
     clients = clients or AwsClients(settings)
     configure_logging("api")
+    tracing.configure(settings, "api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,6 +64,7 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
 
     app = FastAPI(title="Herald", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics)
     errors.install(app)
     app.include_router(health.router)
     # Scopes per router: read for GET, write for the rest. Webhooks verify signatures.
@@ -62,4 +78,6 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     app.include_router(rules.router, dependencies=scoped("admin"))
     app.include_router(keys.router, dependencies=scoped("admin"))
     app.include_router(webhooks.router)
+    app.include_router(metrics.router, dependencies=scoped("events:read"))
+    app.include_router(stats.router, dependencies=scoped("events:read"))
     return app

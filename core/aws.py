@@ -22,6 +22,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from core import metrics
 from core.names import ResourceNames
 from core.settings import Settings
 
@@ -126,6 +127,8 @@ class AwsClients:
             endpoint_url=self.endpoint_url(service),
             config=self.config(service),
         )
+        client.meta.events.register("after-call", metrics.after_aws_call)
+        client.meta.events.register("after-call-error", metrics.after_aws_call_error)
         if self.settings.aws_call_log:
             client.meta.events.register(
                 "after-call", CallLog.for_path(self.settings.aws_call_log).after_call

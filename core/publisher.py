@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from core import aws_errors
+from core import aws_errors, tracing
 from core.chunking import sized_chunks
 from core.models import Event
 
@@ -28,7 +28,8 @@ def sns_entry(event: Event, extra: dict[str, str] | None = None) -> dict[str, An
     return {
         "Message": event.model_dump_json(),
         "MessageAttributes": {
-            k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
+            **{k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
+            **tracing.attributes(event.event_id),
         },
     }
 

@@ -73,6 +73,23 @@ class Settings(BaseSettings):
         "every few seconds and at exit (benchmarks); unset means off.",
     )
 
+    # --- observability ---------------------------------------------------------------------
+    queue_depth_interval_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often the queue-depth collector reads every queue's depth.",
+    )
+    queue_peek_oldest: bool = Field(
+        default=True,
+        description="The collector peeks (visibility 0) at a queue with waiting messages for "
+        "its oldest message's age; a peek counts as a receive of that message.",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces); "
+        "unset means spans are made for propagation only and exported nowhere.",
+    )
+
     # --- API -------------------------------------------------------------------------------
     api_host: str = Field(default="127.0.0.1", description="Address the API binds.")
     api_port: int = Field(default=8000, description="Port the API listens on.")

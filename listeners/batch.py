@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from core import chunking
+from core import chunking, metrics
 from core.masking import mask_text
 from listeners.backoff import backoff_seconds
 from listeners.messages import Ack, DeadLetter, QueueMessage, Result, Retry
@@ -108,6 +108,7 @@ class BatchSettler:
                 continue
             for ok in resp.get("Successful", []):
                 moved.add(chunk[int(ok["Id"])][0].message_id)
+            metrics.DLQ_MOVES.labels(queue).inc(len(resp.get("Successful", [])))
         return moved
 
     def _call(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from core import tracing
 from core.models import NotificationMessage
 from core.names import ResourceNames
 from listeners.batch import entry_bytes, sized_chunks
@@ -35,7 +36,8 @@ def _entry(index: int, message: NotificationMessage) -> dict[str, Any]:
         "Id": str(index),
         "MessageBody": message.model_dump_json(),
         "MessageAttributes": {
-            k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
+            **{k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
+            **tracing.attributes(message.event_id),
         },
     }
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from core import metrics, tracing
 from core.errors import DeliveryError, PermanentError, RetryableError
 from core.models import DeliveryResult, NotificationMessage, NotificationStatus
 from core.notification_store import (
@@ -100,6 +101,7 @@ class DeliveryHandler:
         if heartbeat is not None:
             heartbeat.on_beat(self.extend_leases)
 
+    @tracing.traced_batch("herald.send", tracing.notification_id_of)
     def __call__(self, messages: Sequence[QueueMessage]) -> list[Result]:
         results: list[Result | None] = [None] * len(messages)
         batch: list[tuple[int, QueueMessage, NotificationMessage]] = []
@@ -212,6 +214,7 @@ class DeliveryHandler:
                 log.error("sent but not recorded: %s", exc, extra=ctx)
                 return Retry(int(self.lease_seconds), "sent; outcome not recorded"), False
             log.info("sent via %s", outcome.provider, extra=ctx)
+            metrics.sent(message, outcome.provider)
             return Ack(), fate != LOST
         try:
             attempt = claim.attempt or self.store.attempts_of(message)
@@ -223,9 +226,13 @@ class DeliveryHandler:
     def _send(self, message: NotificationMessage) -> DeliveryResult | DeliveryError:
         """The provider call, behind the rate limit; never raises."""
         if self.rate_limit is not None:
-            self.rate_limit.acquire()
+            metrics.rate_limit_waited(message.channel, self.rate_limit.acquire())
         try:
-            result = self.notifier.send(message)
+            with (
+                metrics.PROVIDER_SECONDS.labels(message.channel).time(),
+                tracing.child(message.notification_id, "herald.provider", channel=message.channel),
+            ):
+                result = self.notifier.send(message)
             if not isinstance(result, DeliveryResult):
                 return RetryableError(f"notifier returned {type(result).__name__}, not a result")
             return result
@@ -257,6 +264,7 @@ class DeliveryHandler:
                 log.warning("held elsewhere on the last receive; leaving it", extra=ctx)
                 return Ack()
             log.info("another worker holds this notification", extra=ctx)
+            metrics.CLAIM_CONFLICTS.labels(message.channel).inc()
             return Retry(CLAIM_CONFLICT_DELAY, "claimed elsewhere")
         redriven = "source_queue" in queued.attributes and self.on_redriven is not None
         if status == NotificationStatus.FAILED and redriven:
@@ -288,6 +296,7 @@ class DeliveryHandler:
                 )
                 self.store.mark_retrying(message, reason, delay, claim.token)
                 log.info("attempt %d failed, retry in %ds: %s", attempt, delay, reason, extra=ctx)
+                metrics.not_sent(message, "retry")
                 return Retry(delay, reason), False
             reason = f"gave up after {queued.receive_count} receives: {reason}"
         elif isinstance(error, RetryableError):
@@ -298,6 +307,7 @@ class DeliveryHandler:
             Outcome(message, claim.token, NotificationStatus.FAILED, error=reason)
         )
         log.warning("failed: %s", reason, extra=ctx)
+        metrics.not_sent(message, "failed")
         if fate == LOST:  # another claim holds it now and settles it
             return Ack(), False
         return DeadLetter(reason), True

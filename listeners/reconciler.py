@@ -35,6 +35,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from core import metrics
 from core.aws import AwsClients
 from core.event_store import SETTLED_BUCKETS, EventStore, record_from_values
 from core.logs import configure_logging
@@ -209,6 +210,7 @@ class Reconciler:
         report = PassReport()
         self._started(report)
         self._processing(report)
+        metrics.reconciled(report)
         return report
 
     def run_forever(self, stop: threading.Event) -> None:

@@ -47,7 +47,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from alerting.alerts import AlertBusy
 from alerting.gate import AlertGate
 from alerting.inline import inline_profiles
-from core import dynamo
+from core import dynamo, metrics, tracing
 from core.aws import AwsClients
 from core.dynamo import TRANSACT_MAX
 from core.event_store import EventStore
@@ -110,6 +110,7 @@ class Router:
         self.clock = clock
         self.alerts = AlertGate(settings, clients.dynamodb, table, clock)
 
+    @tracing.traced_batch("herald.route", tracing.event_id_of)
     def __call__(self, messages: Sequence[QueueMessage]) -> list[Result]:
         results: list[Result | None] = [None] * len(messages)
         together: list[tuple[int, QueueMessage, RouterWork]] = []
@@ -170,6 +171,7 @@ class Router:
             return DeadLetter(f"no event record for {event_id}")
         except Exception as exc:
             return self._failed(message, work, exc)
+        metrics.page_routed(work.event, work.page)
         return Ack()
 
     def _failed(self, message: QueueMessage, work: RouterWork, exc: Exception) -> Result:
@@ -250,6 +252,7 @@ class Router:
             if not any(n.status is queued for n in notes):  # no worker will settle it
                 self._complete(work.event)
             results[index] = Ack()
+            metrics.event_routed(work.event, notes)
             log.info(
                 "%d notification(s) created (%d queued, %d skipped, %d failed) and enqueued",
                 len(notes),
@@ -368,6 +371,7 @@ class Router:
         if not planned:
             return
         outcome = self.notifications.create_counted(planned, redelivered=redelivered)
+        metrics.notifications_planned(outcome.created)
         queued = NotificationStatus.QUEUED
         to_send = [n.message for n in outcome.created if n.status is queued]
         # Records an earlier try created and that no worker has taken yet: that try may
@@ -471,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     ).parse_args(argv)
     configure_logging("router")
     settings = Settings()
+    tracing.configure(settings, "router")
     clients = AwsClients(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

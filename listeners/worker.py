@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 
+from core import tracing
 from core.aws import AwsClients
 from core.catalogue import CHANNELS
 from core.dead_letters import reopen
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(f"worker-{args.channel}")
     settings = Settings()
+    tracing.configure(settings, f"worker-{args.channel}")
     clients = AwsClients(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from core import tracing
 from core.chat_hosts import DEFAULT_CHAT_WEBHOOK_HOSTS, parse_hosts, webhook_url_problem
 from core.errors import DeliveryError, PermanentError, RetryableError
 from core.models import DeliveryResult, NotificationMessage
@@ -174,7 +175,7 @@ class ChatNotifier:
             response = self._client.post(
                 url,
                 json=build(title, text, severity),
-                headers={NOTIFICATION_ID_HEADER: notification.notification_id},
+                headers=tracing.inject({NOTIFICATION_ID_HEADER: notification.notification_id}),
             )
         except Exception as exc:
             raise _translate(exc, fmt) from exc

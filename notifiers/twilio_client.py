@@ -26,6 +26,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from core import tracing
 from core.errors import DeliveryError, PermanentError, RetryableError
 from core.models import DeliveryResult
 from notifiers.base import header, retry_after_seconds, status_error
@@ -57,6 +58,7 @@ class _HttpClient(TwilioHttpClient):
 
     def request(self, *args: Any, **kwargs: Any) -> Response:
         self._local.response = None
+        kwargs["headers"] = tracing.inject(dict(kwargs.get("headers") or {}))
         response = super().request(*args, **kwargs)
         self._local.response = response
         return response

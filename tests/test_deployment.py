@@ -58,7 +58,7 @@ def test_supervisord_accepts_the_conf_and_runs_every_service(
     options = load_supervisor(dockerfile_env(), monkeypatch, tmp_path)
     programs = {group.name: group for group in options.process_group_configs}
     expected = {"emulator", "sandbox", "provision", "api", "router", "reconciler"}
-    expected |= {"scheduler", "evaluator"}
+    expected |= {"scheduler", "evaluator", "queue-depths"}
     expected |= {f"worker-{c}" for c in ("sms", "whatsapp", "email", "push", "chat")}
     assert set(programs) == expected
     for group in options.process_group_configs:
@@ -74,7 +74,10 @@ def test_supervisord_accepts_the_conf_and_runs_every_service(
 def test_compose_runs_the_services_against_localstack() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"localstack", "herald"}
+    assert set(services) == {"localstack", "herald", "prometheus", "grafana"}
+    # Monitoring starts only with `--profile monitoring`.
+    assert {name for name, s in services.items() if "profiles" not in s} == {"localstack", "herald"}
+    assert services["prometheus"]["profiles"] == services["grafana"]["profiles"] == ["monitoring"]
     herald = services["herald"]
     env = herald["environment"]
     assert env["AWS_ENDPOINT_URL"] == "http://localstack:4566"

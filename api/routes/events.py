@@ -135,11 +135,13 @@ async def post_event(
     response: Response,
     tenant: TenantDep,
     idempotency_key: IdempotencyKey = None,
+    traceparent: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> EventAccepted:
     check_inline(body, services)
     event = to_event(body, resolve_event_id(body, idempotency_key, tenant), tenant)
     try:
-        await services.intake.accept(event)
+        # A producer's W3C trace context, if it sends one, becomes the event trace's parent.
+        await services.intake.accept(event, {"traceparent": traceparent} if traceparent else None)
     except EventExists as exc:
         response.status_code = status.HTTP_200_OK
         return duplicate_or_conflict(exc.existing, event.fingerprint(), tenant)

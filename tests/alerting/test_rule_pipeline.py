@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from alerting.scheduler import Scheduler
 from api.main import create_app
@@ -212,7 +213,11 @@ def test_a_scheduler_that_was_down_runs_the_latest_due_time_only(
 ) -> None:
     put_rule(client, "r0", rule_body(0))
     pipeline.tick()
+    sent = REGISTRY.get_sample_value("herald_scheduler_runs_total", {"outcome": "sent"}) or 0
     assert pipeline.tick(minutes=10) == 1
+    assert REGISTRY.get_sample_value("herald_scheduler_runs_total", {"outcome": "sent"}) == (
+        sent + 1
+    )
     assert pipeline.tick(minutes=0) == 0  # the next due time is a minute away
     latest = client.get("/rules/r0/evaluations").json()["items"][0]
     assert latest["skipped_runs"] == 9

@@ -114,6 +114,8 @@ def herald(
         "HERALD_RESOURCE_PREFIX": PREFIX,
         "HERALD_SANDBOX": "true",
         "HERALD_SANDBOX_PORT": str(sandbox_server.port),
+        # As under supervisord: every process's metrics summed at the API's GET /metrics.
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("metrics")),
         **PIPELINE_ENV,
     }
     settings = Settings(

@@ -1,0 +1,127 @@
+"""The queue-depth collector: one low-rate process that reads every queue's depth.
+
+    python -m listeners.queue_depths
+
+Every `HERALD_QUEUE_DEPTH_INTERVAL_SECONDS` it reads, for each work queue and its DLQ,
+`ApproximateNumberOfMessages` (waiting) and `ApproximateNumberOfMessagesNotVisible` (in
+flight or backing off) into `herald_queue_messages`. SQS has no attribute for the oldest
+message's age (CloudWatch's ApproximateAgeOfOldestMessage is not an SQS attribute, and the
+emulator has no CloudWatch), so a queue with waiting messages is peeked: one receive with
+visibility 0 that returns messages with their `SentTimestamp`, of which the oldest is kept.
+A peek counts as a receive of the messages it sees, so it runs only on queues with waiting
+messages and can be switched off (`HERALD_QUEUE_PEEK_OLDEST=false`).
+
+One collector per stack, not one per consumer: depth reads cost AWS calls and do not get
+truer by being repeated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from core import metrics
+from core.aws import AwsClients
+from core.logs import configure_logging
+from core.settings import Settings
+
+log = logging.getLogger("herald.queue_depths")
+
+DEPTH_ATTRIBUTES = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+
+
+class QueueDepths:
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: Callable[[str], str],
+        queues: list[str],
+        peek: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self.queues = queues
+        self._peek = peek
+        self._clock = clock
+
+    def collect(self) -> dict[str, dict[str, float]]:
+        """Read every queue once and set the gauges; returns what was read, by queue."""
+        found: dict[str, dict[str, float]] = {}
+        for queue in self.queues:
+            try:
+                found[queue] = self._read(queue)
+            except (BotoCoreError, ClientError) as exc:  # the next round tries again
+                log.warning("could not read %s: %s", queue, exc, extra={"queue": queue})
+                continue
+            reading = found[queue]
+            metrics.QUEUE_MESSAGES.labels(queue, "visible").set(reading["visible"])
+            metrics.QUEUE_MESSAGES.labels(queue, "in_flight").set(reading["in_flight"])
+            metrics.QUEUE_OLDEST_AGE.labels(queue).set(reading["oldest_age_seconds"])
+        return found
+
+    def _read(self, queue: str) -> dict[str, float]:
+        url = self._queue_url(queue)
+        attrs = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=DEPTH_ATTRIBUTES)
+        values = attrs.get("Attributes", {})
+        visible = int(values.get("ApproximateNumberOfMessages", 0))
+        in_flight = int(values.get("ApproximateNumberOfMessagesNotVisible", 0))
+        oldest = self._oldest_age(url) if visible and self._peek else 0.0
+        return {"visible": visible, "in_flight": in_flight, "oldest_age_seconds": oldest}
+
+    def _oldest_age(self, url: str) -> float:
+        resp = self._sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=0,
+            WaitTimeSeconds=0,
+            MessageSystemAttributeNames=["SentTimestamp"],
+        )
+        sent = [
+            int(m.get("Attributes", {}).get("SentTimestamp", 0)) / 1000
+            for m in resp.get("Messages", [])
+        ]
+        sent = [s for s in sent if s > 0]
+        return max(self._clock() - min(sent), 0.0) if sent else 0.0
+
+    def run_forever(self, stop: threading.Event, interval: float) -> None:
+        while not stop.is_set():
+            self.collect()
+            stop.wait(interval)
+
+
+def all_queues(clients: AwsClients) -> list[str]:
+    work = clients.names.work_queues()
+    return work + [clients.names.dlq_of(q) for q in work]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description="Read queue depths into metrics until SIGTERM.").parse_args(
+        argv
+    )
+    configure_logging("queue-depths")
+    settings = Settings()
+    clients = AwsClients(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    collector = QueueDepths(
+        clients.sqs, clients.queue_url, all_queues(clients), settings.queue_peek_oldest
+    )
+    log.info(
+        "reading %d queues every %ss", len(collector.queues), settings.queue_depth_interval_seconds
+    )
+    collector.run_forever(stop, settings.queue_depth_interval_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The queue-depth collector reads waiting and in-flight counts and the oldest waiting
+message's age into gauges, against the emulator."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import REGISTRY
+
+from listeners.queue_depths import QueueDepths, all_queues
+from tests.conftest import Stack
+
+
+def gauge(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+def test_depths_and_oldest_age_of_waiting_messages(stack: Stack) -> None:
+    queue = stack.clients.names.channel_queue("email", "normal")
+    url = stack.clients.queue_url(queue)
+    for body in ("a", "b", "c"):
+        stack.clients.sqs.send_message(QueueUrl=url, MessageBody=body)
+    taken = stack.clients.sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60
+    )
+    assert len(taken["Messages"]) == 1
+    later = time.time() + 120  # read as if two minutes had passed
+    collector = QueueDepths(
+        stack.clients.sqs, stack.clients.queue_url, all_queues(stack.clients), clock=lambda: later
+    )
+    found = collector.collect()
+    assert found[queue]["visible"] == 2
+    assert found[queue]["in_flight"] == 1
+    assert 110 < found[queue]["oldest_age_seconds"] < 180
+    assert gauge("herald_queue_messages", queue=queue, state="visible") == 2
+    assert gauge("herald_queue_messages", queue=queue, state="in_flight") == 1
+    empty = stack.clients.names.dlq_of(queue)
+    assert found[empty] == {"visible": 0, "in_flight": 0, "oldest_age_seconds": 0.0}
+    assert gauge("herald_queue_oldest_message_age_seconds", queue=empty) == 0
+
+
+def test_without_peeking_the_age_is_not_read(stack: Stack) -> None:
+    queue = stack.clients.names.channel_queue("sms", "critical")
+    stack.clients.sqs.send_message(QueueUrl=stack.clients.queue_url(queue), MessageBody="x")
+    collector = QueueDepths(stack.clients.sqs, stack.clients.queue_url, [queue], peek=False)
+    found = collector.collect()
+    assert found[queue]["visible"] == 1
+    assert found[queue]["oldest_age_seconds"] == 0.0
+    # Nothing was received: the message is still waiting, never received.
+    resp = stack.clients.sqs.receive_message(
+        QueueUrl=stack.clients.queue_url(queue), AttributeNames=["ApproximateReceiveCount"]
+    )
+    assert resp["Messages"][0]["Attributes"]["ApproximateReceiveCount"] == "1"
