@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api import errors
 from api.auth import scoped
 from api.guards import RequestGuard
+from api.query_guard import reject_unknown_query
 from api.routes import alerts, dlq, events, health, keys, rules, topics, users, webhooks
 from api.services import Services
 from core.aws import AwsClients
@@ -47,19 +48,28 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
         yield
         await app.state.services.intake.drain()
 
-    app = FastAPI(title="Herald", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Herald",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     errors.install(app)
-    app.include_router(health.router)
+    # Unknown query parameters are refused everywhere but on the provider webhooks, whose
+    # callbacks carry what the provider adds (and are verified by signature).
+    strict = [Depends(reject_unknown_query)]
+    app.include_router(health.router, dependencies=strict)
     # Scopes per router: read for GET, write for the rest. Webhooks verify signatures.
-    app.include_router(events.router, dependencies=scoped("events:read", "events:write"))
-    app.include_router(users.router, dependencies=scoped("users:write"))
-    app.include_router(topics.router, dependencies=scoped("users:write"))
-    app.include_router(dlq.router, dependencies=scoped("admin"))
-    app.include_router(alerts.router, dependencies=scoped("events:read", "events:write"))
-    app.include_router(alerts.silences_router, dependencies=scoped("events:read", "events:write"))
+    read_write = scoped("events:read", "events:write")
+    app.include_router(events.router, dependencies=[*read_write, *strict])
+    app.include_router(users.router, dependencies=[*scoped("users:write"), *strict])
+    app.include_router(topics.router, dependencies=[*scoped("users:write"), *strict])
+    app.include_router(dlq.router, dependencies=[*scoped("admin"), *strict])
+    app.include_router(alerts.router, dependencies=[*read_write, *strict])
+    app.include_router(alerts.silences_router, dependencies=[*read_write, *strict])
     # A rule runs queries against data sources: writing one takes admin.
-    app.include_router(rules.router, dependencies=scoped("events:read", "admin"))
-    app.include_router(keys.router, dependencies=scoped("admin"))
+    app.include_router(rules.router, dependencies=[*scoped("events:read", "admin"), *strict])
+    app.include_router(keys.router, dependencies=[*scoped("admin"), *strict])
     app.include_router(webhooks.router)
     return app
