@@ -16,6 +16,7 @@ from api.guards import RequestGuard
 from api.query_guard import reject_unknown_query
 from api.routes import alerts, dlq, events, health, keys, rules, topics, users, webhooks
 from api.services import Services
+from api.slashes import TrailingSlash
 from core.aws import AwsClients
 from core.logs import configure_logging
 from core.runtime import freeze_startup_objects
@@ -53,8 +54,10 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        redirect_slashes=False,  # TrailingSlash routes both spellings instead
     )
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(TrailingSlash)
     errors.install(app)
     # Unknown query parameters are refused everywhere but on the provider webhooks, whose
     # callbacks carry what the provider adds (and are verified by signature).
