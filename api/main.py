@@ -14,7 +14,18 @@ from api import errors
 from api.auth import scoped
 from api.guards import RequestGuard
 from api.query_guard import reject_unknown_query
-from api.routes import alerts, dlq, events, health, keys, rules, topics, users, webhooks
+from api.routes import (
+    alerts,
+    dlq,
+    event_types,
+    events,
+    health,
+    keys,
+    rules,
+    topics,
+    users,
+    webhooks,
+)
 from api.services import Services
 from api.slashes import TrailingSlash
 from core.aws import AwsClients
@@ -66,6 +77,7 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     # Scopes per router: read for GET, write for the rest. Webhooks verify signatures.
     read_write = scoped("events:read", "events:write")
     app.include_router(events.router, dependencies=[*read_write, *strict])
+    app.include_router(event_types.router, dependencies=[*read_write, *strict])
     app.include_router(users.router, dependencies=[*scoped("users:write"), *strict])
     app.include_router(topics.router, dependencies=[*scoped("users:write"), *strict])
     app.include_router(dlq.router, dependencies=[*scoped("admin"), *strict])

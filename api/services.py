@@ -13,6 +13,7 @@ from api.intake import EventIntake
 from api.readiness import Readiness
 from core.api_keys import ApiKeyStore
 from core.aws import AwsClients
+from core.directory import Directory
 from core.event_store import EventStore
 from core.settings import Settings
 from core.users import UserStore
@@ -25,6 +26,7 @@ class Services:
     events: EventStore
     intake: EventIntake
     users: UserStore
+    directory: Directory
     auth: Authenticator
     alerts: AlertStore
     silences: SilenceStore
@@ -43,6 +45,7 @@ class Services:
                 events, clients.sns, clients.topic_arn, settings.accept_deadline_seconds
             ),
             users=UserStore(clients.dynamodb, clients.names.table),
+            directory=Directory(clients.dynamodb, clients.names.table),
             auth=Authenticator(
                 ApiKeyStore(clients.dynamodb, clients.names.table),
                 rate=settings.api_key_rate_per_second,

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep, TenantDep
 from api.schemas import ID_PATTERN, Problem
+from api.schemas_discovery import UserPage, UserSummary
 from api.schemas_users import PreferencesIn, UserIn, UserOut
 from core.chat_hosts import webhook_url_problem
+from core.directory import SORT
 from core.profiles import Preferences
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -53,6 +55,34 @@ async def put_user(
     if created:
         response.status_code = status.HTTP_201_CREATED
     return UserOut.model_validate({**profile.model_dump(), "user_id": user_id})
+
+
+@router.get(
+    "",
+    response_model=UserPage,
+    responses={422: {"model": Problem, "description": "Bad limit or a foreign cursor."}},
+    summary="The tenant's users, by id, a page at a time (ids and dates, no contacts)",
+)
+async def list_users(
+    services: ServicesDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=2048, description="next_cursor of the previous page.")
+    ] = None,
+) -> UserPage:
+    page = await run_in_threadpool(services.directory.page, "USER", tenant.name, limit, cursor)
+    return UserPage(
+        items=[
+            UserSummary(
+                user_id=item[SORT],
+                created_at=item.get("created_at"),
+                updated_at=item.get("updated_at"),
+            )
+            for item in page.items
+        ],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.get("/{user_id}", response_model=UserOut, responses=NOT_FOUND, summary="One user")
