@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from api import errors
+from api import docs_ui, errors, examples
 from api.auth import scoped
 from api.guards import RequestGuard
 from api.query_guard import reject_unknown_query
@@ -66,6 +66,8 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,  # TrailingSlash routes both spellings instead
+        docs_url=None,  # served by api.docs_ui from the installed package, not a CDN
+        redoc_url=None,
     )
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(TrailingSlash)
@@ -87,4 +89,6 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     app.include_router(rules.router, dependencies=[*scoped("events:read", "admin"), *strict])
     app.include_router(keys.router, dependencies=[*scoped("admin"), *strict])
     app.include_router(webhooks.router)
+    docs_ui.install(app)
+    examples.install(app)
     return app
