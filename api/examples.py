@@ -28,6 +28,13 @@ BODY_EXAMPLES: dict[tuple[str, str], Examples] = {
             },
         },
         "email_only": {"summary": "Only an email", "value": {"email": "bo@example.com"}},
+        "phone_app": {
+            "summary": "A device of the mobile app (push)",
+            "value": {
+                "email": "ana@example.com",
+                "devices": [{"platform": "fcm", "token": "fcm-demo-token-1"}],
+            },
+        },
     },
     ("put", "/users/{user_id}/preferences"): {
         "per_category": {

@@ -13,6 +13,7 @@ from api.intake import EventIntake
 from api.readiness import Readiness
 from core.api_keys import ApiKeyStore
 from core.aws import AwsClients
+from core.devices import DeviceRegistry
 from core.directory import Directory
 from core.event_store import EventStore
 from core.settings import Settings
@@ -27,6 +28,7 @@ class Services:
     intake: EventIntake
     users: UserStore
     directory: Directory
+    devices: DeviceRegistry
     auth: Authenticator
     alerts: AlertStore
     silences: SilenceStore
@@ -46,6 +48,7 @@ class Services:
             ),
             users=UserStore(clients.dynamodb, clients.names.table),
             directory=Directory(clients.dynamodb, clients.names.table),
+            devices=DeviceRegistry(clients.sns, clients.names.prefix),
             auth=Authenticator(
                 ApiKeyStore(clients.dynamodb, clients.names.table),
                 rate=settings.api_key_rate_per_second,

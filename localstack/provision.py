@@ -19,6 +19,7 @@ from core import directory, dynamo
 from core.api_keys import SCOPES, ApiKeyStore
 from core.aws import AwsClients
 from core.catalogue import LANES
+from core.devices import ensure_platform_applications
 from core.settings import Settings
 
 log = logging.getLogger("herald.provision")
@@ -216,6 +217,8 @@ def provision(settings: Settings, clients: AwsClients | None = None) -> None:
     ensure_table(clients)
     arns = ensure_queues(clients, settings)
     ensure_topic(clients, arns)
+    if settings.aws_endpoint_url:  # an emulator: push platforms with placeholder credentials
+        ensure_platform_applications(clients.sns, clients.names.prefix)
     if settings.bootstrap_api_key:
         store = ApiKeyStore(clients.dynamodb, clients.names.table)
         store.ensure(settings.bootstrap_api_key, "bootstrap", SCOPES)

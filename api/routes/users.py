@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from botocore.exceptions import ClientError
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
@@ -16,12 +17,15 @@ from api.schemas import ID_PATTERN, Problem
 from api.schemas_discovery import UserPage, UserSummary
 from api.schemas_users import PreferencesIn, UserIn, UserOut
 from core.chat_hosts import webhook_url_problem
+from core.devices import DeviceRegistry, PlatformNotSetUp
 from core.directory import SORT
 from core.profiles import Preferences
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 UserId = Annotated[str, Path(pattern=ID_PATTERN, description="The product's own user id.")]
+
+MAX_PUSH_ENDPOINTS = 20  # as ProfileFields.push_endpoints allows
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such user."}
@@ -33,6 +37,25 @@ INVALID: dict[int | str, dict[str, Any]] = {
 
 def no_user(user_id: str) -> HTTPException:
     return HTTPException(404, f"user_id: no user {user_id!r}")
+
+
+def with_device_endpoints(devices: DeviceRegistry, body: UserIn, user_id: str) -> UserIn:
+    """The body with each device token's SNS endpoint added to push_endpoints."""
+    arns = list(body.push_endpoints)
+    for index, device in enumerate(body.devices):
+        try:
+            arn = devices.register(device.platform, device.token, user_id)
+        except PlatformNotSetUp as exc:
+            raise HTTPException(422, f"devices.{index}.platform: {exc}") from None
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "InvalidParameter":
+                raise
+            raise HTTPException(422, f"devices.{index}.token: SNS refused the token") from None
+        if arn not in arns:
+            arns.append(arn)
+    if len(arns) > MAX_PUSH_ENDPOINTS:
+        raise HTTPException(422, f"devices: at most {MAX_PUSH_ENDPOINTS} push endpoints in all")
+    return body.model_copy(update={"push_endpoints": arns})
 
 
 @router.put(
@@ -49,6 +72,10 @@ async def put_user(
         problem = webhook_url_problem(body.chat.url, services.settings.chat_webhook_host_patterns)
         if problem is not None:
             raise HTTPException(422, f"chat.url: {problem}")
+    if body.devices:
+        body = await run_in_threadpool(
+            with_device_endpoints, services.devices, body, tenant.qualify(user_id)
+        )
     profile, created = await run_in_threadpool(
         services.users.put_profile, tenant.qualify(user_id), body
     )
