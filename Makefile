@@ -13,7 +13,8 @@ STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 run local-env: export AWS_DEFAULT_REGION ?= us-east-1
 run local-env: export AWS_ACCESS_KEY_ID ?= testing
 run local-env: export AWS_SECRET_ACCESS_KEY ?= testing
-run local-env: export HERALD_PYTHON ?= $(CURDIR)/$(PY)
+# Every program ends with supervisord, even a killed one (cli/parent_guard.py).
+run local-env: export HERALD_PYTHON ?= $(CURDIR)/$(PY) -m cli.parent_guard
 run local-env: export HERALD_API_HOST ?= 127.0.0.1
 run local-env: export HERALD_API_PORT ?= 8000
 run local-env: export HERALD_EMULATOR ?= true
