@@ -10,24 +10,25 @@ STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
 # `make run` defaults: the embedded emulator on loopback with throwaway credentials.
 # (Tests start their own emulator on a free port and set these themselves.)
-run: export AWS_ENDPOINT_URL ?= http://127.0.0.1:4566
-run: export AWS_DEFAULT_REGION ?= us-east-1
-run: export AWS_ACCESS_KEY_ID ?= testing
-run: export AWS_SECRET_ACCESS_KEY ?= testing
-run: export HERALD_PYTHON ?= $(CURDIR)/$(PY)
-run: export HERALD_API_HOST ?= 127.0.0.1
-run: export HERALD_API_PORT ?= 8000
-run: export HERALD_EMULATOR ?= true
-run: export HERALD_EMULATOR_PORT ?= 4566
-run: export HERALD_SANDBOX ?= true
-run: export HERALD_SANDBOX_PORT ?= 8025
-run: export HERALD_ROUTERS ?= 1
-run: export HERALD_WORKERS ?= 1
-run: export HERALD_SCHEDULERS ?= 1
-run: export HERALD_EVALUATORS ?= 1
-run: export HERALD_BOOTSTRAP_API_KEY ?= hk_dev_local-development-key
+run local-env: export AWS_DEFAULT_REGION ?= us-east-1
+run local-env: export AWS_ACCESS_KEY_ID ?= testing
+run local-env: export AWS_SECRET_ACCESS_KEY ?= testing
+# Every program ends with supervisord, even a killed one (cli/parent_guard.py).
+run local-env: export HERALD_PYTHON ?= $(CURDIR)/$(PY) -m cli.parent_guard
+run local-env: export HERALD_API_HOST ?= 127.0.0.1
+run local-env: export HERALD_API_PORT ?= 8000
+run local-env: export HERALD_EMULATOR ?= true
+run local-env: export HERALD_EMULATOR_PORT ?= 4566
+run local-env: export AWS_ENDPOINT_URL ?= http://127.0.0.1:$(HERALD_EMULATOR_PORT)
+run local-env: export HERALD_SANDBOX ?= true
+run local-env: export HERALD_SANDBOX_PORT ?= 8025
+run local-env: export HERALD_ROUTERS ?= 1
+run local-env: export HERALD_WORKERS ?= 1
+run local-env: export HERALD_SCHEDULERS ?= 1
+run local-env: export HERALD_EVALUATORS ?= 1
+run local-env: export HERALD_BOOTSTRAP_API_KEY ?= hk_dev_local-development-key
 
-.PHONY: install run stop status test lint typecheck pytest bench chaos clean
+.PHONY: install run local-env stop status test lint typecheck pytest bench chaos clean
 
 $(STAMP):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -38,17 +39,44 @@ $(STAMP):
 
 install: $(STAMP)
 
+# The settings the `herald` command reads from any terminal (core/local_stack.py).
+# Credentials only the emulator's throwaway ones: real ones stay out of files.
+LOCAL_ENV_VARS := AWS_ENDPOINT_URL AWS_DEFAULT_REGION HERALD_API_HOST HERALD_API_PORT \
+	HERALD_SANDBOX_PORT HERALD_BOOTSTRAP_API_KEY
+
+LOCAL_ENV ?= var/local.env
+
+# Writes $(LOCAL_ENV) from the settings `make run` uses (run does it before starting).
+local-env:
+	@mkdir -p $(dir $(LOCAL_ENV))
+	@{ echo "# written by make run: the local stack, for the herald command"; \
+		for name in $(LOCAL_ENV_VARS); do echo "$$name=$${!name}"; done; \
+		[ -z "$${HERALD_RESOURCE_PREFIX}" ] || echo "HERALD_RESOURCE_PREFIX=$${HERALD_RESOURCE_PREFIX}"; \
+		[ "$${HERALD_EMULATOR}" != true ] || printf '%s\n' AWS_ACCESS_KEY_ID=testing \
+			AWS_SECRET_ACCESS_KEY=testing; \
+	} > $(LOCAL_ENV)
+
 run: install
 	@rm -rf var/metrics && mkdir -p var/log var/metrics
+	@$(PY) -m cli.ports 127.0.0.1 "$${HERALD_API_PORT}:api" \
+		$$([ "$${HERALD_EMULATOR}" = true ] && echo "$${HERALD_EMULATOR_PORT}:emulator") \
+		$$([ "$${HERALD_SANDBOX}" = true ] && echo "$${HERALD_SANDBOX_PORT}:sandbox")
+	@$(MAKE) --no-print-directory local-env
 	@echo "Herald: Swagger UI at http://127.0.0.1:$${HERALD_API_PORT}/docs (Ctrl-C stops everything)"
 	@echo "Herald: development API key: $${HERALD_BOOTSTRAP_API_KEY} (send it as X-API-Key)"
+	@echo "Herald: AWS endpoint $${AWS_ENDPOINT_URL}; in another terminal: .venv/bin/herald dlq list"
 	exec $(VENV)/bin/supervisord -n -c supervisord.conf
 
+# Returns once supervisord (which stops its programs first) has exited.
 stop:
-	-$(VENV)/bin/supervisorctl -c supervisord.conf shutdown
+	-@$(VENV)/bin/supervisorctl -c supervisord.conf shutdown
+	@pid=$$(cat var/supervisord.pid 2>/dev/null); for _ in $$(seq 600); do \
+		[ -n "$$pid" ] && kill -0 "$$pid" 2>/dev/null || exit 0; sleep 0.1; done; \
+		echo "Herald: supervisord ($$pid) still running after 60 s" >&2; exit 1
 
+# Exit 0 on a healthy stack (provision has exited, everything else runs).
 status:
-	$(VENV)/bin/supervisorctl -c supervisord.conf status
+	@$(VENV)/bin/supervisorctl -c supervisord.conf status | $(PY) -m cli.stack_status
 
 lint: install
 	$(VENV)/bin/ruff check .

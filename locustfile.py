@@ -2,7 +2,8 @@
 
 With the stack running (`make run` in another terminal; it prints the development key):
 
-    # web UI on http://127.0.0.1:8089: pick users and spawn rate, start, watch the charts
+    # web UI on http://127.0.0.1:8089 (loopback: [tool.locust] in pyproject.toml; add
+    # --web-host 0.0.0.0 to reach it from elsewhere): pick users and spawn rate, start
     .venv/bin/locust -f locustfile.py --host http://127.0.0.1:8000
 
     # headless: 32 users started at once, 20 seconds, a summary and CSV files at the end

@@ -231,6 +231,14 @@ class RuleIn(BaseModel):
             raise ValueError("must be an alert.* or trend.* type")
         return value
 
+    @model_validator(mode="after")
+    def typed_data(self) -> RuleIn:
+        """Fixed template variables of the kind the catalogue declares, as for events."""
+        wrong = EVENT_TYPES[self.event_type].type_errors(self.data)
+        if wrong:
+            raise ValueError("; ".join(f"data.{name}: {why}" for name, why in wrong.items()))
+        return self
+
     @property
     def priority(self) -> Priority:
         return SEVERITY_PRIORITY[self.severity]

@@ -47,10 +47,36 @@ def validation_problem(errors: Sequence[Any]) -> dict[str, Any]:
     return {"message": message, "detail": detail}
 
 
+def json_position(body: object, pos: int) -> str:
+    """Where in the body a JSON syntax error is, as an editor shows it."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    line = text.count("\n", 0, pos) + 1
+    column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return f"line {line} column {column} (char {pos})"
+
+
+def body_syntax_errors(errors: Sequence[Any], body: object) -> list[Any]:
+    """FastAPI reports malformed JSON at loc ("body", <char offset>), which reads as a field
+    named after a number; say instead what is wrong and where."""
+    out: list[Any] = []
+    for error in errors:
+        loc = tuple(error.get("loc", ()))
+        if error.get("type") == "json_invalid" and len(loc) == 2 and isinstance(loc[1], int):
+            problem = (error.get("ctx") or {}).get("error") or "malformed"
+            error = {
+                "loc": ("body",),
+                "msg": f"not valid JSON: {problem} at {json_position(body, loc[1])}",
+                "type": "json_invalid",
+            }
+        out.append(error)
+    return out
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(validation_problem(list(exc.errors())), status_code=422)
+        errors = body_syntax_errors(list(exc.errors()), exc.body)
+        return JSONResponse(validation_problem(errors), status_code=422)
 
     @app.exception_handler(BadCursor)
     async def on_bad_cursor(_: Request, exc: BadCursor) -> JSONResponse:

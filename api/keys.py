@@ -1,7 +1,6 @@
 """API keys from the command line.
 
-    python -m api.keys create --name billing --scope events:write --scope events:read \
-        --owner billing
+    python -m api.keys create --name billing --scope events:write,events:read --owner billing
     python -m api.keys list
     python -m api.keys revoke <key_id>
 
@@ -22,12 +21,31 @@ from core.settings import Settings
 from core.tenants import DEFAULT_TENANT
 
 
+def scope_list(value: str) -> list[str]:
+    """`events:write,events:read` as two scopes; an unknown one names itself."""
+    scopes = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [s for s in scopes if s not in SCOPES]
+    if not scopes or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown scope {', '.join(unknown) or repr(value)}; choose from {', '.join(SCOPES)}"
+        )
+    return scopes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Create, list and revoke API keys.")
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="a new key (printed once)")
     create.add_argument("--name", required=True)
-    create.add_argument("--scope", action="append", required=True, choices=SCOPES, dest="scopes")
+    create.add_argument(
+        "--scope",
+        action="extend",
+        required=True,
+        type=scope_list,
+        dest="scopes",
+        metavar="SCOPE[,SCOPE...]",
+        help=f"one or more of {', '.join(SCOPES)}, comma-separated; may repeat",
+    )
     create.add_argument(
         "--owner",
         default=DEFAULT_TENANT,
@@ -42,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     store = ApiKeyStore(clients.dynamodb, clients.names.table)
     if args.command == "create":
         try:
-            key, token = store.create(args.name, tuple(args.scopes), owner=args.owner)
+            scopes = tuple(dict.fromkeys(args.scopes))  # in order, each once
+            key, token = store.create(args.name, scopes, owner=args.owner)
         except ValueError as exc:
             print(str(exc), file=sys.stderr)
             return 2

@@ -8,15 +8,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from api import errors
+from api import docs_ui, errors, examples
 from api.auth import scoped
 from api.guards import RequestGuard
 from api.observability import RequestMetrics
+from api.query_guard import reject_unknown_query
 from api.routes import (
     alerts,
     dlq,
+    event_types,
     events,
     health,
     keys,
@@ -28,6 +30,7 @@ from api.routes import (
     webhooks,
 )
 from api.services import Services
+from api.slashes import TrailingSlash
 from core import tracing
 from core.aws import AwsClients
 from core.logs import configure_logging
@@ -62,22 +65,39 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
         yield
         await app.state.services.intake.drain()
 
-    app = FastAPI(title="Herald", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Herald",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        redirect_slashes=False,  # TrailingSlash routes both spellings instead
+        docs_url=None,  # served by api.docs_ui from the installed package, not a CDN
+        redoc_url=None,
+    )
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics)
+    app.add_middleware(TrailingSlash)
     errors.install(app)
-    app.include_router(health.router)
+    # Unknown query parameters are refused everywhere but on the provider webhooks, whose
+    # callbacks carry what the provider adds (and are verified by signature).
+    strict = [Depends(reject_unknown_query)]
+    app.include_router(health.router, dependencies=strict)
     # Scopes per router: read for GET, write for the rest. Webhooks verify signatures.
-    app.include_router(events.router, dependencies=scoped("events:read", "events:write"))
-    app.include_router(users.router, dependencies=scoped("users:write"))
-    app.include_router(topics.router, dependencies=scoped("users:write"))
-    app.include_router(dlq.router, dependencies=scoped("admin"))
-    app.include_router(alerts.router, dependencies=scoped("events:read", "events:write"))
-    app.include_router(alerts.silences_router, dependencies=scoped("events:read", "events:write"))
+    read_write = scoped("events:read", "events:write")
+    app.include_router(events.router, dependencies=[*read_write, *strict])
+    app.include_router(event_types.router, dependencies=[*read_write, *strict])
+    app.include_router(users.router, dependencies=[*scoped("users:write"), *strict])
+    app.include_router(topics.router, dependencies=[*scoped("users:write"), *strict])
+    app.include_router(dlq.router, dependencies=[*scoped("admin"), *strict])
+    app.include_router(alerts.router, dependencies=[*read_write, *strict])
+    app.include_router(alerts.silences_router, dependencies=[*read_write, *strict])
     # A rule runs the operator's queries against data sources: rules are admin's alone.
-    app.include_router(rules.router, dependencies=scoped("admin"))
-    app.include_router(keys.router, dependencies=scoped("admin"))
+    app.include_router(rules.router, dependencies=[*scoped("admin"), *strict])
+    app.include_router(keys.router, dependencies=[*scoped("admin"), *strict])
     app.include_router(webhooks.router)
+    # Scrapers may add their own query parameters: /metrics is not strict.
     app.include_router(metrics.router, dependencies=scoped("events:read"))
-    app.include_router(stats.router, dependencies=scoped("events:read"))
+    app.include_router(stats.router, dependencies=[*scoped("events:read"), *strict])
+    docs_ui.install(app)
+    examples.install(app)
     return app

@@ -5,7 +5,15 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from alerting.durations import parse_duration
 from alerting.inline import InlineRecipients
@@ -138,6 +146,25 @@ class EventIn(BaseModel):
         if missing:
             raise ValueError(
                 f"data is missing {', '.join(missing)} required by {self.type!r} templates"
+            )
+        wrong = EVENT_TYPES[self.type].type_errors(self.data)
+        if wrong:
+            # Raised as a ValidationError of its own so that each error's location is the
+            # variable (`data.actor`), not the whole body.
+            raise ValidationError.from_exception_data(
+                "EventIn",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "variable_type",
+                            "{problem} (a template variable of {type})",
+                            {"problem": problem, "type": repr(self.type)},
+                        ),
+                        loc=("data", name),
+                        input=self.data[name],
+                    )
+                    for name, problem in wrong.items()
+                ],
             )
         return self
 

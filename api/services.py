@@ -13,6 +13,8 @@ from api.intake import EventIntake
 from api.readiness import Readiness
 from core.api_keys import ApiKeyStore
 from core.aws import AwsClients
+from core.devices import DeviceRegistry
+from core.directory import Directory
 from core.event_store import EventStore
 from core.settings import Settings
 from core.users import UserStore
@@ -25,6 +27,8 @@ class Services:
     events: EventStore
     intake: EventIntake
     users: UserStore
+    directory: Directory
+    devices: DeviceRegistry
     auth: Authenticator
     alerts: AlertStore
     silences: SilenceStore
@@ -43,6 +47,8 @@ class Services:
                 events, clients.sns, clients.topic_arn, settings.accept_deadline_seconds
             ),
             users=UserStore(clients.dynamodb, clients.names.table),
+            directory=Directory(clients.dynamodb, clients.names.table),
+            devices=DeviceRegistry(clients.sns, clients.names.prefix),
             auth=Authenticator(
                 ApiKeyStore(clients.dynamodb, clients.names.table),
                 rate=settings.api_key_rate_per_second,

@@ -43,6 +43,31 @@ DEFAULT_CHANNELS: dict[Category, tuple[str, ...]] = {
 }
 
 
+VariableType = Literal["string", "number"]
+"""What a template variable holds: a JSON string, or a JSON number (not a boolean)."""
+
+
+def json_kind(value: object) -> str:
+    """The JSON name of a value's kind, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def accepts(kind: VariableType, value: object) -> bool:
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
@@ -55,6 +80,21 @@ class EventType:
     """Whether resolving an alert of this type (a `resolve` event) notifies."""
     repeat_interval_seconds: int = 4 * 3600
     """An open alert of this type reminds at most this often (Alertmanager's default)."""
+    numbers: tuple[str, ...] = field(default=())
+    """Variables that hold numbers; every other variable holds a string. Templates print
+    what they get, so an object or null would reach the user as Python's repr."""
+
+    @property
+    def variable_types(self) -> dict[str, VariableType]:
+        return {v: "number" if v in self.numbers else "string" for v in self.variables}
+
+    def type_errors(self, data: dict[str, object]) -> dict[str, str]:
+        """Per variable present in `data` with the wrong kind of value, what is wrong."""
+        return {
+            name: f"must be a {kind}, got {json_kind(data[name])}"
+            for name, kind in self.variable_types.items()
+            if name in data and not accepts(kind, data[name])
+        }
 
 
 _TYPES = (
@@ -89,6 +129,7 @@ _TYPES = (
         Priority.high,
         "Sales of an item spiked",
         ("item", "change_pct"),
+        numbers=("change_pct",),
     ),
     EventType(
         "alert.pipeline_failed",

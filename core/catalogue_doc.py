@@ -21,11 +21,12 @@ END = "<!-- catalogue:end -->"
 
 def catalogue_markdown() -> str:
     lines = [
-        "| type | category | default priority | lane | default channels | template variables |",
+        "| type | category | default priority | lane | default channels "
+        "| template variables (type) |",
         "|---|---|---|---|---|---|",
     ]
     for spec in EVENT_TYPES.values():
-        variables = ", ".join(f"`{v}`" for v in spec.variables) or "-"
+        variables = ", ".join(f"`{v}` ({kind})" for v, kind in spec.variable_types.items()) or "-"
         lines.append(
             f"| `{spec.name}` | {spec.category.value} | {spec.priority.value} "
             f"| {spec.priority.lane} | {', '.join(DEFAULT_CHANNELS[spec.category])} "

@@ -26,6 +26,8 @@ from core.event_store import EventStore
 from core.masking import mask_address
 from core.models import EventStatus, NotificationMessage, NotificationStatus
 from core.notification_store import NotificationStore
+from core.readdress import readdress
+from core.users import UserStore
 
 log = logging.getLogger("herald.dlq")
 
@@ -34,6 +36,7 @@ PEEK_ROUNDS = 5
 REDRIVE_VISIBILITY = 60
 POLL_WAIT_SECONDS = 1  # long poll of each DLQ receive
 EMPTY_POLLS = 2  # empty answers in a row that end a redrive or a peek
+REDRIVEN = "redriven from the dead-letter queue"
 
 
 class UnknownQueue(LookupError):
@@ -50,11 +53,18 @@ class RedriveReport:
 
 class DeadLetters:
     def __init__(
-        self, clients: AwsClients, events: EventStore, notifications: NotificationStore
+        self,
+        clients: AwsClients,
+        events: EventStore,
+        notifications: NotificationStore,
+        users: UserStore | None = None,
     ) -> None:
+        """With `users`, a redriven notification goes to its recipient's current address
+        (core.readdress), so every message is moved by Herald, not by an SQS move task."""
         self.clients = clients
         self.events = events
         self.notifications = notifications
+        self.users = users
         prefix = f"{clients.names.prefix}-"
         self.queues = {q.removeprefix(prefix): q for q in clients.names.work_queues()}
 
@@ -124,7 +134,11 @@ class DeadLetters:
         dlq_url = self.clients.queue_url(self.clients.names.dlq_of(queue))
         source_url = self.clients.queue_url(queue)
         report = RedriveReport()
-        if message_ids is None and self._move_task(dlq_url, source_url, report):
+        if (
+            message_ids is None
+            and self.users is None
+            and self._move_task(dlq_url, source_url, report)
+        ):
             return report
         wanted = set(message_ids) if message_ids is not None else None
         passed_over: list[dict[str, Any]] = []
@@ -170,13 +184,21 @@ class DeadLetters:
     def _redrive_one(
         self, raw: dict[str, Any], source_url: str, dlq_url: str, report: RedriveReport
     ) -> None:
-        notification = _notification(raw.get("Body", ""))
-        if notification is not None and reopen(self.notifications, self.events, notification):
-            report.notifications_requeued += 1
+        body = raw.get("Body", "")
+        notification = _notification(body)
+        if notification is not None:
+            detail = REDRIVEN
+            if self.users is not None:
+                notification, note = readdress(self.users, notification)
+                if note is not None:
+                    detail = f"{REDRIVEN}; {note}"
+                    body = notification.model_dump_json()
+            if reopen(self.notifications, self.events, notification, detail):
+                report.notifications_requeued += 1
         attributes = {
             k: v for k, v in raw.get("MessageAttributes", {}).items() if k not in DLQ_ATTRIBUTES
         }
-        send: dict[str, Any] = {"QueueUrl": source_url, "MessageBody": raw.get("Body", "")}
+        send: dict[str, Any] = {"QueueUrl": source_url, "MessageBody": body}
         if attributes:
             send["MessageAttributes"] = {
                 k: {"DataType": v["DataType"], "StringValue": v["StringValue"]}
@@ -200,13 +222,16 @@ class DeadLetters:
 
 
 def reopen(
-    notifications: NotificationStore, events: EventStore, message: NotificationMessage
+    notifications: NotificationStore,
+    events: EventStore,
+    message: NotificationMessage,
+    detail: str = REDRIVEN,
 ) -> bool:
     """A redriven notification goes back to QUEUED; a failure no longer counts, so it is
     taken off the tally and an event it had settled reopens. False if it was not FAILED or
     RETRYING (already sent, or reopened by someone else)."""
     previous = notifications.status_of(message)
-    if not notifications.requeue(message, "redriven from the dead-letter queue"):
+    if not notifications.requeue(message, detail):
         return False
     if previous == NotificationStatus.FAILED:
         notifications.add_to_event(message.event_id, failed=-1)

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    ConfigDict,
     EmailStr,
     Field,
     HttpUrl,
@@ -118,12 +119,32 @@ class Preferences(BaseModel):
     )
 
 
+class Device(BaseModel):
+    """A device of the user's app, as the app knows it (core/devices.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platform: Literal["fcm", "apns"] = Field(description="fcm (Android, web) or apns (iOS).")
+    token: str = Field(
+        min_length=1,
+        max_length=4096,
+        pattern=r"^[A-Za-z0-9_:.\-]+$",
+        description="The FCM registration token or APNs device token.",
+    )
+
+
 class ProfileFields(BaseModel):
     """What a client sets with PUT /users/{id}: contacts, time zone and locale."""
 
     phone: E164 | None = None
     whatsapp: E164 | None = None
     email: EmailStr | None = None
+    devices: list[Device] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Device tokens; Herald registers each as an SNS platform endpoint and "
+        "adds the endpoint to push_endpoints.",
+    )
     push_endpoints: list[PushEndpointArn] = Field(default_factory=list, max_length=20)
     chat: ChatWebhook | None = None
     timezone: Timezone = "UTC"

@@ -7,7 +7,9 @@
 | topic count  | TOPIC#<topic>   | COUNT        | `subscribers`: how many there are           |
 
 A topic's subscribers are one Query on the topic's partition (the router pages through it);
-a user's topics are one Query on the `by_subscriber` GSI. Nothing here scans.
+a user's topics are one Query on the `by_subscriber` GSI. Profiles and count items also
+carry the `by_directory` attributes (`core.directory`) that list a tenant's users and
+topics. Nothing here scans.
 
 A topic has at most a given number of subscribers (its fan-out size, docs/limits.md). The
 count changes in the same transaction as the subscription it counts, so it is exact, and
@@ -23,7 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from core import dynamo
+from core import directory, dynamo
 from core.models import iso, utcnow
 from core.profiles import Preferences, ProfileFields, Subscription, UserProfile
 
@@ -110,6 +112,10 @@ class UserStore:
             "#cr = if_not_exists(#cr, :now)",
             "#pr = if_not_exists(#pr, :prefs)",
         ]
+        for i, (attr, value) in enumerate(directory.entry("USER", user_id).items()):
+            names[f"#dir{i}"] = attr
+            values[f":dir{i}"] = {"S": value}
+            sets.append(f"#dir{i} = :dir{i}")
         removes = []
         for i, (attr, value) in enumerate(fields.model_dump(mode="json").items()):
             names[f"#f{i}"] = attr
@@ -293,12 +299,22 @@ class UserStore:
             "channels": None if channels is None else list(channels),
         }
         item = {**_subscription_key(topic, user_id), **dynamo.to_item(values)}
+        listed = directory.entry("TOPIC", topic)
         count: dict[str, Any] = {
             "TableName": self._table,
             "Key": _count_key(topic),
-            "UpdateExpression": "ADD #n :one",
-            "ExpressionAttributeNames": {"#n": "subscribers"},
-            "ExpressionAttributeValues": {":one": {"N": "1"}},
+            # The count item also lists the topic in its tenant's directory (core.directory).
+            "UpdateExpression": "ADD #n :one SET #dir = :dir, #dk = :dk",
+            "ExpressionAttributeNames": {
+                "#n": "subscribers",
+                "#dir": directory.PARTITION,
+                "#dk": directory.SORT,
+            },
+            "ExpressionAttributeValues": {
+                ":one": {"N": "1"},
+                ":dir": {"S": listed[directory.PARTITION]},
+                ":dk": {"S": listed[directory.SORT]},
+            },
         }
         if max_subscribers is not None:
             count["ConditionExpression"] = "attribute_not_exists(#n) OR #n < :max"

@@ -17,6 +17,7 @@ from core.dead_letters import DeadLetters, UnknownQueue
 from core.event_store import EventStore
 from core.notification_store import NotificationStore
 from core.settings import Settings
+from core.users import UserStore
 
 
 def build(settings: Settings) -> DeadLetters:
@@ -26,6 +27,7 @@ def build(settings: Settings) -> DeadLetters:
         clients,
         EventStore(clients.dynamodb, table, settings.event_retention_days),
         NotificationStore(clients.dynamodb, table, settings.event_retention_days),
+        UserStore(clients.dynamodb, table),
     )
 
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from core.catalogue import EVENT_TYPES
 from core.models import Event
+from core.tenants import SEPARATOR
 
 KIND_CONTINUATION = "continuation"
 
@@ -116,3 +117,11 @@ def continuation(event: Event, cursor: str, page: int, repair: bool = False) -> 
         "MessageBody": json.dumps(body, separators=(",", ":"), ensure_ascii=False),
         "MessageAttributes": message_attributes,
     }
+
+
+def unreached_reason(topic: str, subscribers: int) -> str:
+    """Why a topic event reached nobody, naming the topic as its tenant wrote it."""
+    name = topic.split(SEPARATOR, 1)[-1]
+    if subscribers:
+        return f"topic: none of the {subscribers} subscriber(s) of {name!r} has a profile"
+    return f"topic: {name!r} has no subscribers; nothing was sent"

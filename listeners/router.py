@@ -62,7 +62,7 @@ from core.users import BATCH_GET_MAX, PROFILE_SK, StoreBusy, UserStore, item_to_
 from listeners.backoff import backoff_seconds
 from listeners.channel_queues import ChannelQueues, EnqueueFailed
 from listeners.consumer import Consumer, wait_for_queues
-from listeners.fanout import Poison, RouterWork, continuation, decode
+from listeners.fanout import Poison, RouterWork, continuation, decode, unreached_reason
 from listeners.heartbeat import Heartbeat
 from listeners.lambda_handler import LambdaHandler, sqs_lambda_handler
 from listeners.messages import Ack, DeadLetter, QueueMessage, Result, Retry
@@ -346,6 +346,9 @@ class Router:
         recipients = [
             Recipient(profiles[s.user_id], s.channels) for s in page.items if s.user_id in profiles
         ]
+        if work.page == 0 and not recipients and not page.next_cursor:
+            self._settle_unreached(event, len(page.items))
+            return
         if len(recipients) < len(page.items):
             log.info(
                 "page %d: %d subscriber(s) without a profile left out",
@@ -358,6 +361,19 @@ class Router:
             self._continue(event, page.next_cursor, work.page + 1, queue, work.repair)
         else:
             self._complete(event)
+
+    def _settle_unreached(self, event: Event, subscribers: int) -> None:
+        """A topic nobody (with a profile) subscribes to: SUCCESS, but saying so, so that a
+        misspelt topic shows on the event instead of passing as delivered."""
+        reason = unreached_reason(event.topic or "", subscribers)
+        if self.events.transition(
+            event.event_id,
+            EventStatus.PROCESSING,
+            EventStatus.SUCCESS,
+            reason=reason,
+            fanout_complete=True,
+        ):
+            log.info("event settled: %s", reason, extra={"event_id": event.event_id})
 
     def _fan_out(
         self,

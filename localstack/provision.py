@@ -15,10 +15,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from core import dynamo
+from core import directory, dynamo
 from core.api_keys import SCOPES, ApiKeyStore
 from core.aws import AwsClients
 from core.catalogue import LANES
+from core.devices import ensure_platform_applications
 from core.settings import Settings
 
 log = logging.getLogger("herald.provision")
@@ -38,8 +39,9 @@ def _listing_gsi(index: str, attr: str) -> dict[str, Any]:
 
 
 def add_missing_listing_gsis(db: Any, name: str, table: dict[str, Any]) -> None:
-    """A table made by an older Herald lacks newer listing indexes (`by_tenant`): add them.
-    DynamoDB builds one new index at a time, so a second missing one waits for a re-run."""
+    """A table made by an older Herald lacks newer indexes (`by_tenant`, `by_directory`): add
+    them. DynamoDB builds one new index at a time, so a second missing one waits for a
+    re-run."""
     present = {g["IndexName"] for g in table.get("GlobalSecondaryIndexes", [])}
     for index, attr in dynamo.GSI_PARTITIONS.items():
         if index in present:
@@ -54,6 +56,16 @@ def add_missing_listing_gsis(db: Any, name: str, table: dict[str, Any]) -> None:
         )
         log.info("adding index %s to table %s", index, name)
         return
+    if directory.GSI_BY_DIRECTORY not in present:
+        db.update_table(
+            TableName=name,
+            AttributeDefinitions=[
+                {"AttributeName": directory.PARTITION, "AttributeType": "S"},
+                {"AttributeName": directory.SORT, "AttributeType": "S"},
+            ],
+            GlobalSecondaryIndexUpdates=[{"Create": directory.index_spec()}],
+        )
+        log.info("adding index %s to table %s", directory.GSI_BY_DIRECTORY, name)
 
 
 def ensure_table(clients: AwsClients) -> None:
@@ -65,7 +77,7 @@ def ensure_table(clients: AwsClients) -> None:
         if exc.response["Error"]["Code"] != "ResourceNotFoundException":
             raise
         attributes = {dynamo.PK, dynamo.SK, dynamo.GSI_SORT, "subscriber_id"}
-        attributes |= set(dynamo.GSI_PARTITIONS.values())
+        attributes |= set(dynamo.GSI_PARTITIONS.values()) | {directory.PARTITION, directory.SORT}
         gsis = [_listing_gsi(index, attr) for index, attr in dynamo.GSI_PARTITIONS.items()]
         gsis.append(
             {
@@ -77,6 +89,7 @@ def ensure_table(clients: AwsClients) -> None:
                 "Projection": {"ProjectionType": "ALL"},
             }
         )
+        gsis.append(directory.index_spec())
         db.create_table(
             TableName=name,
             BillingMode="PAY_PER_REQUEST",
@@ -204,6 +217,8 @@ def provision(settings: Settings, clients: AwsClients | None = None) -> None:
     ensure_table(clients)
     arns = ensure_queues(clients, settings)
     ensure_topic(clients, arns)
+    if settings.aws_endpoint_url:  # an emulator: push platforms with placeholder credentials
+        ensure_platform_applications(clients.sns, clients.names.prefix)
     if settings.bootstrap_api_key:
         store = ApiKeyStore(clients.dynamodb, clients.names.table)
         store.ensure(settings.bootstrap_api_key, "bootstrap", SCOPES)

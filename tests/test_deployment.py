@@ -30,7 +30,9 @@ def dockerfile_env() -> dict[str, str]:
 
 
 def makefile_run_env() -> set[str]:
-    return set(re.findall(r"^run: export (\w+) \?=", (ROOT / "Makefile").read_text(), re.M))
+    return set(
+        re.findall(r"^run local-env: export (\w+) \?=", (ROOT / "Makefile").read_text(), re.M)
+    )
 
 
 def load_supervisor(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core import dynamo
+from core.directory import GSI_BY_DIRECTORY
 from localstack.provision import ensure_table
 from tests.conftest import Stack
 
@@ -20,3 +21,13 @@ def test_a_missing_listing_index_is_added(stack: Stack) -> None:
     assert dynamo.GSI_BY_TENANT not in indexes(stack)
     ensure_table(stack.clients)
     assert dynamo.GSI_BY_TENANT in indexes(stack)
+
+
+def test_a_missing_directory_index_is_added(stack: Stack) -> None:
+    stack.clients.dynamodb.update_table(
+        TableName=stack.clients.names.table,
+        GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": GSI_BY_DIRECTORY}}],
+    )
+    assert GSI_BY_DIRECTORY not in indexes(stack)
+    ensure_table(stack.clients)
+    assert GSI_BY_DIRECTORY in indexes(stack)

@@ -21,7 +21,7 @@ async def get_dead_letters(services: ServicesDep) -> DeadLetters:
     notifications = NotificationStore(
         clients.dynamodb, clients.names.table, services.settings.event_retention_days
     )
-    return DeadLetters(clients, services.events, notifications)
+    return DeadLetters(clients, services.events, notifications, services.users)
 
 
 DeadLettersDep = Annotated[DeadLetters, Depends(get_dead_letters)]

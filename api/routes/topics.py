@@ -14,7 +14,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep, TenantDep
 from api.schemas import ID_PATTERN, TOPIC_PATTERN, Problem
+from api.schemas_discovery import TopicPage, TopicSummary
 from api.schemas_users import SubscriberPage, SubscriptionIn, SubscriptionOut
+from core.directory import SORT
 from core.profiles import Subscription
 from core.tenants import Tenant
 from core.users import TopicFull
@@ -111,5 +113,30 @@ async def list_subscribers(
     page = await run_in_threadpool(services.users.subscribers, tenant.qualify(topic), limit, cursor)
     return SubscriberPage(
         items=[local_subscription(s, tenant) for s in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get(
+    "",
+    response_model=TopicPage,
+    responses=ERRORS,
+    summary="The tenant's topics with their subscriber counts, by name, a page at a time",
+    description="A topic is listed from its first subscription on (core/directory.py).",
+)
+async def list_topics(
+    services: ServicesDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=2048, description="next_cursor of the previous page.")
+    ] = None,
+) -> TopicPage:
+    page = await run_in_threadpool(services.directory.page, "TOPIC", tenant.name, limit, cursor)
+    return TopicPage(
+        items=[
+            TopicSummary(topic=item[SORT], subscribers=int(item.get("subscribers", 0)))
+            for item in page.items
+        ],
         next_cursor=page.next_cursor,
     )

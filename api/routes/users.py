@@ -8,18 +8,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Response, status
+from botocore.exceptions import ClientError
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep, TenantDep
 from api.schemas import ID_PATTERN, Problem
+from api.schemas_discovery import UserPage, UserSummary
 from api.schemas_users import PreferencesIn, UserIn, UserOut
 from core.chat_hosts import webhook_url_problem
+from core.devices import DeviceRegistry, PlatformNotSetUp
+from core.directory import SORT
 from core.profiles import Preferences
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 UserId = Annotated[str, Path(pattern=ID_PATTERN, description="The product's own user id.")]
+
+MAX_PUSH_ENDPOINTS = 20  # as ProfileFields.push_endpoints allows
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such user."}
@@ -31,6 +37,25 @@ INVALID: dict[int | str, dict[str, Any]] = {
 
 def no_user(user_id: str) -> HTTPException:
     return HTTPException(404, f"user_id: no user {user_id!r}")
+
+
+def with_device_endpoints(devices: DeviceRegistry, body: UserIn, user_id: str) -> UserIn:
+    """The body with each device token's SNS endpoint added to push_endpoints."""
+    arns = list(body.push_endpoints)
+    for index, device in enumerate(body.devices):
+        try:
+            arn = devices.register(device.platform, device.token, user_id)
+        except PlatformNotSetUp as exc:
+            raise HTTPException(422, f"devices.{index}.platform: {exc}") from None
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "InvalidParameter":
+                raise
+            raise HTTPException(422, f"devices.{index}.token: SNS refused the token") from None
+        if arn not in arns:
+            arns.append(arn)
+    if len(arns) > MAX_PUSH_ENDPOINTS:
+        raise HTTPException(422, f"devices: at most {MAX_PUSH_ENDPOINTS} push endpoints in all")
+    return body.model_copy(update={"push_endpoints": arns})
 
 
 @router.put(
@@ -47,12 +72,44 @@ async def put_user(
         problem = webhook_url_problem(body.chat.url, services.settings.chat_webhook_host_patterns)
         if problem is not None:
             raise HTTPException(422, f"chat.url: {problem}")
+    if body.devices:
+        body = await run_in_threadpool(
+            with_device_endpoints, services.devices, body, tenant.qualify(user_id)
+        )
     profile, created = await run_in_threadpool(
         services.users.put_profile, tenant.qualify(user_id), body
     )
     if created:
         response.status_code = status.HTTP_201_CREATED
     return UserOut.model_validate({**profile.model_dump(), "user_id": user_id})
+
+
+@router.get(
+    "",
+    response_model=UserPage,
+    responses={422: {"model": Problem, "description": "Bad limit or a foreign cursor."}},
+    summary="The tenant's users, by id, a page at a time (ids and dates, no contacts)",
+)
+async def list_users(
+    services: ServicesDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=2048, description="next_cursor of the previous page.")
+    ] = None,
+) -> UserPage:
+    page = await run_in_threadpool(services.directory.page, "USER", tenant.name, limit, cursor)
+    return UserPage(
+        items=[
+            UserSummary(
+                user_id=item[SORT],
+                created_at=item.get("created_at"),
+                updated_at=item.get("updated_at"),
+            )
+            for item in page.items
+        ],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.get("/{user_id}", response_model=UserOut, responses=NOT_FOUND, summary="One user")

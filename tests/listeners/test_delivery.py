@@ -103,9 +103,11 @@ def test_retryable_error_then_success_sends_twice_and_ends_sent(
     handler = make_handler(notifier)
     first = deliver_round(stack, handler)
     assert isinstance(first[0], Retry)
-    assert event_of(stores, message)[1]["status"] == "RETRYING"
+    retrying = event_of(stores, message)[1]
+    assert retrying["status"] == "RETRYING" and "500 from provider" in retrying["last_error"]
     assert deliver_round(stack, handler) == [Ack()]  # the backoff (≤1 s) has passed
     _, item = event_of(stores, message)
+    assert item["status"] == "SENT" and item.get("last_error") is None  # no stale error
     assert [h["status"] for h in item["history"]] == [
         "QUEUED",
         "SENDING",

@@ -1,0 +1,1 @@
+"""The `herald` command: every operator tool behind one entry point."""
