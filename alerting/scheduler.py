@@ -4,9 +4,10 @@
 
 Several may run. Each pass walks the minute buckets from the shared cursor (the oldest
 minute that may still hold due runs) to now, and every shard of each: an empty shard
-costs one Query; a shard with due runs is claimed (a lease, `alerting/due.py`), its runs
+costs one Query; a shard with due runs is claimed (a lease, `alerting/due.py`), its rules'
+versions are read (a due item of a changed, disabled or deleted rule is dropped), its runs
 are sent to `<prefix>-rules-<lane>` with SendMessageBatch, and each run's item moves to its
-next due time (several rules per TransactWriteItems). Shards are visited in a random order
+next due time (BatchWriteItem). A minute's shards are worked in parallel, in a random order
 per scheduler, so two schedulers mostly work different shards instead of waiting on each
 other's leases.
 
@@ -111,18 +112,23 @@ class Scheduler:
             return False
         try:
             items = self.due.due_now(bucket, shard, now)
+            current = self.due.versions(sorted({item["rule_id"] for item in items}))
             messages: dict[Lane, list[dict[str, Any]]] = {lane: [] for lane in LANES}
-            moves = []
+            following: list[dict[str, Any]] = []
             for item in items:
+                if current.get(item["rule_id"]) != item["version"]:
+                    continue  # the rule changed, was disabled or deleted: drop this item
                 due_at = datetime.fromisoformat(item["due"])
                 run, skipped = catch_up(item["schedule"], item["timezone"], due_at, now)
                 following_at = next_due(item["schedule"], item["timezone"], run)
-                following = {
-                    **item,
-                    dynamo.PK: due_pk(bucket_of(following_at), shard),
-                    dynamo.SK: f"R#{iso(following_at)}#{item['rule_id']}",
-                    "due": iso(following_at),
-                }
+                following.append(
+                    {
+                        **item,
+                        dynamo.PK: due_pk(bucket_of(following_at), shard),
+                        dynamo.SK: f"R#{iso(following_at)}#{item['rule_id']}",
+                        "due": iso(following_at),
+                    }
+                )
                 lane: Lane = "critical" if item.get("lane") == "critical" else "normal"
                 messages[lane].append(
                     {
@@ -132,14 +138,14 @@ class Scheduler:
                         "skipped": skipped,
                     }
                 )
-                moves.append(self.due.move_ops(item, following))
             for lane, bodies in messages.items():
                 self._send(lane, bodies)
-            self.due.move(moves)
+            self.due.write(following, items)
             with self._stats_lock:
-                stats.sent += len(items)
-                stats.skipped_runs += sum(b["skipped"] for b in messages["critical"])
-                stats.skipped_runs += sum(b["skipped"] for b in messages["normal"])
+                stats.sent += len(following)
+                stats.skipped_runs += sum(
+                    b["skipped"] for bodies in messages.values() for b in bodies
+                )
         finally:
             self.due.release(bucket, shard)
         return False
