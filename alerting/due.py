@@ -98,6 +98,21 @@ class DueStore:
                 return items
             args["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
+    def any_due(self, bucket: str, shard: int, now: datetime) -> bool:
+        """Whether the shard has a run due by `now`: one item read, before claiming it."""
+        resp = self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={
+                ":pk": {"S": due_pk(bucket, shard)},
+                ":lo": {"S": "R#"},
+                ":hi": {"S": f"R#{iso(now)}#~"},
+            },
+            ProjectionExpression="PK",
+            Limit=1,
+        )
+        return bool(resp.get("Items"))
+
     def claim(self, bucket: str, shard: int, now: datetime, lease_seconds: float) -> bool:
         try:
             self._db.update_item(
