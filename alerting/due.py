@@ -9,11 +9,19 @@ conditional write on its claim item (a lease), so two schedulers never work one 
 the same time; within the lease it sends the shard's due runs and moves each to its next
 due time. A scheduler that dies mid-shard leaves the lease to lapse; the next one resends
 what was not moved, and the evaluators drop a run they have already recorded.
+
+A due item carries the version of the rule it was scheduled for. The API never hunts for
+a rule's due item: a changed rule gets a new one (the same key when the due time is the
+same, so it replaces the old), and a scheduler drops a due item whose rule is gone,
+disabled or of another version when it comes due (one consistent BatchGetItem per 100
+runs). Moves are plain BatchWriteItem calls (delete this run, put the next), two writes a
+run instead of a three-item transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +32,9 @@ from core import dynamo
 from core.models import iso
 
 CLAIM_SK = "#CLAIM"
+BATCH_GET_MAX = 100
+BATCH_WRITE_MAX = 25
+UNPROCESSED_ROUNDS = 5
 
 
 def bucket_of(at: datetime) -> str:
@@ -87,6 +98,21 @@ class DueStore:
                 return items
             args["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
+    def any_due(self, bucket: str, shard: int, now: datetime) -> bool:
+        """Whether the shard has a run due by `now`: one item read, before claiming it."""
+        resp = self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={
+                ":pk": {"S": due_pk(bucket, shard)},
+                ":lo": {"S": "R#"},
+                ":hi": {"S": f"R#{iso(now)}#~"},
+            },
+            ProjectionExpression="PK",
+            Limit=1,
+        )
+        return bool(resp.get("Items"))
+
     def claim(self, bucket: str, shard: int, now: datetime, lease_seconds: float) -> bool:
         try:
             self._db.update_item(
@@ -121,58 +147,60 @@ class DueStore:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
 
-    def move_ops(self, item: dict[str, Any], following: dict[str, Any]) -> list[dict[str, Any]]:
-        """Delete this run, add the next, point the rule at it: all only if the rule is still
-        the version this run was scheduled for (else the API has moved it already)."""
-        return [
-            {
-                "Delete": {
-                    "TableName": self._table,
-                    "Key": {dynamo.PK: {"S": item[dynamo.PK]}, dynamo.SK: {"S": item[dynamo.SK]}},
-                    "ConditionExpression": "attribute_exists(PK)",
+    def versions(self, rule_ids: list[str]) -> dict[str, int]:
+        """The current version of each rule that exists and is enabled."""
+        found: dict[str, int] = {}
+        for start in range(0, len(rule_ids), BATCH_GET_MAX):
+            keys = [
+                {dynamo.PK: {"S": f"RULE#{r}"}, dynamo.SK: {"S": "RULE"}}
+                for r in rule_ids[start : start + BATCH_GET_MAX]
+            ]
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": keys,
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "PK, version, enabled",
                 }
-            },
-            {"Put": {"TableName": self._table, "Item": dynamo.to_item(following)}},
+            }
+            for attempt in range(UNPROCESSED_ROUNDS):
+                if attempt:
+                    time.sleep(min(0.05 * 2**attempt, 1.0))
+                resp = self._db.batch_get_item(RequestItems=request)
+                for item in resp.get("Responses", {}).get(self._table, []):
+                    plain = dynamo.from_item(item)
+                    if plain.get("enabled", True):
+                        found[plain[dynamo.PK].removeprefix("RULE#")] = int(plain["version"])
+                request = resp.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            if request:
+                raise RuntimeError("DynamoDB left rule reads unprocessed")
+        return found
+
+    def write(self, puts: list[dict[str, Any]], deletes: list[dict[str, Any]]) -> None:
+        """Put the next runs and delete the done ones, 25 writes per BatchWriteItem; what
+        DynamoDB hands back unprocessed is retried with a backoff, then raised (the lease
+        lapses and the next pass redoes the shard)."""
+        ops = [{"PutRequest": {"Item": dynamo.to_item(item)}} for item in puts]
+        ops += [
             {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": {
-                        dynamo.PK: {"S": f"RULE#{item['rule_id']}"},
-                        dynamo.SK: {"S": "RULE"},
-                    },
-                    "UpdateExpression": "SET due_pk = :p, due_sk = :s",
-                    "ConditionExpression": "version = :v AND due_sk = :old",
-                    "ExpressionAttributeValues": {
-                        ":p": {"S": following[dynamo.PK]},
-                        ":s": {"S": following[dynamo.SK]},
-                        ":v": {"N": str(item["version"])},
-                        ":old": {"S": item[dynamo.SK]},
-                    },
+                "DeleteRequest": {
+                    "Key": {dynamo.PK: {"S": key[dynamo.PK]}, dynamo.SK: {"S": key[dynamo.SK]}}
                 }
-            },
+            }
+            for key in deletes
         ]
-
-    def move(self, moves: list[list[dict[str, Any]]]) -> int:
-        """Apply moves, many per transaction; a cancelled transaction is redone one move at
-        a time, and a move whose conditions fail is dropped. Returns moves applied."""
-        applied = 0
-        per_call = dynamo.TRANSACT_MAX // 3
-        for start in range(0, len(moves), per_call):
-            chunk = moves[start : start + per_call]
-            if self._transact([op for move in chunk for op in move]):
-                applied += len(chunk)
-                continue
-            applied += sum(self._transact(move) for move in chunk if len(chunk) > 1)
-        return applied
-
-    def _transact(self, ops: list[dict[str, Any]]) -> bool:
-        try:
-            self._db.transact_write_items(TransactItems=ops)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                return False
-            raise
-        return True
+        for start in range(0, len(ops), BATCH_WRITE_MAX):
+            request: dict[str, Any] = {self._table: ops[start : start + BATCH_WRITE_MAX]}
+            for attempt in range(UNPROCESSED_ROUNDS):
+                if attempt:
+                    time.sleep(min(0.05 * 2**attempt, 1.0))
+                resp = self._db.batch_write_item(RequestItems=request)
+                request = resp.get("UnprocessedItems") or {}
+                if not request:
+                    break
+            if request:
+                raise RuntimeError("DynamoDB left due-run writes unprocessed")
 
     def cursor(self) -> str | None:
         resp = self._db.get_item(

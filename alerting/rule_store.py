@@ -1,12 +1,14 @@
 """Rules, their evaluation state, their evaluations and their due runs in DynamoDB.
 
-    PK RULE#<id>               SK RULE            the rule (+ pointer to its due item)
+    PK RULE#<id>               SK RULE            the rule (version, enabled)
                                SK STATE           what the last run left: alerts, memory
                                SK EVAL#<run>      one evaluation (TTL'd)
     PK DUE#<minute>#<shard>    SK R#<due>#<id>    a due run (alerting/due.py)
 
-A rule and its due item change together in one transaction, conditioned on the pointer the
-rule holds, so the API and a scheduler moving the same rule cannot leave two due items.
+A rule is written with its next due item in one transaction (conditioned on the version
+read, so concurrent writers conflict instead of overwriting); the due item of the version
+before is left to the scheduler, which drops due items of versions that are no longer the
+rule's (alerting/due.py).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class RuleStore:
         return None if item is None else Rule.model_validate_json(item["rule_json"])
 
     def put(self, rule_id: str, body: RuleIn, now: datetime | None = None) -> tuple[Rule, bool]:
-        """Create or replace; (rule, created). Moves the due item with the schedule."""
+        """Create or replace; (rule, created). A new version gets its own due item."""
         now = now or utcnow()
         existing = self.get_item(rule_id)
         old = Rule.model_validate_json(existing["rule_json"]) if existing else None
@@ -64,17 +66,6 @@ class RuleStore:
             created_at=old.created_at if old else iso(now),
             updated_at=iso(now),
         )
-        ops: list[dict[str, Any]] = []
-        due_pk = due_sk = None
-        if rule.enabled:
-            at = next_due(rule.schedule, rule.timezone, now)
-            item = due.due_item(rule, at, self.shards)
-            due_pk, due_sk = item[dynamo.PK], item[dynamo.SK]
-            ops.append({"Put": {"TableName": self._table, "Item": dynamo.to_item(item)}})
-        if existing and existing.get("due_pk"):
-            old_key = {dynamo.PK: existing["due_pk"], dynamo.SK: existing["due_sk"]}
-            if (old_key[dynamo.PK], old_key[dynamo.SK]) != (due_pk, due_sk):
-                ops.append({"Delete": {"TableName": self._table, "Key": dynamo.to_item(old_key)}})
         values = {
             dynamo.PK: f"RULE#{rule_id}",
             dynamo.SK: "RULE",
@@ -82,32 +73,34 @@ class RuleStore:
             dynamo.GSI_SORT: rule_id,
             "rule_json": rule.model_dump_json(by_alias=True),
             "version": rule.version,
-            "due_pk": due_pk,
-            "due_sk": due_sk,
+            "enabled": rule.enabled,
         }
         put: dict[str, Any] = {"TableName": self._table, "Item": dynamo.to_item(values)}
         if existing:
-            put["ConditionExpression"] = "version = :v AND " + (
-                "due_sk = :d" if existing.get("due_sk") else "attribute_not_exists(due_sk)"
-            )
+            put["ConditionExpression"] = "version = :v"
             put["ExpressionAttributeValues"] = {":v": {"N": str(existing["version"])}}
-            if existing.get("due_sk"):
-                put["ExpressionAttributeValues"][":d"] = {"S": existing["due_sk"]}
         else:
             put["ConditionExpression"] = "attribute_not_exists(PK)"
+        ops: list[dict[str, Any]] = [{"Put": put}]
+        first_due = None
+        if rule.enabled:
+            first_due = next_due(rule.schedule, rule.timezone, now)
+            item = due.due_item(rule, first_due, self.shards)
+            ops.append({"Put": {"TableName": self._table, "Item": dynamo.to_item(item)}})
         try:
-            self._db.transact_write_items(TransactItems=[{"Put": put}, *ops])
+            self._db.transact_write_items(TransactItems=ops)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
                 raise RuleConflict(rule_id) from exc
             raise
-        if due_pk is not None:  # a first rule: schedulers start scanning at its minute
+        if first_due is not None:  # a first rule: schedulers start scanning at its minute
             scheduling = due.DueStore(self._db, self._table, "api")
             if scheduling.cursor() is None:
                 scheduling.advance_cursor(None, due.bucket_of(now))
         return rule, existing is None
 
     def delete(self, rule_id: str) -> bool:
+        """Delete the rule and its state; its due item is dropped when it comes due."""
         existing = self.get_item(rule_id)
         if existing is None:
             return False
@@ -122,9 +115,6 @@ class RuleStore:
             },
             {"Delete": {"TableName": self._table, "Key": rule_key(rule_id, "STATE")}},
         ]
-        if existing.get("due_pk"):
-            key = {dynamo.PK: existing["due_pk"], dynamo.SK: existing["due_sk"]}
-            ops.append({"Delete": {"TableName": self._table, "Key": dynamo.to_item(key)}})
         try:
             self._db.transact_write_items(TransactItems=ops)
         except ClientError as exc:

@@ -4,9 +4,10 @@
 
 Several may run. Each pass walks the minute buckets from the shared cursor (the oldest
 minute that may still hold due runs) to now, and every shard of each: an empty shard
-costs one Query; a shard with due runs is claimed (a lease, `alerting/due.py`), its runs
+costs one Query; a shard with due runs is claimed (a lease, `alerting/due.py`), its rules'
+versions are read (a due item of a changed, disabled or deleted rule is dropped), its runs
 are sent to `<prefix>-rules-<lane>` with SendMessageBatch, and each run's item moves to its
-next due time (several rules per TransactWriteItems). Shards are visited in a random order
+next due time (BatchWriteItem). A minute's shards are worked in parallel, in a random order
 per scheduler, so two schedulers mostly work different shards instead of waiting on each
 other's leases.
 
@@ -46,6 +47,7 @@ from listeners.batch import SQS_BATCH_MAX
 log = logging.getLogger("herald.alerting.scheduler")
 
 SHARD_THREADS = 8
+CHUNK = 100  # due runs read, sent and moved together (one BatchGetItem's worth)
 CURSOR_GRACE = timedelta(minutes=1)  # a minute is closed only once it is this far past
 MAX_BUCKETS_PER_PASS = 24 * 60
 
@@ -106,44 +108,54 @@ class Scheduler:
 
     def _work_shard(self, bucket: str, shard: int, *, now: datetime, stats: PassStats) -> bool:
         """Send and move the shard's due runs; True when it was (and is left) empty."""
-        if not self.due.due_now(bucket, shard, now):
+        if not self.due.any_due(bucket, shard, now):
             return True
         if not self.due.claim(bucket, shard, now, self.settings.scheduler_lease_seconds):
             return False
         try:
             items = self.due.due_now(bucket, shard, now)
-            messages: dict[Lane, list[dict[str, Any]]] = {lane: [] for lane in LANES}
-            moves = []
-            for item in items:
-                due_at = datetime.fromisoformat(item["due"])
-                run, skipped = catch_up(item["schedule"], item["timezone"], due_at, now)
-                following_at = next_due(item["schedule"], item["timezone"], run)
-                following = {
+            # A chunk at a time, so the first runs leave while later ones are still read.
+            for start in range(0, len(items), CHUNK):
+                self._work_chunk(items[start : start + CHUNK], shard, now, stats)
+        finally:
+            self.due.release(bucket, shard)
+        return False
+
+    def _work_chunk(
+        self, items: list[dict[str, Any]], shard: int, now: datetime, stats: PassStats
+    ) -> None:
+        current = self.due.versions(sorted({item["rule_id"] for item in items}))
+        messages: dict[Lane, list[dict[str, Any]]] = {lane: [] for lane in LANES}
+        following: list[dict[str, Any]] = []
+        for item in items:
+            if current.get(item["rule_id"]) != item["version"]:
+                continue  # the rule changed, was disabled or deleted: drop this item
+            due_at = datetime.fromisoformat(item["due"])
+            run, skipped = catch_up(item["schedule"], item["timezone"], due_at, now)
+            following_at = next_due(item["schedule"], item["timezone"], run)
+            following.append(
+                {
                     **item,
                     dynamo.PK: due_pk(bucket_of(following_at), shard),
                     dynamo.SK: f"R#{iso(following_at)}#{item['rule_id']}",
                     "due": iso(following_at),
                 }
-                lane: Lane = "critical" if item.get("lane") == "critical" else "normal"
-                messages[lane].append(
-                    {
-                        "rule_id": item["rule_id"],
-                        "run": iso(run),
-                        "due": item["due"],
-                        "skipped": skipped,
-                    }
-                )
-                moves.append(self.due.move_ops(item, following))
-            for lane, bodies in messages.items():
-                self._send(lane, bodies)
-            self.due.move(moves)
-            with self._stats_lock:
-                stats.sent += len(items)
-                stats.skipped_runs += sum(b["skipped"] for b in messages["critical"])
-                stats.skipped_runs += sum(b["skipped"] for b in messages["normal"])
-        finally:
-            self.due.release(bucket, shard)
-        return False
+            )
+            lane: Lane = "critical" if item.get("lane") == "critical" else "normal"
+            messages[lane].append(
+                {
+                    "rule_id": item["rule_id"],
+                    "run": iso(run),
+                    "due": item["due"],
+                    "skipped": skipped,
+                }
+            )
+        for lane, bodies in messages.items():
+            self._send(lane, bodies)
+        self.due.write(following, items)
+        with self._stats_lock:
+            stats.sent += len(following)
+            stats.skipped_runs += sum(b["skipped"] for bodies in messages.values() for b in bodies)
 
     def _send(self, lane: Lane, bodies: list[dict[str, Any]]) -> None:
         url = self.clients.queue_url(self.clients.names.rules_queue(lane))

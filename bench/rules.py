@@ -57,8 +57,7 @@ def seed_rules(clients: AwsClients, count: int, first_due: datetime) -> None:
                 dynamo.GSI_SORT: rule.id,
                 "rule_json": rule.model_dump_json(by_alias=True),
                 "version": 1,
-                "due_pk": slot[dynamo.PK],
-                "due_sk": slot[dynamo.SK],
+                "enabled": True,
             }
         )
     for start in range(0, len(items), 25):
@@ -226,8 +225,9 @@ def render(figures: dict[str, Any], machine: dict[str, Any]) -> str:
         "Bounds. Every DynamoDB call of every process goes through one emulator process "
         "that serves them one at a time: an evaluation costs a consistent BatchGetItem (the "
         "rule, its state, the run's record) and one TransactWriteItems (the evaluation and "
-        "the new state), plus a tenth of a receive and a delete; the scheduler sends ten "
-        "runs per SendMessageBatch and moves 33 rules per TransactWriteItems. Against "
+        "the new state), plus a tenth of a receive and a delete; the scheduler reads its "
+        "rules' versions with a BatchGetItem per 100 runs, sends ten runs per "
+        "SendMessageBatch and moves twelve per BatchWriteItem (a delete and a put each). Against "
         "DynamoDB, whose partitions serve in parallel, evaluations per process are bounded "
         "by the SQL query and the call latency, and more evaluator processes add up.\n"
     )

@@ -252,3 +252,13 @@ def test_a_run_overtaken_by_the_next_is_recorded_as_skipped(
     assert pipeline.evaluator.evaluate_run("r0", earlier, {}) == "skipped"
     assert pipeline.evaluator.evaluate_run("r0", earlier, {}) is None  # recorded once
     assert outcomes(client, "r0") == ["skipped", "ok"]
+
+
+def test_a_changed_or_deleted_rule_keeps_no_second_schedule(
+    client: TestClient, pipeline: Pipeline
+) -> None:
+    put_rule(client, "r0", rule_body(0))
+    put_rule(client, "r0", {**rule_body(0), "schedule": "every 2m"})
+    assert sum(pipeline.tick() for _ in range(4)) == 2  # the even minutes only
+    assert client.delete("/rules/r0").status_code == 204
+    assert pipeline.tick() + pipeline.tick() == 0
