@@ -29,7 +29,7 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -56,6 +56,7 @@ MAX_BUCKETS_PER_PASS = 24 * 60
 class PassStats:
     sent: int = 0
     skipped_runs: int = 0
+    lags: list[float] = field(default_factory=list)  # seconds from each run's time to its send
 
 
 class Scheduler:
@@ -153,9 +154,15 @@ class Scheduler:
         for lane, bodies in messages.items():
             self._send(lane, bodies)
         self.due.write(following, items)
+        sent_at = self.clock()
         with self._stats_lock:
             stats.sent += len(following)
             stats.skipped_runs += sum(b["skipped"] for bodies in messages.values() for b in bodies)
+            stats.lags += [
+                (sent_at - datetime.fromisoformat(b["run"])).total_seconds()
+                for bodies in messages.values()
+                for b in bodies
+            ]
 
     def _send(self, lane: Lane, bodies: list[dict[str, Any]]) -> None:
         url = self.clients.queue_url(self.clients.names.rules_queue(lane))
