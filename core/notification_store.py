@@ -1,19 +1,9 @@
-"""Notification records and their state machine, in the event's partition.
+"""Claims and the workers' transitions of notification records.
 
-    QUEUED ──claim──▶ SENDING ──▶ SENT ──receipt──▶ DELIVERED | UNDELIVERED | BOUNCED
-      ▲                  │  └───▶ FAILED (permanent error or last attempt)
-      │                  └──────▶ RETRYING ──claim──▶ SENDING ...
-      └── redrive (FAILED → QUEUED)
-    SKIPPED (opted out, quiet hours, no contact): created settled, never queued
-
-Every transition is one conditional update naming the statuses it may start from; a
-transition that finds another status changes nothing and says so (returns None/False).
-A batch's claims, and its SENT marks, go as the Updates of one TransactWriteItems
-(`claim_many`, `mark_sent_many`): a refused one cancels the transaction and is reported
-with the stored status, and the others are applied again without it.
-A claim also takes a lease: a SENDING record whose lease has run out (its worker died) may
-be claimed again, one whose lease holds may not, so a redelivered message cannot send twice.
-
+The state machine is drawn in `core.notification_records`. A claim takes a lease and a
+token: a SENDING record whose lease has run out (its worker died) may be claimed again,
+one whose lease holds may not, so a redelivered message cannot send twice; only the
+claim's holder extends its lease or records its outcome.
 
 The store is layered by idea: `core.notification_records` (creation and transitions),
 `core.event_tally` (counted creation and settling), `core.outcome_records` (outcomes
