@@ -223,16 +223,23 @@ class EventStore:
         return again
 
     def _get_events(self, pks: list[str]) -> dict[str, dict[str, Any]]:
-        """Event items by PK, read consistently (BatchGetItem, backing off unprocessed)."""
+        """Event items by PK, read consistently."""
+        return self._items_by_pk(pks, dynamo.EVENT_SK, consistent=True)
+
+    def _items_by_pk(
+        self, pks: list[str], sort_key: str, *, consistent: bool
+    ) -> dict[str, dict[str, Any]]:
+        """The items (PK, `sort_key`) by PK: BatchGetItem a hundred keys a call, backing
+        off the keys DynamoDB leaves unprocessed (throttling) as it asks."""
         out: dict[str, dict[str, Any]] = {}
         for start in range(0, len(pks), 100):
             request: dict[str, Any] = {
                 self._table: {
                     "Keys": [
-                        {dynamo.PK: {"S": pk}, dynamo.SK: {"S": dynamo.EVENT_SK}}
+                        {dynamo.PK: {"S": pk}, dynamo.SK: {"S": sort_key}}
                         for pk in pks[start : start + 100]
                     ],
-                    "ConsistentRead": True,
+                    "ConsistentRead": consistent,
                 }
             }
             for round_ in range(TRANSACT_ROUNDS):
@@ -451,27 +458,8 @@ class EventStore:
         return Page(records, dynamo.encode_cursor(last_key))
 
     def _tallies(self, pks: list[str]) -> dict[str, dict[str, Any]]:
-        """Tally items by the event's PK, for a page of events (one BatchGetItem)."""
-        out: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(pks), 100):
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": [
-                        {dynamo.PK: {"S": pk}, dynamo.SK: {"S": dynamo.TALLY_SK}}
-                        for pk in pks[start : start + 100]
-                    ]
-                }
-            }
-            for round_ in range(TRANSACT_ROUNDS):
-                if round_:
-                    time.sleep(aws_errors.jittered(round_ - 1, 0.05, 1.0))
-                resp = self._db.batch_get_item(RequestItems=request)
-                for item in resp.get("Responses", {}).get(self._table, []):
-                    out[item[dynamo.PK]["S"]] = item
-                request = resp.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-        return out
+        """Tally items by the event's PK, for a page of events."""
+        return self._items_by_pk(pks, dynamo.TALLY_SK, consistent=False)
 
     def stale(
         self,

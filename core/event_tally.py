@@ -16,10 +16,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from core import dynamo
+from core import aws_errors, dynamo
 from core.dynamo import TRANSACT_MAX
 from core.models import EventStatus, NotificationStatus, iso, utcnow
 from core.notification_records import (
+    TRANSACT_ROUNDS,
     EventNotFound,
     NewNotification,
     RecordStore,
@@ -286,6 +287,35 @@ class EventTally(RecordStore):
                 ":now": {"S": iso(utcnow())},
             },
         }
+
+    def tallies_of(self, event_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Tally items by event id, read consistently, a hundred to a BatchGetItem (the
+        keys DynamoDB leaves unprocessed are asked again after a backoff)."""
+        out: dict[str, dict[str, Any]] = {}
+        ids = list(dict.fromkeys(event_ids))
+        for start in range(0, len(ids), 100):
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": [dynamo.tally_key(e) for e in ids[start : start + 100]],
+                    "ConsistentRead": True,
+                }
+            }
+            rounds = 0
+            while request:
+                resp = self._db.batch_get_item(RequestItems=request)
+                for item in resp.get("Responses", {}).get(self._table, []):
+                    tally = dynamo.from_item(item)
+                    out[str(tally.get("event_id", ""))] = tally
+                request = resp.get("UnprocessedKeys") or {}
+                if request:
+                    rounds += 1
+                    if rounds >= TRANSACT_ROUNDS:
+                        raise ClientError(
+                            {"Error": {"Code": "ThrottlingException", "Message": "unprocessed"}},
+                            "BatchGetItem",
+                        )
+                    time.sleep(aws_errors.jittered(rounds - 1, 0.05, 2.0))
+        return out
 
     def tally_of(self, event_id: str, consistent: bool = True) -> dict[str, Any]:
         """The event's tally item as plain values (empty before the first count)."""

@@ -160,13 +160,11 @@ class OutcomeRecords(EventTally):
 
     def settle_events(self, event_ids: Sequence[str]) -> dict[str, EventStatus]:
         """Settle each event whose tally is complete (after outcomes were counted: the
-        counting transaction returns no values, so the tally is read back, consistently,
-        by whoever counted last). Returns the events this call settled."""
+        counting transaction returns no values, so the tallies are read back, consistently,
+        in one BatchGetItem, by whoever counted last). Returns the events this call settled."""
         settled: dict[str, EventStatus] = {}
-        for event_id in event_ids:
-            tally = aws_errors.retry(lambda event_id=event_id: self.tally_of(event_id))  # type: ignore[misc]
-            if not tally:
-                continue
+        tallies = aws_errors.retry(lambda: self.tallies_of(event_ids))
+        for event_id, tally in tallies.items():
             final = aws_errors.retry(lambda tally=tally: self._settle_event(tally))  # type: ignore[misc]
             if final is not None:
                 settled[event_id] = final
