@@ -7,8 +7,8 @@
 | user         | USER#<user_id>     | PROFILE                     |
 | subscription | TOPIC#<topic>      | USER#<user_id>              |
 
-Events carry `created_key` (`<created_at>#<event_id>`); notifications do not, so the
-listing GSIs below are sparse and hold events only.
+Events are listed through sharded indexes of their own (`core.event_index`); the
+`created_key` indexes below hold the low-volume entities only.
 """
 
 from __future__ import annotations
@@ -36,18 +36,13 @@ TALLY_SK = "EVENT#TALLY"
 COUNT_FIELDS = ("total", "sent", "failed", "skipped")
 ENTITY_EVENT = "EVENT"
 
-# GSI name -> partition attribute; every listing GSI sorts on `created_key`.
+# The low-volume entities (API keys, alerts, rules, silences) list through these two,
+# sorted on `created_key`; events have their own sharded indexes (core.event_index).
 GSI_BY_ENTITY = "by_entity"
 GSI_BY_STATUS = "by_status"
-GSI_BY_TYPE = "by_type"
-GSI_BY_USER = "by_user"
-GSI_BY_TENANT = "by_tenant"
 GSI_PARTITIONS: dict[str, str] = {
     GSI_BY_ENTITY: "entity",
     GSI_BY_STATUS: "status",
-    GSI_BY_TYPE: "type",
-    GSI_BY_USER: "user_id",
-    GSI_BY_TENANT: "tenant",
 }
 GSI_SORT = "created_key"
 # Subscribers of a topic are read by PK; the reverse (a user's topics) by this GSI.

@@ -12,9 +12,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from core import aws_errors, dynamo
+from core import aws_errors, dynamo, event_index, event_listing
 from core.dynamo import item_bytes, transact_chunks
 from core.models import Event, EventRecord, EventStatus, iso, utcnow
+from core.tenants import DEFAULT_TENANT
 
 # Notification statuses that are settled, and the tally bucket each counts in.
 SETTLED_BUCKETS = {
@@ -30,8 +31,6 @@ SETTLED_BUCKETS = {
 # A put cancelled only because another put of its transaction was refused goes again; a few
 # rounds settle any batch (each round settles at least the puts that caused a cancellation).
 TRANSACT_ROUNDS = 5
-# Queries one listing request may make (each reads at most `limit` index entries).
-LIST_READ_ROUNDS = 3
 
 
 class EventExists(Exception):
@@ -65,15 +64,26 @@ def _is_condition_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+_LISTING_ATTRIBUTES = event_index.key_attributes()
+
+
 def event_to_item(record: EventRecord, retention_days: int) -> dict[str, Any]:
     # The tally lives on its own item (dynamo.TALLY_SK): counting never rewrites this one.
     values = record.model_dump(mode="json", exclude={"data", "counts", "fanout_complete"})
     values.update(
+        event_index.listing_attributes(
+            record.event_id,
+            record.created_at,
+            record.status,
+            record.type,
+            record.tenant,
+            record.user_id,
+        )
+    )
+    values.update(
         {
             dynamo.PK: dynamo.event_pk(record.event_id),
             dynamo.SK: dynamo.EVENT_SK,
-            "entity": dynamo.ENTITY_EVENT,
-            dynamo.GSI_SORT: f"{record.created_at}#{record.event_id}",
             # JSON text keeps client data exact: DynamoDB numbers would turn floats into
             # Decimals and reject NaN-free but deep structures past 32 levels.
             "data_json": json.dumps(record.data, separators=(",", ":"), ensure_ascii=False),
@@ -86,7 +96,7 @@ def event_to_item(record: EventRecord, retention_days: int) -> dict[str, Any]:
 def record_from_values(values: dict[str, Any], tally: dict[str, Any] | None = None) -> EventRecord:
     """An event record from an item already made plain (`dynamo.from_item`), with its
     counts and fan-out progress from the tally item when given."""
-    values = dict(values)
+    values = {k: v for k, v in values.items() if k not in _LISTING_ATTRIBUTES}
     values["data"] = json.loads(values.pop("data_json", "{}"))
     if tally:
         values["counts"] = {k: int(tally.get(k, 0)) for k in dynamo.COUNT_FIELDS}
@@ -399,63 +409,50 @@ class EventStore:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        """Newest first through a GSI. The most selective filter picks the index; the
-        others become a FilterExpression on that Query (never a Scan). With `tenant`, only
-        that tenant's events: its own index, unless a user's (also a tenant's) is narrower."""
-        filters = {"user_id": user_id, "tenant": tenant, "type": type_, "status": status}
-        index, partition_attr = dynamo.GSI_BY_ENTITY, "entity"
-        partition_value: str = dynamo.ENTITY_EVENT
-        for name, attr in (
-            (dynamo.GSI_BY_USER, "user_id"),
-            (dynamo.GSI_BY_TENANT, "tenant"),
-            (dynamo.GSI_BY_TYPE, "type"),
-            (dynamo.GSI_BY_STATUS, "status"),
-        ):
-            value = filters[attr]
-            if value is not None:
-                index, partition_attr, partition_value = name, attr, value
-                break
-        names = {"#p": partition_attr}
-        values: dict[str, Any] = {":p": {"S": partition_value}}
-        conditions = []
-        for i, (attr, value) in enumerate(filters.items()):
-            if value is not None and attr != partition_attr:
-                names[f"#f{i}"] = attr
-                values[f":f{i}"] = {"S": value}
-                conditions.append(f"#f{i} = :f{i}")
-        key_names = {dynamo.PK, dynamo.SK, dynamo.GSI_SORT, partition_attr}
-        start = dynamo.decode_cursor(cursor, key_names)
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": index,
-            "KeyConditionExpression": "#p = :p",
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        if conditions:
-            kwargs["FilterExpression"] = " AND ".join(conditions)
-        items: list[dict[str, Any]] = []
-        last_key = None
-        # With a filter a page can come back short; read on, but within a budget: a filter
-        # that matches nothing must not read a whole index partition in one request. A
-        # short page with a cursor says "more may follow".
-        for _ in range(LIST_READ_ROUNDS):
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            kwargs["Limit"] = limit - len(items)
-            resp = self._db.query(**kwargs)
-            items.extend(resp.get("Items", []))
-            last_key = resp.get("LastEvaluatedKey")
-            if not last_key or len(items) >= limit:
-                break
-            start = last_key
-        tallies = self._tallies([i[dynamo.PK]["S"] for i in items])
-        records = [
-            item_to_event(i, tallies.get(i[dynamo.PK]["S"])).model_dump(mode="json") for i in items
-        ]
-        return Page(records, dynamo.encode_cursor(last_key))
+        """Newest first through one listing index (`core.event_index`), never a Scan: a
+        user's, an in-flight or failed status's, a type's, a tenant's, or every event's, by
+        the most selective filter given. The page's events and tallies are then read by
+        key, and the other filters apply to them. With `tenant`, only that tenant's events
+        (a user's are a tenant's too)."""
+        wanted = {"user_id": user_id, "type": type_, "status": status}
+        indexed = status is not None and EventStatus(status) in event_index.INDEXED_STATUSES
+        if user_id is not None:
+            source = event_listing.user_source(user_id)
+        elif indexed:
+            source = event_listing.status_source(EventStatus(str(status)))
+        elif type_ is not None:
+            source = event_listing.day_source(
+                event_index.BY_TYPE, f"{type_}#", self._retention_days
+            )
+        elif tenant is not None:
+            source = event_listing.day_source(
+                event_index.BY_TENANT, f"{tenant}#", self._retention_days
+            )
+        else:
+            source = event_listing.day_source(event_index.BY_DAY, "", self._retention_days)
+
+        def load(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            pks = [e[dynamo.PK]["S"] for e in entries]
+            events = self._items_by_pk(pks, dynamo.EVENT_SK, consistent=False)
+            tallies = self._tallies(pks)
+            out = []
+            for pk in pks:
+                item = events.get(pk)
+                if item is None:
+                    continue  # expired between the index read and this one
+                record = item_to_event(item, tallies.get(pk))
+                if tenant is not None and (record.tenant or DEFAULT_TENANT) != tenant:
+                    continue
+                values = {"user_id": record.user_id, "type": record.type, "status": record.status}
+                if any(v is not None and values[k] != v for k, v in wanted.items()):
+                    continue
+                out.append(record.model_dump(mode="json"))
+            return out
+
+        items, next_cursor = event_listing.ShardedReader(self._db, self._table).newest(
+            source, limit, cursor, load
+        )
+        return Page(items, next_cursor)
 
     def _tallies(self, pks: list[str]) -> dict[str, dict[str, Any]]:
         """Tally items by the event's PK, for a page of events."""
@@ -469,28 +466,19 @@ class EventStore:
         limit: int = 100,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """One page of `status` events created and last touched before `cutoff`, oldest
-        first, from `start_key` on; and where the next page starts (None at the end).
+        first per shard, from the watermark `start_key` on; and the next watermark (None
+        once every shard has been read to its end).
 
         The reconciler walks these pages with a watermark across passes: `Limit` applies
         before the filter, so a page of events that are stuck for good must not be all it
         ever reads."""
         touched = "last_published_at" if status is EventStatus.START else "updated_at"
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": dynamo.GSI_BY_STATUS,
-            "KeyConditionExpression": "#s = :status AND created_key < :cutoff",
-            "FilterExpression": "#t < :cutoff",
-            "ExpressionAttributeNames": {"#s": "status", "#t": touched},
-            "ExpressionAttributeValues": {
-                ":status": {"S": status.value},
-                ":cutoff": {"S": cutoff},
-            },
-            "Limit": limit,
-        }
-        if start_key:
-            kwargs["ExclusiveStartKey"] = start_key
-        resp = self._db.query(**kwargs)
-        return [dynamo.from_item(i) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey")
+        entries, nxt = event_listing.ShardedReader(self._db, self._table).oldest(
+            status, cutoff, touched, start_key, limit
+        )
+        pks = [e[dynamo.PK]["S"] for e in entries]
+        events = self._items_by_pk(pks, dynamo.EVENT_SK, consistent=True)
+        return [dynamo.from_item(events[pk]) for pk in pks if pk in events], nxt
 
     def stale_started(self, grace: timedelta, limit: int = 100) -> list[EventRecord]:
         """START events whose last publish is older than `grace` (the first page)."""
@@ -629,6 +617,9 @@ class EventStore:
     def fail(self, event_id: str, reason: str) -> bool:
         """START|PROCESSING → FAILED with the reason (routing or publishing gave up);
         False when the event had settled or is gone."""
+        update, index_values = event_index.update_expression(
+            ["#s = :failed", "reason = :reason", "updated_at = :now"], event_id, EventStatus.FAILED
+        )
         try:
             self._db.update_item(
                 TableName=self._table,
@@ -636,10 +627,11 @@ class EventStore:
                     dynamo.PK: {"S": dynamo.event_pk(event_id)},
                     dynamo.SK: {"S": dynamo.EVENT_SK},
                 },
-                UpdateExpression="SET #s = :failed, reason = :reason, updated_at = :now",
+                UpdateExpression=update,
                 ConditionExpression="#s IN (:start, :processing)",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
+                    **index_values,
                     ":failed": {"S": EventStatus.FAILED.value},
                     ":reason": {"S": reason},
                     ":now": {"S": iso(utcnow())},
@@ -667,6 +659,8 @@ class EventStore:
         for i, (name, value) in enumerate(attrs.items()):
             sets.append(f"{name} = :a{i}")
             values[f":a{i}"] = dynamo.to_value(value)
+        update, index_values = event_index.update_expression(sets, event_id, new)
+        values.update(index_values)
         try:
             self._db.update_item(
                 TableName=self._table,
@@ -674,7 +668,7 @@ class EventStore:
                     dynamo.PK: {"S": dynamo.event_pk(event_id)},
                     dynamo.SK: {"S": dynamo.EVENT_SK},
                 },
-                UpdateExpression="SET " + ", ".join(sets),
+                UpdateExpression=update,
                 ConditionExpression="#s = :expected",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues=values,

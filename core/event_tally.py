@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from core import aws_errors, dynamo
+from core import aws_errors, dynamo, event_index
 from core.dynamo import TRANSACT_MAX
 from core.models import EventStatus, NotificationStatus, iso, utcnow
 from core.notification_records import (
@@ -116,10 +116,12 @@ class EventTally(RecordStore):
             ":processing": {"S": EventStatus.PROCESSING.value},
             ":now": {"S": iso(utcnow())},
         }
-        update = "SET #s = :final, updated_at = :now"
+        sets = ["#s = :final", "updated_at = :now"]
         if reason:
-            update += ", reason = :reason"
+            sets.append("reason = :reason")
             values[":reason"] = {"S": reason}
+        update, index_values = event_index.update_expression(sets, event_id, final)
+        values.update(index_values)
         try:
             self._db.update_item(
                 TableName=self._table,
@@ -275,13 +277,17 @@ class EventTally(RecordStore):
 
     def _processing_update(self, event_id: str) -> dict[str, Any]:
         """START|PROCESSING → PROCESSING on the event item (a routed event)."""
+        update, index_values = event_index.update_expression(
+            ["#s = :processing", "updated_at = :now"], event_id, EventStatus.PROCESSING
+        )
         return {
             "TableName": self._table,
             "Key": dynamo.event_key(event_id),
-            "UpdateExpression": "SET #s = :processing, updated_at = :now",
+            "UpdateExpression": update,
             "ConditionExpression": "#s IN (:start, :processing)",
             "ExpressionAttributeNames": {"#s": "status"},
             "ExpressionAttributeValues": {
+                **index_values,
                 ":processing": {"S": EventStatus.PROCESSING.value},
                 ":start": {"S": EventStatus.START.value},
                 ":now": {"S": iso(utcnow())},

@@ -1,8 +1,8 @@
 """What `GET /stats` summarises: recent events by status (DynamoDB), notifications by
 channel and their end-to-end latency quantiles (this stack's metrics), DLQ depths (SQS).
 
-Every read is bounded: the event counts read at most `max_pages` pages of the `by_status`
-index per status (`Select=COUNT`, so a page is up to 1 MB of keys, not items sent back) and
+Every read is bounded: the event counts read at most `max_pages` pages of each listing
+shard (`Select=COUNT`, so a page is up to 1 MB of keys, not items sent back) and
 say `truncated` when there was more; the queues are one GetQueueAttributes each.
 """
 
@@ -16,7 +16,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import CollectorRegistry
 
-from core import dynamo
+from core import event_index
+from core.event_listing import ShardedReader, recent_day_source, status_source
 from core.models import EventStatus, iso, utcnow
 from core.names import ResourceNames
 
@@ -31,38 +32,28 @@ def events_by_status(
     max_pages: int = 5,
 ) -> dict[str, Any]:
     """Events created within `window` by status; with `tenant`, that tenant's only (events
-    without a tenant are `default`'s)."""
+    without a tenant are `default`'s).
+
+    In-flight and failed events are counted in the status index; every event of the window
+    in the day index; `SUCCESS`, which leaves the status index, is the difference."""
     since = iso(utcnow() - window)
+    reader = ShardedReader(db, table)
     counts: dict[str, int] = {}
     truncated = False
     for status in EventStatus:
-        kwargs: dict[str, Any] = {
-            "TableName": table,
-            "IndexName": dynamo.GSI_BY_STATUS,
-            "KeyConditionExpression": "#s = :status AND created_key >= :since",
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {":status": {"S": status.value}, ":since": {"S": since}},
-            "Select": "COUNT",
-        }
-        if tenant is not None:
-            kwargs["ExpressionAttributeNames"]["#t"] = "tenant"
-            kwargs["ExpressionAttributeValues"][":tenant"] = {"S": tenant}
-            condition = "#t = :tenant"
-            if tenant == "default":
-                condition = f"({condition} OR attribute_not_exists(#t))"
-            kwargs["FilterExpression"] = condition
-        total = 0
-        for _ in range(max_pages):
-            resp = db.query(**kwargs)
-            total += int(resp.get("Count", 0))
-            last = resp.get("LastEvaluatedKey")
-            if not last:
-                break
-            kwargs["ExclusiveStartKey"] = last
-        else:
-            truncated = True
-        counts[status.value] = total
-    return {"window_seconds": int(window.total_seconds()), "counts": counts, "truncated": truncated}
+        if status in event_index.INDEXED_STATUSES:
+            counts[status.value], cut = reader.count(
+                status_source(status), since, tenant, max_pages
+            )
+            truncated = truncated or cut
+    total, cut = reader.count(recent_day_source(since), since, tenant, max_pages)
+    counts[EventStatus.SUCCESS.value] = max(0, total - sum(counts.values()))
+    counts = {status.value: counts[status.value] for status in EventStatus}
+    return {
+        "window_seconds": int(window.total_seconds()),
+        "counts": counts,
+        "truncated": truncated or cut,
+    }
 
 
 def dlq_depths(sqs: Any, queue_url: Callable[[str], str], names: ResourceNames) -> dict[str, Any]:

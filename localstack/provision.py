@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from core import directory, dynamo
+from core import directory, dynamo, event_index
 from core.api_keys import SCOPES, ApiKeyStore
 from core.aws import AwsClients
 from core.catalogue import LANES
@@ -38,34 +38,30 @@ def _listing_gsi(index: str, attr: str) -> dict[str, Any]:
     }
 
 
+def _listing_specs() -> list[dict[str, Any]]:
+    """Every index but `by_subscriber`, which the table was always made with."""
+    specs = [_listing_gsi(index, attr) for index, attr in dynamo.GSI_PARTITIONS.items()]
+    return [*specs, *event_index.index_specs(), directory.index_spec()]
+
+
 def add_missing_listing_gsis(db: Any, name: str, table: dict[str, Any]) -> None:
-    """A table made by an older Herald lacks newer indexes (`by_tenant`, `by_directory`): add
-    them. DynamoDB builds one new index at a time, so a second missing one waits for a
-    re-run."""
+    """A table made by an older Herald lacks newer indexes (the sharded event indexes,
+    `by_directory`): add them. DynamoDB builds one new index at a time, so a second missing
+    one waits for a re-run."""
     present = {g["IndexName"] for g in table.get("GlobalSecondaryIndexes", [])}
-    for index, attr in dynamo.GSI_PARTITIONS.items():
-        if index in present:
+    for spec in _listing_specs():
+        if spec["IndexName"] in present:
             continue
         db.update_table(
             TableName=name,
             AttributeDefinitions=[
-                {"AttributeName": attr, "AttributeType": "S"},
-                {"AttributeName": dynamo.GSI_SORT, "AttributeType": "S"},
+                {"AttributeName": k["AttributeName"], "AttributeType": "S"}
+                for k in spec["KeySchema"]
             ],
-            GlobalSecondaryIndexUpdates=[{"Create": _listing_gsi(index, attr)}],
+            GlobalSecondaryIndexUpdates=[{"Create": spec}],
         )
-        log.info("adding index %s to table %s", index, name)
+        log.info("adding index %s to table %s", spec["IndexName"], name)
         return
-    if directory.GSI_BY_DIRECTORY not in present:
-        db.update_table(
-            TableName=name,
-            AttributeDefinitions=[
-                {"AttributeName": directory.PARTITION, "AttributeType": "S"},
-                {"AttributeName": directory.SORT, "AttributeType": "S"},
-            ],
-            GlobalSecondaryIndexUpdates=[{"Create": directory.index_spec()}],
-        )
-        log.info("adding index %s to table %s", directory.GSI_BY_DIRECTORY, name)
 
 
 def ensure_table(clients: AwsClients) -> None:
@@ -78,7 +74,8 @@ def ensure_table(clients: AwsClients) -> None:
             raise
         attributes = {dynamo.PK, dynamo.SK, dynamo.GSI_SORT, "subscriber_id"}
         attributes |= set(dynamo.GSI_PARTITIONS.values()) | {directory.PARTITION, directory.SORT}
-        gsis = [_listing_gsi(index, attr) for index, attr in dynamo.GSI_PARTITIONS.items()]
+        attributes |= event_index.key_attributes()
+        gsis = _listing_specs()
         gsis.append(
             {
                 "IndexName": dynamo.GSI_BY_SUBSCRIBER,
@@ -89,7 +86,6 @@ def ensure_table(clients: AwsClients) -> None:
                 "Projection": {"ProjectionType": "ALL"},
             }
         )
-        gsis.append(directory.index_spec())
         db.create_table(
             TableName=name,
             BillingMode="PAY_PER_REQUEST",

@@ -1,8 +1,8 @@
-"""Provisioning a table made before an index existed adds the index (tenants' listings)."""
+"""Provisioning a table made before an index existed adds the index (a sharded event listing)."""
 
 from __future__ import annotations
 
-from core import dynamo
+from core import event_index
 from core.directory import GSI_BY_DIRECTORY
 from localstack.provision import ensure_table
 from tests.conftest import Stack
@@ -16,11 +16,11 @@ def indexes(stack: Stack) -> set[str]:
 def test_a_missing_listing_index_is_added(stack: Stack) -> None:
     stack.clients.dynamodb.update_table(
         TableName=stack.clients.names.table,
-        GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": dynamo.GSI_BY_TENANT}}],
+        GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": event_index.BY_TENANT}}],
     )
-    assert dynamo.GSI_BY_TENANT not in indexes(stack)
+    assert event_index.BY_TENANT not in indexes(stack)
     ensure_table(stack.clients)
-    assert dynamo.GSI_BY_TENANT in indexes(stack)
+    assert event_index.BY_TENANT in indexes(stack)
 
 
 def test_a_missing_directory_index_is_added(stack: Stack) -> None:

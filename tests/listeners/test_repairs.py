@@ -148,7 +148,7 @@ def _age(stack: Stack, key: dict[str, Any], seconds: float, *, created: bool = F
     update = "SET updated_at = :then"
     values = {":then": {"S": then}}
     if created:
-        update += ", created_key = :created"
+        update += ", event_key = :created"
         values[":created"] = {"S": f"{then}#{key['PK']['S']}"}
     stack.clients.dynamodb.update_item(
         TableName=stack.clients.names.table,
