@@ -4,7 +4,7 @@
 |--------------|-----------------|--------------|--------------------------------------------|
 | user         | USER#<user_id>  | PROFILE      | contacts, time zone, locale, preferences   |
 | subscription | TOPIC#<topic>   | USER#<id>    | `subscriber_id` feeds the by_subscriber GSI |
-| topic count  | TOPIC#<topic>   | COUNT        | `subscribers`: how many there are           |
+| topic count  | TOPIC#<topic>   | COUNT[#<nn>] | `subscribers`, on shards (core.topic_counts) |
 
 A topic's subscribers are one Query on the topic's partition (the router pages through it);
 a user's topics are one Query on the `by_subscriber` GSI. Profiles and count items also
@@ -13,7 +13,8 @@ topics. Nothing here scans.
 
 A topic has at most a given number of subscribers (its fan-out size, docs/limits.md). The
 count changes in the same transaction as the subscription it counts, so it is exact, and
-a subscription that only changes its channels does not count again.
+a subscription that only changes its channels does not count again; a popular topic
+counts on several items so that its subscribers do not conflict (core.topic_counts).
 """
 
 from __future__ import annotations
@@ -25,12 +26,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from core import directory, dynamo
+from core import directory, dynamo, topic_counts
 from core.models import iso, utcnow
 from core.profiles import Preferences, ProfileFields, Subscription, UserProfile
 
 PROFILE_SK = "PROFILE"
-COUNT_SK = "COUNT"  # sorts before every USER#<id> of the topic's partition
 BATCH_GET_MAX = 100  # keys per BatchGetItem
 UNPROCESSED_ATTEMPTS = 8
 
@@ -40,12 +40,14 @@ class StoreBusy(Exception):
 
 
 class TopicFull(Exception):
-    """The topic has as many subscribers as it may have; `limit` says how many."""
+    """The topic has as many subscribers as it may have; `limit` says how many. Not
+    `exact`: the subscriber's count shard is full, the topic within a few percent of it."""
 
-    def __init__(self, topic: str, limit: int) -> None:
-        super().__init__(f"topic {topic!r} has {limit} subscribers, the most a topic may have")
+    def __init__(self, topic: str, limit: int, exact: bool = True) -> None:
+        super().__init__(f"topic {topic!r} is full at most {limit} subscribers")
         self.topic = topic
         self.limit = limit
+        self.exact = exact
 
 
 @dataclass(frozen=True)
@@ -60,10 +62,6 @@ def _user_key(user_id: str) -> dict[str, Any]:
 
 def _subscription_key(topic: str, user_id: str) -> dict[str, Any]:
     return {dynamo.PK: {"S": dynamo.topic_pk(topic)}, dynamo.SK: {"S": dynamo.user_pk(user_id)}}
-
-
-def _count_key(topic: str) -> dict[str, Any]:
-    return {dynamo.PK: {"S": dynamo.topic_pk(topic)}, dynamo.SK: {"S": COUNT_SK}}
 
 
 def _cancellation_codes(exc: ClientError) -> list[str]:
@@ -90,6 +88,7 @@ class UserStore:
         self._db = dynamodb
         self._table = table
         self._sleep = sleep
+        self.counts = topic_counts.TopicCounts(dynamodb, table)
 
     # --- profiles ------------------------------------------------------------------------
 
@@ -264,7 +263,8 @@ class UserStore:
                 if user_missing:
                     return None
                 if full and not subscribed:
-                    raise TopicFull(topic, max_subscribers or 0) from exc
+                    limit = max_subscribers or 0
+                    raise TopicFull(topic, limit, topic_counts.shards_for(limit) == 1) from exc
                 if not subscribed:
                     raise
             # Already subscribed: only the channels change, and nothing is counted.
@@ -298,27 +298,18 @@ class UserStore:
             "updated_at": now,
             "channels": None if channels is None else list(channels),
         }
+        shards = topic_counts.shards_for(max_subscribers)
+        shard = topic_counts.shard_of(user_id, shards)
+        values["count_shard"] = shard
         item = {**_subscription_key(topic, user_id), **dynamo.to_item(values)}
-        listed = directory.entry("TOPIC", topic)
-        count: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": _count_key(topic),
-            # The count item also lists the topic in its tenant's directory (core.directory).
-            "UpdateExpression": "ADD #n :one SET #dir = :dir, #dk = :dk",
-            "ExpressionAttributeNames": {
-                "#n": "subscribers",
-                "#dir": directory.PARTITION,
-                "#dk": directory.SORT,
-            },
-            "ExpressionAttributeValues": {
-                ":one": {"N": "1"},
-                ":dir": {"S": listed[directory.PARTITION]},
-                ":dk": {"S": listed[directory.SORT]},
-            },
-        }
-        if max_subscribers is not None:
-            count["ConditionExpression"] = "attribute_not_exists(#n) OR #n < :max"
-            count["ExpressionAttributeValues"][":max"] = {"N": str(max_subscribers)}
+        count = topic_counts.count_update(
+            self._table,
+            topic,
+            shard,
+            1,
+            cap=None if max_subscribers is None else max_subscribers // shards,
+            listed=shards == 1,
+        )
         self._db.transact_write_items(
             TransactItems=[
                 {
@@ -338,6 +329,8 @@ class UserStore:
                 {"Update": count},
             ]
         )
+        if shards > 1:
+            self.counts.list_topic(topic)
 
     def _update_subscription(
         self, topic: str, user_id: str, channels: Sequence[str] | None
@@ -384,7 +377,18 @@ class UserStore:
         return True
 
     def unsubscribe(self, topic: str, user_id: str) -> bool:
-        """True if the subscription existed; the topic's count goes down with it."""
+        """True if the subscription existed; the count shard it was counted on goes down
+        with it (read first: the shard is the subscription's own, whatever the limit is
+        now)."""
+        found = self._db.get_item(
+            TableName=self._table,
+            Key=_subscription_key(topic, user_id),
+            ProjectionExpression="count_shard",
+            ConsistentRead=True,
+        )
+        if "Item" not in found:
+            return False
+        shard = int(found["Item"].get("count_shard", {}).get("N", "0"))
         try:
             self._db.transact_write_items(
                 TransactItems=[
@@ -395,15 +399,7 @@ class UserStore:
                             "ConditionExpression": "attribute_exists(PK)",
                         }
                     },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": _count_key(topic),
-                            "UpdateExpression": "ADD #n :minus",
-                            "ExpressionAttributeNames": {"#n": "subscribers"},
-                            "ExpressionAttributeValues": {":minus": {"N": "-1"}},
-                        }
-                    },
+                    {"Update": topic_counts.count_update(self._table, topic, shard, -1)},
                 ]
             )
         except ClientError as exc:
@@ -413,10 +409,7 @@ class UserStore:
         return True
 
     def subscriber_count(self, topic: str) -> int:
-        item = self._db.get_item(
-            TableName=self._table, Key=_count_key(topic), ConsistentRead=True
-        ).get("Item", {})
-        return int(item.get("subscribers", {}).get("N", "0"))
+        return self.counts.total(topic)
 
     def subscribers(self, topic: str, limit: int, cursor: str | None = None) -> SubscriberPage:
         """One page of a topic's subscribers, in user id order.

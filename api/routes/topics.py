@@ -65,9 +65,14 @@ async def subscribe(
             channels,
         )
     except TopicFull as exc:
+        held = (
+            f"has {exc.limit} subscribers"
+            if exc.exact
+            else f"is full: its share of the {exc.limit} subscribers a topic may have is taken"
+        )
         raise HTTPException(
             409,
-            f"topic: {topic!r} has {exc.limit} subscribers, the most a topic may have "
+            f"topic: {topic!r} {held}, the most a topic may have "
             "(HERALD_MAX_TOPIC_SUBSCRIBERS); unsubscribe someone first",
         ) from None
     if subscription is None:
@@ -133,10 +138,11 @@ async def list_topics(
     ] = None,
 ) -> TopicPage:
     page = await run_in_threadpool(services.directory.page, "TOPIC", tenant.name, limit, cursor)
+    counts = await run_in_threadpool(services.users.counts.totals, page.items)
     return TopicPage(
         items=[
-            TopicSummary(topic=item[SORT], subscribers=int(item.get("subscribers", 0)))
-            for item in page.items
+            TopicSummary(topic=item[SORT], subscribers=count)
+            for item, count in zip(page.items, counts, strict=True)
         ],
         next_cursor=page.next_cursor,
     )
