@@ -34,6 +34,9 @@ log = logging.getLogger("herald.notifications")
 
 
 HISTORY_DETAIL_MAX = 500
+# Entries a record's history may reach by receipts; transitions are bounded by the attempt
+# and receive budgets, receipts by this (core.receipts keeps the rest as a count).
+HISTORY_MAX = 40
 
 
 CLAIMABLE = (NotificationStatus.QUEUED, NotificationStatus.RETRYING)

@@ -28,6 +28,7 @@ from core.notification_records import (
     CLAIMABLE,
     DELIVERED_STATUSES,
     HISTORY_DETAIL_MAX,
+    HISTORY_MAX,
     SETTLED,
     TRANSACT_ROUNDS,
     EventNotFound,
@@ -268,16 +269,22 @@ class NotificationStore(OutcomeRecords):
         detail: str | None,
     ) -> bool:
         """A provider's delivery receipt: SENT (or an earlier receipt) → DELIVERED etc."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                **self.receipt_update(event_id, channel, recipient_id, status, detail),
-            )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+        for full in (False, True):
+            try:
+                self._db.update_item(
+                    TableName=self._table,
+                    **self.receipt_update(
+                        event_id, channel, recipient_id, status, detail, history_full=full
+                    ),
+                )
+            except ClientError as exc:
+                if is_condition_failure(exc):
+                    if not full and receipt_history_full(exc.response.get("Item")):
+                        continue
+                    return False
+                raise
+            return True
+        return False
 
     def receipt_update(
         self,
@@ -286,23 +293,52 @@ class NotificationStore(OutcomeRecords):
         recipient_id: str,
         status: NotificationStatus,
         detail: str | None,
+        *,
+        history_full: bool = False,
     ) -> dict[str, Any]:
         """The conditional update of a receipt, also as the Update of a transaction
-        (`core.receipts` pairs it with the receipt's seen-id)."""
+        (`core.receipts` pairs it with the receipt's seen-id).
+
+        Receipts are the one thing a record takes without bound (a provider may report a
+        delivered message opened or clicked any number of times), so they append to
+        `history` only while it has fewer than HISTORY_MAX entries; past that (a refusal
+        with the stored item says so, then `history_full`), the receipt still moves the
+        status and is kept as `last_receipt`, and `history_dropped` counts it."""
+        entry = history_entry(status.value, detail)
+        values: dict[str, Any] = {
+            ":new": {"S": status.value},
+            ":now": {"S": iso(utcnow())},
+            ":sent": {"S": NotificationStatus.SENT.value},
+            ":delivered": {"S": NotificationStatus.DELIVERED.value},
+        }
+        condition = "attribute_exists(PK) AND #s IN (:sent, :delivered)"
+        if history_full:
+            update = (
+                "SET #s = :new, updated_at = :now, last_receipt = :entry ADD history_dropped :one"
+            )
+            values.update({":entry": entry, ":one": {"N": "1"}})
+        else:
+            update = "SET #s = :new, updated_at = :now, history = list_append(history, :h)"
+            condition += " AND size(history) < :max"
+            values.update({":h": {"L": [entry]}, ":max": {"N": str(HISTORY_MAX)}})
         return {
             "Key": record_key(event_id, channel, recipient_id),
-            "UpdateExpression": "SET #s = :new, updated_at = :now, "
-            "history = list_append(history, :h)",
-            "ConditionExpression": "attribute_exists(PK) AND #s IN (:sent, :delivered)",
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
             "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {
-                ":new": {"S": status.value},
-                ":now": {"S": iso(utcnow())},
-                ":h": {"L": [history_entry(status.value, detail)]},
-                ":sent": {"S": NotificationStatus.SENT.value},
-                ":delivered": {"S": NotificationStatus.DELIVERED.value},
-            },
+            "ExpressionAttributeValues": values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
+
+
+def receipt_history_full(stored: dict[str, Any] | None) -> bool:
+    """Whether a refused receipt met a record that takes receipts (SENT, DELIVERED) but
+    whose history is full, from the stored item the refusal returned."""
+    if not stored:
+        return False
+    values = dynamo.from_item(stored)
+    receiving = {NotificationStatus.SENT.value, NotificationStatus.DELIVERED.value}
+    return values.get("status") in receiving and len(values.get("history", [])) >= HISTORY_MAX
 
 
 __all__ = [
@@ -312,6 +348,7 @@ __all__ = [
     "DELIVERED_STATUSES",
     "FAILED_UNCLAIMED",
     "HISTORY_DETAIL_MAX",
+    "HISTORY_MAX",
     "LOST",
     "RECORDED",
     "SETTLED",
@@ -323,4 +360,5 @@ __all__ = [
     "NotificationStore",
     "Outcome",
     "new_token",
+    "receipt_history_full",
 ]

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 
 from core import dynamo
 from core.models import NotificationStatus
-from core.notification_store import NotificationStore
+from core.notification_store import NotificationStore, receipt_history_full
 
 ENTITY = "RECEIPT"
 
@@ -60,28 +60,35 @@ class ReceiptLedger:
             **receipt_key(provider, receipt_id),
             dynamo.TTL_ATTRIBUTE: {"N": str(int(time.time() + keep_seconds))},
         }
-        update = self._notifications.receipt_update(*notification, status, detail)
-        try:
-            self._db.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": seen,
-                            "ConditionExpression": "attribute_not_exists(PK)",
-                        }
-                    },
-                    {"Update": {"TableName": self._table, **update}},
-                ]
+        full = False
+        while True:
+            update = self._notifications.receipt_update(
+                *notification, status, detail, history_full=full
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            try:
+                self._db.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self._table,
+                                "Item": seen,
+                                "ConditionExpression": "attribute_not_exists(PK)",
+                            }
+                        },
+                        {"Update": {"TableName": self._table, **update}},
+                    ]
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons = exc.response.get("CancellationReasons") or []
+                codes = [r.get("Code") for r in reasons]
+                if codes[:1] == ["ConditionalCheckFailed"]:
+                    return Outcome.REPLAY
+                if codes[1:2] == ["ConditionalCheckFailed"]:
+                    if not full and receipt_history_full(reasons[1].get("Item")):
+                        full = True  # the status allows it; only the history is full
+                        continue
+                    return Outcome.UNCHANGED
                 raise
-            reasons = exc.response.get("CancellationReasons") or []
-            codes = [r.get("Code") for r in reasons]
-            if codes[:1] == ["ConditionalCheckFailed"]:
-                return Outcome.REPLAY
-            if codes[1:2] == ["ConditionalCheckFailed"]:
-                return Outcome.UNCHANGED
-            raise
-        return Outcome.UPDATED
+            return Outcome.UPDATED
