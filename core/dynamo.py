@@ -60,8 +60,35 @@ def event_pk(event_id: str) -> str:
     return f"EVENT#{event_id}"
 
 
-def tally_key(event_id: str) -> dict[str, Any]:
-    return {PK: {"S": event_pk(event_id)}, SK: {"S": TALLY_SK}}
+def tally_sk(shard: int = 0) -> str:
+    """Shard 0 is the tally proper; a large fan-out's outcomes also count on shards 1..n,
+    which sort after it and before the records."""
+    return TALLY_SK if shard == 0 else f"{TALLY_SK}#{shard}"
+
+
+def tally_key(event_id: str, shard: int = 0) -> dict[str, Any]:
+    return {PK: {"S": event_pk(event_id)}, SK: {"S": tally_sk(shard)}}
+
+
+def is_tally_sk(sort_key: str) -> bool:
+    return sort_key == TALLY_SK or sort_key.startswith(TALLY_SK + "#")
+
+
+def merge_tallies(tallies: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One event's tally shards (plain values) as one tally: the counts summed, the rest
+    (fan-out progress, `tally_shards`) from shard 0, the latest `updated_at` of any."""
+    if not tallies:
+        return {}
+    first = next((t for t in tallies if t.get(SK) in (None, TALLY_SK)), tallies[0])
+    merged = dict(first)
+    for field in COUNT_FIELDS:
+        merged[field] = sum(int(t.get(field, 0)) for t in tallies)
+    times = [str(t["updated_at"]) for t in tallies if t.get("updated_at")]
+    if times:
+        merged["updated_at"] = max(times)
+    if any(t.get("fanout_complete") for t in tallies):
+        merged["fanout_complete"] = True
+    return merged
 
 
 def event_key(event_id: str) -> dict[str, Any]:

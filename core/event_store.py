@@ -14,6 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from core import aws_errors, dynamo, event_index, event_listing
 from core.dynamo import item_bytes, transact_chunks
+from core.event_tally import TALLY_SHARDS
 from core.models import Event, EventRecord, EventStatus, iso, utcnow
 from core.tenants import DEFAULT_TENANT
 
@@ -239,25 +240,25 @@ class EventStore:
     def _items_by_pk(
         self, pks: list[str], sort_key: str, *, consistent: bool
     ) -> dict[str, dict[str, Any]]:
-        """The items (PK, `sort_key`) by PK: BatchGetItem a hundred keys a call, backing
-        off the keys DynamoDB leaves unprocessed (throttling) as it asks."""
-        out: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(pks), 100):
+        """The items (PK, `sort_key`) by PK."""
+        keys = [{dynamo.PK: {"S": pk}, dynamo.SK: {"S": sort_key}} for pk in pks]
+        return {i[dynamo.PK]["S"]: i for i in self._items_by_key(keys, consistent=consistent)}
+
+    def _items_by_key(
+        self, keys: list[dict[str, Any]], *, consistent: bool
+    ) -> list[dict[str, Any]]:
+        """BatchGetItem a hundred keys a call, backing off the keys DynamoDB leaves
+        unprocessed (throttling) as it asks."""
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
             request: dict[str, Any] = {
-                self._table: {
-                    "Keys": [
-                        {dynamo.PK: {"S": pk}, dynamo.SK: {"S": sort_key}}
-                        for pk in pks[start : start + 100]
-                    ],
-                    "ConsistentRead": consistent,
-                }
+                self._table: {"Keys": keys[start : start + 100], "ConsistentRead": consistent}
             }
             for round_ in range(TRANSACT_ROUNDS):
                 if round_:
                     time.sleep(aws_errors.jittered(round_ - 1, 0.05, 1.0))
                 resp = self._db.batch_get_item(RequestItems=request)
-                for item in resp.get("Responses", {}).get(self._table, []):
-                    out[item[dynamo.PK]["S"]] = item
+                out += resp.get("Responses", {}).get(self._table, [])
                 request = resp.get("UnprocessedKeys") or {}
                 if not request:
                     break
@@ -345,18 +346,18 @@ class EventStore:
             kwargs["ExpressionAttributeValues"][":notif"] = {"S": "NOTIF#"}
             kwargs["Limit"] = limit
         else:
-            kwargs["Limit"] = limit + 2  # the event, its tally, a page of records
+            # The event, its tally shards, a page of records.
+            kwargs["Limit"] = limit + 1 + TALLY_SHARDS
         resp = self._db.query(**kwargs)
         items = resp.get("Items", [])
         record = None
         if start is None:
             if not items or items[0][dynamo.SK]["S"] != dynamo.EVENT_SK:
                 return None, [], None
-            tally = next((i for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK), None)
-            record, items = item_to_event(items[0], tally), items[1:]
+            record, items = self._with_tally(items[0], items[1:]), items[1:]
         records = [i for i in items if i[dynamo.SK]["S"].startswith("NOTIF#")]
         last = resp.get("LastEvaluatedKey")
-        if len(records) > limit:  # the event had no tally yet: one record too many was read
+        if len(records) > limit:  # fewer tally shards than the most: records too many were read
             records = records[:limit]
             last = {dynamo.PK: records[-1][dynamo.PK], dynamo.SK: records[-1][dynamo.SK]}
         if last is not None and not records:
@@ -393,11 +394,16 @@ class EventStore:
         event_item = next((i for i in items if i[dynamo.SK]["S"] == dynamo.EVENT_SK), None)
         if event_item is None:
             return None
-        tally = next((i for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK), None)
         notifications = [
             dynamo.from_item(i) for i in items if i[dynamo.SK]["S"].startswith("NOTIF#")
         ]
-        return item_to_event(event_item, tally), notifications
+        return self._with_tally(event_item, items), notifications
+
+    @staticmethod
+    def _with_tally(event_item: dict[str, Any], items: list[dict[str, Any]]) -> EventRecord:
+        """The event with the tally shards among `items` (typed) merged into its counts."""
+        shards = [dynamo.from_item(i) for i in items if dynamo.is_tally_sk(i[dynamo.SK]["S"])]
+        return record_from_values(dynamo.from_item(event_item), dynamo.merge_tallies(shards))
 
     def list_events(
         self,
@@ -455,8 +461,26 @@ class EventStore:
         return Page(items, next_cursor)
 
     def _tallies(self, pks: list[str]) -> dict[str, dict[str, Any]]:
-        """Tally items by the event's PK, for a page of events."""
-        return self._items_by_pk(pks, dynamo.TALLY_SK, consistent=False)
+        """Tallies by the event's PK, for a page of events (typed, shards merged: a
+        sharded tally's other shards are one more BatchGetItem)."""
+        tallies = self._items_by_pk(pks, dynamo.TALLY_SK, consistent=False)
+        sharded = {
+            pk: int(t.get("tally_shards", {}).get("N", "1"))
+            for pk, t in tallies.items()
+            if "tally_shards" in t
+        }
+        keys = [
+            dynamo.tally_key(pk.removeprefix("EVENT#"), k)
+            for pk, n in sharded.items()
+            for k in range(1, n)
+        ]
+        found: dict[str, list[dict[str, Any]]] = {}
+        for item in self._items_by_key(keys, consistent=False):
+            found.setdefault(item[dynamo.PK]["S"], []).append(dynamo.from_item(item))
+        for pk, shards in found.items():
+            merged = dynamo.merge_tallies([dynamo.from_item(tallies[pk]), *shards])
+            tallies[pk] = dynamo.to_item(merged)
+        return tallies
 
     def stale(
         self,
@@ -577,14 +601,17 @@ class EventStore:
             if counts["failed"]
             else None
         )
-        # The true counts go on the tally (the source the API shows), then the status.
-        self._db.update_item(
-            TableName=self._table,
-            Key=dynamo.tally_key(event_id),
-            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in counts),
-            ExpressionAttributeNames={f"#{k}": k for k in counts},
-            ExpressionAttributeValues={f":{k}": {"N": str(v)} for k, v in counts.items()},
-        )
+        # The true counts go on the tally (the source the API shows), shard 0 holding them
+        # all and the other shards none; then the status.
+        for shard in range(int(tally.get("tally_shards", 1))):
+            shown = counts if shard == 0 else dict.fromkeys(counts, 0)
+            self._db.update_item(
+                TableName=self._table,
+                Key=dynamo.tally_key(event_id, shard),
+                UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in shown),
+                ExpressionAttributeNames={f"#{k}": k for k in shown},
+                ExpressionAttributeValues={f":{k}": {"N": str(v)} for k, v in shown.items()},
+            )
         attrs: dict[str, Any] = {"reason": reason} if reason else {}
         return final if self.transition(event_id, EventStatus.PROCESSING, final, **attrs) else None
 

@@ -10,7 +10,8 @@ fan-out is complete and sent + failed + skipped = total.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from core import aws_errors, dynamo, event_index
 from core.dynamo import TRANSACT_MAX
-from core.models import EventStatus, NotificationStatus, iso, utcnow
+from core.models import EventStatus, NotificationMessage, NotificationStatus, iso, utcnow
 from core.notification_records import (
     TRANSACT_ROUNDS,
     EventNotFound,
@@ -29,6 +30,17 @@ from core.notification_records import (
 )
 
 CHUNK_MAX = TRANSACT_MAX - 2  # records per counted chunk: the tally and the event check take two
+# A topic's fan-out counts its outcomes on this many tally items (by recipient), so that
+# thousands of outcomes a second do not all write one partition key; creation counts,
+# fan-out progress and the shard count stay on shard 0, and readers sum the shards.
+TALLY_SHARDS = 8
+
+
+def tally_shard(message: NotificationMessage) -> int:
+    """The tally shard a notification's outcome counts on."""
+    if message.tally_shards <= 1:
+        return 0
+    return zlib.crc32(message.recipient_id.encode()) % message.tally_shards
 
 
 @dataclass(frozen=True)
@@ -56,13 +68,23 @@ class EventTally(RecordStore):
         adds = {"total": total, "sent": sent, "failed": failed, "skipped": skipped}
         kwargs = self._tally_kwargs(event_id, adds, complete=fanout_complete)
         resp = self._db.update_item(**kwargs, ReturnValues="ALL_NEW")
-        return self._settle_event(dynamo.from_item(resp["Attributes"]))
+        tally = dynamo.from_item(resp["Attributes"])
+        if int(tally.get("tally_shards", 1)) > 1:
+            tally = self.tally_of(event_id)  # the outcomes count on the other shards too
+        return self._settle_event(tally)
 
     def _tally_kwargs(
-        self, event_id: str, adds: dict[str, int], *, complete: bool = False
+        self,
+        event_id: str,
+        adds: dict[str, int],
+        *,
+        complete: bool = False,
+        shard: int = 0,
+        shards: int = 1,
     ) -> dict[str, Any]:
-        """The tally item's update: ADD the counts, and with `complete` mark the fan-out
-        complete. Unconditional: the item is made by its first update."""
+        """The update of tally `shard`: ADD the counts, and with `complete` mark the fan-out
+        complete; on shard 0 of a sharded tally, how many shards it has. Unconditional: the
+        item is made by its first update."""
         present = [k for k in dynamo.COUNT_FIELDS if adds.get(k)]
         values: dict[str, Any] = {
             ":now": {"S": iso(utcnow())},
@@ -78,12 +100,15 @@ class EventTally(RecordStore):
         if complete:
             sets.append("fanout_complete = :true")
             values[":true"] = {"BOOL": True}
+        if shard == 0 and shards > 1:
+            sets.append("tally_shards = :shards")
+            values[":shards"] = {"N": str(shards)}
         update = "SET " + ", ".join(sets)
         if present:
             update += " ADD " + ", ".join(f"#{k} :{k}" for k in present)
         kwargs: dict[str, Any] = {
             "TableName": self._table,
-            "Key": dynamo.tally_key(event_id),
+            "Key": dynamo.tally_key(event_id, shard),
             "UpdateExpression": update,
             "ExpressionAttributeValues": values,
         }
@@ -273,7 +298,8 @@ class EventTally(RecordStore):
             "skipped": sum(n.status is NotificationStatus.SKIPPED for n in chunk),
             "failed": sum(n.status is NotificationStatus.FAILED for n in chunk),
         }
-        return self._tally_kwargs(event_id, adds, complete=complete)
+        shards = max((n.message.tally_shards for n in chunk), default=1)
+        return self._tally_kwargs(event_id, adds, complete=complete, shards=shards)
 
     def _processing_update(self, event_id: str) -> dict[str, Any]:
         """START|PROCESSING → PROCESSING on the event item (a routed event)."""
@@ -294,24 +320,32 @@ class EventTally(RecordStore):
             },
         }
 
-    def tallies_of(self, event_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Tally items by event id, read consistently, a hundred to a BatchGetItem (the
-        keys DynamoDB leaves unprocessed are asked again after a backoff)."""
-        out: dict[str, dict[str, Any]] = {}
-        ids = list(dict.fromkeys(event_ids))
-        for start in range(0, len(ids), 100):
+    def tallies_of(
+        self, event_ids: Sequence[str], shards: Mapping[str, int] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Tallies by event id, read consistently, a hundred keys to a BatchGetItem (the
+        keys DynamoDB leaves unprocessed are asked again after a backoff); an event with
+        `shards[event_id]` shards is read whole and its shards merged."""
+        keys = [
+            dynamo.tally_key(e, k)
+            for e in dict.fromkeys(event_ids)
+            for k in range((shards or {}).get(e, 1))
+        ]
+        found: dict[str, list[dict[str, Any]]] = {}
+        for item in self._batch_get(keys):
+            found.setdefault(str(item.get("event_id", "")), []).append(item)
+        return {e: dynamo.merge_tallies(items) for e, items in found.items()}
+
+    def _batch_get(self, keys: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
             request: dict[str, Any] = {
-                self._table: {
-                    "Keys": [dynamo.tally_key(e) for e in ids[start : start + 100]],
-                    "ConsistentRead": True,
-                }
+                self._table: {"Keys": list(keys[start : start + 100]), "ConsistentRead": True}
             }
             rounds = 0
             while request:
                 resp = self._db.batch_get_item(RequestItems=request)
-                for item in resp.get("Responses", {}).get(self._table, []):
-                    tally = dynamo.from_item(item)
-                    out[str(tally.get("event_id", ""))] = tally
+                out += [dynamo.from_item(i) for i in resp.get("Responses", {}).get(self._table, [])]
                 request = resp.get("UnprocessedKeys") or {}
                 if request:
                     rounds += 1
@@ -324,11 +358,17 @@ class EventTally(RecordStore):
         return out
 
     def tally_of(self, event_id: str, consistent: bool = True) -> dict[str, Any]:
-        """The event's tally item as plain values (empty before the first count)."""
+        """The event's tally as plain values, its shards merged (empty before the first
+        count)."""
         resp = self._db.get_item(
             TableName=self._table, Key=dynamo.tally_key(event_id), ConsistentRead=consistent
         )
-        return dynamo.from_item(resp.get("Item", {}))
+        tally = dynamo.from_item(resp.get("Item", {}))
+        shards = int(tally.get("tally_shards", 1))
+        if shards <= 1:
+            return tally
+        others = self._batch_get([dynamo.tally_key(event_id, k) for k in range(1, shards)])
+        return dynamo.merge_tallies([tally, *others])
 
     def continuation_sent(self, event_id: str, page: int) -> bool:
         """Whether the router already sent the message for fan-out page `page`."""

@@ -138,6 +138,9 @@ class NotificationMessage(BaseModel):
         "push {title, body}; chat {format: slack|teams, title, text, severity}."
     )
     created_at: str
+    # How many items the event's outcomes count on (core.event_tally): 1, or more for a
+    # topic's fan-out, whose outcomes would otherwise all write one item.
+    tally_shards: int = Field(default=1, ge=1, le=16)
 
 
 def notification_id(event_id: str, channel: str, recipient_id: str) -> str:

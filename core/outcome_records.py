@@ -8,13 +8,13 @@ whole and recognised by its token; nothing is counted twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from core import aws_errors
 from core.dynamo import TRANSACT_MAX
-from core.event_tally import EventTally
+from core.event_tally import EventTally, tally_shard
 from core.masking import mask_text
 from core.models import EventStatus, NotificationMessage, NotificationStatus
 from core.notification_records import (
@@ -85,13 +85,13 @@ class OutcomeRecords(EventTally):
         rounds = 0
         while pending:
             chunk: list[int] = []
-            events: set[str] = set()
+            tallies: set[tuple[str, int]] = set()
             for i in pending:
-                event_id = outcomes[i].message.event_id
-                if len(chunk) + len(events | {event_id}) > TRANSACT_MAX:
+                tally = (outcomes[i].message.event_id, tally_shard(outcomes[i].message))
+                if len(chunk) + len(tallies | {tally}) > TRANSACT_MAX:
                     break
                 chunk.append(i)
-                events.add(event_id)
+                tallies.add(tally)
             items = [
                 {
                     "Update": {
@@ -102,8 +102,8 @@ class OutcomeRecords(EventTally):
                 for i in chunk
             ]
             items += [
-                {"Update": self._count_update(event_id, [outcomes[i] for i in chunk])}
-                for event_id in sorted(events)
+                {"Update": self._count_update(event_id, shard, [outcomes[i] for i in chunk])}
+                for event_id, shard in sorted(tallies)
             ]
             try:
                 self._db.transact_write_items(TransactItems=items)
@@ -150,20 +150,28 @@ class OutcomeRecords(EventTally):
             history=(NotificationStatus.FAILED.value, error),
         )
 
-    def _count_update(self, event_id: str, outcomes: Sequence[Outcome]) -> dict[str, Any]:
-        mine = [o for o in outcomes if o.message.event_id == event_id]
+    def _count_update(
+        self, event_id: str, shard: int, outcomes: Sequence[Outcome]
+    ) -> dict[str, Any]:
+        mine = [
+            o
+            for o in outcomes
+            if o.message.event_id == event_id and tally_shard(o.message) == shard
+        ]
         adds = {
             "sent": sum(o.status is NotificationStatus.SENT for o in mine),
             "failed": sum(o.status is NotificationStatus.FAILED for o in mine),
         }
-        return self._tally_kwargs(event_id, adds)
+        return self._tally_kwargs(event_id, adds, shard=shard)
 
-    def settle_events(self, event_ids: Sequence[str]) -> dict[str, EventStatus]:
+    def settle_events(self, event_shards: Mapping[str, int]) -> dict[str, EventStatus]:
         """Settle each event whose tally is complete (after outcomes were counted: the
-        counting transaction returns no values, so the tallies are read back, consistently,
-        in one BatchGetItem, by whoever counted last). Returns the events this call settled."""
+        counting transaction returns no values, so the tallies, every shard of each, are
+        read back, consistently, in one BatchGetItem, by whoever counted last). Returns the
+        events this call settled."""
         settled: dict[str, EventStatus] = {}
-        tallies = aws_errors.retry(lambda: self.tallies_of(event_ids))
+        ids = sorted(event_shards)
+        tallies = aws_errors.retry(lambda: self.tallies_of(ids, event_shards))
         for event_id, tally in tallies.items():
             final = aws_errors.retry(lambda tally=tally: self._settle_event(tally))  # type: ignore[misc]
             if final is not None:

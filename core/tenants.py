@@ -4,7 +4,8 @@ Every API key has an owner. What a key creates belongs to its owner, and a key s
 its owner's things; a key with the `admin` scope also reads and lists every tenant's events.
 
 - Events carry their `tenant`; reads check it (a foreign event is a 404, as if it did not
-  exist, so ids leak nothing) and listings query the tenant's shards of `events_by_tenant` (no Scan).
+  exist, so ids leak nothing) and listings query the
+  tenant's shards of `events_by_tenant` (no Scan).
 - User ids and topic names are stored qualified, `<tenant>~<id>`, so two tenants' `u-1`
   are two users and an event can only reach its own tenant's users and subscribers. The
   router needs no knowledge of tenants: it finds what the qualified ids name.

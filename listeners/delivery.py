@@ -177,14 +177,14 @@ class DeliveryHandler:
         finally:
             for _, _, message, _ in claimed:
                 self._held.pop(message.notification_id, None)
-        counted: set[str] = set()
+        counted: dict[str, int] = {}  # event id -> its tally's shards
         for (index, _, message, _), (result, was_counted) in zip(claimed, outcomes, strict=True):
             results[index] = result
             if was_counted:
-                counted.add(message.event_id)
+                counted[message.event_id] = message.tally_shards
         if counted:
             try:
-                for event_id, final in self.store.settle_events(sorted(counted)).items():
+                for event_id, final in self.store.settle_events(counted).items():
                     log.info("event settled: %s", final.value, extra={"event_id": event_id})
             except Exception as exc:  # the reconciler settles it from the records
                 log.warning("could not settle events after counting: %s", exc)

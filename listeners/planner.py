@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from core.event_tally import TALLY_SHARDS
 from core.models import Event, NotificationMessage, NotificationStatus, iso, notification_id
 from core.notification_store import NewNotification
 from core.preferences import decide
@@ -55,6 +56,7 @@ def plan(
                 "addresses": list(decision.addresses),
                 "content": {},
                 "created_at": iso(now),
+                "tally_shards": TALLY_SHARDS if event.topic else 1,
             }
             if not decision.send:
                 planned.append(

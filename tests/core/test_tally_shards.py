@@ -1,0 +1,125 @@
+"""A topic's fan-out counts its outcomes on several tally items, so that thousands of
+outcomes a second do not all write one partition key; the event still settles once, with
+exact counts, and every reader sees the shards summed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from core import dynamo
+from core.event_store import EventStore
+from core.event_tally import TALLY_SHARDS
+from core.models import EventStatus
+from core.notification_store import NotificationStore
+from listeners.delivery import DeliveryHandler, RetryPolicy
+from listeners.messages import QueueMessage
+from listeners.router import Router
+from tests.conftest import AUTH, Stack
+from tests.factories import OK, ScriptedNotifier
+from tests.listeners.test_repairs import EMAIL, TREND, reconciler
+from tests.listeners.test_router import (
+    MIDDAY_TOKYO,
+    PREFIX,
+    add_user,
+    post_event,
+    route_all,
+    settle,
+    user_store,
+)
+
+EMAIL_QUEUE = f"{PREFIX}-email-normal"
+SUBSCRIBERS = 24
+
+
+def tally_items(stack: Stack, event_id: str) -> dict[str, dict[str, Any]]:
+    found = stack.clients.dynamodb.query(
+        TableName=stack.clients.names.table,
+        KeyConditionExpression="PK = :pk AND begins_with(SK, :t)",
+        ExpressionAttributeValues={
+            ":pk": {"S": dynamo.event_pk(event_id)},
+            ":t": {"S": dynamo.TALLY_SK},
+        },
+        ConsistentRead=True,
+    )["Items"]
+    return {i["SK"]["S"]: dynamo.from_item(i) for i in found}
+
+
+def routed_topic_event(stack: Stack) -> str:
+    for i in range(SUBSCRIBERS):
+        add_user(stack, f"u-{i}", EMAIL, email=f"u{i}@example.com")
+        user_store(stack).subscribe("charts.big", f"u-{i}", ["email"])
+    event = post_event(stack, "trend.top_artist_changed", TREND, topic="charts.big")
+    route_all(stack, Router(stack.settings, stack.clients, clock=lambda: MIDDAY_TOKYO))
+    return event.event_id
+
+
+def deliver_all(stack: Stack) -> None:
+    store = NotificationStore(stack.clients.dynamodb, stack.clients.names.table)
+    handler = DeliveryHandler(
+        notifier=ScriptedNotifier(OK),
+        store=store,
+        policy=RetryPolicy(base=0.01, cap=0.01, max_attempts=3),
+        lease_seconds=30,
+    )
+    try:
+        while batch := [
+            QueueMessage.from_sqs(EMAIL_QUEUE, m) for m in stack.receive_all(EMAIL_QUEUE, 1)
+        ]:
+            settle(stack, batch, handler(batch))
+    finally:
+        handler.close()
+
+
+def test_a_topic_fan_out_counts_on_shards_and_settles_once(stack: Stack) -> None:
+    event_id = routed_topic_event(stack)
+    deliver_all(stack)
+
+    items = tally_items(stack, event_id)
+    assert items[dynamo.TALLY_SK]["tally_shards"] == TALLY_SHARDS
+    assert items[dynamo.TALLY_SK]["total"] == SUBSCRIBERS
+    assert len(items) > 2  # outcomes spread over several shards
+    assert sum(int(i.get("sent", 0)) for i in items.values()) == SUBSCRIBERS
+
+    events = EventStore(stack.clients.dynamodb, stack.clients.names.table)
+    found = events.get(event_id)
+    assert found is not None
+    record, _ = found
+    assert record.status is EventStatus.SUCCESS
+    assert (record.counts.total, record.counts.sent) == (SUBSCRIBERS, SUBSCRIBERS)
+    (listed,) = [e for e in events.list_events().items if e["event_id"] == event_id]
+    assert listed["counts"]["sent"] == SUBSCRIBERS
+
+
+def test_the_api_sums_the_shards(stack: Stack) -> None:
+    event_id = routed_topic_event(stack)
+    deliver_all(stack)
+    with TestClient(create_app(stack.settings, stack.clients), headers=AUTH) as client:
+        shown = client.get(f"/events/{event_id}").json()
+    assert shown["counts"]["sent"] == SUBSCRIBERS
+    assert len(shown["notifications"]) == SUBSCRIBERS
+
+
+def test_settling_from_records_puts_the_true_counts_on_shard_zero(stack: Stack) -> None:
+    event_id = routed_topic_event(stack)
+    deliver_all(stack)
+    events = EventStore(stack.clients.dynamodb, stack.clients.names.table)
+    # A tally gone wrong (a count applied twice) on one shard, event still PROCESSING.
+    shard = next(sk for sk in tally_items(stack, event_id) if sk != dynamo.TALLY_SK)
+    stack.clients.dynamodb.update_item(
+        TableName=stack.clients.names.table,
+        Key={"PK": {"S": dynamo.event_pk(event_id)}, "SK": {"S": shard}},
+        UpdateExpression="ADD sent :one",
+        ExpressionAttributeValues={":one": {"N": "1"}},
+    )
+    assert events.transition(event_id, EventStatus.SUCCESS, EventStatus.PROCESSING)
+
+    assert reconciler(stack).run_pass().settled == 1
+
+    items = tally_items(stack, event_id)
+    assert items[dynamo.TALLY_SK]["sent"] == SUBSCRIBERS
+    assert all(int(i.get("sent", 0)) == 0 for sk, i in items.items() if sk != dynamo.TALLY_SK)
+    found = events.get(event_id)
+    assert found is not None and found[0].counts.sent == SUBSCRIBERS
