@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -58,6 +59,22 @@ _deserializer = TypeDeserializer()
 
 def event_pk(event_id: str) -> str:
     return f"EVENT#{event_id}"
+
+
+def record_pk(event_id: str, recipient_id: str, shards: int = 1) -> str:
+    """A notification record's partition: the event's own, or for a large fan-out one of
+    `shards` partitions by recipient (`EVENT#<id>#R<nn>`), so that its creation, claims and
+    outcomes do not all write one partition key."""
+    if shards <= 1:
+        return event_pk(event_id)
+    return f"{event_pk(event_id)}#R{zlib.crc32(recipient_id.encode()) % shards:02d}"
+
+
+def record_partitions(event_id: str, shards: int = 1) -> list[str]:
+    """Every partition that holds the event's records, in reading order."""
+    if shards <= 1:
+        return [event_pk(event_id)]
+    return [f"{event_pk(event_id)}#R{k:02d}" for k in range(shards)]
 
 
 def tally_sk(shard: int = 0) -> str:

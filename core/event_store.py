@@ -329,32 +329,36 @@ class EventStore:
         self, event_id: str, limit: int, cursor: str | None = None
     ) -> tuple[EventRecord | None, list[dict[str, Any]], str | None]:
         """A bounded read of an event: without a cursor the event and its first `limit`
-        notifications (one Query: the event item sorts before its records); with one, the
-        next `limit` notifications only (the event is None). Returns the cursor of the rest.
-        However many notifications a fan-out made, no request reads more than a page."""
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "PK = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": dynamo.event_pk(event_id)}},
-        }
+        notifications (one Query: the event item sorts before its records, unless a large
+        fan-out keeps them on partitions of their own); with one, the next `limit`
+        notifications only (the event is None). Returns the cursor of the rest. However
+        many notifications a fan-out made, no request reads more than a page."""
         start = dynamo.decode_cursor(cursor, {dynamo.PK, dynamo.SK})
+        main = dynamo.event_pk(event_id)
         if start is not None:
-            if start[dynamo.PK]["S"] != dynamo.event_pk(event_id):
+            pk = start[dynamo.PK]["S"]
+            if pk == main:
+                return (None, *self._records_from([main], start, limit))
+            if not pk.startswith(main + "#R"):
                 raise dynamo.BadCursor("cursor is not one this API issued")
-            kwargs["ExclusiveStartKey"] = start
-            kwargs["KeyConditionExpression"] += " AND begins_with(SK, :notif)"
-            kwargs["ExpressionAttributeValues"][":notif"] = {"S": "NOTIF#"}
-            kwargs["Limit"] = limit
-        else:
-            # The event, its tally shards, a page of records.
-            kwargs["Limit"] = limit + 1 + TALLY_SHARDS
-        resp = self._db.query(**kwargs)
+            partitions = dynamo.record_partitions(event_id, self._record_shards(event_id))
+            if pk not in partitions:
+                raise dynamo.BadCursor("cursor is not one this API issued")
+            return (None, *self._records_from(partitions[partitions.index(pk) :], start, limit))
+        resp = self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": main}},
+            Limit=limit + 1 + TALLY_SHARDS,  # the event, its tally shards, a page of records
+        )
         items = resp.get("Items", [])
-        record = None
-        if start is None:
-            if not items or items[0][dynamo.SK]["S"] != dynamo.EVENT_SK:
-                return None, [], None
-            record, items = self._with_tally(items[0], items[1:]), items[1:]
+        if not items or items[0][dynamo.SK]["S"] != dynamo.EVENT_SK:
+            return None, [], None
+        record = self._with_tally(items[0], items[1:])
+        shards = self._shards_among(items)
+        if shards > 1:
+            partitions = dynamo.record_partitions(event_id, shards)
+            return (record, *self._records_from(partitions, None, limit))
         records = [i for i in items if i[dynamo.SK]["S"].startswith("NOTIF#")]
         last = resp.get("LastEvaluatedKey")
         if len(records) > limit:  # fewer tally shards than the most: records too many were read
@@ -363,6 +367,49 @@ class EventStore:
         if last is not None and not records:
             last = None  # past the records (other items of the partition): nothing follows
         return record, [dynamo.from_item(i) for i in records], dynamo.encode_cursor(last)
+
+    @staticmethod
+    def _shards_among(items: list[dict[str, Any]]) -> int:
+        """The record partitions an event's tally (among typed `items`) says it has."""
+        tally = next((i for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK), {})
+        return int(tally.get("record_shards", {}).get("N", "1"))
+
+    def _record_shards(self, event_id: str) -> int:
+        resp = self._db.get_item(
+            TableName=self._table,
+            Key=dynamo.tally_key(event_id),
+            ProjectionExpression="record_shards",
+        )
+        return int(resp.get("Item", {}).get("record_shards", {}).get("N", "1"))
+
+    def _records_from(
+        self, partitions: list[str], start: dict[str, Any] | None, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to `limit` records, partition after partition (from `start` in the first),
+        and the cursor of the rest (None once the last partition is read to its end)."""
+        out: list[dict[str, Any]] = []
+        index = 0
+        while index < len(partitions) and len(out) < limit:
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "KeyConditionExpression": "PK = :pk AND begins_with(SK, :notif)",
+                "ExpressionAttributeValues": {
+                    ":pk": {"S": partitions[index]},
+                    ":notif": {"S": "NOTIF#"},
+                },
+                "Limit": limit - len(out),
+            }
+            if start is not None:
+                kwargs["ExclusiveStartKey"] = start
+            resp = self._db.query(**kwargs)
+            out += resp.get("Items", [])
+            start = resp.get("LastEvaluatedKey")
+            if start is None:
+                index += 1
+        cursor = None
+        if index < len(partitions) and out:
+            cursor = dynamo.encode_cursor({k: out[-1][k] for k in (dynamo.PK, dynamo.SK)})
+        return [dynamo.from_item(i) for i in out], cursor
 
     def owner_of(self, event_id: str) -> tuple[bool, str | None]:
         """Whether the event exists, and its tenant (one small read)."""
@@ -394,6 +441,10 @@ class EventStore:
         event_item = next((i for i in items if i[dynamo.SK]["S"] == dynamo.EVENT_SK), None)
         if event_item is None:
             return None
+        shards = self._shards_among(items)
+        if shards > 1:
+            for partition in dynamo.record_partitions(event_id, shards):
+                items += self._all_records(partition)
         notifications = [
             dynamo.from_item(i) for i in items if i[dynamo.SK]["S"].startswith("NOTIF#")
         ]
@@ -514,27 +565,37 @@ class EventStore:
         items, _ = self.stale(EventStatus.PROCESSING, iso(utcnow() - grace), limit=limit)
         return [record_from_values(i) for i in items]
 
-    def notification_states(self, event_id: str) -> list[dict[str, Any]]:
-        """The event's notification records, only what an audit needs (status and times),
-        page by page."""
-        items: list[dict[str, Any]] = []
+    def _all_records(
+        self, partition: str, projection: str | None = None, consistent: bool = False
+    ) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :notif)",
-            "ProjectionExpression": "SK, #s, updated_at, lease_until",
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {
-                ":pk": {"S": dynamo.event_pk(event_id)},
-                ":notif": {"S": "NOTIF#"},
-            },
-            "ConsistentRead": True,
+            "ExpressionAttributeValues": {":pk": {"S": partition}, ":notif": {"S": "NOTIF#"}},
+            "ConsistentRead": consistent,
         }
+        if projection:
+            kwargs["ProjectionExpression"] = projection
+            kwargs["ExpressionAttributeNames"] = {"#s": "status"}
+        items: list[dict[str, Any]] = []
         while True:
             resp = self._db.query(**kwargs)
-            items += [dynamo.from_item(i) for i in resp.get("Items", [])]
+            items += resp.get("Items", [])
             if "LastEvaluatedKey" not in resp:
                 return items
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def notification_states(self, event_id: str) -> list[dict[str, Any]]:
+        """The event's notification records, only what an audit needs (keys, status and
+        times), page by page, from every partition that holds them."""
+        partitions = dynamo.record_partitions(event_id, self._record_shards(event_id))
+        return [
+            dynamo.from_item(i)
+            for partition in partitions
+            for i in self._all_records(
+                partition, "PK, SK, #s, updated_at, lease_until", consistent=True
+            )
+        ]
 
     def mark_repaired(self, event_id: str) -> bool:
         """Count a repair and restart the event's clock; False if it left PROCESSING."""

@@ -34,6 +34,10 @@ CHUNK_MAX = TRANSACT_MAX - 2  # records per counted chunk: the tally and the eve
 # thousands of outcomes a second do not all write one partition key; creation counts,
 # fan-out progress and the shard count stay on shard 0, and readers sum the shards.
 TALLY_SHARDS = 8
+# ... and keeps its records on this many partitions (core.dynamo.record_pk): creating,
+# claiming and recording a notification take about six write units, so at 1,000
+# notifications a second 32 partitions keep each under a fifth of its 1,000.
+RECORD_SHARDS = 32
 
 
 def tally_shard(message: NotificationMessage) -> int:
@@ -81,6 +85,7 @@ class EventTally(RecordStore):
         complete: bool = False,
         shard: int = 0,
         shards: int = 1,
+        record_shards: int = 1,
     ) -> dict[str, Any]:
         """The update of tally `shard`: ADD the counts, and with `complete` mark the fan-out
         complete; on shard 0 of a sharded tally, how many shards it has. Unconditional: the
@@ -103,6 +108,9 @@ class EventTally(RecordStore):
         if shard == 0 and shards > 1:
             sets.append("tally_shards = :shards")
             values[":shards"] = {"N": str(shards)}
+        if shard == 0 and record_shards > 1:
+            sets.append("record_shards = :record_shards")
+            values[":record_shards"] = {"N": str(record_shards)}
         update = "SET " + ", ".join(sets)
         if present:
             update += " ADD " + ", ".join(f"#{k} :{k}" for k in present)
@@ -299,7 +307,10 @@ class EventTally(RecordStore):
             "failed": sum(n.status is NotificationStatus.FAILED for n in chunk),
         }
         shards = max((n.message.tally_shards for n in chunk), default=1)
-        return self._tally_kwargs(event_id, adds, complete=complete, shards=shards)
+        records = max((n.message.record_shards for n in chunk), default=1)
+        return self._tally_kwargs(
+            event_id, adds, complete=complete, shards=shards, record_shards=records
+        )
 
     def _processing_update(self, event_id: str) -> dict[str, Any]:
         """START|PROCESSING → PROCESSING on the event item (a routed event)."""

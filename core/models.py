@@ -141,6 +141,8 @@ class NotificationMessage(BaseModel):
     # How many items the event's outcomes count on (core.event_tally): 1, or more for a
     # topic's fan-out, whose outcomes would otherwise all write one item.
     tally_shards: int = Field(default=1, ge=1, le=16)
+    # How many partitions the event's records are spread over (core.dynamo.record_pk).
+    record_shards: int = Field(default=1, ge=1, le=64)
 
 
 def notification_id(event_id: str, channel: str, recipient_id: str) -> str:

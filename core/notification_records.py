@@ -72,15 +72,17 @@ class EventNotFound(Exception):
     """The event item is gone (expired or never recorded): its notifications cannot count."""
 
 
-def record_key(event_id: str, channel: str, recipient_id: str) -> dict[str, Any]:
+def record_key(event_id: str, channel: str, recipient_id: str, shards: int = 1) -> dict[str, Any]:
     return {
-        dynamo.PK: {"S": dynamo.event_pk(event_id)},
+        dynamo.PK: {"S": dynamo.record_pk(event_id, recipient_id, shards)},
         dynamo.SK: {"S": dynamo.notification_sk(channel, recipient_id)},
     }
 
 
 def key_of(message: NotificationMessage) -> dict[str, Any]:
-    return record_key(message.event_id, message.channel, message.recipient_id)
+    return record_key(
+        message.event_id, message.channel, message.recipient_id, message.record_shards
+    )
 
 
 def is_condition_failure(exc: ClientError) -> bool:
@@ -126,7 +128,7 @@ class RecordStore:
         m = new.message
         now = iso(utcnow())
         values = {
-            dynamo.PK: dynamo.event_pk(m.event_id),
+            dynamo.PK: dynamo.record_pk(m.event_id, m.recipient_id, m.record_shards),
             dynamo.SK: dynamo.notification_sk(m.channel, m.recipient_id),
             "notification_id": m.notification_id,
             "event_id": m.event_id,

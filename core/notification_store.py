@@ -59,6 +59,29 @@ def new_token() -> str:
 class NotificationStore(OutcomeRecords):
     """Every transition of a notification record, the event's tally and outcomes."""
 
+    # Events whose record layout this process has read (a receipt names its notification
+    # by event, channel and recipient, not by partition): a layout never changes.
+    _LAYOUTS_KEPT = 10_000
+
+    def __init__(self, dynamodb: Any, table: str, retention_days: int = 30) -> None:
+        super().__init__(dynamodb, table, retention_days)
+        self._layouts: dict[str, int] = {}
+
+    def record_shards_of(self, event_id: str) -> int:
+        """How many partitions hold the event's records (its tally says; one read, then
+        remembered)."""
+        layouts = self._layouts
+        if event_id not in layouts:
+            resp = self._db.get_item(
+                TableName=self._table,
+                Key=dynamo.tally_key(event_id),
+                ProjectionExpression="record_shards",
+            )
+            if len(layouts) >= self._LAYOUTS_KEPT:
+                layouts.clear()
+            layouts[event_id] = int(resp.get("Item", {}).get("record_shards", {}).get("N", "1"))
+        return layouts[event_id]
+
     def claim(
         self, message: NotificationMessage, lease_seconds: float, token: str | None = None
     ) -> Claim | None:
@@ -222,13 +245,17 @@ class NotificationStore(OutcomeRecords):
         )
         return item is not None
 
-    def fail_stranded(self, event_id: str, sort_key: str, reason: str) -> bool:
+    def fail_stranded(
+        self, event_id: str, sort_key: str, reason: str, partition: str | None = None
+    ) -> bool:
         """The reconciler gives up on a record whose message is lost for good: FAILED with
-        the reason, from any unsettled status (the event is then settled from its records)."""
+        the reason, from any unsettled status (the event is then settled from its records).
+        `partition`: the record's PK when not the event's own (a large fan-out's)."""
+        pk = partition or dynamo.event_pk(event_id)
         try:
             self._db.update_item(
                 TableName=self._table,
-                Key={dynamo.PK: {"S": dynamo.event_pk(event_id)}, dynamo.SK: {"S": sort_key}},
+                Key={dynamo.PK: {"S": pk}, dynamo.SK: {"S": sort_key}},
                 UpdateExpression="SET #s = :failed, last_error = :reason, updated_at = :now, "
                 "lease_until = :zero, history = list_append(history, :h)",
                 ConditionExpression="#s IN (:queued, :retrying, :sending)",
@@ -322,7 +349,7 @@ class NotificationStore(OutcomeRecords):
             condition += " AND size(history) < :max"
             values.update({":h": {"L": [entry]}, ":max": {"N": str(HISTORY_MAX)}})
         return {
-            "Key": record_key(event_id, channel, recipient_id),
+            "Key": record_key(event_id, channel, recipient_id, self.record_shards_of(event_id)),
             "UpdateExpression": update,
             "ConditionExpression": condition,
             "ExpressionAttributeNames": {"#s": "status"},

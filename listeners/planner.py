@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from core.event_tally import TALLY_SHARDS
+from core.event_tally import RECORD_SHARDS, TALLY_SHARDS
 from core.models import Event, NotificationMessage, NotificationStatus, iso, notification_id
 from core.notification_store import NewNotification
 from core.preferences import decide
@@ -57,6 +57,7 @@ def plan(
                 "content": {},
                 "created_at": iso(now),
                 "tally_shards": TALLY_SHARDS if event.topic else 1,
+                "record_shards": RECORD_SHARDS if event.topic else 1,
             }
             if not decision.send:
                 planned.append(

@@ -195,7 +195,9 @@ class Reconciler:
         event_id = str(event["event_id"])
         reason = f"stranded: gave up after {repairs} repairs"
         for state in stranded:
-            if self.notifications.fail_stranded(event_id, str(state["SK"]), reason):
+            if self.notifications.fail_stranded(
+                event_id, str(state["SK"]), reason, str(state.get("PK") or "") or None
+            ):
                 report.stranded_failed += 1
         if fanout_stalled:
             self.events.fail(event_id, f"fan-out unfinished after {repairs} repairs")

@@ -12,7 +12,7 @@ from api.main import create_app
 from core import dynamo
 from core.event_store import EventStore
 from core.event_tally import TALLY_SHARDS
-from core.models import EventStatus
+from core.models import EventStatus, NotificationStatus
 from core.notification_store import NotificationStore
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import QueueMessage
@@ -123,3 +123,44 @@ def test_settling_from_records_puts_the_true_counts_on_shard_zero(stack: Stack) 
     assert all(int(i.get("sent", 0)) == 0 for sk, i in items.items() if sk != dynamo.TALLY_SK)
     found = events.get(event_id)
     assert found is not None and found[0].counts.sent == SUBSCRIBERS
+
+
+def test_a_topic_fan_out_keeps_its_records_on_partitions_of_their_own(stack: Stack) -> None:
+    event_id = routed_topic_event(stack)
+    deliver_all(stack)
+    found = EventStore(stack.clients.dynamodb, stack.clients.names.table).get(event_id)
+    assert found is not None
+    partitions = {n["PK"] for n in found[1]}
+    assert len(found[1]) == SUBSCRIBERS
+    assert len(partitions) > 4
+    assert all(p.startswith(f"{dynamo.event_pk(event_id)}#R") for p in partitions)
+
+    with TestClient(create_app(stack.settings, stack.clients), headers=AUTH) as client:
+        first = client.get(f"/events/{event_id}").json()
+        assert len(first["notifications"]) == SUBSCRIBERS
+        assert first["notifications_cursor"] is None
+        seen: list[str] = []
+        page = client.get(f"/events/{event_id}/notifications", params={"limit": 5}).json()
+        seen += [n["notification_id"] for n in page["items"]]
+        cursor = page["next_cursor"]
+        while cursor:
+            page = client.get(
+                f"/events/{event_id}/notifications", params={"cursor": cursor, "limit": 5}
+            ).json()
+            assert len(page["items"]) <= 5
+            seen += [n["notification_id"] for n in page["items"]]
+            cursor = page["next_cursor"]
+    assert sorted(seen) == sorted(n["notification_id"] for n in found[1])
+
+
+def test_a_receipt_finds_a_record_on_its_partition(stack: Stack) -> None:
+    event_id = routed_topic_event(stack)
+    deliver_all(stack)
+    store = NotificationStore(stack.clients.dynamodb, stack.clients.names.table)
+    assert store.record_shards_of(event_id) > 1
+    assert store.record_receipt(event_id, "email", "u-3", NotificationStatus.DELIVERED, None)
+    found = EventStore(stack.clients.dynamodb, stack.clients.names.table).get(event_id)
+    assert found is not None
+    statuses = {n["recipient_id"]: n["status"] for n in found[1]}
+    assert statuses["u-3"] == "DELIVERED"
+    assert sorted(set(statuses.values())) == ["DELIVERED", "SENT"]
