@@ -133,7 +133,7 @@ def limits_table() -> str:
             "subscribers of one topic (fan-out)",
             f"{default('max_topic_subscribers'):,}",
             "`HERALD_MAX_TOPIC_SUBSCRIBERS`",
-            "409 `topic: … has … subscribers` on subscribe",
+            "409 `topic: … has … subscribers` (or `is full`) on subscribe",
         ),
         (
             "subscribers routed per router message",
