@@ -30,9 +30,11 @@ from core.notification_records import (
 )
 
 CHUNK_MAX = TRANSACT_MAX - 2  # records per counted chunk: the tally and the event check take two
-# A topic's fan-out counts its outcomes on this many tally items (by recipient), so that
-# thousands of outcomes a second do not all write one partition key; creation counts,
-# fan-out progress and the shard count stay on shard 0, and readers sum the shards.
+# A topic's fan-out counts its outcomes on this many tally items, so that thousands of
+# outcomes a second do not all write one partition key; creation counts, fan-out progress
+# and the shard count stay on shard 0, and readers sum the shards. A transaction's outcomes
+# of one event count together on the shard of the first of them: one counter update per
+# event per transaction, as with a single tally.
 TALLY_SHARDS = 8
 # ... and keeps its records on this many partitions (core.dynamo.record_pk): creating,
 # claiming and recording a notification take about six write units, so at 1,000
@@ -41,7 +43,8 @@ RECORD_SHARDS = 32
 
 
 def tally_shard(message: NotificationMessage) -> int:
-    """The tally shard a notification's outcome counts on."""
+    """The tally shard a transaction whose first outcome of the event is `message`'s
+    counts that event's outcomes on."""
     if message.tally_shards <= 1:
         return 0
     return zlib.crc32(message.recipient_id.encode()) % message.tally_shards

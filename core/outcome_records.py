@@ -85,13 +85,16 @@ class OutcomeRecords(EventTally):
         rounds = 0
         while pending:
             chunk: list[int] = []
-            tallies: set[tuple[str, int]] = set()
+            # Each event's outcomes in this transaction count on one tally shard, the
+            # shard of its first outcome here (any shard will do: readers sum them, and a
+            # repeat is refused by the records' conditions whichever shard it names).
+            tallies: dict[str, int] = {}
             for i in pending:
-                tally = (outcomes[i].message.event_id, tally_shard(outcomes[i].message))
-                if len(chunk) + len(tallies | {tally}) > TRANSACT_MAX:
+                event_id = outcomes[i].message.event_id
+                if len(chunk) + len(tallies) + (event_id not in tallies) > TRANSACT_MAX:
                     break
                 chunk.append(i)
-                tallies.add(tally)
+                tallies.setdefault(event_id, tally_shard(outcomes[i].message))
             items = [
                 {
                     "Update": {
@@ -103,7 +106,7 @@ class OutcomeRecords(EventTally):
             ]
             items += [
                 {"Update": self._count_update(event_id, shard, [outcomes[i] for i in chunk])}
-                for event_id, shard in sorted(tallies)
+                for event_id, shard in sorted(tallies.items())
             ]
             try:
                 self._db.transact_write_items(TransactItems=items)
@@ -153,11 +156,7 @@ class OutcomeRecords(EventTally):
     def _count_update(
         self, event_id: str, shard: int, outcomes: Sequence[Outcome]
     ) -> dict[str, Any]:
-        mine = [
-            o
-            for o in outcomes
-            if o.message.event_id == event_id and tally_shard(o.message) == shard
-        ]
+        mine = [o for o in outcomes if o.message.event_id == event_id]
         adds = {
             "sent": sum(o.status is NotificationStatus.SENT for o in mine),
             "failed": sum(o.status is NotificationStatus.FAILED for o in mine),
