@@ -3,7 +3,8 @@
 A notification the provider took must be marked SENT at once: until then, a worker that
 dies leaves a claim whose lapse means a second send. So each send's outcome is handed to
 this writer the moment the provider answers, not when the batch's slowest send is done.
-Outcomes that arrive while a write is in flight leave together in the next one (one
+The first outcome waits a few milliseconds for the others of its batch, and outcomes that
+arrive while a write is in flight leave together in the next one (one
 `NotificationStore.record_outcomes` transaction: transitions plus one count per event), so
 a batch of fast sends still costs about one write.
 
@@ -27,6 +28,10 @@ from core.notification_store import LOST, EventNotFound, NotificationStore, Outc
 log = logging.getLogger("herald.outcomes")
 
 GROUP_MAX = 50  # outcomes per write: with one count per event, well inside a transaction
+# How long the first outcome of a write waits for others: the sends of one batch tend to
+# end within milliseconds of each other, and without a wait the first leaves alone and the
+# rest follow in a second write. A few milliseconds against a provider's tens to hundreds.
+LINGER_SECONDS = 0.005
 
 
 @dataclass
@@ -76,6 +81,12 @@ class OutcomeWriter:
                     self._cond.wait()
                 if not self._pending:
                     return
+                linger_end = time.monotonic() + LINGER_SECONDS
+                while len(self._pending) < GROUP_MAX and not self._closed:
+                    left = linger_end - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)  # each outcome submitted meanwhile joins
                 group, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
             try:
                 results = self._write(group)
