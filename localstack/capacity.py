@@ -34,8 +34,10 @@ and the items a read returns. DynamoDB's rules, as its developer guide states th
   are of the projected entries.
 
 SQS bills each request, a request's payload in 64 KB chunks (a batch sums its entries); SNS
-each published message in 64 KB chunks (PublishBatch: each entry). SNS deliveries to SQS
-are free, and moto makes them inside its process, so they are never seen here.
+each publish request the same way: a PublishBatch of up to 10 messages is one request per
+64 KB of their sum (AWS documents batching as cutting publish costs by up to 10x). SNS
+deliveries to SQS are free, and moto makes them inside its process, so they are never seen
+here.
 """
 
 from __future__ import annotations
@@ -326,11 +328,15 @@ class Meter:
 
     # -- SQS and SNS -------------------------------------------------------------------
 
-    def count(self, service: str, action: str, billed: int, empty: bool = False) -> None:
+    def count(
+        self, service: str, action: str, billed: int, empty: bool = False, messages: int = 0
+    ) -> None:
         with self._lock:
             store = self.sqs if service == "sqs" else self.sns
             store[action]["requests"] += 1
             store[action]["billed"] += billed
+            if messages:
+                store[action]["messages"] += messages
             if empty:
                 store[action]["empty"] += 1
 

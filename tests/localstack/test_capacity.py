@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 from localstack.capacity import number_size
+from localstack.capacity_moto import UNMETERED
 from tests.support import free_port, http_ok, start_python, stop, wait_until
 
 
@@ -235,6 +236,20 @@ def test_writes_are_attributed_to_their_partition_keys(db: Any, endpoint: str) -
     assert hottest[0]["peak_per_second"] <= 3.0
 
 
+def test_requests_marked_unmetered_are_not_counted(db: Any, endpoint: str) -> None:
+    table = make_table(db)
+    capacity(endpoint, "DELETE")
+
+    def mark(request: Any, **_: Any) -> None:
+        request.headers[UNMETERED] = "1"
+
+    quiet = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+    quiet.meta.events.register("before-sign.dynamodb", mark)
+    quiet.put_item(TableName=table, Item=item("a", 3000))
+    db.put_item(TableName=table, Item=item("b", 1000))
+    assert units(capacity(endpoint), table)["wcu"] == 1
+
+
 def test_sqs_and_sns_bill_64_kb_chunks(endpoint: str) -> None:
     sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
     sns = boto3.client("sns", endpoint_url=endpoint, region_name="us-east-1")
@@ -248,8 +263,13 @@ def test_sqs_and_sns_bill_64_kb_chunks(endpoint: str) -> None:
     )
     sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)
     sns.publish(TopicArn=topic, Message="z" * 70_000)  # 2 chunks
+    sns.publish_batch(
+        TopicArn=topic,
+        PublishBatchRequestEntries=[{"Id": str(i), "Message": "w" * 30_000} for i in range(3)],
+    )  # one request, 90 KB: 2 chunks
     report = capacity(endpoint)
     assert report["sqs"]["SendMessage"]["billed"] == 2
     assert report["sqs"]["SendMessageBatch"]["billed"] == 3
     assert report["sqs"]["ReceiveMessage"] == {"requests": 1, "billed": 1}
     assert report["sns"]["Publish"]["billed"] == 2
+    assert report["sns"]["PublishBatch"] == {"requests": 1, "billed": 2, "messages": 3}
