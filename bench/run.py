@@ -713,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"machine": machine(), "command": args.command, "peak_rss_mb": {}}
     workdir = Path(tempfile.mkdtemp(prefix="herald-bench-"))
     log(f"working files in {workdir}")
-    stack = Stack(workdir, capacity="capacity" in phases)
+    stack = Stack(workdir, capacity=phases == {"capacity"})
     steps: list[tuple[str, Callable[[], None]]] = [
         ("api", lambda: phase_api(stack, results, args.api_seconds)),
         (

@@ -365,6 +365,7 @@ class Stack:
     def stop(self) -> None:
         for proc in list(self.herald.values()):
             proc.stop()
+        self.herald = {}
         for service in (self.sandbox, *self.emulators):
             if service is not None:
                 service.stop()
