@@ -16,8 +16,9 @@ and the items a read returns. DynamoDB's rules, as its developer guide states th
 - Transactions: every item is written twice (prepare and commit), so Put, Update and Delete
   cost 2x. A ConditionCheck is counted as a transactional *write* of the item it checks (2
   units per KB), not as a read: the guide does not say, and DynamoDB's own ConsumedCapacity,
-  as measured and published by others, reports write units for it. A cancelled transaction is counted as a refused write per item (1x); the
-  guide does not say what a cancellation costs, so this is the cheapest reading.
+  as measured and published by others, reports write units for it. A cancelled
+  transaction is counted as a refused write per item (1x); the guide does not say what a
+  cancellation costs, so this is the cheapest reading.
 - Global secondary indexes: an item is in an index iff it has all the index's key
   attributes. Per item write: nothing if it is in the index neither before nor after, or if
   none of the attributes the index projects (its keys and the table's keys included)
