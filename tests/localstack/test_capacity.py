@@ -180,6 +180,29 @@ def test_a_refused_write_consumes_units_and_writes_no_index(db: Any, endpoint: s
     assert units(report, table, "all")["wcu"] == 0
 
 
+def test_a_condition_check_is_a_transactional_write_of_its_item(db: Any, endpoint: str) -> None:
+    table = make_table(db)
+    db.put_item(TableName=table, Item=item("a", 1500, g="G1"))
+    capacity(endpoint, "DELETE")
+    db.transact_write_items(
+        TransactItems=[
+            {
+                "ConditionCheck": {
+                    "TableName": table,
+                    "Key": {"pk": {"S": "a"}},
+                    "ConditionExpression": "attribute_exists(pk)",
+                }
+            },
+            {"Put": {"TableName": table, "Item": item("b", 500)}},
+        ]
+    )
+    report = capacity(endpoint)
+    ops = units(report, table)["by_operation"]
+    assert ops["TransactWriteItems.ConditionCheck"]["wcu"] == 4  # 2 KB rounded, twice
+    assert ops["TransactWriteItems.Put"]["wcu"] == 2
+    assert units(report, table, "all")["wcu"] == 0  # the checked item is not written
+
+
 def test_reads_by_size_and_consistency(db: Any, endpoint: str) -> None:
     table = make_table(db, range_key=True)
     big = item("p", 5000)
