@@ -6,6 +6,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from bench import capacity_report
+
 Getter = Callable[[dict[str, Any]], float | None]
 
 # The hops of one notification, in the order it takes them.
@@ -417,7 +419,12 @@ def bounds(results: dict[str, Any]) -> list[str]:
     return out if len(out) > 3 else []
 
 
-def render(results: dict[str, Any], before: dict[str, Any] | None, before_path: str) -> str:
+def render(
+    results: dict[str, Any],
+    before: dict[str, Any] | None,
+    before_path: str,
+    before_capacity: dict[str, Any] | None = None,
+) -> str:
     m = results["machine"]
     out = [
         "# Benchmarks",
@@ -573,6 +580,7 @@ def render(results: dict[str, Any], before: dict[str, Any] | None, before_path: 
             "per-request CPU figure above.",
             "",
         ]
+    out += capacity_report.section(results.get("capacity"), before_capacity)
     peaks = results.get("peak_rss_mb") or {}
     if peaks:
         out += ["## Peak memory", "", "| process (run) | VmHWM MB |", "|---|---|"]

@@ -17,6 +17,10 @@ separate processes. Phases:
 5. Peak RSS (VmHWM) of the API and of each worker.
 6. Alert rules (`bench/rules.py`): 10,000 rules every minute through the scheduler and the
    evaluators; written to docs/benchmarks-rules.md.
+7. Capacity and cost on AWS (`bench/capacity.py`): DynamoDB units by table, index and
+   partition key, SQS and SNS requests, $ per million notifications, Herald CPU per
+   notification, and a 100,000-subscriber topic, from the emulators' meters. Alone:
+   `python -m bench.run --only capacity` (splices its section into the existing report).
 
 AWS requests are counted inside Herald's processes (`HERALD_AWS_CALL_LOG`, `core/aws.py`);
 CPU and memory come from /proc. The emulators are reset between phases so each starts
@@ -47,7 +51,7 @@ from typing import Any
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bench import report, rules, seed
+from bench import capacity, capacity_report, report, rules, seed
 from bench.stack import API_KEY, ROOT, Proc, Snapshot, Stack, diff_calls, wait_until
 from core import dynamo
 from core.aws import AwsClients
@@ -648,8 +652,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rule-eval-seconds", type=float, default=60.0)
     parser.add_argument("--rules-out", default="docs/benchmarks-rules.md")
     parser.add_argument(
+        "--capacity-activity",
+        type=int,
+        default=500,
+        help="activity events (x 3 channels) of the capacity phase's activity workload",
+    )
+    parser.add_argument("--capacity-steady-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--topic-large",
+        type=int,
+        default=100_000,
+        help="subscribers of the capacity phase's large topic (0: leave it out)",
+    )
+    parser.add_argument(
+        "--capacity-workloads",
+        default="activity,topic,steady,topic_large",
+        help="the capacity phase's workloads, comma-separated (others keep their figures "
+        "from --capacity-json when it exists)",
+    )
+    parser.add_argument(
+        "--before-capacity",
+        default="bench/before_capacity.json",
+        help="capacity figures of an earlier run, for the report's before column",
+    )
+    parser.add_argument(
+        "--capacity-json",
+        default="",
+        help="also write this run's capacity figures here (e.g. bench/before_capacity.json)",
+    )
+    parser.add_argument(
         "--only",
-        default="api,requests,latency,priority,emulator,rules",
+        default="api,requests,latency,priority,emulator,rules,capacity",
         help="phases to run, comma-separated",
     )
     parser.add_argument("--command", default="make bench", help="how this run was started")
@@ -662,9 +695,15 @@ def main(argv: list[str] | None = None) -> int:
     phases = set(args.only.split(","))
     before_path = Path(args.before)
     before = json.loads(before_path.read_text()) if before_path.exists() else None
+    before_cap_path = Path(args.before_capacity)
+    before_cap = (
+        json.loads(before_cap_path.read_text()).get("capacity")
+        if before_cap_path.exists()
+        else None
+    )
     if args.render_only:
         saved = json.loads(Path(args.json).read_text())
-        Path(args.out).write_text(report.render(saved, before, before_path.as_posix()))
+        Path(args.out).write_text(report.render(saved, before, before_path.as_posix(), before_cap))
         print(report.summary(saved, before))
         return 0
 
@@ -674,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"machine": machine(), "command": args.command, "peak_rss_mb": {}}
     workdir = Path(tempfile.mkdtemp(prefix="herald-bench-"))
     log(f"working files in {workdir}")
-    stack = Stack(workdir)
+    stack = Stack(workdir, capacity=phases == {"capacity"})
     steps: list[tuple[str, Callable[[], None]]] = [
         ("api", lambda: phase_api(stack, results, args.api_seconds)),
         (
@@ -695,6 +734,19 @@ def main(argv: list[str] | None = None) -> int:
                 args.rule_eval_seconds,
             ),
         ),
+        (
+            "capacity",
+            lambda: capacity.phase_capacity(
+                stack,
+                results,
+                args.capacity_activity,
+                args.topic_size,
+                args.rate,
+                args.capacity_steady_seconds,
+                args.topic_large,
+                set(args.capacity_workloads.split(",")),
+            ),
+        ),
     ]
     try:
         stack.start()
@@ -707,12 +759,26 @@ def main(argv: list[str] | None = None) -> int:
     if "rules" in results:
         rules.write(Path(args.rules_out), results)
         log(f"wrote {args.rules_out}")
+    if "capacity" in results and args.capacity_json:
+        kept = Path(args.capacity_json)
+        if kept.exists():  # workloads not run this time keep their earlier figures
+            earlier = json.loads(kept.read_text()).get("capacity") or {}
+            results["capacity"] = {**earlier, **results["capacity"]}
+        saved = {"machine": results["machine"], "capacity": results["capacity"]}
+        Path(args.capacity_json).write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n")
+        log(f"wrote {args.capacity_json}")
     if phases == {"rules"}:  # the rules phase alone leaves the main report as it is
+        return 0
+    if phases == {"capacity"}:  # its own section of the report, the rest as it was
+        out = Path(args.out)
+        text = "\n".join(capacity_report.section(results["capacity"], before_cap))
+        out.write_text(capacity_report.splice(out.read_text() if out.exists() else "", text))
+        log(f"wrote the capacity section of {args.out}")
         return 0
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-    text = report.render(results, before, before_path.as_posix())
+    text = report.render(results, before, before_path.as_posix(), before_cap)
     Path(args.out).write_text(text)
     print(report.summary(results, before))
     log(f"wrote {args.out} in {results['duration_s']:.0f}s")

@@ -177,6 +177,8 @@ class Stack:
     sandbox_port: int = 0
     herald: dict[str, Proc] = field(default_factory=dict)
     phase: str = ""
+    # The emulators meter what AWS would bill (`localstack.capacity`, read on /_capacity).
+    capacity: bool = False
 
     @property
     def logs(self) -> Path:
@@ -208,6 +210,8 @@ class Stack:
     def _emulator(self, name: str) -> tuple[Proc, str]:
         port = free_port()
         args = ["-m", "localstack.emulator", "--quiet", "--port", str(port)]
+        if self.capacity:
+            args.append("--capacity")
         return start_python(name, args, {}, self.logs), f"http://127.0.0.1:{port}"
 
     @property
@@ -242,6 +246,26 @@ class Stack:
         provision(settings, clients)
         return clients
 
+    def capacity_reset(self) -> None:
+        for url in self.emulator_urls:
+            http_json("DELETE", f"{url}/_capacity")
+
+    def capacity_read(self, top: int = 5) -> dict[str, Any]:
+        """Both emulators' meters as one report: DynamoDB from one, SQS and SNS from the
+        other (each only sees its own services)."""
+        merged: dict[str, Any] = {"dynamodb": {"requests": {}, "tables": {}}, "sqs": {}, "sns": {}}
+        for url in self.emulator_urls:
+            part = http_json("GET", f"{url}/_capacity?top={top}")
+            for op, n in part["dynamodb"]["requests"].items():
+                merged["dynamodb"]["requests"][op] = merged["dynamodb"]["requests"].get(op, 0) + n
+            merged["dynamodb"]["tables"].update(part["dynamodb"]["tables"])
+            for service in ("sqs", "sns"):
+                for action, counts in part[service].items():
+                    into = merged[service].setdefault(action, {})
+                    for name, n in counts.items():
+                        into[name] = into.get(name, 0) + n
+        return merged
+
     def sandbox_messages(self, provider: str | None = None) -> list[dict[str, Any]]:
         query = f"?provider={provider}" if provider else ""
         return list(http_json("GET", f"{self.sandbox_url}/sandbox/messages{query}"))
@@ -274,7 +298,9 @@ class Stack:
             **PIPELINE_ENV,
         }
 
-    def start_herald(self, phase: str, pipeline: bool = True) -> str:
+    def start_herald(
+        self, phase: str, pipeline: bool = True, extra_env: Mapping[str, str] | None = None
+    ) -> str:
         """The API (and with `pipeline` the router and a worker per channel); returns the
         API's base URL once it answers."""
         self.phase = phase
@@ -292,7 +318,7 @@ class Stack:
             self.herald[name] = start_python(
                 f"{phase}-{name}",
                 args + (["--no-access-log"] if name == "api" else []),
-                self.env(),
+                {**self.env(), **(extra_env or {})},
                 self.logs,
                 call_log=str(calls / f"{phase}-{name}"),
             )
@@ -339,6 +365,7 @@ class Stack:
     def stop(self) -> None:
         for proc in list(self.herald.values()):
             proc.stop()
+        self.herald = {}
         for service in (self.sandbox, *self.emulators):
             if service is not None:
                 service.stop()

@@ -1,7 +1,7 @@
 """The embedded AWS emulator for local runs, tests and benchmarks: moto in server mode on
 loopback.
 
-    python -m localstack.emulator [--port 4566] [--stock] [--transaction-hold-ms N]
+    python -m localstack.emulator [--port 4566] [--stock] [--transaction-hold-ms N] [--capacity]
 
 Users with Docker can run LocalStack instead (docker-compose.yml); the code under test
 only ever sees `AWS_ENDPOINT_URL`.
@@ -34,6 +34,11 @@ DeleteItem with `TransactionConflictException`, another transaction with
 applied), a repeat of the held transaction's `ClientRequestToken` with
 `TransactionInProgressException`. BatchWriteItem is not checked. 0, the default, holds
 nothing.
+
+`--capacity` (or `HERALD_EMULATOR_CAPACITY=1`) meters what AWS would bill for the requests
+served (DynamoDB read and write units by table, index and partition key; SQS requests; SNS
+publishes) and serves the figures on `GET /_capacity` (`DELETE` resets them); see
+`localstack.capacity`. Off, nothing of it is on the request path.
 """
 
 from __future__ import annotations
@@ -114,6 +119,7 @@ def _restore(images: list[tuple]) -> None:
 
 
 HOLD_ENV = "HERALD_EMULATOR_TRANSACTION_HOLD_MS"
+CAPACITY_ENV = "HERALD_EMULATOR_CAPACITY"
 _CONFLICT_MESSAGE = "Transaction is ongoing for the item"
 _ItemId = tuple[str, str, str | None]
 
@@ -231,10 +237,11 @@ def _hold_transactions(handler_class: Any, holds: _Holds) -> None:
     handler_class.transact_write_items = transact_and_hold
 
 
-def patch_dynamodb(transaction_hold_seconds: float = 0.0) -> None:
+def patch_dynamodb(transaction_hold_seconds: float = 0.0, around: Any = None) -> None:
     """Serve DynamoDB requests one at a time and undo cancelled transactions item by item;
     with `transaction_hold_seconds`, hold the items of applied transactions (see the module
-    docstring). Idempotent: the first call's hold stays."""
+    docstring); with `around` (the capacity meter's hook), run each request through it,
+    under the lock. Idempotent: the first call's settings stay."""
     if _PATCHED.is_set():
         return
     import moto.dynamodb.models as models
@@ -249,7 +256,7 @@ def patch_dynamodb(transaction_hold_seconds: float = 0.0) -> None:
     @functools.wraps(call_action)
     def serialized(self: Any) -> Any:
         with _LOCK:
-            result = call_action(self)
+            result = call_action(self) if around is None else around(self, call_action)
             held = self.__dict__.pop("_herald_held", None)
         if holds is not None and held is not None:
             time.sleep(holds.seconds)  # outside the lock: other requests go on meanwhile
@@ -316,6 +323,18 @@ def patch_sqs() -> None:
     Queue.attributes = property(_QueueAttributes)  # type: ignore[assignment,method-assign]
 
 
+def install_capacity() -> Any:
+    """The capacity meter (`localstack.capacity`) on every service and on `/_capacity`;
+    returns the DynamoDB hook for `patch_dynamodb`."""
+    from localstack.capacity import Meter
+    from localstack.capacity_moto import install_dynamodb, install_endpoint, install_messaging
+
+    meter = Meter()
+    install_messaging(meter)
+    install_endpoint(meter, _LOCK)
+    return install_dynamodb(meter)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -331,13 +350,22 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help=f"hold the items of each applied transaction for N ms (default ${HOLD_ENV} or 0)",
     )
+    parser.add_argument(
+        "--capacity",
+        action="store_true",
+        default=os.environ.get(CAPACITY_ENV, "") not in ("", "0"),
+        help=f"meter AWS capacity and requests, served on /_capacity (default ${CAPACITY_ENV})",
+    )
     args = parser.parse_args(argv)
     if args.transaction_hold_ms < 0:
         parser.error("--transaction-hold-ms must not be negative")
     if args.stock and args.transaction_hold_ms:
         parser.error("--transaction-hold-ms needs the patched emulator, not --stock")
+    if args.stock and args.capacity:
+        parser.error("--capacity needs the patched emulator, not --stock")
     if not args.stock:
-        patch_dynamodb(args.transaction_hold_ms / 1000)
+        around = install_capacity() if args.capacity else None
+        patch_dynamodb(args.transaction_hold_ms / 1000, around)
         patch_sqs()
     if args.quiet:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
