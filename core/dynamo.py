@@ -77,18 +77,12 @@ def record_partitions(event_id: str, shards: int = 1) -> list[str]:
     return [f"{event_pk(event_id)}#R{k:02d}" for k in range(shards)]
 
 
-def tally_sk(shard: int = 0) -> str:
-    """Shard 0 is the tally proper; a large fan-out's outcomes also count on shards 1..n,
-    which sort after it and before the records."""
-    return TALLY_SK if shard == 0 else f"{TALLY_SK}#{shard}"
-
-
 def tally_key(event_id: str, shard: int = 0) -> dict[str, Any]:
-    return {PK: {"S": event_pk(event_id)}, SK: {"S": tally_sk(shard)}}
-
-
-def is_tally_sk(sort_key: str) -> bool:
-    return sort_key == TALLY_SK or sort_key.startswith(TALLY_SK + "#")
+    """Shard 0 is the tally proper, in the event's partition; a large fan-out's outcomes
+    also count on shards 1..n, each in a partition of its own (`EVENT#<id>#T<n>`): shards
+    that shared the event's partition key would share its write limit too."""
+    pk = event_pk(event_id) if shard == 0 else f"{event_pk(event_id)}#T{shard}"
+    return {PK: {"S": pk}, SK: {"S": TALLY_SK}}
 
 
 def merge_tallies(tallies: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -96,7 +90,7 @@ def merge_tallies(tallies: Sequence[dict[str, Any]]) -> dict[str, Any]:
     (fan-out progress, `tally_shards`) from shard 0, the latest `updated_at` of any."""
     if not tallies:
         return {}
-    first = next((t for t in tallies if t.get(SK) in (None, TALLY_SK)), tallies[0])
+    first = next((t for t in tallies if "tally_shard" not in t), tallies[0])
     merged = dict(first)
     for field in COUNT_FIELDS:
         merged[field] = sum(int(t.get(field, 0)) for t in tallies)

@@ -14,7 +14,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from core import aws_errors, dynamo, event_index, event_listing
 from core.dynamo import item_bytes, transact_chunks
-from core.event_tally import TALLY_SHARDS
 from core.models import Event, EventRecord, EventStatus, iso, utcnow
 from core.tenants import DEFAULT_TENANT
 
@@ -349,7 +348,7 @@ class EventStore:
             TableName=self._table,
             KeyConditionExpression="PK = :pk",
             ExpressionAttributeValues={":pk": {"S": main}},
-            Limit=limit + 1 + TALLY_SHARDS,  # the event, its tally shards, a page of records
+            Limit=limit + 2,  # the event, its tally, a page of records
         )
         items = resp.get("Items", [])
         if not items or items[0][dynamo.SK]["S"] != dynamo.EVENT_SK:
@@ -361,7 +360,7 @@ class EventStore:
             return (record, *self._records_from(partitions, None, limit))
         records = [i for i in items if i[dynamo.SK]["S"].startswith("NOTIF#")]
         last = resp.get("LastEvaluatedKey")
-        if len(records) > limit:  # fewer tally shards than the most: records too many were read
+        if len(records) > limit:  # the event had no tally yet: one record too many was read
             records = records[:limit]
             last = {dynamo.PK: records[-1][dynamo.PK], dynamo.SK: records[-1][dynamo.SK]}
         if last is not None and not records:
@@ -450,11 +449,16 @@ class EventStore:
         ]
         return self._with_tally(event_item, items), notifications
 
-    @staticmethod
-    def _with_tally(event_item: dict[str, Any], items: list[dict[str, Any]]) -> EventRecord:
-        """The event with the tally shards among `items` (typed) merged into its counts."""
-        shards = [dynamo.from_item(i) for i in items if dynamo.is_tally_sk(i[dynamo.SK]["S"])]
-        return record_from_values(dynamo.from_item(event_item), dynamo.merge_tallies(shards))
+    def _with_tally(self, event_item: dict[str, Any], items: list[dict[str, Any]]) -> EventRecord:
+        """The event with its tally (shard 0 among typed `items`, read with it) and any other
+        shards (one BatchGetItem) merged into its counts."""
+        tallies = [dynamo.from_item(i) for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK]
+        shards = int(tallies[0].get("tally_shards", 1)) if tallies else 1
+        if shards > 1:
+            event_id = str(tallies[0]["event_id"])
+            keys = [dynamo.tally_key(event_id, k) for k in range(1, shards)]
+            tallies += [dynamo.from_item(i) for i in self._items_by_key(keys, consistent=False)]
+        return record_from_values(dynamo.from_item(event_item), dynamo.merge_tallies(tallies))
 
     def list_events(
         self,
@@ -527,7 +531,8 @@ class EventStore:
         ]
         found: dict[str, list[dict[str, Any]]] = {}
         for item in self._items_by_key(keys, consistent=False):
-            found.setdefault(item[dynamo.PK]["S"], []).append(dynamo.from_item(item))
+            event_pk = dynamo.event_pk(item["event_id"]["S"])
+            found.setdefault(event_pk, []).append(dynamo.from_item(item))
         for pk, shards in found.items():
             merged = dynamo.merge_tallies([dynamo.from_item(tallies[pk]), *shards])
             tallies[pk] = dynamo.to_item(merged)
@@ -665,13 +670,20 @@ class EventStore:
         # The true counts go on the tally (the source the API shows), shard 0 holding them
         # all and the other shards none; then the status.
         for shard in range(int(tally.get("tally_shards", 1))):
-            shown = counts if shard == 0 else dict.fromkeys(counts, 0)
+            shown: dict[str, Any] = counts if shard == 0 else dict.fromkeys(counts, 0)
+            if shard:  # what marks a shard as one (dynamo.merge_tallies)
+                shown = {**shown, "tally_shard": shard}
             self._db.update_item(
                 TableName=self._table,
                 Key=dynamo.tally_key(event_id, shard),
-                UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in shown),
+                UpdateExpression="SET "
+                + ", ".join(f"#{k} = :{k}" for k in shown)
+                + ", event_id = :event_id",
                 ExpressionAttributeNames={f"#{k}": k for k in shown},
-                ExpressionAttributeValues={f":{k}": {"N": str(v)} for k, v in shown.items()},
+                ExpressionAttributeValues={
+                    **{f":{k}": {"N": str(v)} for k, v in shown.items()},
+                    ":event_id": {"S": event_id},
+                },
             )
         attrs: dict[str, Any] = {"reason": reason} if reason else {}
         return final if self.transition(event_id, EventStatus.PROCESSING, final, **attrs) else None

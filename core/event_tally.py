@@ -108,6 +108,9 @@ class EventTally(RecordStore):
         if complete:
             sets.append("fanout_complete = :true")
             values[":true"] = {"BOOL": True}
+        if shard:
+            sets.append("tally_shard = :shard")
+            values[":shard"] = {"N": str(shard)}
         if shard == 0 and shards > 1:
             sets.append("tally_shards = :shards")
             values[":shards"] = {"N": str(shards)}
