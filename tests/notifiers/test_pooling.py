@@ -129,3 +129,27 @@ def test_a_timed_out_connection_is_not_reused_for_the_next_send(
     [after] = sandbox.messages("sendgrid", notification_id="ev-2:email:u-1")
     assert result.provider_message_id == after["message_id"]
     assert counter.accepted == 2
+
+
+def test_email_goes_through_the_environments_proxy_as_urllib_did(
+    provider_settings: Settings,
+    counter: ConnectionCounter,
+    sandbox: Sandbox,
+    make_message: MakeMessage,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The relay stands in for an egress proxy: the API's host does not resolve, so the
+    mail arrives only if the proxy from the environment is used."""
+    for name in ("http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, counter.url)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    email = email_for(provider_settings, host="http://api.sendgrid.invalid")
+
+    message = make_message("email")
+    result = email.send(message)
+
+    [request] = sandbox.messages("sendgrid")
+    assert request["notification_id"] == message.notification_id
+    assert result.provider_message_id == request["message_id"]
+    assert counter.accepted == 1
