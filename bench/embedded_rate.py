@@ -44,6 +44,7 @@ import httpx
 from dotenv import dotenv_values
 
 from bench.stack import CLOCK_TICKS, ROOT, free_port, http_json, http_ok, wait_until
+from core.aws import CALL_LOG_FLUSH_SECONDS
 
 CHANNELS = ("sms", "email", "chat")
 PROVIDERS = {"twilio": "sms", "sendgrid": "email", "slack": "chat"}
@@ -64,7 +65,7 @@ def log(message: str) -> None:
 # --- the stack, as `make run` starts it ------------------------------------------------------
 
 
-def run_environment(ports: dict[str, int], emulators: int) -> dict[str, str]:
+def run_environment(ports: dict[str, int], emulators: int, call_log: Path | None) -> dict[str, str]:
     """The Makefile's `run` environment: every variable supervisord.conf reads and the AWS
     ones, as `make local-env` writes them (the same target-specific exports as `run`)."""
     conf_vars = set(re.findall(r"%\(ENV_(\w+)\)s", (ROOT / "supervisord.conf").read_text()))
@@ -87,6 +88,8 @@ def run_environment(ports: dict[str, int], emulators: int) -> dict[str, str]:
         values = {k: v for k, v in dotenv_values(target).items() if v is not None}
     if emulators == 1:
         values.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
+    if call_log is not None:
+        values["HERALD_AWS_CALL_LOG"] = str(call_log)
     return {**clean, **values}
 
 
@@ -95,6 +98,19 @@ class EmbeddedStack:
     folder: Path
     env: dict[str, str]
     supervisord: subprocess.Popen[bytes]
+
+    def calls(self) -> dict[str, int]:
+        """AWS calls of every Herald process so far, as `service.Operation` -> count (with
+        `--calls`; each process flushes its counts every few seconds)."""
+        if "HERALD_AWS_CALL_LOG" not in self.env:
+            return {}
+        time.sleep(CALL_LOG_FLUSH_SECONDS + 0.5)
+        total: dict[str, int] = {}
+        for path in self.folder.glob("calls/aws.*.json"):
+            for service, ops in json.loads(path.read_text())["calls"].items():
+                for op, count in ops.items():
+                    total[f"{service}.{op}"] = total.get(f"{service}.{op}", 0) + count
+        return total
 
     @property
     def conf(self) -> Path:
@@ -132,8 +148,9 @@ class EmbeddedStack:
 
 
 @contextmanager
-def embedded_stack(emulators: int) -> Iterator[EmbeddedStack]:
+def embedded_stack(emulators: int, count_calls: bool = False) -> Iterator[EmbeddedStack]:
     folder = Path(tempfile.mkdtemp(prefix="herald-embedded-"))
+    (folder / "calls").mkdir()
     ports = {
         name: free_port()
         for name in (
@@ -143,7 +160,7 @@ def embedded_stack(emulators: int) -> Iterator[EmbeddedStack]:
             "HERALD_SANDBOX_PORT",
         )
     }
-    env = run_environment(ports, emulators)
+    env = run_environment(ports, emulators, folder / "calls" / "aws" if count_calls else None)
     shutil.copy(ROOT / "supervisord.conf", folder / "supervisord.conf")
     (folder / "var" / "log").mkdir(parents=True)
     (folder / "var" / "metrics").mkdir()
@@ -277,6 +294,7 @@ def measure_rate(
     stack: EmbeddedStack, api: httpx.Client, users: list[str], rate: float, seconds: float
 ) -> dict[str, Any]:
     http_json("DELETE", f"{stack.sandbox_url}/sandbox/messages")
+    calls_before = stack.calls()
     cpu_before, machine_before, t0 = cpu_by_program(stack), machine_busy(), time.time()
     posted, failed = post_open_loop(api, users, rate, seconds)
     t_end = time.time()
@@ -293,6 +311,7 @@ def measure_rate(
         time.sleep(5)
         arrived = arrivals(stack, posted)
     drained_at = max(arrived.values(), default=t_end)
+    calls_after = stack.calls()
     latencies = [at - posted[nid.split(":", 1)[0]] for nid, at in arrived.items()]
     window = t_end - t0
     busy = {n: (cpu_after[n] - cpu_before.get(n, 0.0)) / window for n in cpu_after}
@@ -321,6 +340,14 @@ def measure_rate(
             1000 * sum(herald.values()) * window / max(1, len(in_window)), 2
         ),
     }
+    if calls_after:
+        per = {
+            op: (n - calls_before.get(op, 0)) / max(1, len(arrived))
+            for op, n in calls_after.items()
+        }
+        result["aws_calls_per_notification"] = {
+            op: round(v, 3) for op, v in sorted(per.items()) if v > 0
+        }
     result["kept_up"] = bool(
         steady >= KEPT_UP_SHARE * offered / window
         and p99 is not None
@@ -331,7 +358,7 @@ def measure_rate(
 
 
 def run_config(
-    emulators: int, rates: list[float], seconds: float, keep_going: bool
+    emulators: int, rates: list[float], seconds: float, keep_going: bool, count_calls: bool
 ) -> list[dict[str, Any]]:
     """Each rate on a stack of its own, so no backlog of one rate is counted in the next;
     past the first rate that is not kept up, the higher ones are skipped unless asked."""
@@ -341,7 +368,7 @@ def run_config(
             log(f"{emulators} emulator(s): {rate:g} events/s skipped (behind at a lower rate)")
             continue
         log(f"starting the embedded stack with {emulators} emulator process(es)")
-        with embedded_stack(emulators) as stack:
+        with embedded_stack(emulators, count_calls) as stack:
             key = stack.env["HERALD_BOOTSTRAP_API_KEY"]
             headers = {"X-API-Key": key}
             with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as api:
@@ -386,6 +413,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-going", action="store_true", help="run higher rates after one not kept up"
     )
+    parser.add_argument(
+        "--calls",
+        action="store_true",
+        help="count Herald's AWS calls per notification (HERALD_AWS_CALL_LOG)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",")]
@@ -393,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [
         r
         for emulators in configs
-        for r in run_config(emulators, rates, args.seconds, args.keep_going)
+        for r in run_config(emulators, rates, args.seconds, args.keep_going, args.calls)
     ]
     print(table(results))
     if args.json:
