@@ -19,7 +19,14 @@ run local-env: export HERALD_API_HOST ?= 127.0.0.1
 run local-env: export HERALD_API_PORT ?= 8000
 run local-env: export HERALD_EMULATOR ?= true
 run local-env: export HERALD_EMULATOR_PORT ?= 4566
+# DynamoDB in a second emulator process: one process serving all three services was the
+# stack's bottleneck (SNS delivers to SQS inside its process, so those two stay together).
+run local-env: export HERALD_EMULATOR_DYNAMODB_PORT ?= 4567
+# Only beside the embedded emulator: an AWS_ENDPOINT_URL given from outside (LocalStack, a
+# test's emulator) names a stack that serves DynamoDB itself.
+OUTSIDE_ENDPOINT := $(AWS_ENDPOINT_URL)
 run local-env: export AWS_ENDPOINT_URL ?= http://127.0.0.1:$(HERALD_EMULATOR_PORT)
+run local-env: export AWS_ENDPOINT_URL_DYNAMODB ?= $(if $(and $(filter true,$(HERALD_EMULATOR)),$(if $(OUTSIDE_ENDPOINT),,embedded)),http://127.0.0.1:$(HERALD_EMULATOR_DYNAMODB_PORT))
 run local-env: export HERALD_SANDBOX ?= true
 run local-env: export HERALD_SANDBOX_PORT ?= 8025
 run local-env: export HERALD_ROUTERS ?= 1
@@ -51,6 +58,8 @@ local-env:
 	@mkdir -p $(dir $(LOCAL_ENV))
 	@{ echo "# written by make run: the local stack, for the herald command"; \
 		for name in $(LOCAL_ENV_VARS); do echo "$$name=$${!name}"; done; \
+		[ -z "$${AWS_ENDPOINT_URL_DYNAMODB}" ] || \
+			echo "AWS_ENDPOINT_URL_DYNAMODB=$${AWS_ENDPOINT_URL_DYNAMODB}"; \
 		[ -z "$${HERALD_RESOURCE_PREFIX}" ] || echo "HERALD_RESOURCE_PREFIX=$${HERALD_RESOURCE_PREFIX}"; \
 		[ "$${HERALD_EMULATOR}" != true ] || printf '%s\n' AWS_ACCESS_KEY_ID=testing \
 			AWS_SECRET_ACCESS_KEY=testing; \
@@ -59,12 +68,14 @@ local-env:
 run: install
 	@rm -rf var/metrics && mkdir -p var/log var/metrics
 	@$(PY) -m cli.ports 127.0.0.1 "$${HERALD_API_PORT}:api" \
-		$$([ "$${HERALD_EMULATOR}" = true ] && echo "$${HERALD_EMULATOR_PORT}:emulator") \
+		$$([ "$${HERALD_EMULATOR}" = true ] && echo "$${HERALD_EMULATOR_PORT}:emulator \
+			$${HERALD_EMULATOR_DYNAMODB_PORT}:emulator-dynamodb") \
 		$$([ "$${HERALD_SANDBOX}" = true ] && echo "$${HERALD_SANDBOX_PORT}:sandbox")
 	@$(MAKE) --no-print-directory local-env
 	@echo "Herald: Swagger UI at http://127.0.0.1:$${HERALD_API_PORT}/docs (Ctrl-C stops everything)"
 	@echo "Herald: development API key: $${HERALD_BOOTSTRAP_API_KEY} (send it as X-API-Key)"
-	@echo "Herald: AWS endpoint $${AWS_ENDPOINT_URL}; in another terminal: .venv/bin/herald dlq list"
+	@echo "Herald: AWS endpoint $${AWS_ENDPOINT_URL}$${AWS_ENDPOINT_URL_DYNAMODB:+ (DynamoDB \
+		$${AWS_ENDPOINT_URL_DYNAMODB})}; in another terminal: .venv/bin/herald dlq list"
 	exec $(VENV)/bin/supervisord -n -c supervisord.conf
 
 # Returns once supervisord (which stops its programs first) has exited.

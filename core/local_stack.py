@@ -1,10 +1,14 @@
 """Where a `make run` stack is, so that tools in another terminal find it unasked.
 
-`make run` writes the settings it exported (emulator endpoint, throwaway credentials,
-ports, the development key) to `var/local.env` in the checkout. The `herald` command reads
-that file, for the values the shell does not set itself: credentials left in a shell for
-real AWS therefore no longer send a local tool to real AWS, while an explicit
+`make run` writes the settings it exported (the emulators' endpoints, throwaway
+credentials, ports, the development key) to `var/local.env` in the checkout. The `herald`
+command reads that file, for the values the shell does not set itself: credentials left in
+a shell for real AWS therefore no longer send a local tool to real AWS, while an explicit
 `AWS_ENDPOINT_URL` still wins.
+
+The endpoints are one choice, not two: the file's DynamoDB endpoint belongs to its
+emulators, so a shell that names either endpoint takes neither from the file (a shell's
+`AWS_ENDPOINT_URL` at LocalStack must not send DynamoDB calls to the file's emulator).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from dotenv import dotenv_values
 
 LOCAL_ENV = Path("var") / "local.env"
 CHECKOUT = Path(__file__).resolve().parent.parent
+#: Taken from the file all together or not at all.
+ENDPOINTS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB")
 
 
 def find_local_env(start: Path | None = None) -> Path | None:
@@ -42,7 +48,9 @@ def apply_local_env(
     found = find_local_env(start)
     if found is None:
         return None
+    endpoints_set = any(name in env for name in ENDPOINTS)
     for name, value in dotenv_values(found).items():
-        if value is not None and name not in env:
-            env[name] = value
+        if value is None or name in env or (endpoints_set and name in ENDPOINTS):
+            continue
+        env[name] = value
     return found

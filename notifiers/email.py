@@ -1,8 +1,11 @@
-"""Email through SendGrid's v3 mail send, with the official SDK.
+"""Email through SendGrid's v3 mail send, with the official SDK over a keep-alive pool.
 
 The notification id goes out as the custom arg `notification_id`: SendGrid echoes custom
 args on every event webhook (delivered, bounce, spam report), so receipts map back to the
 notification without storing SendGrid's message id first.
+
+The SDK builds the request and its errors; `notifiers.pooled_http` carries it over
+connections kept open between sends (the SDK alone opens one per email).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from sendgrid.helpers.mail import CustomArg, Mail, ReplyTo
 from core.errors import DeliveryError, PermanentError, RetryableError
 from core.models import DeliveryResult, NotificationMessage
 from notifiers.base import header, retry_after_seconds, status_error
+from notifiers.pooled_http import PooledClient, pool_for
 
 PROVIDER = "sendgrid"
 DEFAULT_HOST = "https://api.sendgrid.com"
@@ -39,11 +43,19 @@ class EmailNotifier:
         timeout: float,
         reply_to: str | None = None,
         host: str | None = None,
+        connections: int = 10,
     ) -> None:
         self._client = SendGridAPIClient(api_key, host=(host or DEFAULT_HOST).rstrip("/"))
-        # Client attributes are copied to every request builder, so this sets each call's
-        # urllib timeout (SendGridAPIClient.send has no timeout argument).
-        self._client.client.timeout = timeout
+        sdk_http = self._client.client
+        # Client attributes are copied to every request builder, so `timeout` is each call's
+        # (SendGridAPIClient.send has no timeout argument).
+        self._client.client = PooledClient(
+            sdk_http.host,
+            pool=pool_for(sdk_http.host, connections),
+            request_headers=sdk_http.request_headers,
+            version=3,
+            timeout=timeout,
+        )
         self._from = from_email
         self._reply_to = reply_to
 
@@ -97,7 +109,7 @@ def _translate(exc: Exception) -> DeliveryError:
     if isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError):
         return RetryableError(f"sendgrid timed out: {exc}", code="sendgrid:timeout")
     if isinstance(exc, OSError | http.client.HTTPException):
-        # urllib's URLError (refused, DNS), resets and truncated responses.
+        # Refused, DNS, resets and truncated responses (`notifiers.pooled_http`).
         return RetryableError(f"sendgrid unreachable: {exc}", code="sendgrid:connection")
     return PermanentError(f"sendgrid: unexpected {type(exc).__name__}: {exc}", code="sendgrid")
 

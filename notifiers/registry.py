@@ -59,6 +59,7 @@ def build_notifiers(settings: Settings, clients: AwsClients) -> dict[str, Notifi
         account_sid=settings.twilio_account_sid,
         auth_token=settings.twilio_auth_token,
         timeout=timeout,
+        connections=settings.send_concurrency,
         base_url=urls.twilio_base_url,
         status_callback_url=urls.twilio_status_callback_url,
     )
@@ -75,6 +76,7 @@ def build_notifiers(settings: Settings, clients: AwsClients) -> dict[str, Notifi
             reply_to=settings.email_reply_to,
             host=urls.sendgrid_host,
             timeout=timeout,
+            connections=settings.send_concurrency,
         ),
         PushNotifier(clients.sns),
         ChatNotifier(

@@ -59,18 +59,22 @@ def test_supervisord_accepts_the_conf_and_runs_every_service(
 ) -> None:
     options = load_supervisor(dockerfile_env(), monkeypatch, tmp_path)
     programs = {group.name: group for group in options.process_group_configs}
-    expected = {"emulator", "sandbox", "provision", "api", "router", "reconciler"}
+    expected = {"emulator", "emulator-dynamodb", "sandbox", "provision", "api", "router"}
+    expected |= {"reconciler"}
     expected |= {"scheduler", "evaluator", "queue-depths"}
     expected |= {f"worker-{c}" for c in ("sms", "whatsapp", "email", "push", "chat")}
     assert set(programs) == expected
     for group in options.process_group_configs:
         for process in group.process_configs:
-            argv = shlex.split(process.command)
-            module = argv[argv.index("-m") + 1]
-            assert importlib.util.find_spec(module) is not None, (
-                f"{process.name}: no module {module}"
-            )
-    assert not programs["emulator"].process_configs[0].autostart  # the image uses LocalStack
+            # Every module a command runs (provision's is a shell line running two).
+            modules = re.findall(r"(?:^|\s)-m\s+([\w.]+)", process.command)
+            assert modules, f"{process.name}: runs no module"
+            for module in modules:
+                assert importlib.util.find_spec(module) is not None, (
+                    f"{process.name}: no module {module}"
+                )
+    for emulator in ("emulator", "emulator-dynamodb"):  # the image uses LocalStack
+        assert not programs[emulator].process_configs[0].autostart
 
 
 def test_compose_runs_the_services_against_localstack() -> None:

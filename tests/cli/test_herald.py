@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from cli import ports
 from cli.stack_status import problems
+from core.local_stack import apply_local_env
 from tests.conftest import Stack
 from tests.support import ROOT
 
@@ -62,14 +64,62 @@ def test_make_local_env_derives_the_endpoint_from_the_emulator_port(tmp_path: Pa
     subprocess.run(
         ["make", "--no-print-directory", "-C", str(ROOT), "local-env", f"LOCAL_ENV={target}"],
         env={k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "HERALD_"))}
-        | {"HERALD_EMULATOR_PORT": "4999", "AWS_ACCESS_KEY_ID": "AKIA-REAL"},
+        | {
+            "HERALD_EMULATOR_PORT": "4999",
+            "HERALD_EMULATOR_DYNAMODB_PORT": "4998",
+            "AWS_ACCESS_KEY_ID": "AKIA-REAL",
+        },
         check=True,
         capture_output=True,
     )
     lines = target.read_text().splitlines()
     assert "AWS_ENDPOINT_URL=http://127.0.0.1:4999" in lines
+    assert "AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:4998" in lines
     assert "AWS_ACCESS_KEY_ID=testing" in lines  # the shell's real key is not written down
     assert not any("AKIA-REAL" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "outside", [{"AWS_ENDPOINT_URL": "http://localstack:4566"}, {"HERALD_EMULATOR": "false"}]
+)
+def test_make_local_env_names_no_dynamodb_emulator_without_the_embedded_one(
+    tmp_path: Path, outside: dict[str, str]
+) -> None:
+    """An endpoint from outside, or no embedded emulator: DynamoDB is wherever AWS is."""
+    target = tmp_path / "local.env"
+    subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), "local-env", f"LOCAL_ENV={target}"],
+        env={k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "HERALD_"))}
+        | outside,
+        check=True,
+        capture_output=True,
+    )
+    lines = target.read_text().splitlines()
+    assert any(line.startswith("AWS_ENDPOINT_URL=") for line in lines)
+    assert not any(line.startswith("AWS_ENDPOINT_URL_DYNAMODB") for line in lines)
+
+
+def test_the_files_endpoints_are_taken_together_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HERALD_LOCAL_ENV", raising=False)
+    local_env = tmp_path / "var" / "local.env"
+    local_env.parent.mkdir()
+    local_env.write_text(
+        "AWS_ENDPOINT_URL=http://127.0.0.1:4566\n"
+        "AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:4567\n"
+        "HERALD_API_PORT=8000\n"
+    )
+    quiet: dict[str, str] = {}
+    assert apply_local_env(quiet, start=tmp_path) == local_env
+    assert quiet["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
+    assert quiet["AWS_ENDPOINT_URL_DYNAMODB"] == "http://127.0.0.1:4567"
+
+    localstack = {"AWS_ENDPOINT_URL": "http://ls:4566"}
+    apply_local_env(localstack, start=tmp_path)
+    assert localstack["AWS_ENDPOINT_URL"] == "http://ls:4566"
+    assert "AWS_ENDPOINT_URL_DYNAMODB" not in localstack
+    assert localstack["HERALD_API_PORT"] == "8000"  # the rest of the file still applies
 
 
 def test_dlq_list_from_another_terminal_finds_the_stack(stack: Stack, tmp_path: Path) -> None:
@@ -140,6 +190,28 @@ def test_busy_ports_are_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert f"127.0.0.1:{taken} (api) already in use" in message
     assert str(free) not in message
     assert ports.main(["127.0.0.1", f"{free}:sandbox"]) == 0
+
+
+def test_wait_returns_once_every_port_listens() -> None:
+    with socket.socket() as early, socket.socket() as late:
+        early.bind(("127.0.0.1", 0))
+        early.listen()
+        late.bind(("127.0.0.1", 0))
+        opens = threading.Timer(0.3, late.listen)
+        opens.start()
+        try:
+            specs = [f"{s.getsockname()[1]}:{name}" for s, name in ((early, "a"), (late, "b"))]
+            assert ports.main(["--wait", "30", "127.0.0.1", *specs]) == 0
+        finally:
+            opens.join()
+
+
+def test_wait_names_the_ports_that_never_open(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        closed = spare.getsockname()[1]
+        assert ports.main(["--wait", "0", "127.0.0.1", f"{closed}:emulator-dynamodb"]) == 1
+    assert f"127.0.0.1:{closed} (emulator-dynamodb)" in capsys.readouterr().err
 
 
 HEALTHY = """\

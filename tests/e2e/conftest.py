@@ -1,5 +1,6 @@
 """The whole pipeline as real processes: the API (uvicorn), the router and one worker per
-channel, against the moto server and the provider sandbox, all on loopback."""
+channel, against the provider sandbox and, as under `make run`, two emulator processes
+(SNS and SQS in the session's, DynamoDB in one of its own), all on loopback."""
 
 from __future__ import annotations
 
@@ -101,13 +102,32 @@ class Herald:
         assert not dead, f"processes exited: {dead}"
 
 
+@pytest.fixture(scope="session")
+def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """DynamoDB's own emulator process (`AWS_ENDPOINT_URL_DYNAMODB`), as `make run` runs it."""
+    port = free_port()
+    log = Path(tmp_path_factory.mktemp("moto-dynamodb")) / "moto.log"
+    proc = start_python(["-m", "localstack.emulator", "--port", str(port)], log_path=log)
+    url = f"http://127.0.0.1:{port}"
+    if not wait_until(lambda: http_ok(f"{url}/moto-api/"), timeout=30):
+        stop(proc)
+        raise RuntimeError(f"the DynamoDB emulator did not start: {log.read_text()[-2000:]}")
+    yield url
+    stop(proc)
+
+
 @pytest.fixture(scope="module")
 def herald(
-    moto_endpoint: str, sandbox_server: Any, tmp_path_factory: pytest.TempPathFactory
+    moto_endpoint: str,
+    dynamodb_endpoint: str,
+    sandbox_server: Any,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Herald]:
     reset_emulator(moto_endpoint)
+    reset_emulator(dynamodb_endpoint)
     env = {
         "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -121,6 +141,7 @@ def herald(
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         AWS_ENDPOINT_URL=moto_endpoint,
+        AWS_ENDPOINT_URL_DYNAMODB=dynamodb_endpoint,
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         resource_prefix=PREFIX,

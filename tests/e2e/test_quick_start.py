@@ -73,12 +73,18 @@ def test_the_push_example_ends_sent(herald: Herald) -> None:
 def test_the_herald_command_works_from_a_second_terminal(herald: Herald, tmp_path: Path) -> None:
     local_env = tmp_path / "var" / "local.env"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "HERALD_"))}
+    endpoints = {
+        "AWS_ENDPOINT_URL": str(herald.settings.aws_endpoint_url),
+        "AWS_ENDPOINT_URL_DYNAMODB": str(herald.settings.aws_endpoint_url_dynamodb),
+    }
     subprocess.run(
         ["make", "--no-print-directory", "-C", str(ROOT), "local-env", f"LOCAL_ENV={local_env}"],
-        env={**env, "AWS_ENDPOINT_URL": str(herald.settings.aws_endpoint_url)},
+        env={**env, **endpoints},
         check=True,
         capture_output=True,
     )
+    # Both endpoints: the API keys below live in the DynamoDB emulator only.
+    assert {f"{k}={v}" for k, v in endpoints.items()} <= set(local_env.read_text().splitlines())
     with local_env.open("a") as file:
         file.write(f"HERALD_RESOURCE_PREFIX={PREFIX}\n")
     terminal = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}

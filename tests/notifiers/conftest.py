@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import socketserver
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -49,6 +53,68 @@ def provider_settings(sandbox: Sandbox) -> Settings:
 def refused_url() -> str:
     """A loopback URL where nothing listens."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+class ConnectionCounter(socketserver.ThreadingTCPServer):
+    """A loopback TCP relay to `upstream` that counts the connections clients open to it.
+
+    The sandbox cannot tell one connection from another; put this in front of it to see how
+    many a notifier opens for its requests."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        super().__init__(("127.0.0.1", 0), _Relay)
+        self.upstream = upstream
+        self._lock = threading.Lock()
+        self._accepted = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    @property
+    def accepted(self) -> int:
+        with self._lock:
+            return self._accepted
+
+    def count(self) -> None:
+        with self._lock:
+            self._accepted += 1
+
+
+class _Relay(socketserver.BaseRequestHandler):
+    server: ConnectionCounter
+
+    def handle(self) -> None:
+        self.server.count()
+        with socket.create_connection(self.server.upstream) as upstream:
+            back = threading.Thread(target=_pump, args=(upstream, self.request), daemon=True)
+            back.start()
+            _pump(self.request, upstream)
+            back.join()
+
+
+def _pump(source: socket.socket, target: socket.socket) -> None:
+    """Copy until either side closes, then pass the end of the stream on."""
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            target.sendall(data)
+    with contextlib.suppress(OSError):
+        target.shutdown(socket.SHUT_WR)
+
+
+@pytest.fixture
+def counter(sandbox: Sandbox) -> Iterator[ConnectionCounter]:
+    """The sandbox behind a connection-counting relay: point a notifier at `counter.url`."""
+    relay = ConnectionCounter(("127.0.0.1", sandbox.port))
+    thread = threading.Thread(target=relay.serve_forever, daemon=True)
+    thread.start()
+    yield relay
+    relay.shutdown()
+    relay.server_close()
+    thread.join(timeout=5)
 
 
 def twilio_for(settings: Settings, **overrides: Any) -> TwilioMessaging:
