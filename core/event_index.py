@@ -9,7 +9,7 @@ the table's capacity. So every listing key is spread:
 | index              | partition key               | sort key    | projection                   |
 |--------------------|-----------------------------|-------------|------------------------------|
 | `events_by_day`    | `<yyyy-mm-dd>#<shard>`      | `event_key` | keys, `tenant`               |
-| `events_by_status` | `<status>#<shard>`          | `event_key` | keys, `tenant`, touch times  |
+| `events_by_status` | `<status>#<shard of 16>`    | `event_key` | keys, `tenant`, touch times  |
 | `events_by_type`   | `<type>#<yyyy-mm-dd>#<shard>` | `event_key` | keys                       |
 | `events_by_tenant` | `<tenant>#<yyyy-mm-dd>#<shard>` | `event_key` | keys                     |
 | `events_by_user`   | `<user_id>`                 | `event_key` | keys                         |
@@ -34,10 +34,13 @@ from typing import Any
 from core.models import EventStatus
 from core.tenants import DEFAULT_TENANT
 
-# 8 shards: at 1,000 events per second (1,000 single-channel notifications) a status
-# partition takes a put and a delete per event, 2,000 / 8 = 250 write units per second,
-# a quarter of DynamoDB's per-partition limit.
+# 8 shards: at 1,000 events per second (1,000 single-channel notifications) a day's
+# shard takes 125 write units per second, an eighth of DynamoDB's per-partition limit.
 LISTING_SHARDS = 8
+# 16 for the status index: an event enters and leaves `START` (a put and a delete), so at
+# 1,000 events per second a status shard takes 2,000 / 16 = 125 write units per second,
+# with room for the uneven spread of a hash over few keys.
+STATUS_SHARDS = 16
 
 EVENT_SORT = "event_key"
 BY_DAY = "events_by_day"
@@ -60,6 +63,10 @@ STATUS_ATTR = INDEXES[BY_STATUS][0]
 
 def shard_of(event_id: str) -> int:
     return zlib.crc32(event_id.encode()) % LISTING_SHARDS
+
+
+def status_shard_of(event_id: str) -> int:
+    return zlib.crc32(event_id.encode()) % STATUS_SHARDS
 
 
 def day_of(created_at: str) -> str:
@@ -92,7 +99,11 @@ def listing_attributes(
     return {
         EVENT_SORT: event_sort_key(created_at, event_id),
         "day_shard": f"{day}#{shard}",
-        STATUS_ATTR: status_partition(status, shard) if status in INDEXED_STATUSES else None,
+        STATUS_ATTR: (
+            status_partition(status, status_shard_of(event_id))
+            if status in INDEXED_STATUSES
+            else None
+        ),
         "type_shard": f"{type_}#{day}#{shard}",
         "tenant_shard": f"{tenant or DEFAULT_TENANT}#{day}#{shard}",
         "user_key": user_id,
@@ -103,7 +114,7 @@ def status_update(event_id: str, status: EventStatus) -> tuple[str | None, str |
     """What an update that moves the event to `status` adds: a SET clause, or a REMOVE
     clause (the event leaves the status index), and its values."""
     if status in INDEXED_STATUSES:
-        value = status_partition(status, shard_of(event_id))
+        value = status_partition(status, status_shard_of(event_id))
         return f"{STATUS_ATTR} = :status_key", None, {":status_key": {"S": value}}
     return None, STATUS_ATTR, {}
 

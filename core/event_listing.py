@@ -25,11 +25,11 @@ from core import dynamo, event_index
 from core.models import EventStatus, utcnow
 from core.tenants import DEFAULT_TENANT
 
-# What one listing request may read: at most this many queries (six rounds over every
-# shard of a day, so walking back past empty days stops within a week), and no new round
-# once it has read `LIST_READ_PAGES` pages' worth of entries. A filter that matches nothing
-# reads that much, not the whole index.
-LIST_QUERY_BUDGET = 6 * event_index.LISTING_SHARDS
+# What one listing request may read: at most this many queries (a dozen rounds over every
+# shard of a day, so walking back past empty days stops within two weeks; six rounds over
+# every shard of a status), and no new round once it has read `LIST_READ_PAGES` pages'
+# worth of entries. A filter that matches nothing reads that much, not the whole index.
+LIST_QUERY_BUDGET = 6 * event_index.STATUS_SHARDS
 LIST_READ_PAGES = 3
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 ALL_GROUP = "all"
@@ -54,9 +54,7 @@ def day_source(index: str, prefix: str, retention_days: int) -> Source:
 
 
 def status_source(status: EventStatus) -> Source:
-    partitions = [
-        event_index.status_partition(status, s) for s in range(event_index.LISTING_SHARDS)
-    ]
+    partitions = [event_index.status_partition(status, s) for s in range(event_index.STATUS_SHARDS)]
     return Source(event_index.BY_STATUS, [(ALL_GROUP, partitions)])
 
 
@@ -171,7 +169,7 @@ class ShardedReader:
         shard = int((watermark or {}).get("shard", 0))
         start = (watermark or {}).get("key")
         found: list[dict[str, Any]] = []
-        while shard < event_index.LISTING_SHARDS and len(found) < limit:
+        while shard < event_index.STATUS_SHARDS and len(found) < limit:
             kwargs: dict[str, Any] = {
                 "TableName": self._table,
                 "IndexName": event_index.BY_STATUS,
@@ -197,7 +195,7 @@ class ShardedReader:
                 shard += 1
             elif resp.get("Count", 0) == 0:
                 break  # a page of entries the filter dropped: the next call reads on
-        if shard >= event_index.LISTING_SHARDS:
+        if shard >= event_index.STATUS_SHARDS:
             return found, None
         return found, {"shard": shard, "key": start}
 
