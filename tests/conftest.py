@@ -13,7 +13,6 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ import pytest
 from core.aws import AwsClients
 from core.settings import Settings
 from localstack.provision import provision
-from tests.support import ROOT, free_port, http_ok, start_python, stop, wait_until
+from tests.support import ROOT, running_emulator
 
 # Credentials for the emulator only; set before any boto3 session is made.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -36,15 +35,8 @@ AUTH = {"X-API-Key": TEST_API_KEY}
 
 @pytest.fixture(scope="session")
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = Path(tmp_path_factory.mktemp("moto")) / "moto.log"
-    proc = start_python(["-m", "localstack.emulator", "--port", str(port)], log_path=log)
-    url = f"http://127.0.0.1:{port}"
-    if not wait_until(lambda: http_ok(f"{url}/moto-api/"), timeout=30):
-        stop(proc)
-        raise RuntimeError(f"moto server did not start: {log.read_text()[-2000:]}")
-    yield url
-    stop(proc)
+    with running_emulator(tmp_path_factory.mktemp("moto")) as url:
+        yield url
 
 
 def reset_emulator(endpoint: str) -> None:

@@ -9,7 +9,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,3 +60,19 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def running_emulator(log_dir: Path, *flags: str) -> Iterator[str]:
+    """An emulator process (`localstack.emulator` with `flags`) on a free loopback port, for
+    as long as the block runs; its URL."""
+    port = free_port()
+    log = log_dir / "emulator.log"
+    proc = start_python(["-m", "localstack.emulator", *flags, "--port", str(port)], log_path=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if not wait_until(lambda: http_ok(f"{url}/moto-api/"), timeout=30):
+            raise RuntimeError(f"the emulator did not start: {log.read_text()[-2000:]}")
+        yield url
+    finally:
+        stop(proc)

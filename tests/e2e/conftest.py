@@ -20,7 +20,7 @@ from core.catalogue import CHANNELS
 from core.settings import Settings
 from localstack.provision import provision
 from tests.conftest import AUTH, TEST_API_KEY, reset_emulator
-from tests.support import free_port, http_ok, start_python, stop, wait_until
+from tests.support import free_port, http_ok, running_emulator, start_python, stop, wait_until
 
 PREFIX = "herald-e2e"
 # Short timings so retries and shutdown happen within a test's patience.
@@ -105,15 +105,8 @@ class Herald:
 @pytest.fixture(scope="session")
 def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """DynamoDB's own emulator process (`AWS_ENDPOINT_URL_DYNAMODB`), as `make run` runs it."""
-    port = free_port()
-    log = Path(tmp_path_factory.mktemp("moto-dynamodb")) / "moto.log"
-    proc = start_python(["-m", "localstack.emulator", "--port", str(port)], log_path=log)
-    url = f"http://127.0.0.1:{port}"
-    if not wait_until(lambda: http_ok(f"{url}/moto-api/"), timeout=30):
-        stop(proc)
-        raise RuntimeError(f"the DynamoDB emulator did not start: {log.read_text()[-2000:]}")
-    yield url
-    stop(proc)
+    with running_emulator(tmp_path_factory.mktemp("moto-dynamodb")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import json
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -16,23 +15,13 @@ import pytest
 
 from localstack.capacity import number_size
 from localstack.capacity_moto import UNMETERED
-from tests.support import free_port, http_ok, start_python, stop, wait_until
+from tests.support import running_emulator
 
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = Path(tmp_path_factory.mktemp("capacity")) / "emulator.log"
-    proc = start_python(
-        ["-m", "localstack.emulator", "--quiet", "--capacity", "--port", str(port)],
-        log_path=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    if not wait_until(lambda: http_ok(f"{url}/moto-api/"), timeout=30):
-        stop(proc)
-        raise RuntimeError(f"the emulator did not start: {log.read_text()[-2000:]}")
-    yield url
-    stop(proc)
+    with running_emulator(tmp_path_factory.mktemp("capacity"), "--quiet", "--capacity") as url:
+        yield url
 
 
 def capacity(endpoint: str, method: str = "GET") -> Any:
