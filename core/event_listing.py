@@ -25,11 +25,11 @@ from core import dynamo, event_index
 from core.models import EventStatus, utcnow
 from core.tenants import DEFAULT_TENANT
 
-# What one listing request may read: at most this many queries (a dozen rounds over every
-# shard of a day, so walking back past empty days stops within two weeks; six rounds over
+# What one listing request may read: at most this many queries (four rounds over every
+# shard of a day, so a request walks back past at most four empty days; two rounds over
 # every shard of a status), and no new round once it has read `LIST_READ_PAGES` pages'
 # worth of entries. A filter that matches nothing reads that much, not the whole index.
-LIST_QUERY_BUDGET = 6 * event_index.STATUS_SHARDS
+LIST_QUERY_BUDGET = 2 * event_index.STATUS_SHARDS
 LIST_READ_PAGES = 3
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 ALL_GROUP = "all"
