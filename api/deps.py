@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Query, Request
 
 from api.services import Services
 from core.api_keys import ApiKey
@@ -32,3 +32,10 @@ async def get_tenant(request: Request) -> Tenant:
 
 
 TenantDep = Annotated[Tenant, Depends(get_tenant)]
+
+# The cursor a page answered with (`next_cursor`), for the page after it.
+PageCursor = Annotated[
+    str | None, Query(max_length=2048, description="next_cursor of the previous page.")
+]
+# Page size of the directory listings (users, topics, a topic's subscribers).
+DirectoryLimit = Annotated[int, Query(ge=1, le=1000)]

@@ -16,12 +16,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
 
+from core import aws_errors
 from core.chunking import sized_chunks
 
 T = TypeVar("T")
@@ -50,6 +53,9 @@ GSI_SORT = "created_key"
 GSI_BY_SUBSCRIBER = "by_subscriber"
 TTL_ATTRIBUTE = "expires_at"
 
+BATCH_GET_MAX = 100  # keys per BatchGetItem
+# Rounds of a BatchGetItem's unprocessed keys (throttling) before the read is given up.
+BATCH_GET_ROUNDS = 8
 TRANSACT_MAX = 100  # items per TransactWriteItems
 TRANSACT_MAX_BYTES = 4 * 1024 * 1024  # all items of one TransactWriteItems together
 
@@ -196,3 +202,42 @@ def decode_cursor(cursor: str | None, expected_keys: set[str]) -> dict[str, Any]
     ):
         raise BadCursor("cursor is not one this API issued")
     return to_item(values)
+
+
+def batch_get(
+    db: Any,
+    table: str,
+    keys: Sequence[dict[str, Any]],
+    *,
+    consistent: bool,
+    projection: str | None = None,
+    names: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """The items (typed) of `keys` that exist: BatchGetItem a hundred keys a call, asking
+    again for the keys DynamoDB leaves unprocessed after a backoff, as AWS asks; raises a
+    ThrottlingException when they stay unprocessed, rather than answer without them."""
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(keys), BATCH_GET_MAX):
+        spec: dict[str, Any] = {
+            "Keys": list(keys[start : start + BATCH_GET_MAX]),
+            "ConsistentRead": consistent,
+        }
+        if projection:
+            spec["ProjectionExpression"] = projection
+        if names:
+            spec["ExpressionAttributeNames"] = names
+        request: dict[str, Any] = {table: spec}
+        rounds = 0
+        while request:
+            resp = db.batch_get_item(RequestItems=request)
+            out += resp.get("Responses", {}).get(table, [])
+            request = resp.get("UnprocessedKeys") or {}
+            if request:
+                rounds += 1
+                if rounds >= BATCH_GET_ROUNDS:
+                    raise ClientError(
+                        {"Error": {"Code": "ThrottlingException", "Message": "unprocessed"}},
+                        "BatchGetItem",
+                    )
+                time.sleep(aws_errors.jittered(rounds - 1, 0.05, 2.0))
+    return out

@@ -14,6 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from core import aws_errors, dynamo, event_index, event_listing
 from core.dynamo import item_bytes, transact_chunks
+from core.event_tally import EventTally
 from core.models import Event, EventRecord, EventStatus, iso, utcnow
 from core.tenants import DEFAULT_TENANT
 
@@ -115,6 +116,7 @@ class EventStore:
         self._db = dynamodb
         self._table = table
         self._retention_days = retention_days
+        self._tally = EventTally(dynamodb, table, retention_days)
 
     def new_record(self, event: Event) -> EventRecord:
         now = event.created_at
@@ -246,22 +248,7 @@ class EventStore:
     def _items_by_key(
         self, keys: list[dict[str, Any]], *, consistent: bool
     ) -> list[dict[str, Any]]:
-        """BatchGetItem a hundred keys a call, backing off the keys DynamoDB leaves
-        unprocessed (throttling) as it asks."""
-        out: list[dict[str, Any]] = []
-        for start in range(0, len(keys), 100):
-            request: dict[str, Any] = {
-                self._table: {"Keys": keys[start : start + 100], "ConsistentRead": consistent}
-            }
-            for round_ in range(TRANSACT_ROUNDS):
-                if round_:
-                    time.sleep(aws_errors.jittered(round_ - 1, 0.05, 1.0))
-                resp = self._db.batch_get_item(RequestItems=request)
-                out += resp.get("Responses", {}).get(self._table, [])
-                request = resp.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-        return out
+        return dynamo.batch_get(self._db, self._table, keys, consistent=consistent)
 
     def _put_one(self, item: dict[str, Any]) -> EventExists | Exception | None:
         try:
@@ -450,15 +437,18 @@ class EventStore:
         return self._with_tally(event_item, items), notifications
 
     def _with_tally(self, event_item: dict[str, Any], items: list[dict[str, Any]]) -> EventRecord:
-        """The event with its tally (shard 0 among typed `items`, read with it) and any other
-        shards (one BatchGetItem) merged into its counts."""
-        tallies = [dynamo.from_item(i) for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK]
-        shards = int(tallies[0].get("tally_shards", 1)) if tallies else 1
+        """The event with its tally (shard 0 among typed `items`, read with it; a sharded
+        tally's other shards read by key) merged into its counts."""
+        tally = next(
+            (dynamo.from_item(i) for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK), {}
+        )
+        shards = int(tally.get("tally_shards", 1))
         if shards > 1:
-            event_id = str(tallies[0]["event_id"])
-            keys = [dynamo.tally_key(event_id, k) for k in range(1, shards)]
-            tallies += [dynamo.from_item(i) for i in self._items_by_key(keys, consistent=False)]
-        return record_from_values(dynamo.from_item(event_item), dynamo.merge_tallies(tallies))
+            event_id = str(tally["event_id"])
+            tally = self._tally.tallies_of([event_id], {event_id: shards}, consistent=False)[
+                event_id
+            ]
+        return record_from_values(dynamo.from_item(event_item), tally)
 
     def list_events(
         self,
@@ -495,17 +485,20 @@ class EventStore:
         def load(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             pks = [e[dynamo.PK]["S"] for e in entries]
             events = self._items_by_pk(pks, dynamo.EVENT_SK, consistent=False)
-            tallies = self._tallies(pks)
+            values_of = {pk: dynamo.from_item(item) for pk, item in events.items()}
+            tallies = self._tally.tallies_of(
+                [str(v["event_id"]) for v in values_of.values()], consistent=False
+            )
             out = []
             for pk in pks:
-                item = events.get(pk)
-                if item is None:
+                if pk not in values_of:
                     continue  # expired between the index read and this one
-                record = item_to_event(item, tallies.get(pk))
+                values = values_of[pk]
+                record = record_from_values(values, tallies.get(str(values["event_id"])))
                 if tenant is not None and (record.tenant or DEFAULT_TENANT) != tenant:
                     continue
-                values = {"user_id": record.user_id, "type": record.type, "status": record.status}
-                if any(v is not None and values[k] != v for k, v in wanted.items()):
+                shown = {"user_id": record.user_id, "type": record.type, "status": record.status}
+                if any(v is not None and shown[k] != v for k, v in wanted.items()):
                     continue
                 out.append(record.model_dump(mode="json"))
             return out
@@ -514,29 +507,6 @@ class EventStore:
             source, limit, cursor, load
         )
         return Page(items, next_cursor)
-
-    def _tallies(self, pks: list[str]) -> dict[str, dict[str, Any]]:
-        """Tallies by the event's PK, for a page of events (typed, shards merged: a
-        sharded tally's other shards are one more BatchGetItem)."""
-        tallies = self._items_by_pk(pks, dynamo.TALLY_SK, consistent=False)
-        sharded = {
-            pk: int(t.get("tally_shards", {}).get("N", "1"))
-            for pk, t in tallies.items()
-            if "tally_shards" in t
-        }
-        keys = [
-            dynamo.tally_key(pk.removeprefix("EVENT#"), k)
-            for pk, n in sharded.items()
-            for k in range(1, n)
-        ]
-        found: dict[str, list[dict[str, Any]]] = {}
-        for item in self._items_by_key(keys, consistent=False):
-            event_pk = dynamo.event_pk(item["event_id"]["S"])
-            found.setdefault(event_pk, []).append(dynamo.from_item(item))
-        for pk, shards in found.items():
-            merged = dynamo.merge_tallies([dynamo.from_item(tallies[pk]), *shards])
-            tallies[pk] = dynamo.to_item(merged)
-        return tallies
 
     def stale(
         self,
@@ -633,18 +603,10 @@ class EventStore:
         update can leave wrong; this recounts every record and, when none is still in
         flight and the fan-out is complete, writes the true counts and the final status.
         """
-        found = self._db.batch_get_item(
-            RequestItems={
-                self._table: {
-                    "Keys": [dynamo.event_key(event_id), dynamo.tally_key(event_id)],
-                    "ConsistentRead": True,
-                }
-            }
+        found = self._items_by_key(
+            [dynamo.event_key(event_id), dynamo.tally_key(event_id)], consistent=True
         )
-        items = {
-            i[dynamo.SK]["S"]: dynamo.from_item(i)
-            for i in found.get("Responses", {}).get(self._table, [])
-        }
+        items = {i[dynamo.SK]["S"]: dynamo.from_item(i) for i in found}
         event = items.get(dynamo.EVENT_SK, {})
         tally = items.get(dynamo.TALLY_SK, {})
         if event.get("status") != EventStatus.PROCESSING or not (

@@ -17,11 +17,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from core import aws_errors, dynamo, event_index
+from core import dynamo, event_index
 from core.dynamo import TRANSACT_MAX
 from core.models import EventStatus, NotificationMessage, NotificationStatus, iso, utcnow
 from core.notification_records import (
-    TRANSACT_ROUNDS,
     EventNotFound,
     NewNotification,
     RecordStore,
@@ -338,54 +337,40 @@ class EventTally(RecordStore):
         }
 
     def tallies_of(
-        self, event_ids: Sequence[str], shards: Mapping[str, int] | None = None
+        self,
+        event_ids: Sequence[str],
+        shards: Mapping[str, int] | None = None,
+        *,
+        consistent: bool = True,
     ) -> dict[str, dict[str, Any]]:
-        """Tallies by event id, read consistently, a hundred keys to a BatchGetItem (the
-        keys DynamoDB leaves unprocessed are asked again after a backoff); an event with
-        `shards[event_id]` shards is read whole and its shards merged."""
-        keys = [
-            dynamo.tally_key(e, k)
-            for e in dict.fromkeys(event_ids)
-            for k in range((shards or {}).get(e, 1))
-        ]
+        """Tallies (plain, shards merged) by event id, a hundred keys to a BatchGetItem.
+        `shards[event_id]` says how many shards to read at once; the shards a tally's
+        shard 0 declares beyond those are read after it."""
+        ids = list(dict.fromkeys(event_ids))
+        wanted = {e: (shards or {}).get(e, 1) for e in ids}
         found: dict[str, list[dict[str, Any]]] = {}
-        for item in self._batch_get(keys):
-            found.setdefault(str(item.get("event_id", "")), []).append(item)
-        return {e: dynamo.merge_tallies(items) for e, items in found.items()}
 
-    def _batch_get(self, keys: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for start in range(0, len(keys), 100):
-            request: dict[str, Any] = {
-                self._table: {"Keys": list(keys[start : start + 100]), "ConsistentRead": True}
-            }
-            rounds = 0
-            while request:
-                resp = self._db.batch_get_item(RequestItems=request)
-                out += [dynamo.from_item(i) for i in resp.get("Responses", {}).get(self._table, [])]
-                request = resp.get("UnprocessedKeys") or {}
-                if request:
-                    rounds += 1
-                    if rounds >= TRANSACT_ROUNDS:
-                        raise ClientError(
-                            {"Error": {"Code": "ThrottlingException", "Message": "unprocessed"}},
-                            "BatchGetItem",
-                        )
-                    time.sleep(aws_errors.jittered(rounds - 1, 0.05, 2.0))
-        return out
+        def read(keys: list[dict[str, Any]]) -> None:
+            for item in dynamo.batch_get(self._db, self._table, keys, consistent=consistent):
+                tally = dynamo.from_item(item)
+                found.setdefault(str(tally.get("event_id", "")), []).append(tally)
+
+        read([dynamo.tally_key(e, k) for e, n in wanted.items() for k in range(n)])
+        more = [
+            dynamo.tally_key(e, k)
+            for e, items in found.items()
+            for k in range(
+                wanted.get(e, 1), int(dynamo.merge_tallies(items).get("tally_shards", 1))
+            )
+        ]
+        if more:
+            read(more)
+        return {e: dynamo.merge_tallies(items) for e, items in found.items()}
 
     def tally_of(self, event_id: str, consistent: bool = True) -> dict[str, Any]:
         """The event's tally as plain values, its shards merged (empty before the first
         count)."""
-        resp = self._db.get_item(
-            TableName=self._table, Key=dynamo.tally_key(event_id), ConsistentRead=consistent
-        )
-        tally = dynamo.from_item(resp.get("Item", {}))
-        shards = int(tally.get("tally_shards", 1))
-        if shards <= 1:
-            return tally
-        others = self._batch_get([dynamo.tally_key(event_id, k) for k in range(1, shards)])
-        return dynamo.merge_tallies([tally, *others])
+        return self.tallies_of([event_id], consistent=consistent).get(event_id, {})
 
     def continuation_sent(self, event_id: str, page: int) -> bool:
         """Whether the router already sent the message for fan-out page `page`."""

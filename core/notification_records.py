@@ -200,31 +200,15 @@ class RecordStore:
 
     def statuses(self, messages: Sequence[NotificationMessage]) -> dict[str, str]:
         """Current status per notification id (BatchGetItem, 100 keys a call)."""
-        out: dict[str, str] = {}
-        keys = [key_of(m) for m in messages]
-        for start in range(0, len(keys), 100):
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": keys[start : start + 100],
-                    "ProjectionExpression": "notification_id, #s",
-                    "ExpressionAttributeNames": {"#s": "status"},
-                }
-            }
-            rounds = 0
-            while request:
-                resp = self._db.batch_get_item(RequestItems=request)
-                for item in resp.get("Responses", {}).get(self._table, []):
-                    out[item["notification_id"]["S"]] = item["status"]["S"]
-                request = resp.get("UnprocessedKeys") or {}
-                if request:  # throttled keys: back off, as AWS asks, rather than spin
-                    rounds += 1
-                    if rounds >= TRANSACT_ROUNDS:
-                        raise ClientError(
-                            {"Error": {"Code": "ThrottlingException", "Message": "unprocessed"}},
-                            "BatchGetItem",
-                        )
-                    time.sleep(aws_errors.jittered(rounds - 1, 0.05, 2.0))
-        return out
+        items = dynamo.batch_get(
+            self._db,
+            self._table,
+            [key_of(m) for m in messages],
+            consistent=False,
+            projection="notification_id, #s",
+            names={"#s": "status"},
+        )
+        return {i["notification_id"]["S"]: i["status"]["S"] for i in items}
 
     def _transition(
         self,

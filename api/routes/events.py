@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from alerting.durations import parse_duration
 from alerting.inline import chat_url_problem
-from api.deps import ServicesDep, TenantDep
+from api.deps import PageCursor, ServicesDep, TenantDep
 from api.errors import validation_problem
 from api.schemas import (
     EVENT_ID_PATTERN,
@@ -339,9 +339,7 @@ async def list_events(
     type: Annotated[str | None, Query(description="An event type from the catalogue.")] = None,
     user_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[
-        str | None, Query(max_length=2048, description="next_cursor of the previous page.")
-    ] = None,
+    cursor: PageCursor = None,
 ) -> EventPage:
     if type is not None and type not in EVENT_TYPES:
         raise HTTPException(

@@ -9,10 +9,10 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Body, HTTPException, Path, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ServicesDep, TenantDep
+from api.deps import DirectoryLimit, PageCursor, ServicesDep, TenantDep
 from api.schemas import ID_PATTERN, TOPIC_PATTERN, Problem
 from api.schemas_discovery import TopicPage, TopicSummary
 from api.schemas_users import SubscriberPage, SubscriptionIn, SubscriptionOut
@@ -110,10 +110,8 @@ async def list_subscribers(
     topic: Topic,
     services: ServicesDep,
     tenant: TenantDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[
-        str | None, Query(max_length=2048, description="next_cursor of the previous page.")
-    ] = None,
+    limit: DirectoryLimit = 100,
+    cursor: PageCursor = None,
 ) -> SubscriberPage:
     page = await run_in_threadpool(services.users.subscribers, tenant.qualify(topic), limit, cursor)
     return SubscriberPage(
@@ -132,10 +130,8 @@ async def list_subscribers(
 async def list_topics(
     services: ServicesDep,
     tenant: TenantDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[
-        str | None, Query(max_length=2048, description="next_cursor of the previous page.")
-    ] = None,
+    limit: DirectoryLimit = 100,
+    cursor: PageCursor = None,
 ) -> TopicPage:
     page = await run_in_threadpool(services.directory.page, "TOPIC", tenant.name, limit, cursor)
     counts = await run_in_threadpool(services.users.counts.totals, page.items)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from botocore.exceptions import ClientError
-from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, HTTPException, Path, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ServicesDep, TenantDep
+from api.deps import DirectoryLimit, PageCursor, ServicesDep, TenantDep
 from api.schemas import ID_PATTERN, Problem
 from api.schemas_discovery import UserPage, UserSummary
 from api.schemas_users import PreferencesIn, UserIn, UserOut
@@ -93,10 +93,8 @@ async def put_user(
 async def list_users(
     services: ServicesDep,
     tenant: TenantDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[
-        str | None, Query(max_length=2048, description="next_cursor of the previous page.")
-    ] = None,
+    limit: DirectoryLimit = 100,
+    cursor: PageCursor = None,
 ) -> UserPage:
     page = await run_in_threadpool(services.directory.page, "USER", tenant.name, limit, cursor)
     return UserPage(
