@@ -70,6 +70,11 @@ def figures(raw: dict[str, Any], notifications: int) -> dict[str, Any]:
                 "wcu_per_notification": t["wcu"] / n,
                 "rcu_per_notification": t["rcu"] / n,
                 "partition_keys": t.get("partition_keys", 0),
+                "wcu_by_write": {
+                    op: units["wcu"] / n
+                    for op, units in sorted(t.get("by_operation", {}).items())
+                    if units["wcu"]
+                },
             }
             wcu += t["wcu"]
             rcu += t["rcu"]

@@ -9,7 +9,7 @@ the table's capacity. So every listing key is spread:
 | index              | partition key               | sort key    | projection                   |
 |--------------------|-----------------------------|-------------|------------------------------|
 | `events_by_day`    | `<yyyy-mm-dd>#<shard>`      | `event_key` | keys, `tenant`               |
-| `events_by_status` | `<status>#<shard of 16>`    | `event_key` | keys, `tenant`, touch times  |
+| `events_by_status` | `<OPEN or FAILED>#<shard>`  | `event_key` | keys, status, tenant, times  |
 | `events_by_type`   | `<type>#<yyyy-mm-dd>#<shard>` | `event_key` | keys                       |
 | `events_by_tenant` | `<tenant>#<yyyy-mm-dd>#<shard>` | `event_key` | keys                     |
 | `events_by_user`   | `<user_id>`                 | `event_key` | keys                         |
@@ -18,12 +18,14 @@ the table's capacity. So every listing key is spread:
 a hash of the event id, so an event's keys never change but its status's. A user's events
 are not sharded: one user's rate is a product's, not the service's.
 
-Only the status key changes after the accept, and only `START`, `PROCESSING` and `FAILED`
-are indexed: the reconciler walks the first two, operators ask for the third, and the
-common end, `SUCCESS`, leaves the index (one delete) instead of entering it. The indexes
-project keys and immutable attributes (plus the two times the reconciler filters on), so a
-status change, a repair or the payload never rewrites an index entry that did not move;
-listings read the page's events from the table by key.
+Only the status key changes after the accept, and only the unsettled statuses and `FAILED`
+are indexed: the reconciler walks the first, operators ask for the second, and the common
+end, `SUCCESS`, leaves the index (one delete) instead of entering it. `START` and
+`PROCESSING` share one key, `OPEN`, with the status projected: routing an event then
+rewrites its entry in place (one write unit) instead of moving it to another key (a delete
+and a put). The indexes project keys and immutable attributes (plus the status and the two
+times the reconciler filters on), so the payload never rewrites an index entry; listings
+read the page's events from the table by key.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ BY_USER = "events_by_user"
 # index -> (partition attribute, attributes projected besides the keys)
 INDEXES: dict[str, tuple[str, tuple[str, ...]]] = {
     BY_DAY: ("day_shard", ("tenant",)),
-    BY_STATUS: ("status_shard", ("tenant", "updated_at", "last_published_at")),
+    BY_STATUS: ("status_shard", ("status", "tenant", "updated_at", "last_published_at")),
     BY_TYPE: ("type_shard", ()),
     BY_TENANT: ("tenant_shard", ()),
     BY_USER: ("user_key", ()),
@@ -77,8 +79,15 @@ def event_sort_key(created_at: str, event_id: str) -> str:
     return f"{created_at}#{event_id}"
 
 
+# The statuses that share the status index's `OPEN` key (the projected status tells them
+# apart): an event's routing does not move its entry.
+OPEN_STATUSES = frozenset({EventStatus.START, EventStatus.PROCESSING})
+OPEN = "OPEN"
+
+
 def status_partition(status: EventStatus | str, shard: int) -> str:
-    return f"{EventStatus(status).value}#{shard}"
+    value = EventStatus(status)
+    return f"{OPEN if value in OPEN_STATUSES else value.value}#{shard}"
 
 
 def day_partitions(prefix: str, day: str) -> list[str]:

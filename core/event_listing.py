@@ -41,6 +41,9 @@ class Source:
 
     index: str
     groups: list[tuple[str, list[str]]]
+    # Only entries of this status (the status index's `OPEN` key holds two); a listing
+    # filters the events it loads anyway, a count filters in the query.
+    status: str | None = None
 
     @property
     def attr(self) -> str:
@@ -55,7 +58,7 @@ def day_source(index: str, prefix: str, retention_days: int) -> Source:
 
 def status_source(status: EventStatus) -> Source:
     partitions = [event_index.status_partition(status, s) for s in range(event_index.STATUS_SHARDS)]
-    return Source(event_index.BY_STATUS, [(ALL_GROUP, partitions)])
+    return Source(event_index.BY_STATUS, [(ALL_GROUP, partitions)], status.value)
 
 
 def user_source(user_id: str) -> Source:
@@ -174,15 +177,17 @@ class ShardedReader:
                 "TableName": self._table,
                 "IndexName": event_index.BY_STATUS,
                 "KeyConditionExpression": "#p = :p AND #k < :cutoff",
-                "FilterExpression": "#t < :cutoff",
+                "FilterExpression": "#t < :cutoff AND #st = :status",
                 "ExpressionAttributeNames": {
                     "#p": event_index.STATUS_ATTR,
                     "#k": event_index.EVENT_SORT,
                     "#t": touched,
+                    "#st": "status",
                 },
                 "ExpressionAttributeValues": {
                     ":p": {"S": event_index.status_partition(status, shard)},
                     ":cutoff": {"S": cutoff},
+                    ":status": {"S": status.value},
                 },
                 "Limit": limit - len(found),
             }
@@ -226,14 +231,21 @@ class ShardedReader:
                     },
                     "Select": "COUNT",
                 }
+                filters = []
                 if tenant is not None:
                     kwargs["ExpressionAttributeNames"]["#t"] = "tenant"
                     kwargs["ExpressionAttributeValues"][":tenant"] = {"S": tenant}
-                    kwargs["FilterExpression"] = (
+                    filters.append(
                         "(#t = :tenant OR attribute_not_exists(#t))"
                         if tenant == DEFAULT_TENANT
                         else "#t = :tenant"
                     )
+                if source.status is not None:
+                    kwargs["ExpressionAttributeNames"]["#st"] = "status"
+                    kwargs["ExpressionAttributeValues"][":st"] = {"S": source.status}
+                    filters.append("#st = :st")
+                if filters:
+                    kwargs["FilterExpression"] = " AND ".join(filters)
                 for _ in range(max_pages):
                     resp = self._db.query(**kwargs)
                     total += int(resp.get("Count", 0))

@@ -12,22 +12,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from core import aws_errors, dynamo, event_index, event_listing
+from core import aws_errors, dynamo, event_index, event_listing, record_counts
 from core.dynamo import item_bytes, transact_chunks
 from core.event_tally import EventTally
 from core.models import Event, EventRecord, EventStatus, iso, utcnow
+from core.record_counts import COUNTED_RECORDS, SETTLED_BUCKETS
 from core.tenants import DEFAULT_TENANT
-
-# Notification statuses that are settled, and the tally bucket each counts in.
-SETTLED_BUCKETS = {
-    "SENT": "sent",
-    "DELIVERED": "sent",
-    "UNDELIVERED": "sent",
-    "BOUNCED": "sent",
-    "FAILED": "failed",
-    "SKIPPED": "skipped",
-}
-
 
 # A put cancelled only because another put of its transaction was refused goes again; a few
 # rounds settle any batch (each round settles at least the puts that caused a cancellation).
@@ -443,7 +433,13 @@ class EventStore:
             (dynamo.from_item(i) for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK), {}
         )
         shards = int(tally.get("tally_shards", 1))
-        if shards > 1:
+        listed = set(tally.get(COUNTED_RECORDS) or ())
+        records = {
+            i[dynamo.SK]["S"]: dynamo.from_item(i) for i in items if i[dynamo.SK]["S"] in listed
+        }
+        if listed and len(records) == len(listed):  # counted from its records, all read here
+            tally = record_counts.apply(tally, records)
+        elif shards > 1 or listed:
             event_id = str(tally["event_id"])
             tally = self._tally.tallies_of([event_id], {event_id: shards}, consistent=False)[
                 event_id

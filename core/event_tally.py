@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from core import dynamo, event_index
+from core import dynamo, event_index, record_counts
 from core.dynamo import TRANSACT_MAX
 from core.models import EventStatus, NotificationMessage, NotificationStatus, iso, utcnow
 from core.notification_records import (
@@ -77,6 +77,10 @@ class EventTally(RecordStore):
         tally = dynamo.from_item(resp["Attributes"])
         if int(tally.get("tally_shards", 1)) > 1:
             tally = self.tally_of(event_id)  # the outcomes count on the other shards too
+        else:  # or on the records
+            tallies = {event_id: tally}
+            record_counts.read_and_apply(self._db, self._table, tallies, consistent=True)
+            tally = tallies[event_id]
         return self._settle_event(tally)
 
     def _tally_kwargs(
@@ -88,10 +92,12 @@ class EventTally(RecordStore):
         shard: int = 0,
         shards: int = 1,
         record_shards: int = 1,
+        counted_records: Sequence[str] = (),
     ) -> dict[str, Any]:
         """The update of tally `shard`: ADD the counts, and with `complete` mark the fan-out
-        complete; on shard 0 of a sharded tally, how many shards it has. Unconditional: the
-        item is made by its first update."""
+        complete; on shard 0 of a sharded tally, how many shards it has; with
+        `counted_records`, the records that are the event's counts (`core.record_counts`).
+        Unconditional: the item is made by its first update."""
         present = [k for k in dynamo.COUNT_FIELDS if adds.get(k)]
         values: dict[str, Any] = {
             ":now": {"S": iso(utcnow())},
@@ -116,6 +122,9 @@ class EventTally(RecordStore):
         if shard == 0 and record_shards > 1:
             sets.append("record_shards = :record_shards")
             values[":record_shards"] = {"N": str(record_shards)}
+        if counted_records:
+            sets.append(f"{record_counts.COUNTED_RECORDS} = :counted_records")
+            values[":counted_records"] = record_counts.counted_records_value(counted_records)
         update = "SET " + ", ".join(sets)
         if present:
             update += " ADD " + ", ".join(f"#{k} :{k}" for k in present)
@@ -194,13 +203,14 @@ class EventTally(RecordStore):
         """
         created: list[NewNotification] = []
         existing: dict[str, str] = {}
+        listed = _counted_records(notifications)
         if redelivered and notifications:
             existing = self.statuses([n.message for n in notifications])
             notifications = [n for n in notifications if n.message.notification_id not in existing]
         for start in range(0, len(notifications), CHUNK_MAX):
             pending = list(notifications[start : start + CHUNK_MAX])
             while pending:
-                clashes = self._create_counted_chunk(pending)
+                clashes = self._create_counted_chunk(pending, listed)
                 if clashes is None:
                     created.extend(pending)
                     break
@@ -209,7 +219,9 @@ class EventTally(RecordStore):
                 pending = [n for i, n in enumerate(pending) if i not in clashes]
         return CountedCreation(created, existing)
 
-    def _create_counted_chunk(self, chunk: list[NewNotification]) -> dict[int, str] | None:
+    def _create_counted_chunk(
+        self, chunk: list[NewNotification], listed: Sequence[str] = ()
+    ) -> dict[int, str] | None:
         """None when the chunk was created and counted; else {index: status} of the records
         that already exist. Other cancellations (conflicts, throttling) raise."""
         event_id = chunk[0].message.event_id
@@ -226,7 +238,7 @@ class EventTally(RecordStore):
             }
             for n in chunk
         ]
-        items.append({"Update": self._tally_update(event_id, chunk)})
+        items.append({"Update": self._tally_update(event_id, chunk, listed=listed)})
         items.append(
             {
                 "ConditionCheck": {
@@ -289,7 +301,13 @@ class EventTally(RecordStore):
                 }
                 for n in planned
             ]
-            items.append({"Update": self._tally_update(event_id, planned, complete=True)})
+            items.append(
+                {
+                    "Update": self._tally_update(
+                        event_id, planned, complete=True, listed=_counted_records(planned)
+                    )
+                }
+            )
             items.append({"Update": self._processing_update(event_id)})
         if len(items) > TRANSACT_MAX:
             raise ValueError(f"{len(items)} items do not fit one transaction")
@@ -302,10 +320,16 @@ class EventTally(RecordStore):
         return True
 
     def _tally_update(
-        self, event_id: str, chunk: Sequence[NewNotification], *, complete: bool = False
+        self,
+        event_id: str,
+        chunk: Sequence[NewNotification],
+        *,
+        complete: bool = False,
+        listed: Sequence[str] = (),
     ) -> dict[str, Any]:
         """The tally's update for `chunk` (total, skipped and failed at creation); with
-        `complete`, the fan-out is complete too."""
+        `complete`, the fan-out is complete too; `listed`: every record of a self-counted
+        event, set whole by each chunk (so a repeat sets the same)."""
         adds = {
             "total": len(chunk),
             "skipped": sum(n.status is NotificationStatus.SKIPPED for n in chunk),
@@ -314,7 +338,12 @@ class EventTally(RecordStore):
         shards = max((n.message.tally_shards for n in chunk), default=1)
         records = max((n.message.record_shards for n in chunk), default=1)
         return self._tally_kwargs(
-            event_id, adds, complete=complete, shards=shards, record_shards=records
+            event_id,
+            adds,
+            complete=complete,
+            shards=shards,
+            record_shards=records,
+            counted_records=listed,
         )
 
     def _processing_update(self, event_id: str) -> dict[str, Any]:
@@ -343,9 +372,10 @@ class EventTally(RecordStore):
         *,
         consistent: bool = True,
     ) -> dict[str, dict[str, Any]]:
-        """Tallies (plain, shards merged) by event id, a hundred keys to a BatchGetItem.
-        `shards[event_id]` says how many shards to read at once; the shards a tally's
-        shard 0 declares beyond those are read after it."""
+        """Tallies (plain, shards merged, a self-counted event's counts from its records)
+        by event id, a hundred keys to a BatchGetItem. `shards[event_id]` says how many
+        shards to read at once; the shards a tally's shard 0 declares beyond those are read
+        after it."""
         ids = list(dict.fromkeys(event_ids))
         wanted = {e: (shards or {}).get(e, 1) for e in ids}
         found: dict[str, list[dict[str, Any]]] = {}
@@ -365,7 +395,9 @@ class EventTally(RecordStore):
         ]
         if more:
             read(more)
-        return {e: dynamo.merge_tallies(items) for e, items in found.items()}
+        merged = {e: dynamo.merge_tallies(items) for e, items in found.items()}
+        record_counts.read_and_apply(self._db, self._table, merged, consistent=consistent)
+        return merged
 
     def tally_of(self, event_id: str, consistent: bool = True) -> dict[str, Any]:
         """The event's tally as plain values, its shards merged (empty before the first
@@ -398,3 +430,13 @@ class EventTally(RecordStore):
         except ClientError as exc:
             if not is_condition_failure(exc):
                 raise
+
+
+def _counted_records(notifications: Sequence[NewNotification]) -> list[str]:
+    """The sort keys of a self-counted event's records (all of them: the planner marks an
+    event self-counted only when its whole plan is at hand), else none."""
+    if not notifications or not all(n.message.self_counted for n in notifications):
+        return []
+    return [
+        dynamo.notification_sk(n.message.channel, n.message.recipient_id) for n in notifications
+    ]

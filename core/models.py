@@ -143,6 +143,9 @@ class NotificationMessage(BaseModel):
     tally_shards: int = Field(default=1, ge=1, le=16)
     # How many partitions the event's records are spread over (core.dynamo.record_pk).
     record_shards: int = Field(default=1, ge=1, le=64)
+    # The event is counted from its records (core.record_counts): the outcome writes the
+    # record alone, no counter.
+    self_counted: bool = False
 
 
 def notification_id(event_id: str, channel: str, recipient_id: str) -> str:

@@ -71,7 +71,8 @@ class OutcomeRecords(EventTally):
 
         One TransactWriteItems holds each outcome's conditional transition (only from
         SENDING under the outcome's claim token, or for a FAILED without a claim from
-        QUEUED|RETRYING) and one counter update per event. The condition makes the pair
+        QUEUED|RETRYING) and one counter update per event (none for an event counted from its
+        records, `core.record_counts`). The condition makes the pair
         idempotent: if the answer is lost and the transaction is tried again, every
         transition of it is refused, so nothing is counted twice; a refused transition whose
         stored record shows this outcome under this token was our own earlier try. Returns
@@ -90,11 +91,13 @@ class OutcomeRecords(EventTally):
             # repeat is refused by the records' conditions whichever shard it names).
             tallies: dict[str, int] = {}
             for i in pending:
-                event_id = outcomes[i].message.event_id
-                if len(chunk) + len(tallies) + (event_id not in tallies) > TRANSACT_MAX:
+                message = outcomes[i].message
+                counter = not message.self_counted and message.event_id not in tallies
+                if len(chunk) + len(tallies) + counter > TRANSACT_MAX:
                     break
                 chunk.append(i)
-                tallies.setdefault(event_id, tally_shard(outcomes[i].message))
+                if counter:  # a self-counted event's records are its counts
+                    tallies[message.event_id] = tally_shard(message)
             items = [
                 {
                     "Update": {
@@ -109,7 +112,10 @@ class OutcomeRecords(EventTally):
                 for event_id, shard in sorted(tallies.items())
             ]
             try:
-                self._db.transact_write_items(TransactItems=items)
+                if len(items) == 1:  # a lone outcome with no counter: one write, not 2x
+                    self._db.update_item(**items[0]["Update"])
+                else:
+                    self._db.transact_write_items(TransactItems=items)
             except Exception as exc:
                 refused = refused_items(exc, list(range(len(items))))
                 if any(j >= len(chunk) for j in refused):

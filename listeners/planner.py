@@ -18,6 +18,7 @@ from core.models import Event, NotificationMessage, NotificationStatus, iso, not
 from core.notification_store import NewNotification
 from core.preferences import decide
 from core.profiles import UserProfile
+from core.record_counts import SELF_COUNTED_MAX
 from core.templates import TemplateError, TemplateRenderer
 
 
@@ -85,7 +86,13 @@ def plan(
                 )
                 continue
             planned.append(NewNotification(NotificationMessage(**fields)))
-    return planned
+    if event.topic or len(planned) > SELF_COUNTED_MAX:
+        return planned
+    # Few records on the event's own partition: they are their own tally.
+    return [
+        NewNotification(n.message.model_copy(update={"self_counted": True}), n.status, n.reason)
+        for n in planned
+    ]
 
 
 def _record_only(fields: dict[str, Any]) -> NotificationMessage:

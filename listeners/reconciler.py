@@ -37,11 +37,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from core import metrics
 from core.aws import AwsClients
-from core.event_store import SETTLED_BUCKETS, EventStore, record_from_values
+from core.event_store import EventStore, record_from_values
 from core.logs import configure_logging
 from core.models import EventStatus, NotificationStatus, iso, utcnow
 from core.notification_store import NotificationStore
 from core.publisher import publish_events
+from core.record_counts import SETTLED_BUCKETS
 from core.settings import Settings
 from listeners.router import REPAIR_ATTRIBUTE
 

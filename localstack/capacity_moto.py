@@ -103,6 +103,13 @@ def _plan(backend: Any, action: str, body: dict[str, Any]) -> _Pending | None:
     return pending
 
 
+def item_kind(range_value: Any) -> str:
+    """What an item is, from its sort key (`NOTIF#sms#u1` is a `NOTIF`), so the report
+    can say which items the units went to."""
+    text = str(range_value.value) if hasattr(range_value, "value") else str(range_value or "")
+    return "EVENT#TALLY" if text.startswith("EVENT#TALLY") else text.split("#", 1)[0]
+
+
 def _pk(image: Image | None, table: Any) -> str | None:
     return image.value(table.hash_key_attr) if image is not None else None
 
@@ -115,6 +122,8 @@ def _settle_writes(
     for kind, named, before, asked in pending.items:
         table = named[0]
         op = action if action != "TransactWriteItems" else f"TransactWriteItems.{kind}"
+        kind_of_item = item_kind(named[2])
+        op = f"{op} {kind_of_item}" if kind_of_item else op
         if status == 200:
             if kind == "ConditionCheck":  # billed as a transactional write of the item
                 size = before.size if before else 0

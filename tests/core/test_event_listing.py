@@ -58,7 +58,7 @@ def test_events_of_one_day_spread_over_every_shard(stack: Stack) -> None:
     day_keys = {raw(stack, e.event_id)["day_shard"] for e in made}
     assert len(day_keys) == event_index.LISTING_SHARDS
     status_keys = {raw(stack, e.event_id)["status_shard"] for e in made}
-    assert {k.split("#")[0] for k in status_keys} == {"START"}
+    assert {k.split("#")[0] for k in status_keys} == {"OPEN"}
     assert len(status_keys) == event_index.STATUS_SHARDS
 
 
@@ -79,7 +79,10 @@ def test_a_settled_event_leaves_the_status_index_and_a_failed_one_enters_it(
     ok, bad = put_event(events), put_event(events)
     for event in (ok, bad):
         assert events.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
-    assert raw(stack, ok.event_id)["status_shard"].startswith("PROCESSING#")
+    # Routed: the entry stays on its OPEN key, the projected status moves.
+    assert raw(stack, ok.event_id)["status_shard"].startswith("OPEN#")
+    assert set(every_page(events, status="PROCESSING")) == {ok.event_id, bad.event_id}
+    assert every_page(events, status="START") == []
     assert events.transition(ok.event_id, EventStatus.PROCESSING, EventStatus.SUCCESS)
     assert events.fail(bad.event_id, "provider down")
 

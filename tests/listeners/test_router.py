@@ -334,13 +334,15 @@ class CrashingStore(NotificationStore):
         super().__init__(*args, **kwargs)
         self.chunks_before_crash: int | None = None
 
-    def _create_counted_chunk(self, chunk: list[NewNotification]) -> dict[int, str] | None:
+    def _create_counted_chunk(
+        self, chunk: list[NewNotification], listed: Sequence[str] = ()
+    ) -> dict[int, str] | None:
         if self.chunks_before_crash == 0:
             self.chunks_before_crash = None
             raise RuntimeError("router process killed")
         if self.chunks_before_crash is not None:
             self.chunks_before_crash -= 1
-        return super()._create_counted_chunk(chunk)
+        return super()._create_counted_chunk(chunk, listed)
 
 
 def test_a_topic_fans_out_page_by_page_once_despite_redelivery_and_a_crash(

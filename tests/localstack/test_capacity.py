@@ -285,3 +285,12 @@ def test_sqs_and_sns_bill_64_kb_chunks(endpoint: str) -> None:
     assert report["sqs"]["ReceiveMessage"] == {"requests": 1, "billed": 1}
     assert report["sns"]["Publish"]["billed"] == 2
     assert report["sns"]["PublishBatch"] == {"requests": 1, "billed": 2, "messages": 3}
+
+
+def test_writes_are_reported_by_the_kind_of_item_they_wrote() -> None:
+    from localstack.capacity_moto import item_kind
+
+    assert item_kind("NOTIF#sms#u1") == "NOTIF"
+    assert item_kind("EVENT#TALLY") == "EVENT#TALLY"
+    assert item_kind("EVENT") == "EVENT"
+    assert item_kind(None) == ""

@@ -1,0 +1,103 @@
+"""An event small enough to be counted from its records instead of a running tally.
+
+A user's event (a few channels of one person, or a short inline on-call list) has its
+records on its own partition and at most `SELF_COUNTED_MAX` of them. Counting each outcome
+on the tally would add a transactional counter update (two write units) to every
+notification, the largest single share of what an activity notification costs. Such an
+event instead lists its records' sort keys on the tally when they are created
+(`COUNTED_RECORDS`, in the same transaction as the records), the outcomes write only the
+records, and whoever reads the tally reads the listed records too and counts their
+statuses: one more BatchGetItem per read, for any number of events.
+
+Settling stays correct without the counter: every worker writes its outcome and then reads
+the records consistently, and strongly consistent reads see every write that completed
+before them, so the worker whose outcome completes last sees them all settled and settles
+the event (a conditional write, once). Anything missed is the reconciler's, which settles
+from the records anyway.
+
+A topic's fan-out (thousands of records on 32 partitions) keeps the sharded tally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from core import dynamo
+
+# At most this many records make an event counted from its records: the list rides on the
+# tally item and every tally read fetches them (a hundred keys a BatchGetItem).
+SELF_COUNTED_MAX = 25
+
+# The tally's attribute listing the records (their sort keys) that are its counts.
+COUNTED_RECORDS = "counted_records"
+
+# What each settled status counts as; any other status is still moving.
+SETTLED_BUCKETS = {
+    "SENT": "sent",
+    "DELIVERED": "sent",
+    "UNDELIVERED": "sent",
+    "BOUNCED": "sent",
+    "FAILED": "failed",
+    "SKIPPED": "skipped",
+}
+
+
+def counted_records_value(sort_keys: Iterable[str]) -> dict[str, Any]:
+    """The typed value of `COUNTED_RECORDS` (a string set)."""
+    return {"SS": sorted(set(sort_keys))}
+
+
+def counts_of(statuses: Sequence[str | None]) -> dict[str, int]:
+    """Counts of records by their statuses (None: a listed record not found, which counts
+    as still moving); `settled` says how many are."""
+    counts = {"total": len(statuses), "sent": 0, "failed": 0, "skipped": 0}
+    for status in statuses:
+        bucket = SETTLED_BUCKETS.get(str(status))
+        if bucket is not None:
+            counts[bucket] += 1
+    return counts
+
+
+def apply(tally: dict[str, Any], records: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """The tally (plain values) with its counts taken from `records` (plain, by sort key):
+    the counts, and the latest `updated_at` of the tally and its records, so that a reader
+    judging whether the event still moves sees its outcomes."""
+    listed = sorted(tally.get(COUNTED_RECORDS) or ())
+    found = [records.get(sk) for sk in listed]
+    out = dict(tally)
+    out.update(counts_of([r.get("status") if r else None for r in found]))
+    times = [str(t) for t in [tally.get("updated_at"), *(r.get("updated_at") for r in found if r)]]
+    times = [t for t in times if t and t != "None"]
+    if times:
+        out["updated_at"] = max(times)
+    return out
+
+
+def read_and_apply(
+    db: Any, table: str, tallies: dict[str, dict[str, Any]], *, consistent: bool
+) -> None:
+    """Replace, in place, the counts of every tally (by event id) that lists its records,
+    from those records, read in one BatchGetItem per hundred."""
+    listed = {e: t for e, t in tallies.items() if t.get(COUNTED_RECORDS)}
+    if not listed:
+        return
+    keys = [
+        {dynamo.PK: {"S": dynamo.event_pk(e)}, dynamo.SK: {"S": sk}}
+        for e, t in listed.items()
+        for sk in sorted(t[COUNTED_RECORDS])
+    ]
+    items = dynamo.batch_get(
+        db,
+        table,
+        keys,
+        consistent=consistent,
+        projection="PK, SK, #s, updated_at",
+        names={"#s": "status"},
+    )
+    by_event: dict[str, dict[str, dict[str, Any]]] = {}
+    for item in items:
+        event_id = item[dynamo.PK]["S"].removeprefix("EVENT#")
+        by_event.setdefault(event_id, {})[item[dynamo.SK]["S"]] = dynamo.from_item(item)
+    for event_id, tally in listed.items():
+        tallies[event_id] = apply(tally, by_event.get(event_id, {}))

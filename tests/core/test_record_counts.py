@@ -1,0 +1,144 @@
+"""A user's event is counted from its records: its outcomes write no counter, yet it
+settles once with exact counts, and every reader sees the counts while it is in flight."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from core import dynamo
+from core.event_store import EventStore
+from core.models import EventStatus, NotificationMessage, NotificationStatus
+from core.notification_store import LOST, RECORDED, NotificationStore, Outcome, new_token
+from core.record_counts import COUNTED_RECORDS, SELF_COUNTED_MAX, counts_of
+from listeners.delivery import DeliveryHandler, RetryPolicy
+from listeners.messages import QueueMessage
+from listeners.planner import Recipient, plan
+from listeners.router import Router
+from tests.conftest import AUTH, Stack
+from tests.factories import OK, ScriptedNotifier
+from tests.listeners.test_repairs import TREND
+from tests.listeners.test_router import (
+    COMMENT,
+    MIDDAY_TOKYO,
+    PREFIX,
+    add_user,
+    post_event,
+    route_all,
+    settle,
+    user_store,
+)
+
+TWO_CHANNELS = {"categories": {"activity": ["email", "sms"]}}
+
+
+def routed_user_event(stack: Stack) -> str:
+    add_user(stack, "ana", TWO_CHANNELS, email="ana@example.com", phone="+14155550123")
+    event = post_event(stack, "comment", COMMENT, user_id="ana")
+    route_all(stack, Router(stack.settings, stack.clients, clock=lambda: MIDDAY_TOKYO))
+    return event.event_id
+
+
+def store(stack: Stack) -> NotificationStore:
+    return NotificationStore(stack.clients.dynamodb, stack.clients.names.table)
+
+
+def queued(stack: Stack, channel: str) -> list[QueueMessage]:
+    queue = f"{PREFIX}-{channel}-normal"
+    return [QueueMessage.from_sqs(queue, m) for m in stack.receive_all(queue, 1)]
+
+
+def deliver(stack: Stack, channel: str) -> None:
+    handler = DeliveryHandler(
+        notifier=ScriptedNotifier(OK),
+        store=store(stack),
+        policy=RetryPolicy(base=0.01, cap=0.01, max_attempts=3),
+        lease_seconds=30,
+    )
+    try:
+        batch = queued(stack, channel)
+        assert batch
+        settle(stack, batch, handler(batch))
+    finally:
+        handler.close()
+
+
+def raw_tally(stack: Stack, event_id: str) -> dict[str, Any]:
+    item = stack.clients.dynamodb.get_item(
+        TableName=stack.clients.names.table, Key=dynamo.tally_key(event_id), ConsistentRead=True
+    )["Item"]
+    return dynamo.from_item(item)
+
+
+def test_a_user_event_settles_from_its_records_without_a_counter(stack: Stack) -> None:
+    event_id = routed_user_event(stack)
+    tally = raw_tally(stack, event_id)
+    assert sorted(tally[COUNTED_RECORDS]) == ["NOTIF#email#ana", "NOTIF#sms#ana"]
+
+    deliver(stack, "email")
+    events = EventStore(stack.clients.dynamodb, stack.clients.names.table)
+    record = events.get_page(event_id, 100)[0]
+    assert record is not None
+    assert record.status is EventStatus.PROCESSING
+    assert record.counts.model_dump() == {"total": 2, "sent": 1, "failed": 0, "skipped": 0}
+    listed = {e["event_id"]: e for e in events.list_events(user_id="ana").items}
+    assert listed[event_id]["counts"]["sent"] == 1
+
+    deliver(stack, "sms")
+    record = events.get_page(event_id, 100)[0]
+    assert record is not None
+    assert record.status is EventStatus.SUCCESS
+    assert record.counts.model_dump() == {"total": 2, "sent": 2, "failed": 0, "skipped": 0}
+    # The outcomes never touched the counter: it still holds what creation wrote.
+    assert int(raw_tally(stack, event_id).get("sent", 0)) == 0
+    with TestClient(create_app(stack.settings)) as client:
+        body = client.get(f"/events/{event_id}", headers=AUTH).json()
+    assert body["status"] == "SUCCESS" and body["counts"]["sent"] == 2
+
+
+def test_a_repeated_outcome_is_recognised_and_counts_once(stack: Stack) -> None:
+    event_id = routed_user_event(stack)
+    notifications = store(stack)
+    messages = [
+        NotificationMessage.model_validate_json(m.body)
+        for channel in ("email", "sms")
+        for m in queued(stack, channel)
+    ]
+    assert all(m.self_counted for m in messages)
+    token = new_token()
+    claims = notifications.claim_many(messages, 30, token)
+    assert all(c is not None and not isinstance(c, str) for c in claims)
+    outcomes = [Outcome(m, token, NotificationStatus.SENT, provider="fake") for m in messages]
+    assert notifications.record_outcomes(outcomes) == [RECORDED, RECORDED]
+    # The answer was lost and the same outcomes are written again: nothing changes.
+    assert notifications.record_outcomes(outcomes) != [RECORDED, RECORDED]
+    settled = notifications.settle_events({event_id: 1})
+    assert settled == {event_id: EventStatus.SUCCESS}
+    assert notifications.tally_of(event_id)["sent"] == 2
+    # Someone else's token is refused.
+    stranger = Outcome(messages[0], new_token(), NotificationStatus.SENT, provider="fake")
+    assert notifications.record_outcomes([stranger]) == [LOST]
+
+
+def test_only_small_plans_of_one_partition_count_from_their_records(stack: Stack) -> None:
+    add_user(stack, "ana", TWO_CHANNELS, email="ana@example.com", phone="+14155550123")
+    profile = user_store(stack).get("ana")
+    assert profile is not None
+    user_event = post_event(stack, "comment", COMMENT, user_id="ana")
+    trend = post_event(stack, "trend.top_artist_changed", TREND, topic="charts.x")
+    renderer = Router(stack.settings, stack.clients).renderer
+
+    mine = plan(user_event, [Recipient(profile)], renderer, MIDDAY_TOKYO)
+    assert mine and all(n.message.self_counted for n in mine)
+    topical = plan(trend, [Recipient(profile, ["email"])], renderer, MIDDAY_TOKYO)
+    assert topical and not any(n.message.self_counted for n in topical)
+    crowd = [Recipient(profile)] * (SELF_COUNTED_MAX // 2 + 1)  # past the limit
+    many = plan(user_event, crowd, renderer, MIDDAY_TOKYO)
+    assert len(many) > SELF_COUNTED_MAX and not any(n.message.self_counted for n in many)
+
+
+def test_counts_of_statuses_count_only_settled_ones() -> None:
+    counts = counts_of(["SENT", "DELIVERED", "FAILED", "SKIPPED", "SENDING", None])
+    assert counts == {"total": 6, "sent": 2, "failed": 1, "skipped": 1}
