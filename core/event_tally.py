@@ -371,21 +371,35 @@ class EventTally(RecordStore):
         shards: Mapping[str, int] | None = None,
         *,
         consistent: bool = True,
+        records: Mapping[str, Sequence[str]] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Tallies (plain, shards merged, a self-counted event's counts from its records)
         by event id, a hundred keys to a BatchGetItem. `shards[event_id]` says how many
         shards to read at once; the shards a tally's shard 0 declares beyond those are read
-        after it."""
+        after it. `records[event_id]`: a self-counted event's records, read with the
+        tallies (one round trip: the workers that finish an event together then read close
+        together, and fewer of them see it complete and try to settle it)."""
         ids = list(dict.fromkeys(event_ids))
         wanted = {e: (shards or {}).get(e, 1) for e in ids}
         found: dict[str, list[dict[str, Any]]] = {}
+        counted: dict[str, dict[str, dict[str, Any]]] = {}
 
         def read(keys: list[dict[str, Any]]) -> None:
             for item in dynamo.batch_get(self._db, self._table, keys, consistent=consistent):
-                tally = dynamo.from_item(item)
-                found.setdefault(str(tally.get("event_id", "")), []).append(tally)
+                values = dynamo.from_item(item)
+                sk = str(values.get(dynamo.SK, ""))
+                if sk.startswith("NOTIF#"):
+                    counted.setdefault(str(values.get("event_id", "")), {})[sk] = values
+                else:
+                    found.setdefault(str(values.get("event_id", "")), []).append(values)
 
-        read([dynamo.tally_key(e, k) for e, n in wanted.items() for k in range(n)])
+        first = [dynamo.tally_key(e, k) for e, n in wanted.items() for k in range(n)]
+        first += [
+            {dynamo.PK: {"S": dynamo.event_pk(e)}, dynamo.SK: {"S": sk}}
+            for e, listed in (records or {}).items()
+            for sk in listed
+        ]
+        read(first)
         more = [
             dynamo.tally_key(e, k)
             for e, items in found.items()
@@ -396,7 +410,16 @@ class EventTally(RecordStore):
         if more:
             read(more)
         merged = {e: dynamo.merge_tallies(items) for e, items in found.items()}
-        record_counts.read_and_apply(self._db, self._table, merged, consistent=consistent)
+        unread: dict[str, dict[str, Any]] = {}
+        for event_id, tally in merged.items():
+            if not tally.get(record_counts.COUNTED_RECORDS):
+                continue
+            if event_id in (records or {}):
+                merged[event_id] = record_counts.apply(tally, counted.get(event_id, {}))
+            else:
+                unread[event_id] = tally
+        record_counts.read_and_apply(self._db, self._table, unread, consistent=consistent)
+        merged.update(unread)
         return merged
 
     def tally_of(self, event_id: str, consistent: bool = True) -> dict[str, Any]:
@@ -433,10 +456,8 @@ class EventTally(RecordStore):
 
 
 def _counted_records(notifications: Sequence[NewNotification]) -> list[str]:
-    """The sort keys of a self-counted event's records (all of them: the planner marks an
-    event self-counted only when its whole plan is at hand), else none."""
-    if not notifications or not all(n.message.self_counted for n in notifications):
+    """The sort keys of a self-counted event's records (all of them: the planner lists
+    them only when its whole plan is at hand), else none."""
+    if not notifications or not all(n.message.counted_records for n in notifications):
         return []
-    return [
-        dynamo.notification_sk(n.message.channel, n.message.recipient_id) for n in notifications
-    ]
+    return list(notifications[0].message.counted_records)

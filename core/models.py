@@ -118,6 +118,10 @@ class EventRecord(Event):
     fanout_complete: bool = False
 
 
+# At most this many records make an event counted from its records (core.record_counts).
+SELF_COUNTED_MAX = 25
+
+
 class NotificationMessage(BaseModel):
     """One notification on a channel queue: everything a worker needs to send it
     without reading the database. Rendered by the router."""
@@ -143,9 +147,9 @@ class NotificationMessage(BaseModel):
     tally_shards: int = Field(default=1, ge=1, le=16)
     # How many partitions the event's records are spread over (core.dynamo.record_pk).
     record_shards: int = Field(default=1, ge=1, le=64)
-    # The event is counted from its records (core.record_counts): the outcome writes the
-    # record alone, no counter.
-    self_counted: bool = False
+    # The event's records (their sort keys) when they are its counts (core.record_counts):
+    # the outcome then writes the record alone, no counter, and reads them back to settle.
+    counted_records: list[str] = Field(default_factory=list, max_length=SELF_COUNTED_MAX)
 
 
 def notification_id(event_id: str, channel: str, recipient_id: str) -> str:

@@ -92,7 +92,7 @@ class OutcomeRecords(EventTally):
             tallies: dict[str, int] = {}
             for i in pending:
                 message = outcomes[i].message
-                counter = not message.self_counted and message.event_id not in tallies
+                counter = not message.counted_records and message.event_id not in tallies
                 if len(chunk) + len(tallies) + counter > TRANSACT_MAX:
                     break
                 chunk.append(i)
@@ -169,14 +169,19 @@ class OutcomeRecords(EventTally):
         }
         return self._tally_kwargs(event_id, adds, shard=shard)
 
-    def settle_events(self, event_shards: Mapping[str, int]) -> dict[str, EventStatus]:
+    def settle_events(
+        self,
+        event_shards: Mapping[str, int],
+        records: Mapping[str, Sequence[str]] | None = None,
+    ) -> dict[str, EventStatus]:
         """Settle each event whose tally is complete (after outcomes were counted: the
         counting transaction returns no values, so the tallies, every shard of each, are
-        read back, consistently, in one BatchGetItem, by whoever counted last). Returns the
-        events this call settled."""
+        read back, consistently, in one BatchGetItem, by whoever counted last; with them, the
+        records of each self-counted event in `records`). Returns the events this call
+        settled."""
         settled: dict[str, EventStatus] = {}
         ids = sorted(event_shards)
-        tallies = aws_errors.retry(lambda: self.tallies_of(ids, event_shards))
+        tallies = aws_errors.retry(lambda: self.tallies_of(ids, event_shards, records=records))
         for event_id, tally in tallies.items():
             final = aws_errors.retry(lambda tally=tally: self._settle_event(tally))  # type: ignore[misc]
             if final is not None:

@@ -24,10 +24,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from core import dynamo
+from core.models import SELF_COUNTED_MAX
 
-# At most this many records make an event counted from its records: the list rides on the
-# tally item and every tally read fetches them (a hundred keys a BatchGetItem).
-SELF_COUNTED_MAX = 25
+__all__ = ["SELF_COUNTED_MAX"]  # the list rides on the tally and on each message
 
 # The tally's attribute listing the records (their sort keys) that are its counts.
 COUNTED_RECORDS = "counted_records"

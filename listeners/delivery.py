@@ -178,13 +178,16 @@ class DeliveryHandler:
             for _, _, message, _ in claimed:
                 self._held.pop(message.notification_id, None)
         counted: dict[str, int] = {}  # event id -> its tally's shards
+        listed: dict[str, list[str]] = {}  # event id -> its records, when they are its counts
         for (index, _, message, _), (result, was_counted) in zip(claimed, outcomes, strict=True):
             results[index] = result
             if was_counted:
                 counted[message.event_id] = message.tally_shards
+                if message.counted_records:
+                    listed[message.event_id] = message.counted_records
         if counted:
             try:
-                for event_id, final in self.store.settle_events(counted).items():
+                for event_id, final in self.store.settle_events(counted, listed).items():
                     log.info("event settled: %s", final.value, extra={"event_id": event_id})
             except Exception as exc:  # the reconciler settles it from the records
                 log.warning("could not settle events after counting: %s", exc)

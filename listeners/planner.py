@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from core.dynamo import notification_sk
 from core.event_tally import RECORD_SHARDS, TALLY_SHARDS
 from core.models import Event, NotificationMessage, NotificationStatus, iso, notification_id
 from core.notification_store import NewNotification
@@ -89,8 +90,11 @@ def plan(
     if event.topic or len(planned) > SELF_COUNTED_MAX:
         return planned
     # Few records on the event's own partition: they are their own tally.
+    listed = [notification_sk(n.message.channel, n.message.recipient_id) for n in planned]
     return [
-        NewNotification(n.message.model_copy(update={"self_counted": True}), n.status, n.reason)
+        NewNotification(
+            n.message.model_copy(update={"counted_records": listed}), n.status, n.reason
+        )
         for n in planned
     ]
 

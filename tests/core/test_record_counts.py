@@ -106,7 +106,7 @@ def test_a_repeated_outcome_is_recognised_and_counts_once(stack: Stack) -> None:
         for channel in ("email", "sms")
         for m in queued(stack, channel)
     ]
-    assert all(m.self_counted for m in messages)
+    assert all(m.counted_records for m in messages)
     token = new_token()
     claims = notifications.claim_many(messages, 30, token)
     assert all(c is not None and not isinstance(c, str) for c in claims)
@@ -131,12 +131,12 @@ def test_only_small_plans_of_one_partition_count_from_their_records(stack: Stack
     renderer = Router(stack.settings, stack.clients).renderer
 
     mine = plan(user_event, [Recipient(profile)], renderer, MIDDAY_TOKYO)
-    assert mine and all(n.message.self_counted for n in mine)
+    assert mine and all(n.message.counted_records for n in mine)
     topical = plan(trend, [Recipient(profile, ["email"])], renderer, MIDDAY_TOKYO)
-    assert topical and not any(n.message.self_counted for n in topical)
+    assert topical and not any(n.message.counted_records for n in topical)
     crowd = [Recipient(profile)] * (SELF_COUNTED_MAX // 2 + 1)  # past the limit
     many = plan(user_event, crowd, renderer, MIDDAY_TOKYO)
-    assert len(many) > SELF_COUNTED_MAX and not any(n.message.self_counted for n in many)
+    assert len(many) > SELF_COUNTED_MAX and not any(n.message.counted_records for n in many)
 
 
 def test_counts_of_statuses_count_only_settled_ones() -> None:
