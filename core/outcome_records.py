@@ -71,8 +71,10 @@ class OutcomeRecords(EventTally):
 
         One TransactWriteItems holds each outcome's conditional transition (only from
         SENDING under the outcome's claim token, or for a FAILED without a claim from
-        QUEUED|RETRYING) and one counter update per event (none for an event counted from its
-        records, `core.record_counts`). The condition makes the pair
+        QUEUED|RETRYING) and one counter update per event. An event counted from its
+        records (`core.record_counts`) has no counter: each of its outcomes is a
+        conditional UpdateItem of its own (one write unit where a transaction's item costs
+        two; DynamoDB bills units, not requests). The condition makes the pair
         idempotent: if the answer is lost and the transaction is tried again, every
         transition of it is refused, so nothing is counted twice; a refused transition whose
         stored record shows this outcome under this token was our own earlier try. Returns
@@ -92,11 +94,18 @@ class OutcomeRecords(EventTally):
             tallies: dict[str, int] = {}
             for i in pending:
                 message = outcomes[i].message
-                counter = not message.counted_records and message.event_id not in tallies
+                if message.counted_records:
+                    # A self-counted event's records are its counts: nothing to keep in
+                    # step, and a write of its own costs half a transaction's units.
+                    if not chunk:
+                        chunk.append(i)
+                        break
+                    continue
+                counter = message.event_id not in tallies
                 if len(chunk) + len(tallies) + counter > TRANSACT_MAX:
                     break
                 chunk.append(i)
-                if counter:  # a self-counted event's records are its counts
+                if counter:
                     tallies[message.event_id] = tally_shard(message)
             items = [
                 {
@@ -112,7 +121,7 @@ class OutcomeRecords(EventTally):
                 for event_id, shard in sorted(tallies.items())
             ]
             try:
-                if len(items) == 1:  # a lone outcome with no counter: one write, not 2x
+                if len(items) == 1:  # an outcome with no counter: one write, not 2x
                     self._db.update_item(**items[0]["Update"])
                 else:
                     self._db.transact_write_items(TransactItems=items)

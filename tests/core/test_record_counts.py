@@ -3,12 +3,14 @@ settles once with exact counts, and every reader sees the counts while it is in 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 
 from api.main import create_app
 from core import dynamo
+from core.aws import AwsClients, CallLog
 from core.event_store import EventStore
 from core.models import EventStatus, NotificationMessage, NotificationStatus
 from core.notification_store import LOST, RECORDED, NotificationStore, Outcome, new_token
@@ -120,6 +122,32 @@ def test_a_repeated_outcome_is_recognised_and_counts_once(stack: Stack) -> None:
     # Someone else's token is refused.
     stranger = Outcome(messages[0], new_token(), NotificationStatus.SENT, provider="fake")
     assert notifications.record_outcomes([stranger]) == [LOST]
+
+
+def test_outcomes_of_a_self_counted_event_are_single_writes(stack: Stack, tmp_path: Path) -> None:
+    """No counter to keep in step, so no transaction: DynamoDB bills a transaction's
+    item twice."""
+    event_id = routed_user_event(stack)
+    settings = stack.settings.model_copy(update={"aws_call_log": str(tmp_path / "calls")})
+    clients = AwsClients(settings)
+    notifications = NotificationStore(clients.dynamodb, clients.names.table)
+    messages = [
+        NotificationMessage.model_validate_json(m.body)
+        for channel in ("email", "sms")
+        for m in queued(stack, channel)
+    ]
+    token = new_token()
+    notifications.claim_many(messages, 30, token)
+    log = CallLog.for_path(settings.aws_call_log or "")
+    before = dict(log.counts.get("dynamodb", {}))
+
+    outcomes = [Outcome(m, token, NotificationStatus.SENT, provider="fake") for m in messages]
+    assert notifications.record_outcomes(outcomes) == [RECORDED, RECORDED]
+
+    after = log.counts.get("dynamodb", {})
+    calls = {op: n - before.get(op, 0) for op, n in after.items() if n != before.get(op, 0)}
+    assert calls == {"UpdateItem": 2}
+    assert notifications.settle_events({event_id: 1}) == {event_id: EventStatus.SUCCESS}
 
 
 def test_only_small_plans_of_one_partition_count_from_their_records(stack: Stack) -> None:
