@@ -371,35 +371,21 @@ class EventTally(RecordStore):
         shards: Mapping[str, int] | None = None,
         *,
         consistent: bool = True,
-        records: Mapping[str, Sequence[str]] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Tallies (plain, shards merged, a self-counted event's counts from its records)
         by event id, a hundred keys to a BatchGetItem. `shards[event_id]` says how many
         shards to read at once; the shards a tally's shard 0 declares beyond those are read
-        after it. `records[event_id]`: a self-counted event's records, read with the
-        tallies (one round trip: the workers that finish an event together then read close
-        together, and fewer of them see it complete and try to settle it)."""
+        after it."""
         ids = list(dict.fromkeys(event_ids))
         wanted = {e: (shards or {}).get(e, 1) for e in ids}
         found: dict[str, list[dict[str, Any]]] = {}
-        counted: dict[str, dict[str, dict[str, Any]]] = {}
 
         def read(keys: list[dict[str, Any]]) -> None:
             for item in dynamo.batch_get(self._db, self._table, keys, consistent=consistent):
-                values = dynamo.from_item(item)
-                sk = str(values.get(dynamo.SK, ""))
-                if sk.startswith("NOTIF#"):
-                    counted.setdefault(str(values.get("event_id", "")), {})[sk] = values
-                else:
-                    found.setdefault(str(values.get("event_id", "")), []).append(values)
+                tally = dynamo.from_item(item)
+                found.setdefault(str(tally.get("event_id", "")), []).append(tally)
 
-        first = [dynamo.tally_key(e, k) for e, n in wanted.items() for k in range(n)]
-        first += [
-            {dynamo.PK: {"S": dynamo.event_pk(e)}, dynamo.SK: {"S": sk}}
-            for e, listed in (records or {}).items()
-            for sk in listed
-        ]
-        read(first)
+        read([dynamo.tally_key(e, k) for e, n in wanted.items() for k in range(n)])
         more = [
             dynamo.tally_key(e, k)
             for e, items in found.items()
@@ -410,16 +396,7 @@ class EventTally(RecordStore):
         if more:
             read(more)
         merged = {e: dynamo.merge_tallies(items) for e, items in found.items()}
-        unread: dict[str, dict[str, Any]] = {}
-        for event_id, tally in merged.items():
-            if not tally.get(record_counts.COUNTED_RECORDS):
-                continue
-            if event_id in (records or {}):
-                merged[event_id] = record_counts.apply(tally, counted.get(event_id, {}))
-            else:
-                unread[event_id] = tally
-        record_counts.read_and_apply(self._db, self._table, unread, consistent=consistent)
-        merged.update(unread)
+        record_counts.read_and_apply(self._db, self._table, merged, consistent=consistent)
         return merged
 
     def tally_of(self, event_id: str, consistent: bool = True) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core import aws_errors
+from core import aws_errors, record_counts
 from core.dynamo import TRANSACT_MAX
 from core.event_tally import EventTally, tally_shard
 from core.masking import mask_text
@@ -182,15 +182,28 @@ class OutcomeRecords(EventTally):
         self,
         event_shards: Mapping[str, int],
         records: Mapping[str, Sequence[str]] | None = None,
+        known: Mapping[str, Mapping[str, str]] | None = None,
     ) -> dict[str, EventStatus]:
         """Settle each event whose tally is complete (after outcomes were counted: the
         counting transaction returns no values, so the tallies, every shard of each, are
-        read back, consistently, in one BatchGetItem, by whoever counted last; with them, the
-        records of each self-counted event in `records`). Returns the events this call
+        read back, consistently, in one BatchGetItem, by whoever counted last). A
+        self-counted event in `records` (its records' sort keys) is settled from those
+        records instead, less the ones whose status the caller knows (`known`: its own
+        outcomes), `core.record_counts.settling_tallies`. Returns the events this call
         settled."""
         settled: dict[str, EventStatus] = {}
         ids = sorted(event_shards)
-        tallies = aws_errors.retry(lambda: self.tallies_of(ids, event_shards, records=records))
+        listed = records or {}
+        plain = [e for e in ids if e not in listed]
+        tallies = aws_errors.retry(lambda: self.tallies_of(plain, event_shards)) if plain else {}
+        if listed:
+            tallies.update(
+                aws_errors.retry(
+                    lambda: record_counts.settling_tallies(
+                        self._db, self._table, listed, known or {}
+                    )
+                )
+            )
         for event_id, tally in tallies.items():
             final = aws_errors.retry(lambda tally=tally: self._settle_event(tally))  # type: ignore[misc]
             if final is not None:

@@ -73,6 +73,40 @@ def apply(tally: dict[str, Any], records: Mapping[str, dict[str, Any]]) -> dict[
     return out
 
 
+def settling_tallies(
+    db: Any,
+    table: str,
+    listed: Mapping[str, Sequence[str]],
+    known: Mapping[str, Mapping[str, str]],
+) -> dict[str, dict[str, Any]]:
+    """What a worker that has just recorded outcomes of self-counted events needs to settle
+    them: a tally per event made from its records, read consistently in one BatchGetItem
+    per hundred, but for those whose status the worker knows (`known[event][sort key]`,
+    its own outcomes). The listed records are the event's whole fan-out, so no tally item
+    is read: all of them settled is the event complete."""
+    keys = [
+        {dynamo.PK: {"S": dynamo.event_pk(e)}, dynamo.SK: {"S": sk}}
+        for e, sort_keys in listed.items()
+        for sk in sort_keys
+        if sk not in known.get(e, {})
+    ]
+    found: dict[str, dict[str, dict[str, Any]]] = {
+        e: {sk: {"status": status} for sk, status in known.get(e, {}).items()} for e in listed
+    }
+    for item in dynamo.batch_get(
+        db, table, keys, consistent=True, projection="PK, SK, #s", names={"#s": "status"}
+    ):
+        event_id = item[dynamo.PK]["S"].removeprefix("EVENT#")
+        found.setdefault(event_id, {})[item[dynamo.SK]["S"]] = dynamo.from_item(item)
+    return {
+        e: apply(
+            {"event_id": e, "fanout_complete": True, COUNTED_RECORDS: list(sort_keys)},
+            found.get(e, {}),
+        )
+        for e, sort_keys in listed.items()
+    }
+
+
 def read_and_apply(
     db: Any, table: str, tallies: dict[str, dict[str, Any]], *, consistent: bool
 ) -> None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from core import metrics, tracing
+from core.dynamo import notification_sk
 from core.errors import DeliveryError, PermanentError, RetryableError
 from core.models import DeliveryResult, NotificationMessage, NotificationStatus
 from core.notification_store import (
@@ -179,15 +180,24 @@ class DeliveryHandler:
                 self._held.pop(message.notification_id, None)
         counted: dict[str, int] = {}  # event id -> its tally's shards
         listed: dict[str, list[str]] = {}  # event id -> its records, when they are its counts
+        known: dict[str, dict[str, str]] = {}  # ... and the statuses this batch gave them
         for (index, _, message, _), (result, was_counted) in zip(claimed, outcomes, strict=True):
             results[index] = result
             if was_counted:
                 counted[message.event_id] = message.tally_shards
                 if message.counted_records:
                     listed[message.event_id] = message.counted_records
+                    status = (
+                        NotificationStatus.SENT
+                        if isinstance(result, Ack)
+                        else NotificationStatus.FAILED
+                    )
+                    known.setdefault(message.event_id, {})[
+                        notification_sk(message.channel, message.recipient_id)
+                    ] = status.value
         if counted:
             try:
-                for event_id, final in self.store.settle_events(counted, listed).items():
+                for event_id, final in self.store.settle_events(counted, listed, known).items():
                     log.info("event settled: %s", final.value, extra={"event_id": event_id})
             except Exception as exc:  # the reconciler settles it from the records
                 log.warning("could not settle events after counting: %s", exc)

@@ -11,8 +11,9 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from core import dynamo
 from core.aws import AwsClients, CallLog
+from core.errors import PermanentError
 from core.event_store import EventStore
-from core.models import EventStatus, NotificationMessage, NotificationStatus
+from core.models import DeliveryResult, EventStatus, NotificationMessage, NotificationStatus
 from core.notification_store import LOST, RECORDED, NotificationStore, Outcome, new_token
 from core.record_counts import COUNTED_RECORDS, SELF_COUNTED_MAX, counts_of
 from listeners.delivery import DeliveryHandler, RetryPolicy
@@ -52,9 +53,9 @@ def queued(stack: Stack, channel: str) -> list[QueueMessage]:
     return [QueueMessage.from_sqs(queue, m) for m in stack.receive_all(queue, 1)]
 
 
-def deliver(stack: Stack, channel: str) -> None:
+def deliver(stack: Stack, channel: str, outcome: DeliveryResult | Exception = OK) -> None:
     handler = DeliveryHandler(
-        notifier=ScriptedNotifier(OK),
+        notifier=ScriptedNotifier(outcome),
         store=store(stack),
         policy=RetryPolicy(base=0.01, cap=0.01, max_attempts=3),
         lease_seconds=30,
@@ -98,6 +99,18 @@ def test_a_user_event_settles_from_its_records_without_a_counter(stack: Stack) -
     with TestClient(create_app(stack.settings)) as client:
         body = client.get(f"/events/{event_id}", headers=AUTH).json()
     assert body["status"] == "SUCCESS" and body["counts"]["sent"] == 2
+
+
+def test_a_failed_channel_fails_the_event_with_exact_counts(stack: Stack) -> None:
+    event_id = routed_user_event(stack)
+    deliver(stack, "email")
+    # The last outcome is the failure: its worker settles from what it knows of its own.
+    deliver(stack, "sms", PermanentError("number not in service"))
+
+    record = EventStore(stack.clients.dynamodb, stack.clients.names.table).get_page(event_id, 9)[0]
+    assert record is not None
+    assert record.status is EventStatus.FAILED
+    assert record.counts.model_dump() == {"total": 2, "sent": 1, "failed": 1, "skipped": 0}
 
 
 def test_a_repeated_outcome_is_recognised_and_counts_once(stack: Stack) -> None:
