@@ -44,12 +44,34 @@ def _listing_specs() -> list[dict[str, Any]]:
     return [*specs, *event_index.index_specs(), directory.index_spec()]
 
 
+def _projection(index: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    projection = index.get("Projection", {})
+    return projection.get("ProjectionType", ""), tuple(
+        sorted(projection.get("NonKeyAttributes", []))
+    )
+
+
 def add_missing_listing_gsis(db: Any, name: str, table: dict[str, Any]) -> None:
     """A table made by an older Herald lacks newer indexes (the sharded event indexes,
     `by_directory`): add them. DynamoDB builds one new index at a time, so a second missing
     one waits for a re-run."""
-    present = {g["IndexName"] for g in table.get("GlobalSecondaryIndexes", [])}
-    for spec in _listing_specs():
+    present = {g["IndexName"]: g for g in table.get("GlobalSecondaryIndexes", [])}
+    specs = _listing_specs()
+    for spec in specs:
+        built = present.get(spec["IndexName"])
+        if built is not None and _projection(built) != _projection(spec):
+            # DynamoDB cannot change an index's projection in place: it has to be deleted
+            # and built again, which an operator decides (listings and the reconciler
+            # read it meanwhile).
+            log.warning(
+                "index %s of table %s projects %s, this Herald expects %s: delete it and "
+                "provision again to rebuild it",
+                spec["IndexName"],
+                name,
+                _projection(built),
+                _projection(spec),
+            )
+    for spec in specs:
         if spec["IndexName"] in present:
             continue
         db.update_table(
