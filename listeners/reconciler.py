@@ -96,9 +96,12 @@ class Reconciler:
     def _started(self, report: PassReport) -> None:
         stale = self._walk(EventStatus.START, self.settings.reconcile_grace_seconds)
         limit = self.settings.reconcile_max_publishes
+        grace = self.settings.reconcile_grace_seconds
         to_publish = []
         for item in stale:
             attempts = int(item.get("publish_attempts", 1))
+            if not _republish_due(item, attempts, grace, time.time()):
+                continue
             if attempts >= limit:
                 reason = f"not routed after {attempts} publishes"
                 if self.events.fail(str(item["event_id"]), reason):
@@ -161,6 +164,11 @@ class Reconciler:
         if not stranded and not fanout_stalled:
             return  # still moving
         repairs = int(event.get("repair_attempts", 0))
+        backoff = self.settings.reconcile_stranded_seconds * 2 ** min(
+            repairs, REPUBLISH_DOUBLINGS_MAX
+        )
+        if repairs and not _older(event, time.time() - backoff):
+            return  # the last repair (which restarted the event's clock) is still running
         if repairs < self.settings.reconcile_max_repairs:
             self._repair(event, len(stranded), report, fanout_complete)
             return
@@ -232,6 +240,25 @@ def _stranded(state: dict[str, Any], before: float) -> bool:
     if status in (NotificationStatus.QUEUED, NotificationStatus.RETRYING):
         return _older(state, before)
     return False
+
+
+# A republish waits twice as long as the one before it (grace, 2 x grace, 4 x grace, ...,
+# at most this many doublings), and giving up waits out the last one too: a router that is
+# only behind (a backlog, AWS throttling it) gets its message to the event before a
+# republish adds to the backlog, and an event is not failed while its messages still queue.
+# Repairs of a stalled PROCESSING event back off the same way from the stranded period.
+REPUBLISH_DOUBLINGS_MAX = 6
+
+
+def _republish_due(item: dict[str, Any], attempts: int, grace: float, now: float) -> bool:
+    """Whether an event published `attempts` times, last at `last_published_at`, has
+    waited its backoff: grace x 2^(attempts - 1)."""
+    wait = grace * 2 ** min(max(attempts - 1, 0), REPUBLISH_DOUBLINGS_MAX)
+    try:
+        last = datetime.fromisoformat(str(item.get("last_published_at")).replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return last.astimezone(UTC).timestamp() + wait <= now
 
 
 def _older(item: dict[str, Any], before: float) -> bool:

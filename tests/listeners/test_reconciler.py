@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 
 from api.main import create_app
 from core.models import EventStatus
 from core.notification_store import NewNotification
-from listeners.reconciler import Reconciler
+from listeners.reconciler import Reconciler, _republish_due
 from localstack.provision import provision
 from tests.conftest import AUTH, Stack
 from tests.factories import notification, processing_event, stores_of
@@ -38,6 +39,23 @@ def test_event_whose_publish_failed_is_republished_once(stack: Stack) -> None:
 
     messages = stack.receive_all("herald-test-events-normal")
     assert [json.loads(m["Body"])["event_id"] for m in messages] == [event_id]
+
+    # Published twice now: the next republish waits twice the grace, not once.
+    time.sleep(0.6)
+    assert reconciler.run_once() == 0
+    time.sleep(0.5)
+    assert reconciler.run_once() == 1
+
+
+def test_republishes_back_off_and_giving_up_waits_out_the_last() -> None:
+    now = 1_000_000.0
+    at = datetime.fromtimestamp(now - 25, UTC).isoformat()
+    stale = {"last_published_at": at}
+    assert _republish_due(stale, 1, 10.0, now)  # first: after the grace
+    assert _republish_due(stale, 2, 10.0, now)  # second: after twice the grace (20 s)
+    assert not _republish_due(stale, 3, 10.0, now)  # third: after 40 s
+    assert _republish_due(stale, 3, 10.0, now + 15)
+    assert _republish_due({"last_published_at": "not a time"}, 3, 10.0, now)
 
 
 def test_reconciler_leaves_events_that_moved_on(stack: Stack) -> None:
