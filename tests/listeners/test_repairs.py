@@ -3,6 +3,7 @@ router takes, and stuck events never hidden behind others."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from core.event_store import EventStore
@@ -135,6 +136,22 @@ def test_stranded_records_are_failed_after_the_last_repair(stack: Stack) -> None
     assert notifications["email"]["last_error"] == "stranded: gave up after 1 repairs"
     assert record.status is EventStatus.FAILED
     assert (record.counts.total, record.counts.failed) == (1, 1)
+
+
+def test_repairs_back_off_while_the_last_one_may_still_be_running(stack: Stack) -> None:
+    add_user(stack, "u-1", EMAIL, email="u1@example.com")
+    post_event(stack, "comment", COMMENT, user_id="u-1")
+    route_all(stack, router(stack))
+    drain(stack, "email-normal")  # the message is lost
+    fix = reconciler(stack, reconcile_stranded_seconds=0.4)
+    time.sleep(0.5)
+    assert fix.run_pass().repaired == 1
+
+    fix._watermarks.clear()
+    assert fix.run_pass().repaired == 0  # the second waits twice the period
+    time.sleep(0.9)
+    fix._watermarks.clear()
+    assert fix.run_pass().repaired == 1
 
 
 def _age(stack: Stack, key: dict[str, Any], seconds: float, *, created: bool = False) -> None:
