@@ -49,7 +49,7 @@ def counted_records_value(sort_keys: Iterable[str]) -> dict[str, Any]:
 
 def counts_of(statuses: Sequence[str | None]) -> dict[str, int]:
     """Counts of records by their statuses (None: a listed record not found, which counts
-    as still moving); `settled` says how many are."""
+    as still moving, in `total` only)."""
     counts = {"total": len(statuses), "sent": 0, "failed": 0, "skipped": 0}
     for status in statuses:
         bucket = SETTLED_BUCKETS.get(str(status))
@@ -62,15 +62,37 @@ def apply(tally: dict[str, Any], records: Mapping[str, dict[str, Any]]) -> dict[
     """The tally (plain values) with its counts taken from `records` (plain, by sort key):
     the counts, and the latest `updated_at` of the tally and its records, so that a reader
     judging whether the event still moves sees its outcomes."""
-    listed = sorted(tally.get(COUNTED_RECORDS) or ())
-    found = [records.get(sk) for sk in listed]
+    found = [records.get(sk) for sk in sorted(tally.get(COUNTED_RECORDS) or ())]
     out = dict(tally)
     out.update(counts_of([r.get("status") if r else None for r in found]))
-    times = [str(t) for t in [tally.get("updated_at"), *(r.get("updated_at") for r in found if r)]]
-    times = [t for t in times if t and t != "None"]
+    times = [str(i["updated_at"]) for i in [tally, *filter(None, found)] if i.get("updated_at")]
     if times:
         out["updated_at"] = max(times)
     return out
+
+
+def _read(
+    db: Any, table: str, wanted: Mapping[str, Iterable[str]], *, consistent: bool
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """The records `wanted[event id]` (sort keys) that exist, plain, by event and sort key:
+    status and `updated_at` only, in one BatchGetItem per hundred."""
+    keys = [
+        {dynamo.PK: {"S": dynamo.event_pk(e)}, dynamo.SK: {"S": sk}}
+        for e, sort_keys in wanted.items()
+        for sk in sort_keys
+    ]
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for item in dynamo.batch_get(
+        db,
+        table,
+        keys,
+        consistent=consistent,
+        projection="PK, SK, #s, updated_at",
+        names={"#s": "status"},
+    ):
+        event_id = item[dynamo.PK]["S"].removeprefix("EVENT#")
+        found.setdefault(event_id, {})[item[dynamo.SK]["S"]] = dynamo.from_item(item)
+    return found
 
 
 def settling_tallies(
@@ -80,57 +102,31 @@ def settling_tallies(
     known: Mapping[str, Mapping[str, str]],
 ) -> dict[str, dict[str, Any]]:
     """What a worker that has just recorded outcomes of self-counted events needs to settle
-    them: a tally per event made from its records, read consistently in one BatchGetItem
-    per hundred, but for those whose status the worker knows (`known[event][sort key]`,
-    its own outcomes). The listed records are the event's whole fan-out, so no tally item
-    is read: all of them settled is the event complete."""
-    keys = [
-        {dynamo.PK: {"S": dynamo.event_pk(e)}, dynamo.SK: {"S": sk}}
-        for e, sort_keys in listed.items()
-        for sk in sort_keys
-        if sk not in known.get(e, {})
-    ]
-    found: dict[str, dict[str, dict[str, Any]]] = {
-        e: {sk: {"status": status} for sk, status in known.get(e, {}).items()} for e in listed
-    }
-    for item in dynamo.batch_get(
-        db, table, keys, consistent=True, projection="PK, SK, #s", names={"#s": "status"}
-    ):
-        event_id = item[dynamo.PK]["S"].removeprefix("EVENT#")
-        found.setdefault(event_id, {})[item[dynamo.SK]["S"]] = dynamo.from_item(item)
-    return {
-        e: apply(
-            {"event_id": e, "fanout_complete": True, COUNTED_RECORDS: list(sort_keys)},
-            found.get(e, {}),
-        )
-        for e, sort_keys in listed.items()
-    }
+    them: a tally per event made from its records, read consistently, but for those whose
+    status the worker knows (`known[event][sort key]`, its own outcomes). The listed
+    records are the event's whole fan-out, so no tally item is read: all of them settled
+    is the event complete."""
+    unknown = {e: [sk for sk in sks if sk not in known.get(e, {})] for e, sks in listed.items()}
+    read = _read(db, table, unknown, consistent=True)
+    out = {}
+    for e, sort_keys in listed.items():
+        records = {sk: {"status": status} for sk, status in known.get(e, {}).items()}
+        records.update(read.get(e, {}))
+        tally = {"event_id": e, "fanout_complete": True, COUNTED_RECORDS: list(sort_keys)}
+        out[e] = apply(tally, records)
+    return out
 
 
 def read_and_apply(
     db: Any, table: str, tallies: dict[str, dict[str, Any]], *, consistent: bool
 ) -> None:
     """Replace, in place, the counts of every tally (by event id) that lists its records,
-    from those records, read in one BatchGetItem per hundred."""
+    from those records."""
     listed = {e: t for e, t in tallies.items() if t.get(COUNTED_RECORDS)}
     if not listed:
         return
-    keys = [
-        {dynamo.PK: {"S": dynamo.event_pk(e)}, dynamo.SK: {"S": sk}}
-        for e, t in listed.items()
-        for sk in sorted(t[COUNTED_RECORDS])
-    ]
-    items = dynamo.batch_get(
-        db,
-        table,
-        keys,
-        consistent=consistent,
-        projection="PK, SK, #s, updated_at",
-        names={"#s": "status"},
+    read = _read(
+        db, table, {e: t[COUNTED_RECORDS] for e, t in listed.items()}, consistent=consistent
     )
-    by_event: dict[str, dict[str, dict[str, Any]]] = {}
-    for item in items:
-        event_id = item[dynamo.PK]["S"].removeprefix("EVENT#")
-        by_event.setdefault(event_id, {})[item[dynamo.SK]["S"]] = dynamo.from_item(item)
     for event_id, tally in listed.items():
-        tallies[event_id] = apply(tally, by_event.get(event_id, {}))
+        tallies[event_id] = apply(tally, read.get(event_id, {}))

@@ -254,19 +254,17 @@ def _republish_due(item: dict[str, Any], attempts: int, grace: float, now: float
     """Whether an event published `attempts` times, last at `last_published_at`, has
     waited its backoff: grace x 2^(attempts - 1)."""
     wait = grace * 2 ** min(max(attempts - 1, 0), REPUBLISH_DOUBLINGS_MAX)
-    try:
-        last = datetime.fromisoformat(str(item.get("last_published_at")).replace("Z", "+00:00"))
-    except ValueError:
-        return True
-    return last.astimezone(UTC).timestamp() + wait <= now
+    return _older(item, now - wait, "last_published_at")
 
 
-def _older(item: dict[str, Any], before: float) -> bool:
+def _older(item: dict[str, Any], before: float, field: str = "updated_at") -> bool:
+    """Whether `item[field]` (an ISO time) is at or before `before`; an unreadable time
+    is."""
     try:
-        touched = datetime.fromisoformat(str(item.get("updated_at")).replace("Z", "+00:00"))
+        touched = datetime.fromisoformat(str(item.get(field)).replace("Z", "+00:00"))
     except ValueError:
         return True
-    return touched.astimezone(UTC).timestamp() < before
+    return touched.astimezone(UTC).timestamp() <= before
 
 
 def _ctx(item: dict[str, Any]) -> dict[str, str]:
