@@ -134,7 +134,7 @@ DLQ_MOVES = Counter(
 REPAIRS = Counter(
     "herald_reconciler_repairs_total",
     "What reconciler passes did, by kind (republished, failed, settled, repaired, "
-    "stranded_failed).",
+    "stranded_failed, deferred: due but left for a pass that finds the queue caught up).",
     ["kind"],
 )
 
@@ -322,7 +322,7 @@ def rate_limit_waited(channel: str, seconds: float) -> None:
 
 def reconciled(report: Any) -> None:
     """A reconciler pass's `PassReport`, counted by kind."""
-    for kind in ("republished", "failed", "settled", "repaired", "stranded_failed"):
+    for kind in ("republished", "failed", "settled", "repaired", "stranded_failed", "deferred"):
         count = int(getattr(report, kind, 0))
         if count:
             REPAIRS.labels(kind).inc(count)

@@ -19,6 +19,10 @@ newer ones:
     every record not settled (claims keep a duplicate from sending twice);
   - after `reconcile_max_repairs` repairs, the records still stranded are FAILED with the
     reason, an unfinished fan-out fails the event, and the event settles.
+
+Silence is not loss while the queue the message would wait in has a backlog
+(`listeners/backlog.py`): the republish, repair or give-up waits for a pass that finds the
+queue caught up, and the event counts as deferred.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from core import metrics
 from core.aws import AwsClients
+from core.catalogue import Lane
 from core.event_store import EventStore, record_from_values
 from core.logs import configure_logging
 from core.models import EventStatus, NotificationStatus, iso, utcnow
@@ -44,11 +49,13 @@ from core.notification_store import NotificationStore
 from core.publisher import publish_events
 from core.record_counts import SETTLED_BUCKETS
 from core.settings import Settings
+from listeners.backlog import Backlog
 from listeners.router import REPAIR_ATTRIBUTE
 
 log = logging.getLogger("herald.reconciler")
 
 PAGE_SIZE = 100
+LANES: tuple[Lane, Lane] = ("critical", "normal")
 
 
 @dataclass
@@ -58,6 +65,7 @@ class PassReport:
     settled: int = 0
     repaired: int = 0
     stranded_failed: int = 0
+    deferred: int = 0  # due, but the queue its message would wait in has a backlog
     watermarks: dict[str, Any] = field(default_factory=dict)
 
 
@@ -71,6 +79,22 @@ class Reconciler:
             clients.dynamodb, table, settings.event_retention_days
         )
         self._watermarks: dict[EventStatus, dict[str, Any] | None] = {}
+        self.backlog = Backlog(clients.sqs, clients.queue_url)
+        self._router_queues = [clients.names.router_queue(lane) for lane in LANES]
+
+    def _behind(self, queues: list[str], event: dict[str, Any], report: PassReport) -> bool:
+        """Whether any of `queues` has messages waiting: then the event is deferred."""
+        waiting = self.backlog.behind(queues)
+        if waiting:
+            report.deferred += 1
+            log.info("deferred: %s has messages waiting", ", ".join(waiting), extra=_ctx(event))
+        return bool(waiting)
+
+    def _channel_queues(self, states: list[dict[str, Any]]) -> list[str]:
+        """The queues of the channels of `states` (records keyed NOTIF#<channel>#...)."""
+        channels = sorted({str(s.get("SK", "")).split("#")[1] for s in states})
+        names = self.clients.names
+        return [names.channel_queue(c, lane) for c in channels if c for lane in LANES]
 
     def _walk(self, status: EventStatus, grace: float) -> list[dict[str, Any]]:
         """Up to `reconcile_pages_per_pass` pages of stale `status` events, from the
@@ -90,6 +114,7 @@ class Reconciler:
     def run_once(self) -> int:
         """Republish (or give up on) stale START events; returns how many were republished."""
         report = PassReport()
+        self.backlog.forget()
         self._started(report)
         return report.republished
 
@@ -101,6 +126,8 @@ class Reconciler:
         for item in stale:
             attempts = int(item.get("publish_attempts", 1))
             if not _republish_due(item, attempts, grace, time.time()):
+                continue
+            if self._behind(self._router_queues, item, report):
                 continue
             if attempts >= limit:
                 reason = f"not routed after {attempts} publishes"
@@ -128,6 +155,7 @@ class Reconciler:
     def settle_stuck(self) -> int:
         """Audit stale PROCESSING events; returns how many were settled."""
         report = PassReport()
+        self.backlog.forget()
         self._processing(report)
         return report.settled
 
@@ -163,6 +191,11 @@ class Reconciler:
         )
         if not stranded and not fanout_stalled:
             return  # still moving
+        waits_in = self._channel_queues(stranded)
+        if fanout_stalled:
+            waits_in += self._router_queues
+        if self._behind(waits_in, event, report):
+            return
         repairs = int(event.get("repair_attempts", 0))
         backoff = self.settings.reconcile_stranded_seconds * 2 ** min(
             repairs, REPUBLISH_DOUBLINGS_MAX
@@ -219,6 +252,7 @@ class Reconciler:
 
     def run_pass(self) -> PassReport:
         report = PassReport()
+        self.backlog.forget()
         self._started(report)
         self._processing(report)
         metrics.reconciled(report)

@@ -64,12 +64,51 @@ def test_an_event_no_router_takes_fails_with_the_reason(stack: Stack) -> None:
     event = post_event(stack, "comment", COMMENT, user_id="u-1")
     fix = reconciler(stack, reconcile_max_publishes=3)
     for expected in (1, 1):  # republished while it has publishes left
+        drain(stack, "events-normal")  # each publish is taken and lost
         assert fix.run_once() == expected
         fix._watermarks.clear()
+    drain(stack, "events-normal")
     assert fix.run_once() == 0
     record, _ = stored(stack, event.event_id)
     assert record.status is EventStatus.FAILED
     assert record.reason == "not routed after 3 publishes"
+
+
+def test_an_event_waiting_behind_a_router_backlog_is_neither_republished_nor_failed(
+    stack: Stack,
+) -> None:
+    """Its message is still in the queue: publishing again would only deepen the backlog,
+    and failing it would lose notifications the router is about to create."""
+    add_user(stack, "u-1", EMAIL, email="u1@example.com")
+    event = post_event(stack, "comment", COMMENT, user_id="u-1")
+    fix = reconciler(stack, reconcile_max_publishes=1)
+
+    report = fix.run_pass()
+
+    assert (report.republished, report.failed, report.deferred) == (0, 0, 1)
+    record, _ = stored(stack, event.event_id)
+    assert record.status is EventStatus.START and record.publish_attempts == 1
+    route_all(stack, router(stack))  # the router catches up and routes it
+    fix._watermarks.clear()
+    after = fix.run_pass()
+    assert (after.republished, after.failed) == (0, 0)
+    assert stored(stack, event.event_id)[0].status is EventStatus.PROCESSING
+
+
+def test_a_record_waiting_behind_its_channel_backlog_is_not_repaired(stack: Stack) -> None:
+    add_user(stack, "u-1", EMAIL, email="u1@example.com")
+    event = post_event(stack, "comment", COMMENT, user_id="u-1")
+    route_all(stack, router(stack))  # the email message waits in its queue
+    fix = reconciler(stack, reconcile_max_repairs=1)
+
+    report = fix.run_pass()
+
+    assert (report.repaired, report.stranded_failed, report.deferred) == (0, 0, 1)
+    assert receive(stack, ROUTER_NORMAL) == []
+    assert stored(stack, event.event_id)[1]["email"]["status"] == NotificationStatus.QUEUED
+    drain(stack, "email-normal")  # now the message is lost: the next pass repairs
+    fix._watermarks.clear()
+    assert fix.run_pass().repaired == 1
 
 
 def test_stuck_events_do_not_hide_newer_ones(stack: Stack) -> None:
@@ -78,11 +117,11 @@ def test_stuck_events_do_not_hide_newer_ones(stack: Stack) -> None:
     events = EventStore(stack.clients.dynamodb, stack.clients.names.table)
     add_user(stack, "u-1", EMAIL, email="u1@example.com")
     posted = [post_event(stack, "comment", COMMENT, user_id="u-1") for _ in range(105)]
-    drain_router = receive(stack, ROUTER_NORMAL)
-    assert len(drain_router) == 105
+    assert len(drain(stack, "events-normal")) == 105  # taken and lost
     fix = reconciler(stack, reconcile_pages_per_pass=1)
 
     first = fix.run_once()
+    drain(stack, "events-normal")
     second = fix.run_once()
 
     assert (first, second) == (100, 5)
@@ -195,5 +234,8 @@ def test_a_fan_out_still_counting_is_not_repaired(stack: Stack) -> None:
     assert fix.run_pass().repaired == 0  # the tally was counted just now
 
     _age(stack, dynamo.tally_key(event.event_id), 120)
+    fix._watermarks.clear()
+    assert fix.run_pass().deferred == 1  # the next page still waits for the router
+    drain(stack, "events-normal")  # ...and is lost
     fix._watermarks.clear()
     assert fix.run_pass().repaired == 1  # nothing counted for two minutes: stalled
