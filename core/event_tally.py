@@ -1,10 +1,9 @@
-"""The event's tally: records created and counted together, and the event settled when
-its last notification is.
+"""The event's tally: counts, fan-out progress and page markers, and the event settled
+when its last notification is.
 
-A record exists exactly when it is counted (`create_counted`, `create_routed`: conditional
-puts and the counter update in one transaction), so a router that crashes anywhere and
-runs a message again can neither miss a count nor count twice. The event settles when its
-fan-out is complete and sent + failed + skipped = total.
+The event settles when its fan-out is complete and sent + failed + skipped = total. The
+counts are written with the records they count (`core.record_creation` at creation,
+`core.outcome_records` for outcomes), so a repeated write can never count twice.
 """
 
 from __future__ import annotations
@@ -12,23 +11,18 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from core import dynamo, event_index, record_counts
-from core.dynamo import TRANSACT_MAX
-from core.models import EventStatus, NotificationMessage, NotificationStatus, iso, utcnow
+from core.models import EventStatus, NotificationMessage, iso, utcnow
 from core.notification_records import (
-    EventNotFound,
-    NewNotification,
     RecordStore,
     is_condition_failure,
     log,
 )
 
-CHUNK_MAX = TRANSACT_MAX - 2  # records per counted chunk: the tally and the event check take two
 # A topic's fan-out counts its outcomes on this many tally items, so that thousands of
 # outcomes a second do not all write one partition key; creation counts, fan-out progress
 # and the shard count stay on shard 0, and readers sum the shards. A transaction's outcomes
@@ -47,15 +41,6 @@ def tally_shard(message: NotificationMessage) -> int:
     if message.tally_shards <= 1:
         return 0
     return zlib.crc32(message.recipient_id.encode()) % message.tally_shards
-
-
-@dataclass(frozen=True)
-class CountedCreation:
-    """What `create_counted` did: records created (and counted) now, and records an
-    earlier try had already created and counted, with their current status."""
-
-    created: list[NewNotification]
-    existing: dict[str, str]
 
 
 class EventTally(RecordStore):
@@ -184,187 +169,6 @@ class EventTally(RecordStore):
             raise
         return final
 
-    def create_counted(
-        self, notifications: Sequence[NewNotification], *, redelivered: bool = False
-    ) -> CountedCreation:
-        """Create records of one event and count them on the event in the same transaction.
-
-        Each chunk of up to CHUNK_MAX records is one TransactWriteItems: a conditional put
-        per record plus the event's `ADD counts.total/skipped/failed`. Either all of it
-        happens or none, so a record exists if and only if it was counted, and a router that
-        crashes anywhere and runs the message again can neither miss a count nor count twice.
-        When the transaction is cancelled because some records exist (a redelivery, or a
-        concurrent router), those are reported in `existing` and the rest are retried without
-        them; every round drops at least one record, so the loop ends.
-
-        `redelivered` (the message was received before) reads the records first and only
-        writes the missing ones: after a crash most exist, and a cancelled transaction
-        costs as much write capacity as a committed one.
-        """
-        created: list[NewNotification] = []
-        existing: dict[str, str] = {}
-        listed = _counted_records(notifications)
-        if redelivered and notifications:
-            existing = self.statuses([n.message for n in notifications])
-            notifications = [n for n in notifications if n.message.notification_id not in existing]
-        for start in range(0, len(notifications), CHUNK_MAX):
-            pending = list(notifications[start : start + CHUNK_MAX])
-            while pending:
-                clashes = self._create_counted_chunk(pending, listed)
-                if clashes is None:
-                    created.extend(pending)
-                    break
-                for index, status in clashes.items():
-                    existing[pending[index].message.notification_id] = status
-                pending = [n for i, n in enumerate(pending) if i not in clashes]
-        return CountedCreation(created, existing)
-
-    def _create_counted_chunk(
-        self, chunk: list[NewNotification], listed: Sequence[str] = ()
-    ) -> dict[int, str] | None:
-        """None when the chunk was created and counted; else {index: status} of the records
-        that already exist. Other cancellations (conflicts, throttling) raise."""
-        event_id = chunk[0].message.event_id
-        if any(n.message.event_id != event_id for n in chunk):
-            raise ValueError("a counted chunk holds notifications of one event")
-        items: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": self._item(n),
-                    "ConditionExpression": "attribute_not_exists(PK)",
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                }
-            }
-            for n in chunk
-        ]
-        items.append({"Update": self._tally_update(event_id, chunk, listed=listed)})
-        items.append(
-            {
-                "ConditionCheck": {
-                    "TableName": self._table,
-                    "Key": dynamo.event_key(event_id),
-                    "ConditionExpression": "attribute_exists(PK)",
-                }
-            }
-        )
-        try:
-            self._db.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise
-            reasons = exc.response.get("CancellationReasons") or []
-            if len(reasons) == len(items) and reasons[-1].get("Code") == "ConditionalCheckFailed":
-                raise EventNotFound(event_id) from exc
-            clashes = {
-                i: str(r.get("Item", {}).get("status", {}).get("S", ""))
-                for i, r in enumerate(reasons[: len(chunk)])
-                if r.get("Code") == "ConditionalCheckFailed"
-            }
-            if not clashes:
-                raise
-            unknown = [chunk[i].message for i, status in clashes.items() if not status]
-            if unknown:
-                stored = self.statuses(unknown)
-                for i in clashes:
-                    if not clashes[i]:
-                        clashes[i] = stored.get(chunk[i].message.notification_id, "")
-            return clashes
-        return None
-
-    def create_routed(self, events: Sequence[Sequence[NewNotification]]) -> bool:
-        """Route several single-page events at once: create every record, count them on
-        their event, and move each event to PROCESSING with its fan-out complete, all in
-        one TransactWriteItems (at most TRANSACT_MAX items: records plus one per event).
-
-        True when all of it happened. False when the transaction was cancelled (a record
-        exists already, or an event is missing or no longer START/PROCESSING): then nothing
-        happened, and the caller routes those events one by one (`create_counted`), which
-        sorts out each case. Fan-out complete is safe to set here because the records are
-        created before any message is enqueued: no worker can count a notification before
-        the event knows its total.
-        """
-        items: list[dict[str, Any]] = []
-        for planned in events:
-            if not planned:
-                raise ValueError("an event routed here has at least one notification")
-            event_id = planned[0].message.event_id
-            if any(n.message.event_id != event_id for n in planned):
-                raise ValueError("each group holds the notifications of one event")
-            items += [
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": self._item(n),
-                        "ConditionExpression": "attribute_not_exists(PK)",
-                    }
-                }
-                for n in planned
-            ]
-            items.append(
-                {
-                    "Update": self._tally_update(
-                        event_id, planned, complete=True, listed=_counted_records(planned)
-                    )
-                }
-            )
-            items.append({"Update": self._processing_update(event_id)})
-        if len(items) > TRANSACT_MAX:
-            raise ValueError(f"{len(items)} items do not fit one transaction")
-        try:
-            self._db.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                return False
-            raise
-        return True
-
-    def _tally_update(
-        self,
-        event_id: str,
-        chunk: Sequence[NewNotification],
-        *,
-        complete: bool = False,
-        listed: Sequence[str] = (),
-    ) -> dict[str, Any]:
-        """The tally's update for `chunk` (total, skipped and failed at creation); with
-        `complete`, the fan-out is complete too; `listed`: every record of a self-counted
-        event, set whole by each chunk (so a repeat sets the same)."""
-        adds = {
-            "total": len(chunk),
-            "skipped": sum(n.status is NotificationStatus.SKIPPED for n in chunk),
-            "failed": sum(n.status is NotificationStatus.FAILED for n in chunk),
-        }
-        shards = max((n.message.tally_shards for n in chunk), default=1)
-        records = max((n.message.record_shards for n in chunk), default=1)
-        return self._tally_kwargs(
-            event_id,
-            adds,
-            complete=complete,
-            shards=shards,
-            record_shards=records,
-            counted_records=listed,
-        )
-
-    def _processing_update(self, event_id: str) -> dict[str, Any]:
-        """START|PROCESSING → PROCESSING on the event item (a routed event)."""
-        update, index_values = event_index.update_expression(
-            ["#s = :processing", "updated_at = :now"], event_id, EventStatus.PROCESSING
-        )
-        return {
-            "TableName": self._table,
-            "Key": dynamo.event_key(event_id),
-            "UpdateExpression": update,
-            "ConditionExpression": "#s IN (:start, :processing)",
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {
-                **index_values,
-                ":processing": {"S": EventStatus.PROCESSING.value},
-                ":start": {"S": EventStatus.START.value},
-                ":now": {"S": iso(utcnow())},
-            },
-        }
-
     def tallies_of(
         self,
         event_ids: Sequence[str],
@@ -430,11 +234,3 @@ class EventTally(RecordStore):
         except ClientError as exc:
             if not is_condition_failure(exc):
                 raise
-
-
-def _counted_records(notifications: Sequence[NewNotification]) -> list[str]:
-    """The sort keys of a self-counted event's records (all of them: the planner lists
-    them only when its whole plan is at hand), else none."""
-    if not notifications or not all(n.message.counted_records for n in notifications):
-        return []
-    return list(notifications[0].message.counted_records)

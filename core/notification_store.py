@@ -21,7 +21,6 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from core import aws_errors, dynamo
-from core.event_tally import CHUNK_MAX, CountedCreation
 from core.masking import mask_text
 from core.models import NotificationMessage, NotificationStatus, iso, utcnow
 from core.notification_records import (
@@ -39,6 +38,7 @@ from core.notification_records import (
     record_key,
 )
 from core.outcome_records import ALREADY, FAILED_UNCLAIMED, LOST, RECORDED, Outcome, OutcomeRecords
+from core.record_creation import CHUNK_MAX, CountedCreation
 
 
 @dataclass(frozen=True)

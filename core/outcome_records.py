@@ -14,7 +14,7 @@ from typing import Any
 
 from core import aws_errors, record_counts
 from core.dynamo import TRANSACT_MAX
-from core.event_tally import EventTally, tally_shard
+from core.event_tally import tally_shard
 from core.masking import mask_text
 from core.models import EventStatus, NotificationMessage, NotificationStatus
 from core.notification_records import (
@@ -24,6 +24,7 @@ from core.notification_records import (
     EventNotFound,
     refused_items,
 )
+from core.record_creation import RecordCreation
 
 RECORDED = "recorded"
 
@@ -65,7 +66,7 @@ def judge(outcome: Outcome, stored: dict[str, Any]) -> str:
     return ALREADY if done and owner == token else LOST
 
 
-class OutcomeRecords(EventTally):
+class OutcomeRecords(RecordCreation):
     def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[str]:
         """Mark each notification SENT or FAILED and count it on its event, atomically.
 

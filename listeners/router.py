@@ -238,12 +238,12 @@ class Router:
                 planned.append((index, work, notes))
         routed: list[tuple[int, RouterWork, list[NewNotification]]] = []
         for group in _transactions(planned):
-            if self.notifications.create_routed([notes for _, _, notes in group]):
-                routed += group
-            else:  # something exists already: each event on its own, reading first
-                indexes = {i for i, _, _ in group}
-                alone += [(i, m, w) for i, m, w in entries if i in indexes]
-                read_first.update(indexes)
+            refused = self.notifications.create_routed([notes for _, _, notes in group])
+            routed += [entry for k, entry in enumerate(group) if k not in refused]
+            # Something of these exists already: each on its own, reading first.
+            indexes = {group[k][0] for k in refused}
+            alone += [(i, m, w) for i, m, w in entries if i in indexes]
+            read_first.update(indexes)
         queued = NotificationStatus.QUEUED
         self.queues.enqueue(
             [n.message for _, _, notes in routed for n in notes if n.status is queued]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from botocore.exceptions import ClientError
+
 from core.models import EventStatus, NotificationStatus
 from core.notification_store import Claim, NewNotification
 from tests.conftest import Stack
@@ -79,7 +82,7 @@ def test_a_receives_events_are_created_counted_and_completed_in_one_transaction(
     db = CountingDb(stack.clients.dynamodb)
     notifications._db = db
 
-    assert notifications.create_routed(plans)
+    assert notifications.create_routed(plans) == set()
 
     assert db.calls == {"transact_write_items": 1}
     record, items = events.get(first.event_id) or (None, [])
@@ -90,15 +93,82 @@ def test_a_receives_events_are_created_counted_and_completed_in_one_transaction(
     assert notifications.add_to_event(second.event_id, sent=1) is EventStatus.SUCCESS
 
 
-def test_routing_again_writes_nothing_when_any_record_exists(stack: Stack) -> None:
+def test_an_event_whose_record_exists_is_handed_back_and_the_others_routed(
+    stack: Stack,
+) -> None:
     events, notifications = stores_of(stack)
     first, second = processing_event(events, user_id="u-1"), processing_event(events, user_id="u-2")
     existing = notification(second, "u-2", "sms")
     notifications.create([NewNotification(existing)])
+    db = CountingDb(stack.clients.dynamodb)
+    notifications._db = db
 
-    assert not notifications.create_routed(
+    refused = notifications.create_routed(
         [[NewNotification(notification(first, "u-1", "sms"))], [NewNotification(existing)]]
     )
 
-    record, items = events.get(first.event_id) or (None, [])
+    assert refused == {1}  # the second goes the one-event path, which reads first
+    assert db.calls == {"transact_write_items": 2}  # refused once, then the rest together
+    routed, items = events.get(first.event_id) or (None, [])
+    assert routed is not None and routed.status is EventStatus.PROCESSING
+    assert routed.counts.total == 1 and len(items) == 1
+    untouched, _ = events.get(second.event_id) or (None, [])
+    assert untouched is not None and untouched.counts.total == 0
+
+
+class ConflictsFirst:
+    """A DynamoDB client whose first `times` transactions are cancelled for a conflict with
+    another writer, as DynamoDB does under contention: nothing applied, no item refused."""
+
+    def __init__(self, db: Any, times: int) -> None:
+        self._db = db
+        self.left = times
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.left:
+            self.left -= 1
+            reasons = [{"Code": "None"}] * (len(kwargs["TransactItems"]) - 1)
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                    "CancellationReasons": [{"Code": "TransactionConflict"}, *reasons],
+                },
+                "TransactWriteItems",
+            )
+        return self._db.transact_write_items(**kwargs)
+
+
+def test_a_conflict_is_tried_again_not_sent_down_the_slow_path(stack: Stack) -> None:
+    events, notifications = stores_of(stack)
+    first, second = processing_event(events, user_id="u-1"), processing_event(events, user_id="u-2")
+    db = ConflictsFirst(stack.clients.dynamodb, times=2)
+    notifications._db = db
+    plans = [
+        [NewNotification(notification(first, "u-1", "sms"))],
+        [NewNotification(notification(second, "u-2", "sms"))],
+    ]
+
+    assert notifications.create_routed(plans) == set()
+
+    assert db.calls == 3
+    for event in (first, second):
+        record, items = events.get(event.event_id) or (None, [])
+        assert record is not None and record.status is EventStatus.PROCESSING
+        assert record.counts.total == 1 and len(items) == 1
+
+
+def test_conflicts_that_do_not_end_raise_for_the_message_to_retry(stack: Stack) -> None:
+    events, notifications = stores_of(stack)
+    event = processing_event(events, user_id="u-1")
+    notifications._db = ConflictsFirst(stack.clients.dynamodb, times=100)
+
+    with pytest.raises(ClientError):
+        notifications.create_routed([[NewNotification(notification(event, "u-1", "sms"))]])
+
+    record, items = events.get(event.event_id) or (None, [])
     assert record is not None and record.counts.total == 0 and items == []
