@@ -116,3 +116,35 @@ def test_a_batch_of_one_events_notifications_is_counted_once(stack: Stack) -> No
     assert found is not None and found[0].status is EventStatus.SUCCESS
     assert (found[0].counts.sent, found[0].counts.failed) == (3, 0)
     assert {n["status"] for n in found[1]} == {NotificationStatus.SENT}
+
+
+def test_an_event_routed_elsewhere_leaves_the_rest_of_the_receive_together(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """SNS delivered one event twice and another router took the other copy first: that
+    event's records exist, so the shared transaction is refused for it alone; the others
+    are written together again, not each on the slower one-event path."""
+    settings = stack.settings.model_copy(update={"aws_call_log": str(tmp_path / "calls")})
+    clients = AwsClients(settings)
+    for i in range(3):
+        add_user(stack, f"u-{i}", {"categories": {"activity": ["email"]}}, email=f"u{i}@x.io")
+    events = [post_event(stack, "comment", COMMENT, user_id=f"u-{i}") for i in range(3)]
+    messages = receive(stack, ROUTER_NORMAL)
+    copy = next(m for m in messages if events[1].event_id in m.body)
+    other = QueueMessage(ROUTER_NORMAL, "copy", copy.receipt_handle, copy.body)
+    assert Router(settings, clients, clock=lambda: MIDDAY_TOKYO)([other]) == [Ack()]
+    log = CallLog.for_path(settings.aws_call_log or "")
+    before = {service: dict(ops) for service, ops in log.counts.items()}
+
+    results = Router(settings, clients, clock=lambda: MIDDAY_TOKYO)(messages)
+
+    assert results == [Ack()] * 3
+    # Refused for the copy's event, then the other two together; the copy's event reads
+    # its records and writes nothing.
+    assert calls_since(log, before)["dynamodb"]["TransactWriteItems"] == 2
+    for event in events:
+        record, notifications = stored(stack, event.event_id)
+        assert record.status is EventStatus.PROCESSING and record.counts.total == 1
+        assert notifications["email"]["status"] == NotificationStatus.QUEUED
+    sent = [m["event_id"] for m in drain(stack, "email-normal")]
+    assert sorted(sent) == sorted([e.event_id for e in events] + [events[1].event_id])
