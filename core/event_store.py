@@ -314,7 +314,8 @@ class EventStore:
         if start is not None:
             pk = start[dynamo.PK]["S"]
             if pk == main:
-                return (None, *self._records_from([main], start, limit))
+                records, rest = self._records_from([main], start, limit)
+                return None, self._with_absent(event_id, None, records, start, rest), rest
             if not pk.startswith(main + "#R"):
                 raise dynamo.BadCursor("cursor is not one this API issued")
             partitions = dynamo.record_partitions(event_id, self._record_shards(event_id))
@@ -330,7 +331,7 @@ class EventStore:
         items = resp.get("Items", [])
         if not items or items[0][dynamo.SK]["S"] != dynamo.EVENT_SK:
             return None, [], None
-        record = self._with_tally(items[0], items[1:])
+        record = self._with_tally(items[0], items[1:], "LastEvaluatedKey" not in resp)
         shards = self._shards_among(items)
         if shards > 1:
             partitions = dynamo.record_partitions(event_id, shards)
@@ -342,7 +343,30 @@ class EventStore:
             last = {dynamo.PK: records[-1][dynamo.PK], dynamo.SK: records[-1][dynamo.SK]}
         if last is not None and not records:
             last = None  # past the records (other items of the partition): nothing follows
-        return record, [dynamo.from_item(i) for i in records], dynamo.encode_cursor(last)
+        rest = dynamo.encode_cursor(last)
+        tally = next((i for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK), None)
+        plain = [dynamo.from_item(i) for i in records]
+        return record, self._with_absent(event_id, tally, plain, None, rest), rest
+
+    def _with_absent(
+        self,
+        event_id: str,
+        tally: dict[str, Any] | None,
+        records: list[dict[str, Any]],
+        start: dict[str, Any] | None,
+        rest: str | None,
+    ) -> list[dict[str, Any]]:
+        """A page of the event's own partition with the listed records not written yet
+        (`core.record_counts.absent_records`) that sort within it. `tally`: typed, when
+        the page read it; else (a later page) it is read, if the page is a listing one."""
+        layout = dynamo.from_item(tally) if tally is not None else self._tally_layout(event_id)
+        if not layout.get(COUNTED_RECORDS):
+            return records
+        after = start[dynamo.SK]["S"] if start is not None else None
+        upto = str(records[-1][dynamo.SK]) if rest is not None and records else None
+        present = [str(r[dynamo.SK]) for r in records]
+        absent = record_counts.absent_records(event_id, layout, present, after, upto)
+        return sorted([*records, *absent], key=lambda r: str(r[dynamo.SK])) if absent else records
 
     @staticmethod
     def _shards_among(items: list[dict[str, Any]]) -> int:
@@ -351,12 +375,18 @@ class EventStore:
         return int(tally.get("record_shards", {}).get("N", "1"))
 
     def _record_shards(self, event_id: str) -> int:
+        return int(self._tally_layout(event_id).get("record_shards", 1))
+
+    def _tally_layout(self, event_id: str, consistent: bool = False) -> dict[str, Any]:
+        """Where the event's records are (`record_shards`) and which its tally lists
+        (`core.record_counts`), with the tally's time: one small read."""
         resp = self._db.get_item(
             TableName=self._table,
             Key=dynamo.tally_key(event_id),
-            ProjectionExpression="record_shards",
+            ProjectionExpression=f"record_shards, {COUNTED_RECORDS}, updated_at",
+            ConsistentRead=consistent,
         )
-        return int(resp.get("Item", {}).get("record_shards", {}).get("N", "1"))
+        return dynamo.from_item(resp.get("Item", {}))
 
     def _records_from(
         self, partitions: list[str], start: dict[str, Any] | None, limit: int
@@ -424,11 +454,17 @@ class EventStore:
         notifications = [
             dynamo.from_item(i) for i in items if i[dynamo.SK]["S"].startswith("NOTIF#")
         ]
-        return self._with_tally(event_item, items), notifications
+        tally = next((i for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK), None)
+        if tally is not None:
+            notifications = self._with_absent(event_id, tally, notifications, None, None)
+        return self._with_tally(event_item, items, True), notifications
 
-    def _with_tally(self, event_item: dict[str, Any], items: list[dict[str, Any]]) -> EventRecord:
+    def _with_tally(
+        self, event_item: dict[str, Any], items: list[dict[str, Any]], whole: bool = False
+    ) -> EventRecord:
         """The event with its tally (shard 0 among typed `items`, read with it; a sharded
-        tally's other shards read by key) merged into its counts."""
+        tally's other shards read by key) merged into its counts. `whole`: `items` are all
+        of the event's partition, so a listed record not among them is absent, not unread."""
         tally = next(
             (dynamo.from_item(i) for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK), {}
         )
@@ -437,7 +473,7 @@ class EventStore:
         records = {
             i[dynamo.SK]["S"]: dynamo.from_item(i) for i in items if i[dynamo.SK]["S"] in listed
         }
-        if listed and len(records) == len(listed):  # counted from its records, all read here
+        if listed and (whole or len(records) == len(listed)):  # counted from records read here
             tally = record_counts.apply(tally, records)
         elif shards > 1 or listed:
             event_id = str(tally["event_id"])
@@ -559,14 +595,17 @@ class EventStore:
     def notification_states(self, event_id: str) -> list[dict[str, Any]]:
         """The event's notification records, only what an audit needs (keys, status and
         times), page by page, from every partition that holds them."""
-        partitions = dynamo.record_partitions(event_id, self._record_shards(event_id))
-        return [
+        layout = self._tally_layout(event_id, consistent=True)
+        partitions = dynamo.record_partitions(event_id, int(layout.get("record_shards", 1)))
+        states = [
             dynamo.from_item(i)
             for partition in partitions
             for i in self._all_records(
                 partition, "PK, SK, #s, updated_at, lease_until", consistent=True
             )
         ]
+        present = {str(s[dynamo.SK]) for s in states}
+        return states + record_counts.absent_records(event_id, layout, present)
 
     def mark_repaired(self, event_id: str) -> bool:
         """Count a repair and restart the event's clock; False if it left PROCESSING."""

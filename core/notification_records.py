@@ -107,6 +107,13 @@ def refused_items(exc: BaseException, chunk: list[int]) -> dict[int, tuple[str, 
     }
 
 
+def claim_creates(message: NotificationMessage) -> bool:
+    """Whether the record of `message` is created by its first write rather than by the
+    router: a self-counted event's (`core.record_counts`), whose queued records the router
+    only lists. Until then the record is absent, and absent means QUEUED."""
+    return bool(message.counted_records)
+
+
 def history_entry(status: str, detail: str | None = None) -> dict[str, Any]:
     # Masked here, where it is stored, whoever wrote it: provider receipts and errors quote
     # the recipient, and history is shown by GET /events/{id}.
@@ -130,22 +137,30 @@ class RecordStore:
         values = {
             dynamo.PK: dynamo.record_pk(m.event_id, m.recipient_id, m.record_shards),
             dynamo.SK: dynamo.notification_sk(m.channel, m.recipient_id),
-            "notification_id": m.notification_id,
-            "event_id": m.event_id,
-            "channel": m.channel,
-            "recipient_id": m.recipient_id,
-            "recipient_masked": ", ".join(mask_address(a) for a in m.addresses) or None,
-            "priority": m.priority.value,
             "status": new.status.value,
             "attempts": 0,
             "last_error": new.reason and mask_text(new.reason),
-            "created_at": now,
             "updated_at": now,
-            dynamo.TTL_ATTRIBUTE: int(time.time()) + self._retention_days * 86400,
         }
-        item = dynamo.to_item(values)
+        item = {**self._immutable(m, now), **dynamo.to_item(values)}
         item["history"] = {"L": [history_entry(new.status.value, new.reason)]}
         return item
+
+    def _immutable(self, m: NotificationMessage, created_at: str | None = None) -> dict[str, Any]:
+        """A record's attributes that never change after it is created (typed), whoever
+        creates it: the router, or the first write of a self-counted record."""
+        return dynamo.to_item(
+            {
+                "notification_id": m.notification_id,
+                "event_id": m.event_id,
+                "channel": m.channel,
+                "recipient_id": m.recipient_id,
+                "recipient_masked": ", ".join(mask_address(a) for a in m.addresses) or None,
+                "priority": m.priority.value,
+                "created_at": created_at or m.created_at,
+                dynamo.TTL_ATTRIBUTE: int(time.time()) + self._retention_days * 86400,
+            }
+        )
 
     def create(self, notifications: Sequence[NewNotification]) -> list[NewNotification]:
         """Create records that do not exist yet; returns those created now.
@@ -231,6 +246,14 @@ class RecordStore:
             ":h": {"L": [history_entry(*history)]},
         }
         clauses = ["updated_at = :now", "history = list_append(history, :h)"]
+        creates = claim_creates(message) and NotificationStatus.QUEUED.value in allowed
+        if creates:  # an absent record is QUEUED: this write creates it
+            clauses[1] = "history = list_append(if_not_exists(history, :h0), :h)"
+            values[":h0"] = {"L": [history_entry(NotificationStatus.QUEUED.value)]}
+            for i, (attr, value) in enumerate(self._immutable(message).items()):
+                names[f"#c{i}"] = attr
+                values[f":c{i}"] = value
+                clauses.append(f"#c{i} = if_not_exists(#c{i}, :c{i})")
         for i, (attr, value) in enumerate(sets.items()):
             names[f"#a{i}"] = attr
             values[f":a{i}"] = dynamo.to_value(value)
@@ -251,11 +274,12 @@ class RecordStore:
         if add_attempt:
             update += " ADD attempts :one"
             values[":one"] = {"N": "1"}
+        exists = "attribute_not_exists(PK) OR" if creates else "attribute_exists(PK) AND"
         return {
             "TableName": self._table,
             "Key": key_of(message),
             "UpdateExpression": update,
-            "ConditionExpression": f"attribute_exists(PK) AND ({condition})",
+            "ConditionExpression": f"{exists} ({condition})",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from core import aws_errors, dynamo
 from core.masking import mask_text
-from core.models import NotificationMessage, NotificationStatus, iso, utcnow
+from core.models import NotificationMessage, NotificationStatus, iso, notification_id, utcnow
 from core.notification_records import (
     CLAIMABLE,
     DELIVERED_STATUSES,
@@ -246,30 +246,61 @@ class NotificationStore(OutcomeRecords):
         return item is not None
 
     def fail_stranded(
-        self, event_id: str, sort_key: str, reason: str, partition: str | None = None
+        self,
+        event_id: str,
+        sort_key: str,
+        reason: str,
+        partition: str | None = None,
+        absent: bool = False,
     ) -> bool:
         """The reconciler gives up on a record whose message is lost for good: FAILED with
         the reason, from any unsettled status (the event is then settled from its records).
-        `partition`: the record's PK when not the event's own (a large fan-out's)."""
+        `partition`: the record's PK when not the event's own (a large fan-out's).
+        `absent`: a listed record no claim has created (`core.record_counts`): created
+        FAILED here, unless a claim creates it first."""
         pk = partition or dynamo.event_pk(event_id)
+        now = iso(utcnow())
+        values = {
+            ":failed": {"S": NotificationStatus.FAILED.value},
+            ":reason": {"S": reason},
+            ":now": {"S": now},
+            ":zero": {"N": "0"},
+            ":h": {"L": [history_entry(NotificationStatus.FAILED.value, reason)]},
+            ":queued": {"S": NotificationStatus.QUEUED.value},
+            ":retrying": {"S": NotificationStatus.RETRYING.value},
+            ":sending": {"S": NotificationStatus.SENDING.value},
+        }
+        update = (
+            "SET #s = :failed, last_error = :reason, updated_at = :now, lease_until = :zero, "
+            "history = list_append(history, :h)"
+        )
+        condition = "#s IN (:queued, :retrying, :sending)"
+        if absent:
+            _, channel, recipient = sort_key.split("#", 2)
+            update = update.replace(
+                "list_append(history", "list_append(if_not_exists(history, :h0)"
+            )
+            condition = f"attribute_not_exists(PK) OR ({condition})"
+            values[":h0"] = {"L": [history_entry(NotificationStatus.QUEUED.value)]}
+            fixed = {
+                "event_id": event_id,
+                "notification_id": notification_id(event_id, channel, recipient),
+                "channel": channel,
+                "recipient_id": recipient,
+                "created_at": now,
+                dynamo.TTL_ATTRIBUTE: int(time.time()) + self._retention_days * 86400,
+            }
+            for i, (attr, value) in enumerate(fixed.items()):
+                update += f", {attr} = if_not_exists({attr}, :f{i})"
+                values[f":f{i}"] = dynamo.to_value(value)
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={dynamo.PK: {"S": pk}, dynamo.SK: {"S": sort_key}},
-                UpdateExpression="SET #s = :failed, last_error = :reason, updated_at = :now, "
-                "lease_until = :zero, history = list_append(history, :h)",
-                ConditionExpression="#s IN (:queued, :retrying, :sending)",
+                UpdateExpression=update,
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":failed": {"S": NotificationStatus.FAILED.value},
-                    ":reason": {"S": reason},
-                    ":now": {"S": iso(utcnow())},
-                    ":zero": {"N": "0"},
-                    ":h": {"L": [history_entry(NotificationStatus.FAILED.value, reason)]},
-                    ":queued": {"S": NotificationStatus.QUEUED.value},
-                    ":retrying": {"S": NotificationStatus.RETRYING.value},
-                    ":sending": {"S": NotificationStatus.SENDING.value},
-                },
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if is_condition_failure(exc):

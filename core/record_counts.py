@@ -16,6 +16,14 @@ the event (a conditional write, once). Anything missed is the reconciler's, whic
 from the records anyway.
 
 A topic's fan-out (thousands of records on 32 partitions) keeps the sharded tally.
+
+The router does not create such an event's queued records either: it lists them, and the
+first write of each (a worker's claim, or whoever fails it unclaimed) creates it
+(`core.notification_records.claim_creates`). That saves the record's creation, two write
+units of the five a notification cost. Until then a listed record is absent, and every
+reader takes absent for QUEUED since the event was routed (`absent_records`): the API shows
+it queued, the reconciler finds it stranded when no claim comes, and it counts as still
+moving.
 """
 
 from __future__ import annotations
@@ -24,12 +32,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from core import dynamo
-from core.models import SELF_COUNTED_MAX
+from core.models import SELF_COUNTED_MAX, NotificationStatus, notification_id
 
 __all__ = ["SELF_COUNTED_MAX"]  # the list rides on the tally and on each message
 
 # The tally's attribute listing the records (their sort keys) that are its counts.
 COUNTED_RECORDS = "counted_records"
+# Marks a record that `absent_records` stands in for: listed, not written yet.
+ABSENT = "absent"
 
 # What each settled status counts as; any other status is still moving.
 SETTLED_BUCKETS = {
@@ -40,6 +50,42 @@ SETTLED_BUCKETS = {
     "FAILED": "failed",
     "SKIPPED": "skipped",
 }
+
+
+def absent_records(
+    event_id: str,
+    tally: Mapping[str, Any],
+    present: Iterable[str],
+    after: str | None = None,
+    upto: str | None = None,
+) -> list[dict[str, Any]]:
+    """The records `tally` (plain) lists that are not among `present` (sort keys), as
+    their readers see them: QUEUED since the tally was written (when the event was routed),
+    in sort-key order; with `after` / `upto`, only those with sort keys in that range."""
+    seen = set(present)
+    since = str(tally.get("updated_at") or "")
+    out = []
+    for sk in sorted(tally.get(COUNTED_RECORDS) or ()):
+        if sk in seen or (after is not None and sk <= after) or (upto is not None and sk > upto):
+            continue
+        _, channel, recipient = sk.split("#", 2)
+        out.append(
+            {
+                dynamo.PK: dynamo.event_pk(event_id),
+                dynamo.SK: sk,
+                "notification_id": notification_id(event_id, channel, recipient),
+                "event_id": event_id,
+                "channel": channel,
+                "recipient_id": recipient,
+                "status": NotificationStatus.QUEUED.value,
+                "attempts": 0,
+                "history": [],
+                "created_at": since,
+                "updated_at": since,
+                ABSENT: True,
+            }
+        )
+    return out
 
 
 def counted_records_value(sort_keys: Iterable[str]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from core.notification_records import (
     TRANSACT_ROUNDS,
     EventNotFound,
     NewNotification,
+    claim_creates,
     refused_items,
 )
 
@@ -59,9 +60,17 @@ class RecordCreation(EventTally):
         created: list[NewNotification] = []
         existing: dict[str, str] = {}
         listed = _counted_records(notifications)
+        event_id = notifications[0].message.event_id if notifications else ""
         if redelivered and notifications:
             existing = self.statuses([n.message for n in notifications])
             notifications = [n for n in notifications if n.message.notification_id not in existing]
+        if listed:  # its queued records are created by their claims: listed, not put
+            created = [n for n in notifications if _claim_creates(n)]
+            notifications = [n for n in notifications if not _claim_creates(n)]
+            # Nothing to put: the list alone (with the event check), unless a record exists,
+            # which only the routing that wrote the list (or a claim after it) could make.
+            if not notifications and not existing:
+                self._create_counted_chunk([], listed, event_id=event_id)
         for start in range(0, len(notifications), CHUNK_MAX):
             pending = list(notifications[start : start + CHUNK_MAX])
             while pending:
@@ -75,11 +84,11 @@ class RecordCreation(EventTally):
         return CountedCreation(created, existing)
 
     def _create_counted_chunk(
-        self, chunk: list[NewNotification], listed: Sequence[str] = ()
+        self, chunk: list[NewNotification], listed: Sequence[str] = (), event_id: str = ""
     ) -> dict[int, str] | None:
         """None when the chunk was created and counted; else {index: status} of the records
         that already exist. Other cancellations (conflicts, throttling) raise."""
-        event_id = chunk[0].message.event_id
+        event_id = event_id or chunk[0].message.event_id
         if any(n.message.event_id != event_id for n in chunk):
             raise ValueError("a counted chunk holds notifications of one event")
         items: list[dict[str, Any]] = [
@@ -174,7 +183,8 @@ class RecordCreation(EventTally):
             event_id = planned[0].message.event_id
             if any(n.message.event_id != event_id for n in planned):
                 raise ValueError("each group holds the notifications of one event")
-            items += [
+            listed = _counted_records(planned)
+            puts = [
                 {
                     "Put": {
                         "TableName": self._table,
@@ -183,16 +193,14 @@ class RecordCreation(EventTally):
                     }
                 }
                 for n in planned
+                if not (listed and _claim_creates(n))
             ]
+            items += puts
             items.append(
-                {
-                    "Update": self._tally_update(
-                        event_id, planned, complete=True, listed=_counted_records(planned)
-                    )
-                }
+                {"Update": self._tally_update(event_id, planned, complete=True, listed=listed)}
             )
             items.append({"Update": self._processing_update(event_id)})
-            owners += [index] * (len(planned) + 2)
+            owners += [index] * (len(puts) + 2)
         if len(items) > TRANSACT_MAX:
             raise ValueError(f"{len(items)} items do not fit one transaction")
         return items, owners
@@ -207,12 +215,15 @@ class RecordCreation(EventTally):
     ) -> dict[str, Any]:
         """The tally's update for `chunk` (total, skipped and failed at creation); with
         `complete`, the fan-out is complete too; `listed`: every record of a self-counted
-        event, set whole by each chunk (so a repeat sets the same)."""
+        event, set whole by each chunk (so a repeat sets the same), and its counts are
+        its records', so nothing is added."""
         adds = {
             "total": len(chunk),
             "skipped": sum(n.status is NotificationStatus.SKIPPED for n in chunk),
             "failed": sum(n.status is NotificationStatus.FAILED for n in chunk),
         }
+        if listed:
+            adds = {}
         shards = max((n.message.tally_shards for n in chunk), default=1)
         records = max((n.message.record_shards for n in chunk), default=1)
         return self._tally_kwargs(
@@ -250,3 +261,8 @@ def _counted_records(notifications: Sequence[NewNotification]) -> list[str]:
     if not notifications or not all(n.message.counted_records for n in notifications):
         return []
     return list(notifications[0].message.counted_records)
+
+
+def _claim_creates(notification: NewNotification) -> bool:
+    """A queued record of a self-counted event: its first claim creates it."""
+    return notification.status is NotificationStatus.QUEUED and claim_creates(notification.message)

@@ -47,7 +47,7 @@ from core.logs import configure_logging
 from core.models import EventStatus, NotificationStatus, iso, utcnow
 from core.notification_store import NotificationStore
 from core.publisher import publish_events
-from core.record_counts import SETTLED_BUCKETS
+from core.record_counts import ABSENT, SETTLED_BUCKETS
 from core.settings import Settings
 from listeners.backlog import Backlog
 from listeners.router import REPAIR_ATTRIBUTE
@@ -238,7 +238,11 @@ class Reconciler:
         reason = f"stranded: gave up after {repairs} repairs"
         for state in stranded:
             if self.notifications.fail_stranded(
-                event_id, str(state["SK"]), reason, str(state.get("PK") or "") or None
+                event_id,
+                str(state["SK"]),
+                reason,
+                str(state.get("PK") or "") or None,
+                absent=bool(state.get(ABSENT)),
             ):
                 report.stranded_failed += 1
         if fanout_stalled:

@@ -122,12 +122,14 @@ def test_an_event_routed_elsewhere_leaves_the_rest_of_the_receive_together(
     stack: Stack, tmp_path: Path
 ) -> None:
     """SNS delivered one event twice and another router took the other copy first: that
-    event's records exist, so the shared transaction is refused for it alone; the others
-    are written together again, not each on the slower one-event path."""
+    event's skipped record exists (a queued one is its claim's to create), so the shared
+    transaction is refused for it alone; the others are written together again, not each
+    on the slower one-event path."""
     settings = stack.settings.model_copy(update={"aws_call_log": str(tmp_path / "calls")})
     clients = AwsClients(settings)
     for i in range(3):
-        add_user(stack, f"u-{i}", {"categories": {"activity": ["email"]}}, email=f"u{i}@x.io")
+        prefs = {"categories": {"activity": ["email", "sms"]}, "opt_out": ["sms"]}
+        add_user(stack, f"u-{i}", prefs, email=f"u{i}@x.io", phone="+14155550123")
     events = [post_event(stack, "comment", COMMENT, user_id=f"u-{i}") for i in range(3)]
     messages = receive(stack, ROUTER_NORMAL)
     copy = next(m for m in messages if events[1].event_id in m.body)
@@ -144,7 +146,9 @@ def test_an_event_routed_elsewhere_leaves_the_rest_of_the_receive_together(
     assert calls_since(log, before)["dynamodb"]["TransactWriteItems"] == 2
     for event in events:
         record, notifications = stored(stack, event.event_id)
-        assert record.status is EventStatus.PROCESSING and record.counts.total == 1
+        assert record.status is EventStatus.PROCESSING
+        assert (record.counts.total, record.counts.skipped) == (2, 1)
         assert notifications["email"]["status"] == NotificationStatus.QUEUED
+        assert notifications["sms"]["status"] == NotificationStatus.SKIPPED
     sent = [m["event_id"] for m in drain(stack, "email-normal")]
     assert sorted(sent) == sorted([e.event_id for e in events] + [events[1].event_id])
