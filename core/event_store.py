@@ -16,7 +16,7 @@ from core import aws_errors, dynamo, event_index, event_listing, record_counts
 from core.dynamo import item_bytes, transact_chunks
 from core.event_tally import EventTally
 from core.models import Event, EventRecord, EventStatus, iso, utcnow
-from core.record_counts import COUNTED_RECORDS, SETTLED_BUCKETS
+from core.record_counts import COUNTED_RECORDS, MASKED_RECIPIENTS, SETTLED_BUCKETS
 from core.tenants import DEFAULT_TENANT
 
 # A put cancelled only because another put of its transaction was refused goes again; a few
@@ -383,7 +383,8 @@ class EventStore:
         resp = self._db.get_item(
             TableName=self._table,
             Key=dynamo.tally_key(event_id),
-            ProjectionExpression=f"record_shards, {COUNTED_RECORDS}, updated_at",
+            ProjectionExpression=f"record_shards, {COUNTED_RECORDS}, {MASKED_RECIPIENTS}, "
+            "updated_at",
             ConsistentRead=consistent,
         )
         return dynamo.from_item(resp.get("Item", {}))

@@ -77,7 +77,7 @@ class EventTally(RecordStore):
         shard: int = 0,
         shards: int = 1,
         record_shards: int = 1,
-        counted_records: Sequence[str] = (),
+        counted_records: Sequence[str] | Mapping[str, str] = (),
     ) -> dict[str, Any]:
         """The update of tally `shard`: ADD the counts, and with `complete` mark the fan-out
         complete; on shard 0 of a sharded tally, how many shards it has; with
@@ -110,6 +110,14 @@ class EventTally(RecordStore):
         if counted_records:
             sets.append(f"{record_counts.COUNTED_RECORDS} = :counted_records")
             values[":counted_records"] = record_counts.counted_records_value(counted_records)
+            masked = (
+                {k: {"S": v} for k, v in counted_records.items() if v}
+                if isinstance(counted_records, Mapping)
+                else {}
+            )
+            if masked:
+                sets.append(f"{record_counts.MASKED_RECIPIENTS} = :masked")
+                values[":masked"] = {"M": masked}
         update = "SET " + ", ".join(sets)
         if present:
             update += " ADD " + ", ".join(f"#{k} :{k}" for k in present)

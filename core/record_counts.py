@@ -38,6 +38,8 @@ __all__ = ["SELF_COUNTED_MAX"]  # the list rides on the tally and on each messag
 
 # The tally's attribute listing the records (their sort keys) that are its counts.
 COUNTED_RECORDS = "counted_records"
+# ... and their masked recipients, which a record no claim has written yet cannot show.
+MASKED_RECIPIENTS = "recipients_masked"
 # Marks a record that `absent_records` stands in for: listed, not written yet.
 ABSENT = "absent"
 
@@ -64,6 +66,7 @@ def absent_records(
     in sort-key order; with `after` / `upto`, only those with sort keys in that range."""
     seen = set(present)
     since = str(tally.get("updated_at") or "")
+    masked = tally.get(MASKED_RECIPIENTS) or {}
     out = []
     for sk in sorted(tally.get(COUNTED_RECORDS) or ()):
         if sk in seen or (after is not None and sk <= after) or (upto is not None and sk > upto):
@@ -77,6 +80,7 @@ def absent_records(
                 "event_id": event_id,
                 "channel": channel,
                 "recipient_id": recipient,
+                "recipient_masked": masked.get(sk),
                 "status": NotificationStatus.QUEUED.value,
                 "attempts": 0,
                 "history": [],

@@ -9,7 +9,7 @@ neither miss a count nor count twice. Counting outcomes and settling is `core.ev
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from core import aws_errors, dynamo, event_index
 from core.dynamo import TRANSACT_MAX
 from core.event_tally import EventTally
+from core.masking import mask_address
 from core.models import EventStatus, NotificationStatus, iso, utcnow
 from core.notification_records import (
     TRANSACT_ROUNDS,
@@ -84,7 +85,10 @@ class RecordCreation(EventTally):
         return CountedCreation(created, existing)
 
     def _create_counted_chunk(
-        self, chunk: list[NewNotification], listed: Sequence[str] = (), event_id: str = ""
+        self,
+        chunk: list[NewNotification],
+        listed: Mapping[str, str] | None = None,
+        event_id: str = "",
     ) -> dict[int, str] | None:
         """None when the chunk was created and counted; else {index: status} of the records
         that already exist. Other cancellations (conflicts, throttling) raise."""
@@ -211,7 +215,7 @@ class RecordCreation(EventTally):
         chunk: Sequence[NewNotification],
         *,
         complete: bool = False,
-        listed: Sequence[str] = (),
+        listed: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """The tally's update for `chunk` (total, skipped and failed at creation); with
         `complete`, the fan-out is complete too; `listed`: every record of a self-counted
@@ -232,7 +236,7 @@ class RecordCreation(EventTally):
             complete=complete,
             shards=shards,
             record_shards=records,
-            counted_records=listed,
+            counted_records=listed or (),
         )
 
     def _processing_update(self, event_id: str) -> dict[str, Any]:
@@ -255,12 +259,19 @@ class RecordCreation(EventTally):
         }
 
 
-def _counted_records(notifications: Sequence[NewNotification]) -> list[str]:
+def _counted_records(notifications: Sequence[NewNotification]) -> dict[str, str]:
     """The sort keys of a self-counted event's records (all of them: the planner lists
-    them only when its whole plan is at hand), else none."""
+    them only when its whole plan is at hand), each with its masked recipient, which the
+    API shows for a record no claim has written yet; else none."""
     if not notifications or not all(n.message.counted_records for n in notifications):
-        return []
-    return list(notifications[0].message.counted_records)
+        return {}
+    masked = {
+        dynamo.notification_sk(n.message.channel, n.message.recipient_id): ", ".join(
+            mask_address(a) for a in n.message.addresses
+        )
+        for n in notifications
+    }
+    return {sk: masked.get(sk, "") for sk in notifications[0].message.counted_records}
 
 
 def _claim_creates(notification: NewNotification) -> bool:

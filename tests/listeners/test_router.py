@@ -201,15 +201,19 @@ def test_an_event_reaches_the_users_channels_rendered_on_its_lane(stack: Stack) 
         "push": "QUEUED",
         "email": "QUEUED",
     }
+    assert notifications["email"]["recipient_masked"] == "a***@example.com"
     # Queued records are listed, not written: the first claim writes the whole record.
-    assert "recipient_masked" not in notifications["email"]
+    key = {"PK": {"S": f"EVENT#{comment.event_id}"}, "SK": {"S": "NOTIF#email#u-1"}}
+    table = stack.clients.names.table
+    assert "Item" not in stack.clients.dynamodb.get_item(TableName=table, Key=key)
     taken = NotificationMessage.model_validate(
         {k: v for k, v in email[0].items() if k != "attributes"}
     )
     assert NotificationStore(stack.clients.dynamodb, stack.clients.names.table).claim(taken, 60)
     _, notifications = stored(stack, comment.event_id)
     assert notifications["email"]["status"] == "SENDING"
-    assert notifications["email"]["recipient_masked"] == "a***@example.com"
+    written = stack.clients.dynamodb.get_item(TableName=table, Key=key)["Item"]
+    assert written["recipient_masked"] == {"S": "a***@example.com"}
     assert [h["status"] for h in notifications["email"]["history"]] == ["QUEUED", "SENDING"]
 
     # A critical event (security: sms, email, push by default) takes the critical lane.
