@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -348,14 +348,17 @@ class CrashingStore(NotificationStore):
         self.chunks_before_crash: int | None = None
 
     def _create_counted_chunk(
-        self, chunk: list[NewNotification], listed: Sequence[str] = ()
+        self,
+        chunk: list[NewNotification],
+        listed: Mapping[str, str] | None = None,
+        event_id: str = "",
     ) -> dict[int, str] | None:
         if self.chunks_before_crash == 0:
             self.chunks_before_crash = None
             raise RuntimeError("router process killed")
         if self.chunks_before_crash is not None:
             self.chunks_before_crash -= 1
-        return super()._create_counted_chunk(chunk, listed)
+        return super()._create_counted_chunk(chunk, listed, event_id)
 
 
 def test_a_topic_fans_out_page_by_page_once_despite_redelivery_and_a_crash(
