@@ -195,6 +195,19 @@ class Settings(BaseSettings):
     fanout_page_size: int = Field(
         default=1000, ge=1, description="Subscribers resolved per router message before continuing."
     )
+    fanout_max_waiting: int = Field(
+        default=5000,
+        ge=0,
+        description="A topic's next fan-out page waits while its lane's channel queues hold this "
+        "many messages waiting, so that a large fan-out goes out as fast as workers take it, "
+        "not ahead of every other event of the lane (0: never waits).",
+    )
+    fanout_pace_seconds: int = Field(
+        default=15,
+        ge=0,
+        le=900,
+        description="How long a waiting fan-out page is delayed before it looks again.",
+    )
     max_topic_subscribers: int = Field(
         default=100_000,
         ge=1,

@@ -49,6 +49,7 @@ from alerting.gate import AlertGate
 from alerting.inline import inline_profiles
 from core import dynamo, metrics, tracing
 from core.aws import AwsClients
+from core.catalogue import CHANNELS
 from core.dynamo import TRANSACT_MAX
 from core.event_store import EventStore
 from core.logs import configure_logging
@@ -59,6 +60,7 @@ from core.runtime import freeze_startup_objects
 from core.settings import Settings
 from core.templates import TemplateRenderer
 from core.users import BATCH_GET_MAX, PROFILE_SK, StoreBusy, UserStore, item_to_profile
+from listeners.backlog import Backlog
 from listeners.backoff import backoff_seconds
 from listeners.channel_queues import ChannelQueues, EnqueueFailed
 from listeners.consumer import Consumer, wait_for_queues
@@ -109,6 +111,7 @@ class Router:
         self.queues = ChannelQueues(clients.sqs, clients.queue_url, clients.names)
         self.clock = clock
         self.alerts = AlertGate(settings, clients.dynamodb, table, clock)
+        self.backlog = Backlog(clients.sqs, clients.queue_url)
 
     @tracing.traced_batch("herald.route", tracing.event_id_of)
     def __call__(self, messages: Sequence[QueueMessage]) -> list[Result]:
@@ -341,6 +344,8 @@ class Router:
     def _route_topic_page(self, work: RouterWork, queue: str, redelivered: bool) -> None:
         event = work.event
         assert event.topic is not None
+        if work.page and work.cursor and self._paced(work, queue):
+            return
         page = self.users.subscribers(event.topic, self.settings.fanout_page_size, work.cursor)
         profiles = self.users.get_many(s.user_id for s in page.items)
         recipients = [
@@ -361,6 +366,36 @@ class Router:
             self._continue(event, page.next_cursor, work.page + 1, queue, work.repair)
         else:
             self._complete(event)
+
+    def _paced(self, work: RouterWork, queue: str) -> bool:
+        """Whether this continuation page waits: while the event's lane already holds
+        `fanout_max_waiting` messages for the workers, the page is sent again with a delay
+        (a fresh message, so waiting spends no receives) instead of adding a thousand more.
+        A 100,000-subscriber fan-out then goes out at the workers' pace, and the lane's other
+        events are not queued behind all of it."""
+        limit = self.settings.fanout_max_waiting
+        if not limit or work.cursor is None:
+            return False
+        self.backlog.forget()
+        lane = work.event.priority.lane
+        names = self.clients.names
+        waiting = sum(max(self.backlog.waiting(names.channel_queue(c, lane)), 0) for c in CHANNELS)
+        if waiting < limit:
+            return False
+        self.clients.sqs.send_message(
+            QueueUrl=self.clients.queue_url(queue),
+            DelaySeconds=self.settings.fanout_pace_seconds,
+            **continuation(work.event, work.cursor, work.page, work.repair),
+        )
+        log.info(
+            "page %d waits %ds: %d messages ahead of it in the %s lane",
+            work.page,
+            self.settings.fanout_pace_seconds,
+            waiting,
+            lane,
+            extra={"event_id": work.event.event_id},
+        )
+        return True
 
     def _settle_unreached(self, event: Event, subscribers: int) -> None:
         """A topic nobody (with a profile) subscribes to: SUCCESS, but saying so, so that a
