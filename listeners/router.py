@@ -36,7 +36,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -47,24 +46,22 @@ from botocore.exceptions import BotoCoreError, ClientError
 from alerting.alerts import AlertBusy
 from alerting.gate import AlertGate
 from alerting.inline import inline_profiles
-from core import dynamo, metrics, tracing
+from core import metrics, tracing
 from core.aws import AwsClients
-from core.catalogue import CHANNELS
-from core.dynamo import TRANSACT_MAX
 from core.event_store import EventStore
 from core.logs import configure_logging
 from core.models import Event, EventStatus, NotificationStatus, utcnow
-from core.notification_store import EventNotFound, NewNotification, NotificationStore
-from core.profiles import UserProfile
+from core.notification_store import EventNotFound, NotificationStore
 from core.runtime import freeze_startup_objects
 from core.settings import Settings
 from core.templates import TemplateRenderer
-from core.users import BATCH_GET_MAX, PROFILE_SK, StoreBusy, UserStore, item_to_profile
-from listeners.backlog import Backlog
+from core.users import StoreBusy, UserStore
 from listeners.backoff import backoff_seconds
 from listeners.channel_queues import ChannelQueues, EnqueueFailed
 from listeners.consumer import Consumer, wait_for_queues
 from listeners.fanout import Poison, RouterWork, continuation, decode, unreached_reason
+from listeners.fanout_pacing import FanoutPacer
+from listeners.grouped_routing import GroupRouting
 from listeners.heartbeat import Heartbeat
 from listeners.lambda_handler import LambdaHandler, sqs_lambda_handler
 from listeners.messages import Ack, DeadLetter, QueueMessage, Result, Retry
@@ -79,7 +76,6 @@ UNSETTLED = (
     NotificationStatus.RETRYING,
     NotificationStatus.SENDING,
 )
-UNPROCESSED_ROUNDS = 5  # BatchGetItem rounds for keys DynamoDB hands back (throttling)
 
 
 class Router:
@@ -111,7 +107,10 @@ class Router:
         self.queues = ChannelQueues(clients.sqs, clients.queue_url, clients.names)
         self.clock = clock
         self.alerts = AlertGate(settings, clients.dynamodb, table, clock)
-        self.backlog = Backlog(clients.sqs, clients.queue_url)
+        self.pacer = FanoutPacer(settings, clients)
+        self.together = GroupRouting(
+            clients, self.notifications, self.queues, self.renderer, clock, self._complete
+        )
 
     @tracing.traced_batch("herald.route", tracing.event_id_of)
     def __call__(self, messages: Sequence[QueueMessage]) -> list[Result]:
@@ -141,7 +140,7 @@ class Router:
         read_first: set[int] = set()
         if together:
             try:
-                alone += self._route_together(together, results, read_first)
+                alone += self.together.route(together, results, read_first)
             except Exception as exc:
                 for index, message, work in together:
                     if results[index] is None:
@@ -215,83 +214,6 @@ class Router:
             )
         return Retry(delay, f"{type(exc).__name__}: {exc}")
 
-    # --- a receive's single-user events, together ------------------------------------------
-
-    def _route_together(
-        self,
-        entries: list[tuple[int, QueueMessage, RouterWork]],
-        results: list[Result | None],
-        read_first: set[int],
-    ) -> list[tuple[int, QueueMessage, RouterWork]]:
-        """Route first-time single-user events of one receive with as few calls as possible;
-        sets their results and returns the entries left for the one-event path (adding to
-        `read_first` those whose records may exist already)."""
-        profiles = self._profiles(
-            {work.event.user_id for _, _, work in entries if work.event.user_id}
-        )
-        now = self.clock()
-        alone: list[tuple[int, QueueMessage, RouterWork]] = []
-        planned: list[tuple[int, RouterWork, list[NewNotification]]] = []
-        for index, message, work in entries:
-            profile = profiles.get(str(work.event.user_id))
-            notes = plan(work.event, [Recipient(profile)], self.renderer, now) if profile else []
-            if not notes or len(notes) + 2 > TRANSACT_MAX:  # unknown user, nothing to send
-                alone.append((index, message, work))
-            else:
-                planned.append((index, work, notes))
-        routed: list[tuple[int, RouterWork, list[NewNotification]]] = []
-        for group in _transactions(planned):
-            refused = self.notifications.create_routed([notes for _, _, notes in group])
-            routed += [entry for k, entry in enumerate(group) if k not in refused]
-            # Something of these exists already: each on its own, reading first.
-            indexes = {group[k][0] for k in refused}
-            alone += [(i, m, w) for i, m, w in entries if i in indexes]
-            read_first.update(indexes)
-        queued = NotificationStatus.QUEUED
-        self.queues.enqueue(
-            [n.message for _, _, notes in routed for n in notes if n.status is queued]
-        )
-        for index, work, notes in routed:
-            if not any(n.status is queued for n in notes):  # no worker will settle it
-                self._complete(work.event)
-            results[index] = Ack()
-            metrics.event_routed(work.event, notes)
-            log.info(
-                "%d notification(s) created (%d queued, %d skipped, %d failed) and enqueued",
-                len(notes),
-                sum(n.status is queued for n in notes),
-                sum(n.status is NotificationStatus.SKIPPED for n in notes),
-                sum(n.status is NotificationStatus.FAILED for n in notes),
-                extra={"event_id": work.event.event_id},
-            )
-        return alone
-
-    def _profiles(self, user_ids: set[str]) -> dict[str, UserProfile]:
-        """Profiles by id with one consistent BatchGetItem per 100 (a user created just
-        before their event must be found)."""
-        table = self.clients.names.table
-        ids = sorted(user_ids)
-        found: dict[str, UserProfile] = {}
-        for start in range(0, len(ids), BATCH_GET_MAX):
-            keys = [
-                {dynamo.PK: {"S": dynamo.user_pk(u)}, dynamo.SK: {"S": PROFILE_SK}}
-                for u in ids[start : start + BATCH_GET_MAX]
-            ]
-            request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
-            for round_ in range(UNPROCESSED_ROUNDS):
-                if round_:
-                    time.sleep(min(0.05 * 2**round_, 1.0))
-                resp = self.clients.dynamodb.batch_get_item(RequestItems=request)
-                for item in resp.get("Responses", {}).get(table, []):
-                    profile = item_to_profile(item)
-                    found[profile.user_id] = profile
-                request = resp.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-            if request:
-                raise StoreBusy("DynamoDB left profile reads unprocessed; try again later")
-        return found
-
     def route(self, work: RouterWork, queue: str, *, redelivered: bool = False) -> None:
         """Do one page of the fan-out; idempotent, so a redelivery may run it again."""
         event = work.event
@@ -344,7 +266,7 @@ class Router:
     def _route_topic_page(self, work: RouterWork, queue: str, redelivered: bool) -> None:
         event = work.event
         assert event.topic is not None
-        if work.page and work.cursor and self._paced(work, queue):
+        if self.pacer.waits(work, queue):
             return
         page = self.users.subscribers(event.topic, self.settings.fanout_page_size, work.cursor)
         profiles = self.users.get_many(s.user_id for s in page.items)
@@ -366,36 +288,6 @@ class Router:
             self._continue(event, page.next_cursor, work.page + 1, queue, work.repair)
         else:
             self._complete(event)
-
-    def _paced(self, work: RouterWork, queue: str) -> bool:
-        """Whether this continuation page waits: while the event's lane already holds
-        `fanout_max_waiting` messages for the workers, the page is sent again with a delay
-        (a fresh message, so waiting spends no receives) instead of adding a thousand more.
-        A 100,000-subscriber fan-out then goes out at the workers' pace, and the lane's other
-        events are not queued behind all of it."""
-        limit = self.settings.fanout_max_waiting
-        if not limit or work.cursor is None:
-            return False
-        self.backlog.forget()
-        lane = work.event.priority.lane
-        names = self.clients.names
-        waiting = sum(max(self.backlog.waiting(names.channel_queue(c, lane)), 0) for c in CHANNELS)
-        if waiting < limit:
-            return False
-        self.clients.sqs.send_message(
-            QueueUrl=self.clients.queue_url(queue),
-            DelaySeconds=self.settings.fanout_pace_seconds,
-            **continuation(work.event, work.cursor, work.page, work.repair),
-        )
-        log.info(
-            "page %d waits %ds: %d messages ahead of it in the %s lane",
-            work.page,
-            self.settings.fanout_pace_seconds,
-            waiting,
-            lane,
-            extra={"event_id": work.event.event_id},
-        )
-        return True
 
     def _settle_unreached(self, event: Event, subscribers: int) -> None:
         """A topic nobody (with a profile) subscribes to: SUCCESS, but saying so, so that a
@@ -466,22 +358,6 @@ class Router:
         final = self.notifications.add_to_event(event.event_id, fanout_complete=True)
         if final is not None:
             log.info("event settled: %s", final.value, extra={"event_id": event.event_id})
-
-
-def _transactions(
-    planned: list[tuple[int, RouterWork, list[NewNotification]]],
-) -> list[list[tuple[int, RouterWork, list[NewNotification]]]]:
-    """Events packed in order into groups whose records plus tallies fit one transaction."""
-    groups: list[list[tuple[int, RouterWork, list[NewNotification]]]] = []
-    size = TRANSACT_MAX
-    for entry in planned:
-        items = len(entry[2]) + 2  # its records, its tally, its status
-        if size + items > TRANSACT_MAX:
-            groups.append([])
-            size = 0
-        groups[-1].append(entry)
-        size += items
-    return groups
 
 
 def build_consumer(
