@@ -307,7 +307,7 @@ CHANGES = [
     "workers freeze their start-up objects out of the garbage collector's scans "
     "(`core/runtime.py`): botocore's models alone are hundreds of thousands of objects that "
     "every full collection walked again.",
-    "- **Router: a receive's events are routed together** (`listeners/router.py`, "
+    "- **Router: a receive's events are routed together** (`listeners/grouped_routing.py`, "
     "`NotificationStore.create_routed`). One consistent BatchGetItem reads the users of the "
     "whole batch; one TransactWriteItems creates every record, counts them on their events "
     "and moves each event START → PROCESSING with its fan-out complete; SendMessageBatch "
