@@ -146,6 +146,19 @@ class RecordStore:
         item["history"] = {"L": [history_entry(new.status.value, new.reason)]}
         return item
 
+    def _new_record(self, new: NewNotification, *, old_on_failure: bool = False) -> dict[str, Any]:
+        """A transaction's conditional put of a record that must not exist yet (a repeat
+        never overwrites a record a worker has moved on); with `old_on_failure`, a refusal
+        returns the stored record."""
+        put: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": self._item(new),
+            "ConditionExpression": "attribute_not_exists(PK)",
+        }
+        if old_on_failure:
+            put["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        return {"Put": put}
+
     def _immutable(self, m: NotificationMessage, created_at: str | None = None) -> dict[str, Any]:
         """A record's attributes that never change after it is created (typed), whoever
         creates it: the router, or the first write of a self-counted record."""
@@ -182,18 +195,7 @@ class RecordStore:
         if len(chunk) == 1:
             return self._create_one(chunk[0])
         try:
-            self._db.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": self._item(n),
-                            "ConditionExpression": "attribute_not_exists(PK)",
-                        }
-                    }
-                    for n in chunk
-                ]
-            )
+            self._db.transact_write_items(TransactItems=[self._new_record(n) for n in chunk])
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
                 return False

@@ -95,17 +95,7 @@ class RecordCreation(EventTally):
         event_id = event_id or chunk[0].message.event_id
         if any(n.message.event_id != event_id for n in chunk):
             raise ValueError("a counted chunk holds notifications of one event")
-        items: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": self._item(n),
-                    "ConditionExpression": "attribute_not_exists(PK)",
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                }
-            }
-            for n in chunk
-        ]
+        items = [self._new_record(n, old_on_failure=True) for n in chunk]
         items.append({"Update": self._tally_update(event_id, chunk, listed=listed)})
         items.append(
             {
@@ -188,17 +178,7 @@ class RecordCreation(EventTally):
             if any(n.message.event_id != event_id for n in planned):
                 raise ValueError("each group holds the notifications of one event")
             listed = _counted_records(planned)
-            puts = [
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": self._item(n),
-                        "ConditionExpression": "attribute_not_exists(PK)",
-                    }
-                }
-                for n in planned
-                if not (listed and _claim_creates(n))
-            ]
+            puts = [self._new_record(n) for n in planned if not (listed and _claim_creates(n))]
             items += puts
             items.append(
                 {"Update": self._tally_update(event_id, planned, complete=True, listed=listed)}
