@@ -142,6 +142,12 @@ def limits_table() -> str:
             "the next page goes in a continuation message",
         ),
         (
+            "a fan-out's messages waiting ahead of its lane",
+            f"{default('fanout_max_waiting'):,}",
+            "`HERALD_FANOUT_MAX_WAITING`",
+            "the next page waits `HERALD_FANOUT_PACE_SECONDS` and looks again",
+        ),
+        (
             "rendered parts, in characters",
             parts,
             "`PART_MAX` (core/templates.py)",
