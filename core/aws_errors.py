@@ -103,6 +103,15 @@ def jittered(attempt: int, base: float, cap: float, rng: random.Random | None = 
     return (rng or random).uniform(0, min(cap, base * 2 ** max(attempt, 0)))
 
 
+def back_off_or_raise(exc: BaseException, rounds: int, limit: int, cap: float = 2.0) -> None:
+    """After failed round `rounds` (from 1) of a write whose refused items were already
+    taken out: raise `exc` unless it is worth another try and rounds are left, else wait a
+    full-jitter backoff before the next one."""
+    if not is_retryable(exc) or rounds >= limit:
+        raise exc
+    time.sleep(jittered(rounds - 1, 0.05, cap))
+
+
 def retry(
     call: Callable[[], T],
     *,

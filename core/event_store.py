@@ -315,7 +315,8 @@ class EventStore:
             pk = start[dynamo.PK]["S"]
             if pk == main:
                 records, rest = self._records_from([main], start, limit)
-                return None, self._with_absent(event_id, None, records, start, rest), rest
+                layout = self._tally_layout(event_id)
+                return None, self._with_absent(event_id, layout, records, start, rest), rest
             if not pk.startswith(main + "#R"):
                 raise dynamo.BadCursor("cursor is not one this API issued")
             partitions = dynamo.record_partitions(event_id, self._record_shards(event_id))
@@ -344,22 +345,20 @@ class EventStore:
         if last is not None and not records:
             last = None  # past the records (other items of the partition): nothing follows
         rest = dynamo.encode_cursor(last)
-        tally = next((i for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK), None)
         plain = [dynamo.from_item(i) for i in records]
-        return record, self._with_absent(event_id, tally, plain, None, rest), rest
+        return record, self._with_absent(event_id, _tally_among(items), plain, None, rest), rest
 
     def _with_absent(
         self,
         event_id: str,
-        tally: dict[str, Any] | None,
+        layout: dict[str, Any],
         records: list[dict[str, Any]],
         start: dict[str, Any] | None,
         rest: str | None,
     ) -> list[dict[str, Any]]:
         """A page of the event's own partition with the listed records not written yet
-        (`core.record_counts.absent_records`) that sort within it. `tally`: typed, when
-        the page read it; else (a later page) it is read, if the page is a listing one."""
-        layout = dynamo.from_item(tally) if tally is not None else self._tally_layout(event_id)
+        (`core.record_counts.absent_records`) that sort within it; `layout`: the event's
+        tally (plain)."""
         if not layout.get(COUNTED_RECORDS):
             return records
         after = start[dynamo.SK]["S"] if start is not None else None
@@ -371,8 +370,7 @@ class EventStore:
     @staticmethod
     def _shards_among(items: list[dict[str, Any]]) -> int:
         """The record partitions an event's tally (among typed `items`) says it has."""
-        tally = next((i for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK), {})
-        return int(tally.get("record_shards", {}).get("N", "1"))
+        return int(_tally_among(items).get("record_shards", 1))
 
     def _record_shards(self, event_id: str) -> int:
         return int(self._tally_layout(event_id).get("record_shards", 1))
@@ -455,9 +453,7 @@ class EventStore:
         notifications = [
             dynamo.from_item(i) for i in items if i[dynamo.SK]["S"].startswith("NOTIF#")
         ]
-        tally = next((i for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK), None)
-        if tally is not None:
-            notifications = self._with_absent(event_id, tally, notifications, None, None)
+        notifications = self._with_absent(event_id, _tally_among(items), notifications, None, None)
         return self._with_tally(event_item, items, True), notifications
 
     def _with_tally(
@@ -466,9 +462,7 @@ class EventStore:
         """The event with its tally (shard 0 among typed `items`, read with it; a sharded
         tally's other shards read by key) merged into its counts. `whole`: `items` are all
         of the event's partition, so a listed record not among them is absent, not unread."""
-        tally = next(
-            (dynamo.from_item(i) for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK), {}
-        )
+        tally = _tally_among(items)
         shards = int(tally.get("tally_shards", 1))
         listed = set(tally.get(COUNTED_RECORDS) or ())
         records = {
@@ -776,3 +770,9 @@ class EventStore:
                 return False
             raise
         return True
+
+
+def _tally_among(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The tally (plain) among an event's typed items, or {} when it has none yet."""
+    tally = next((i for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK), None)
+    return dynamo.from_item(tally) if tally is not None else {}

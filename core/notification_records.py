@@ -114,6 +114,21 @@ def claim_creates(message: NotificationMessage) -> bool:
     return bool(message.counted_records)
 
 
+def written_if_absent(
+    attrs: dict[str, Any], names: dict[str, str], values: dict[str, Any]
+) -> list[str]:
+    """SET clauses for the first write of a record nobody put (`claim_creates`): `attrs`
+    (typed) where the record has none yet, and `:h` appended to a history that starts
+    QUEUED. Adds their names and values to `names` and `values`."""
+    values[":h0"] = {"L": [history_entry(NotificationStatus.QUEUED.value)]}
+    clauses = ["history = list_append(if_not_exists(history, :h0), :h)"]
+    for i, (attr, value) in enumerate(attrs.items()):
+        names[f"#c{i}"] = attr
+        values[f":c{i}"] = value
+        clauses.append(f"#c{i} = if_not_exists(#c{i}, :c{i})")
+    return clauses
+
+
 def history_entry(status: str, detail: str | None = None) -> dict[str, Any]:
     # Masked here, where it is stored, whoever wrote it: provider receipts and errors quote
     # the recipient, and history is shown by GET /events/{id}.
@@ -247,15 +262,12 @@ class RecordStore:
             ":now": {"S": iso(utcnow())},
             ":h": {"L": [history_entry(*history)]},
         }
-        clauses = ["updated_at = :now", "history = list_append(history, :h)"]
+        clauses = ["updated_at = :now"]
         creates = claim_creates(message) and NotificationStatus.QUEUED.value in allowed
         if creates:  # an absent record is QUEUED: this write creates it
-            clauses[1] = "history = list_append(if_not_exists(history, :h0), :h)"
-            values[":h0"] = {"L": [history_entry(NotificationStatus.QUEUED.value)]}
-            for i, (attr, value) in enumerate(self._immutable(message).items()):
-                names[f"#c{i}"] = attr
-                values[f":c{i}"] = value
-                clauses.append(f"#c{i} = if_not_exists(#c{i}, :c{i})")
+            clauses += written_if_absent(self._immutable(message), names, values)
+        else:
+            clauses.append("history = list_append(history, :h)")
         for i, (attr, value) in enumerate(sets.items()):
             names[f"#a{i}"] = attr
             values[f":a{i}"] = dynamo.to_value(value)
@@ -351,9 +363,7 @@ class RecordStore:
                     pending = [i for i in pending if i not in failed]
                     continue
                 rounds += 1
-                if not aws_errors.is_retryable(exc) or rounds >= TRANSACT_ROUNDS:
-                    raise
-                time.sleep(aws_errors.jittered(rounds - 1, 0.05, 2.0))
+                aws_errors.back_off_or_raise(exc, rounds, TRANSACT_ROUNDS)
                 continue
             pending = pending[len(chunk) :]
         return refused

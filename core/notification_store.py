@@ -36,6 +36,7 @@ from core.notification_records import (
     is_condition_failure,
     key_of,
     record_key,
+    written_if_absent,
 )
 from core.outcome_records import ALREADY, FAILED_UNCLAIMED, LOST, RECORDED, Outcome, OutcomeRecords
 from core.record_creation import CHUNK_MAX, CountedCreation
@@ -260,6 +261,7 @@ class NotificationStore(OutcomeRecords):
         FAILED here, unless a claim creates it first."""
         pk = partition or dynamo.event_pk(event_id)
         now = iso(utcnow())
+        names = {"#s": "status"}
         values = {
             ":failed": {"S": NotificationStatus.FAILED.value},
             ":reason": {"S": reason},
@@ -270,18 +272,15 @@ class NotificationStore(OutcomeRecords):
             ":retrying": {"S": NotificationStatus.RETRYING.value},
             ":sending": {"S": NotificationStatus.SENDING.value},
         }
-        update = (
-            "SET #s = :failed, last_error = :reason, updated_at = :now, lease_until = :zero, "
-            "history = list_append(history, :h)"
-        )
+        clauses = [
+            "#s = :failed",
+            "last_error = :reason",
+            "updated_at = :now",
+            "lease_until = :zero",
+        ]
         condition = "#s IN (:queued, :retrying, :sending)"
         if absent:
             _, channel, recipient = sort_key.split("#", 2)
-            update = update.replace(
-                "list_append(history", "list_append(if_not_exists(history, :h0)"
-            )
-            condition = f"attribute_not_exists(PK) OR ({condition})"
-            values[":h0"] = {"L": [history_entry(NotificationStatus.QUEUED.value)]}
             fixed = {
                 "event_id": event_id,
                 "notification_id": notification_id(event_id, channel, recipient),
@@ -290,16 +289,17 @@ class NotificationStore(OutcomeRecords):
                 "created_at": now,
                 dynamo.TTL_ATTRIBUTE: int(time.time()) + self._retention_days * 86400,
             }
-            for i, (attr, value) in enumerate(fixed.items()):
-                update += f", {attr} = if_not_exists({attr}, :f{i})"
-                values[f":f{i}"] = dynamo.to_value(value)
+            clauses += written_if_absent(dynamo.to_item(fixed), names, values)
+            condition = f"attribute_not_exists(PK) OR ({condition})"
+        else:
+            clauses.append("history = list_append(history, :h)")
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={dynamo.PK: {"S": pk}, dynamo.SK: {"S": sort_key}},
-                UpdateExpression=update,
+                UpdateExpression="SET " + ", ".join(clauses),
                 ConditionExpression=condition,
-                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:

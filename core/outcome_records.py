@@ -7,7 +7,6 @@ whole and recognised by its token; nothing is counted twice.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -136,9 +135,7 @@ class OutcomeRecords(RecordCreation):
                     pending = [i for i in pending if not results[i]]
                     continue
                 rounds += 1
-                if not aws_errors.is_retryable(exc) or rounds >= TRANSACT_ROUNDS:
-                    raise
-                time.sleep(aws_errors.jittered(rounds - 1, 0.05, 2.0))
+                aws_errors.back_off_or_raise(exc, rounds, TRANSACT_ROUNDS)
                 continue
             for i in chunk:
                 results[i] = RECORDED

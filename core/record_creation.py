@@ -8,7 +8,6 @@ neither miss a count nor count twice. Counting outcomes and settling is `core.ev
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -160,9 +159,7 @@ class RecordCreation(EventTally):
                     pending = [i for i in pending if i not in clashes]
                     continue
                 rounds += 1
-                if not aws_errors.is_retryable(exc) or rounds >= TRANSACT_ROUNDS:
-                    raise
-                time.sleep(aws_errors.jittered(rounds - 1, 0.05, 1.0))
+                aws_errors.back_off_or_raise(exc, rounds, TRANSACT_ROUNDS, cap=1.0)
         return refused
 
     def _routed_items(
