@@ -56,10 +56,17 @@ def _is_condition_failure(exc: ClientError) -> bool:
 
 
 _LISTING_ATTRIBUTES = event_index.key_attributes()
+# What the event item holds besides the record: its listing keys, and a self-counted
+# event's list (`core.record_counts`), which readers merge into its tally.
+_NOT_THE_RECORD = _LISTING_ATTRIBUTES | {
+    COUNTED_RECORDS,
+    MASKED_RECIPIENTS,
+    record_counts.ROUTED_AT,
+}
 
 
 def event_to_item(record: EventRecord, retention_days: int) -> dict[str, Any]:
-    # The tally lives on its own item (dynamo.TALLY_SK): counting never rewrites this one.
+    # Counts live on the tally item (dynamo.TALLY_SK): counting never rewrites this one.
     values = record.model_dump(mode="json", exclude={"data", "counts", "fanout_complete"})
     values.update(
         event_index.listing_attributes(
@@ -87,7 +94,7 @@ def event_to_item(record: EventRecord, retention_days: int) -> dict[str, Any]:
 def record_from_values(values: dict[str, Any], tally: dict[str, Any] | None = None) -> EventRecord:
     """An event record from an item already made plain (`dynamo.from_item`), with its
     counts and fan-out progress from the tally item when given."""
-    values = {k: v for k, v in values.items() if k not in _LISTING_ATTRIBUTES}
+    values = {k: v for k, v in values.items() if k not in _NOT_THE_RECORD}
     values["data"] = json.loads(values.pop("data_json", "{}"))
     if tally:
         values["counts"] = {k: int(tally.get(k, 0)) for k in dynamo.COUNT_FIELDS}
@@ -377,15 +384,21 @@ class EventStore:
 
     def _tally_layout(self, event_id: str, consistent: bool = False) -> dict[str, Any]:
         """Where the event's records are (`record_shards`) and which its tally lists
-        (`core.record_counts`), with the tally's time: one small read."""
-        resp = self._db.get_item(
+        (`core.record_counts`: on the event item or the tally), with the tally's time: one
+        Query of the two items, which sort next to each other."""
+        resp = self._db.query(
             TableName=self._table,
-            Key=dynamo.tally_key(event_id),
-            ProjectionExpression=f"record_shards, {COUNTED_RECORDS}, {MASKED_RECIPIENTS}, "
-            "updated_at",
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :event AND :tally",
+            ExpressionAttributeValues={
+                ":pk": {"S": dynamo.event_pk(event_id)},
+                ":event": {"S": dynamo.EVENT_SK},
+                ":tally": {"S": dynamo.TALLY_SK},
+            },
+            ProjectionExpression=f"SK, event_id, record_shards, {COUNTED_RECORDS}, "
+            f"{MASKED_RECIPIENTS}, {record_counts.ROUTED_AT}, fanout_complete, updated_at",
             ConsistentRead=consistent,
         )
-        return dynamo.from_item(resp.get("Item", {}))
+        return _tally_among(resp.get("Items", []))
 
     def _records_from(
         self, partitions: list[str], start: dict[str, Any] | None, limit: int
@@ -462,7 +475,7 @@ class EventStore:
         """The event with its tally (shard 0 among typed `items`, read with it; a sharded
         tally's other shards read by key) merged into its counts. `whole`: `items` are all
         of the event's partition, so a listed record not among them is absent, not unread."""
-        tally = _tally_among(items)
+        tally = _tally_among([event_item, *items])
         shards = int(tally.get("tally_shards", 1))
         listed = set(tally.get(COUNTED_RECORDS) or ())
         records = {
@@ -514,7 +527,9 @@ class EventStore:
             events = self._items_by_pk(pks, dynamo.EVENT_SK, consistent=False)
             values_of = {pk: dynamo.from_item(item) for pk, item in events.items()}
             tallies = self._tally.tallies_of(
-                [str(v["event_id"]) for v in values_of.values()], consistent=False
+                [str(v["event_id"]) for v in values_of.values()],
+                consistent=False,
+                events={str(v["event_id"]): v for v in values_of.values()},
             )
             out = []
             for pk in pks:
@@ -638,7 +653,7 @@ class EventStore:
         )
         items = {i[dynamo.SK]["S"]: dynamo.from_item(i) for i in found}
         event = items.get(dynamo.EVENT_SK, {})
-        tally = items.get(dynamo.TALLY_SK, {})
+        tally = record_counts.with_event(items.get(dynamo.TALLY_SK, {}), event)
         if event.get("status") != EventStatus.PROCESSING or not (
             tally.get("fanout_complete") or event.get("fanout_complete")
         ):
@@ -773,6 +788,10 @@ class EventStore:
 
 
 def _tally_among(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """The tally (plain) among an event's typed items, or {} when it has none yet."""
-    tally = next((i for i in items if i[dynamo.SK]["S"] == dynamo.TALLY_SK), None)
-    return dynamo.from_item(tally) if tally is not None else {}
+    """The tally (plain) among an event's typed items, with what its event item holds of
+    it (`core.record_counts.with_event`), or {} when it has none yet."""
+    wanted = (dynamo.EVENT_SK, dynamo.TALLY_SK)
+    found = {i[dynamo.SK]["S"]: i for i in items if i[dynamo.SK]["S"] in wanted}
+    tally = dynamo.from_item(found[dynamo.TALLY_SK]) if dynamo.TALLY_SK in found else {}
+    event = dynamo.from_item(found[dynamo.EVENT_SK]) if dynamo.EVENT_SK in found else {}
+    return record_counts.with_event(tally, event)

@@ -58,15 +58,10 @@ class EventTally(RecordStore):
         last one lands; returns the event's final status if this call settled it."""
         adds = {"total": total, "sent": sent, "failed": failed, "skipped": skipped}
         kwargs = self._tally_kwargs(event_id, adds, complete=fanout_complete)
-        resp = self._db.update_item(**kwargs, ReturnValues="ALL_NEW")
-        tally = dynamo.from_item(resp["Attributes"])
-        if int(tally.get("tally_shards", 1)) > 1:
-            tally = self.tally_of(event_id)  # the outcomes count on the other shards too
-        else:  # or on the records
-            tallies = {event_id: tally}
-            record_counts.read_and_apply(self._db, self._table, tallies, consistent=True)
-            tally = tallies[event_id]
-        return self._settle_event(tally)
+        self._db.update_item(**kwargs)
+        # Read back whole: the outcomes count on the other shards too, or on the records
+        # that the event item lists.
+        return self._settle_event(self.tally_of(event_id))
 
     def _tally_kwargs(
         self,
@@ -77,12 +72,10 @@ class EventTally(RecordStore):
         shard: int = 0,
         shards: int = 1,
         record_shards: int = 1,
-        counted_records: Sequence[str] | Mapping[str, str] = (),
     ) -> dict[str, Any]:
         """The update of tally `shard`: ADD the counts, and with `complete` mark the fan-out
-        complete; on shard 0 of a sharded tally, how many shards it has; with
-        `counted_records`, the records that are the event's counts (`core.record_counts`).
-        Unconditional: the item is made by its first update."""
+        complete; on shard 0 of a sharded tally, how many shards it has. Unconditional:
+        the item is made by its first update."""
         present = [k for k in dynamo.COUNT_FIELDS if adds.get(k)]
         values: dict[str, Any] = {
             ":now": {"S": iso(utcnow())},
@@ -107,17 +100,6 @@ class EventTally(RecordStore):
         if shard == 0 and record_shards > 1:
             sets.append("record_shards = :record_shards")
             values[":record_shards"] = {"N": str(record_shards)}
-        if counted_records:
-            sets.append(f"{record_counts.COUNTED_RECORDS} = :counted_records")
-            values[":counted_records"] = record_counts.counted_records_value(counted_records)
-            masked = (
-                {k: {"S": v} for k, v in counted_records.items() if v}
-                if isinstance(counted_records, Mapping)
-                else {}
-            )
-            if masked:
-                sets.append(f"{record_counts.MASKED_RECIPIENTS} = :masked")
-                values[":masked"] = {"M": masked}
         update = "SET " + ", ".join(sets)
         if present:
             update += " ADD " + ", ".join(f"#{k} :{k}" for k in present)
@@ -183,21 +165,34 @@ class EventTally(RecordStore):
         shards: Mapping[str, int] | None = None,
         *,
         consistent: bool = True,
+        events: Mapping[str, Mapping[str, Any]] | None = None,
+        listed: bool = True,
     ) -> dict[str, dict[str, Any]]:
         """Tallies (plain, shards merged, a self-counted event's counts from its records)
         by event id, a hundred keys to a BatchGetItem. `shards[event_id]` says how many
         shards to read at once; the shards a tally's shard 0 declares beyond those are read
-        after it."""
+        after it. A self-counted event keeps its list on the event item
+        (`core.record_counts`): `events` gives the event items (plain) the caller has read
+        already; the others are read with the tallies, in the same requests (not with
+        `listed` False: the caller knows none of them is self-counted, and an event item
+        may be large)."""
         ids = list(dict.fromkeys(event_ids))
         wanted = {e: (shards or {}).get(e, 1) for e in ids}
         found: dict[str, list[dict[str, Any]]] = {}
+        event_items: dict[str, Mapping[str, Any]] = dict(events or {})
 
         def read(keys: list[dict[str, Any]]) -> None:
             for item in dynamo.batch_get(self._db, self._table, keys, consistent=consistent):
-                tally = dynamo.from_item(item)
-                found.setdefault(str(tally.get("event_id", "")), []).append(tally)
+                values = dynamo.from_item(item)
+                if values[dynamo.SK] == dynamo.EVENT_SK:
+                    event_items[str(values.get("event_id", ""))] = values
+                else:
+                    found.setdefault(str(values.get("event_id", "")), []).append(values)
 
-        read([dynamo.tally_key(e, k) for e, n in wanted.items() for k in range(n)])
+        read(
+            [dynamo.tally_key(e, k) for e, n in wanted.items() for k in range(n)]
+            + [dynamo.event_key(e) for e in ids if listed and e not in event_items]
+        )
         more = [
             dynamo.tally_key(e, k)
             for e, items in found.items()
@@ -208,6 +203,9 @@ class EventTally(RecordStore):
         if more:
             read(more)
         merged = {e: dynamo.merge_tallies(items) for e, items in found.items()}
+        for event_id, event in event_items.items():
+            if event.get(record_counts.COUNTED_RECORDS) and event_id in wanted:
+                merged[event_id] = record_counts.with_event(merged.get(event_id, {}), event)
         record_counts.read_and_apply(self._db, self._table, merged, consistent=consistent)
         return merged
 

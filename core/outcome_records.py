@@ -193,7 +193,11 @@ class OutcomeRecords(RecordCreation):
         ids = sorted(event_shards)
         listed = records or {}
         plain = [e for e in ids if e not in listed]
-        tallies = aws_errors.retry(lambda: self.tallies_of(plain, event_shards)) if plain else {}
+        tallies = (
+            aws_errors.retry(lambda: self.tallies_of(plain, event_shards, listed=False))
+            if plain
+            else {}
+        )
         if listed:
             tallies.update(
                 aws_errors.retry(

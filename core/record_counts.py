@@ -4,8 +4,8 @@ A user's event (a few channels of one person, or a short inline on-call list) ha
 records on its own partition and at most `SELF_COUNTED_MAX` of them. Counting each outcome
 on the tally would add a transactional counter update (two write units) to every
 notification, the largest single share of what an activity notification costs. Such an
-event instead lists its records' sort keys on the tally when they are created
-(`COUNTED_RECORDS`, in the same transaction as the records), the outcomes write only the
+event instead lists its records' sort keys when they are created (`COUNTED_RECORDS`, in
+the same transaction as the records), the outcomes write only the
 records, and whoever reads the tally reads the listed records too and counts their
 statuses: one more BatchGetItem per read, for any number of events.
 
@@ -16,6 +16,13 @@ the event (a conditional write, once). Anything missed is the reconciler's, whic
 from the records anyway.
 
 A topic's fan-out (thousands of records on 32 partitions) keeps the sharded tally.
+
+The list is written once, when the event is routed, and never changes, so it rides on the
+event item itself, in the write that moves the event to PROCESSING (`LISTED_ON_EVENT`): a
+tally item beside it would be a second item in the routing transaction, two more write
+units per event for nothing a counter needs. Readers merge the two (`with_event`): the
+list and fan-out completion from the event, any counts a tally item holds (a replayed dead
+letter's correction, the router's completion mark) from it.
 
 The router does not create such an event's queued records either: it lists them, and the
 first write of each (a worker's claim, or whoever fails it unclaimed) creates it
@@ -32,7 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from core import dynamo
-from core.models import SELF_COUNTED_MAX, NotificationStatus, notification_id
+from core.models import SELF_COUNTED_MAX, NotificationStatus, iso, notification_id, utcnow
 
 __all__ = ["SELF_COUNTED_MAX"]  # the list rides on the tally and on each message
 
@@ -40,6 +47,11 @@ __all__ = ["SELF_COUNTED_MAX"]  # the list rides on the tally and on each messag
 COUNTED_RECORDS = "counted_records"
 # ... and their masked recipients, which a record no claim has written yet cannot show.
 MASKED_RECIPIENTS = "recipients_masked"
+# When the list was written (the event routed): the time a listed, absent record is QUEUED
+# since, which the event item's own `updated_at` (changed when it settles) cannot tell.
+ROUTED_AT = "routed_at"
+# The event item's attributes that hold a self-counted event's tally.
+LISTED_ON_EVENT = (COUNTED_RECORDS, MASKED_RECIPIENTS, ROUTED_AT, "fanout_complete")
 # Marks a record that `absent_records` stands in for: listed, not written yet.
 ABSENT = "absent"
 
@@ -90,6 +102,50 @@ def absent_records(
             }
         )
     return out
+
+
+def with_event(tally: Mapping[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
+    """The tally (plain; {} when the event has no tally item) merged with what the event
+    item (plain) holds of a self-counted event's tally: its records listed (the union, if
+    both list some: a record either names may be written and must be counted), their
+    masked recipients, fan-out completion, and the routing time as the tally's time when
+    the tally item has none. An event item without a list leaves the tally as it is."""
+    listed = set(event.get(COUNTED_RECORDS) or ())
+    if not listed:
+        return dict(tally)
+    out = dict(tally)
+    out["event_id"] = str(event.get("event_id") or tally.get("event_id") or "")
+    out[COUNTED_RECORDS] = sorted(listed | set(tally.get(COUNTED_RECORDS) or ()))
+    masked = {**(event.get(MASKED_RECIPIENTS) or {}), **(tally.get(MASKED_RECIPIENTS) or {})}
+    if masked:
+        out[MASKED_RECIPIENTS] = masked
+    if event.get("fanout_complete"):
+        out["fanout_complete"] = True
+    times = [str(t) for t in (tally.get("updated_at"), event.get(ROUTED_AT)) if t]
+    if times:
+        out["updated_at"] = max(times)
+    return out
+
+
+def list_expression(listed: Mapping[str, str]) -> tuple[list[str], dict[str, Any]]:
+    """The SET clauses and values that write a self-counted event's list (sort key ->
+    masked recipient) on its event item, with fan-out complete: the list is its whole
+    plan."""
+    sets = [
+        f"{COUNTED_RECORDS} = :counted_records",
+        f"{ROUTED_AT} = :routed_at",
+        "fanout_complete = :complete",
+    ]
+    values: dict[str, Any] = {
+        ":counted_records": counted_records_value(listed),
+        ":routed_at": {"S": iso(utcnow())},
+        ":complete": {"BOOL": True},
+    }
+    masked = {k: {"S": v} for k, v in listed.items() if v}
+    if masked:
+        sets.append(f"{MASKED_RECIPIENTS} = :masked")
+        values[":masked"] = {"M": masked}
+    return sets, values
 
 
 def counted_records_value(sort_keys: Iterable[str]) -> dict[str, Any]:

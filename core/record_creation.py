@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from core import aws_errors, dynamo, event_index
+from core import aws_errors, dynamo, event_index, record_counts
 from core.dynamo import TRANSACT_MAX
 from core.event_tally import EventTally
 from core.masking import mask_address
@@ -24,6 +24,7 @@ from core.notification_records import (
     EventNotFound,
     NewNotification,
     claim_creates,
+    is_condition_failure,
     refused_items,
 )
 
@@ -95,19 +96,27 @@ class RecordCreation(EventTally):
         if any(n.message.event_id != event_id for n in chunk):
             raise ValueError("a counted chunk holds notifications of one event")
         items = [self._new_record(n, old_on_failure=True) for n in chunk]
-        items.append({"Update": self._tally_update(event_id, chunk, listed=listed)})
-        items.append(
-            {
-                "ConditionCheck": {
-                    "TableName": self._table,
-                    "Key": dynamo.event_key(event_id),
-                    "ConditionExpression": "attribute_exists(PK)",
+        if listed:  # the list on the event item, which must exist (`core.record_counts`)
+            items.append({"Update": self._listed_update(event_id, listed)})
+        else:
+            items.append({"Update": self._tally_update(event_id, chunk)})
+            items.append(
+                {
+                    "ConditionCheck": {
+                        "TableName": self._table,
+                        "Key": dynamo.event_key(event_id),
+                        "ConditionExpression": "attribute_exists(PK)",
+                    }
                 }
-            }
-        )
+            )
         try:
-            self._db.transact_write_items(TransactItems=items)
+            if len(items) == 1:  # the list alone: one write, not a transaction's two
+                self._db.update_item(**items[0]["Update"])
+            else:
+                self._db.transact_write_items(TransactItems=items)
         except ClientError as exc:
+            if len(items) == 1 and is_condition_failure(exc):
+                raise EventNotFound(event_id) from exc
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
             reasons = exc.response.get("CancellationReasons") or []
@@ -132,7 +141,7 @@ class RecordCreation(EventTally):
     def create_routed(self, events: Sequence[Sequence[NewNotification]]) -> set[int]:
         """Route several single-page events at once: create every record, count them on
         their event, and move each event to PROCESSING with its fan-out complete, all in
-        one TransactWriteItems (at most TRANSACT_MAX items: records plus one per event).
+        one TransactWriteItems (at most TRANSACT_MAX items, `routed_items` per event).
 
         Returns the indexes of the events that were not routed here because one of their
         writes was refused (a record exists already, the event is missing or no longer
@@ -177,34 +186,24 @@ class RecordCreation(EventTally):
             listed = _counted_records(planned)
             puts = [self._new_record(n) for n in planned if not (listed and _claim_creates(n))]
             items += puts
-            items.append(
-                {"Update": self._tally_update(event_id, planned, complete=True, listed=listed)}
-            )
-            items.append({"Update": self._processing_update(event_id)})
-            owners += [index] * (len(puts) + 2)
+            if not listed:
+                items.append({"Update": self._tally_update(event_id, planned, complete=True)})
+            items.append({"Update": self._processing_update(event_id, listed)})
+            owners += [index] * (len(items) - len(owners))
         if len(items) > TRANSACT_MAX:
             raise ValueError(f"{len(items)} items do not fit one transaction")
         return items, owners
 
     def _tally_update(
-        self,
-        event_id: str,
-        chunk: Sequence[NewNotification],
-        *,
-        complete: bool = False,
-        listed: Mapping[str, str] | None = None,
+        self, event_id: str, chunk: Sequence[NewNotification], *, complete: bool = False
     ) -> dict[str, Any]:
         """The tally's update for `chunk` (total, skipped and failed at creation); with
-        `complete`, the fan-out is complete too; `listed`: every record of a self-counted
-        event, set whole by each chunk (so a repeat sets the same), and its counts are
-        its records', so nothing is added."""
+        `complete`, the fan-out is complete too."""
         adds = {
             "total": len(chunk),
             "skipped": sum(n.status is NotificationStatus.SKIPPED for n in chunk),
             "failed": sum(n.status is NotificationStatus.FAILED for n in chunk),
         }
-        if listed:
-            adds = {}
         shards = max((n.message.tally_shards for n in chunk), default=1)
         records = max((n.message.record_shards for n in chunk), default=1)
         return self._tally_kwargs(
@@ -213,14 +212,31 @@ class RecordCreation(EventTally):
             complete=complete,
             shards=shards,
             record_shards=records,
-            counted_records=listed or (),
         )
 
-    def _processing_update(self, event_id: str) -> dict[str, Any]:
-        """START|PROCESSING → PROCESSING on the event item (a routed event)."""
-        update, index_values = event_index.update_expression(
-            ["#s = :processing", "updated_at = :now"], event_id, EventStatus.PROCESSING
-        )
+    def _listed_update(self, event_id: str, listed: Mapping[str, str]) -> dict[str, Any]:
+        """A self-counted event's list (every record, set whole, so a repeat sets the same)
+        on its event item, which must exist."""
+        sets, values = record_counts.list_expression(listed)
+        return {
+            "TableName": self._table,
+            "Key": dynamo.event_key(event_id),
+            "UpdateExpression": "SET " + ", ".join(sets),
+            "ConditionExpression": "attribute_exists(PK)",
+            "ExpressionAttributeValues": values,
+        }
+
+    def _processing_update(
+        self, event_id: str, listed: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """START|PROCESSING → PROCESSING on the event item (a routed event); a self-counted
+        event's list goes in the same write (`core.record_counts`)."""
+        sets = ["#s = :processing", "updated_at = :now"]
+        values: dict[str, Any] = {}
+        if listed:
+            more, values = record_counts.list_expression(listed)
+            sets += more
+        update, index_values = event_index.update_expression(sets, event_id, EventStatus.PROCESSING)
         return {
             "TableName": self._table,
             "Key": dynamo.event_key(event_id),
@@ -229,11 +245,20 @@ class RecordCreation(EventTally):
             "ExpressionAttributeNames": {"#s": "status"},
             "ExpressionAttributeValues": {
                 **index_values,
+                **values,
                 ":processing": {"S": EventStatus.PROCESSING.value},
                 ":start": {"S": EventStatus.START.value},
                 ":now": {"S": iso(utcnow())},
             },
         }
+
+
+def routed_items(notifications: Sequence[NewNotification]) -> int:
+    """How many items one event takes in `create_routed`'s transaction: its records but
+    those its claims create, its tally unless it lists them, its status."""
+    listed = _counted_records(notifications)
+    puts = sum(not (listed and _claim_creates(n)) for n in notifications)
+    return puts + (1 if listed else 2)
 
 
 def _counted_records(notifications: Sequence[NewNotification]) -> dict[str, str]:

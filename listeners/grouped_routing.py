@@ -1,5 +1,5 @@
 """A receive's first-time single-user events, routed together: one consistent read of
-their users, one transaction for their records, tallies and status (`create_routed`), one
+their users, one transaction for their records, lists and status (`create_routed`), one
 send per channel queue. Events the shared transaction refuses (something of theirs exists
 already), alerts, topics and redeliveries take the router's one-event path instead.
 """
@@ -18,6 +18,7 @@ from core.dynamo import TRANSACT_MAX
 from core.models import Event, NotificationStatus
 from core.notification_store import NewNotification, NotificationStore
 from core.profiles import UserProfile
+from core.record_creation import routed_items
 from core.templates import TemplateRenderer
 from core.users import BATCH_GET_MAX, PROFILE_SK, StoreBusy, item_to_profile
 from listeners.channel_queues import ChannelQueues
@@ -65,7 +66,7 @@ class GroupRouting:
         for index, message, work in entries:
             profile = profiles.get(str(work.event.user_id))
             notes = plan(work.event, [Recipient(profile)], self.renderer, now) if profile else []
-            if not notes or len(notes) + 2 > TRANSACT_MAX:  # unknown user, nothing to send
+            if not notes or routed_items(notes) > TRANSACT_MAX:  # unknown user, nothing to send
                 alone.append((index, message, work))
             else:
                 planned.append((index, work, notes))
@@ -130,7 +131,7 @@ def _transactions(
     groups: list[list[tuple[int, RouterWork, list[NewNotification]]]] = []
     size = TRANSACT_MAX
     for entry in planned:
-        items = len(entry[2]) + 2  # its records, its tally, its status
+        items = routed_items(entry[2])
         if size + items > TRANSACT_MAX:
             groups.append([])
             size = 0
