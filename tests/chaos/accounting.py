@@ -247,5 +247,8 @@ def event_item(clients: AwsClients, event_id: str) -> dict[str, Any]:
     tally = items.get(dynamo.TALLY_SK, {})
     if event:
         event["counts"] = {k: int(tally.get(k, 0)) for k in dynamo.COUNT_FIELDS}
-        event["fanout_complete"] = bool(tally.get("fanout_complete"))
+        # a user's event marks it on the event item (core.record_counts)
+        event["fanout_complete"] = bool(
+            tally.get("fanout_complete") or event.get("fanout_complete")
+        )
     return event

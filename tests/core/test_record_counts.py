@@ -15,7 +15,15 @@ from core.errors import PermanentError
 from core.event_store import EventStore
 from core.models import DeliveryResult, EventStatus, NotificationMessage, NotificationStatus
 from core.notification_store import LOST, RECORDED, NotificationStore, Outcome, new_token
-from core.record_counts import COUNTED_RECORDS, SELF_COUNTED_MAX, counts_of
+from core.record_counts import (
+    COUNTED_RECORDS,
+    MASKED_RECIPIENTS,
+    ROUTED_AT,
+    SELF_COUNTED_MAX,
+    apply,
+    counts_of,
+    with_event,
+)
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import QueueMessage
 from listeners.planner import Recipient, plan
@@ -187,3 +195,33 @@ def test_only_small_plans_of_one_partition_count_from_their_records(stack: Stack
 def test_counts_of_statuses_count_only_settled_ones() -> None:
     counts = counts_of(["SENT", "DELIVERED", "FAILED", "SKIPPED", "SENDING", None])
     assert counts == {"total": 6, "sent": 2, "failed": 1, "skipped": 1}
+
+
+def test_the_event_items_list_merges_with_a_tally_item() -> None:
+    """A tally item written after routing (the router's completion mark, a replayed dead
+    letter's correction) must not hide the list on the event item, or an event with no
+    records counted would look complete."""
+    event = {
+        "event_id": "e-1",
+        COUNTED_RECORDS: {"NOTIF#email#ana"},
+        MASKED_RECIPIENTS: {"NOTIF#email#ana": "a***@example.com"},
+        ROUTED_AT: "2026-12-02T10:00:01.000+00:00",
+        "fanout_complete": True,
+    }
+    tally = {
+        "event_id": "e-1",
+        "failed": -1,
+        "updated_at": "2026-12-02T10:00:05.000+00:00",
+        COUNTED_RECORDS: ["NOTIF#sms#ana"],
+    }
+    merged = with_event(tally, event)
+    assert merged[COUNTED_RECORDS] == ["NOTIF#email#ana", "NOTIF#sms#ana"]
+    assert merged[MASKED_RECIPIENTS] == {"NOTIF#email#ana": "a***@example.com"}
+    assert merged["fanout_complete"] is True
+    assert merged["updated_at"] == "2026-12-02T10:00:05.000+00:00"
+    assert merged["failed"] == -1  # counts stay the tally's until the records replace them
+    # Counted from the records: one listed record not written yet is still moving.
+    counted = apply(merged, {"NOTIF#sms#ana": {"status": "SENT"}})
+    assert (counted["total"], counted["sent"], counted["failed"]) == (2, 1, 0)
+    # An event item without a list (a topic's, an unrouted one) changes nothing.
+    assert with_event(tally, {"event_id": "e-1", "status": "PROCESSING"}) == tally
