@@ -6,7 +6,7 @@ loopback.
 Users with Docker can run LocalStack instead (docker-compose.yml); the code under test
 only ever sees `AWS_ENDPOINT_URL`.
 
-Three changes to moto make it keep AWS's promises at a cost that does not grow with the
+Four changes to moto make it keep AWS's promises at a cost that does not grow with the
 table or the queue (`--stock` leaves them out, for comparison):
 
 - Requests are served one at a time. moto serves each request on its own thread without
@@ -19,6 +19,8 @@ table or the queue (`--stock` leaves them out, for comparison):
   transaction puts back exactly those items. Answers, conditions and cancellation reasons
   are moto's own; a transaction now costs time in proportion to its items, not to the
   table (a 100-item transaction on a 2,000-item table: tens of seconds stock).
+- A Query reads its partition only (`localstack.query_index`): stock moto lists and sorts
+  the whole table for every Query, of the table or of an index.
 - An SQS queue's attributes are computed when read, one at a time. Stock moto computes all
   of them for every message sent, to read one flag, and three of them count the messages
   in the queue: each send cost time in proportion to the queue's depth, so a backlog of a
@@ -54,6 +56,8 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+from localstack import query_index
 
 _PATCHED = threading.Event()
 _LOCK = threading.RLock()
@@ -256,7 +260,10 @@ def patch_dynamodb(transaction_hold_seconds: float = 0.0, around: Any = None) ->
     @functools.wraps(call_action)
     def serialized(self: Any) -> Any:
         with _LOCK:
-            result = call_action(self) if around is None else around(self, call_action)
+            try:
+                result = call_action(self) if around is None else around(self, call_action)
+            finally:
+                query_index.note_request(self.dynamodb_backend, getattr(self, "body", None))
             held = self.__dict__.pop("_herald_held", None)
         if holds is not None and held is not None:
             time.sleep(holds.seconds)  # outside the lock: other requests go on meanwhile
@@ -278,6 +285,7 @@ def patch_dynamodb(transaction_hold_seconds: float = 0.0, around: Any = None) ->
                 _NoTableCopy.in_transaction = False
 
     DynamoHandler.call_action = serialized  # type: ignore[method-assign]
+    query_index.patch_query()
     models.copy = _NoTableCopy  # type: ignore[assignment]
     models.DynamoDBBackend.transact_write_items = item_level_undo  # type: ignore[method-assign]
     _PATCHED.set()
