@@ -69,6 +69,35 @@ def test_a_receive_of_user_events_is_routed_with_one_read_and_one_transaction(
     assert {m["event_id"] for m in drain(stack, "email-normal")} == {e.event_id for e in events}
 
 
+def test_a_lone_user_event_is_routed_with_one_plain_write(stack: Stack, tmp_path: Path) -> None:
+    """At a low rate a receive holds one event: its status and list are one item, and a
+    one-item transaction would cost twice the write units of the same UpdateItem."""
+    settings = stack.settings.model_copy(update={"aws_call_log": str(tmp_path / "calls")})
+    clients = AwsClients(settings)
+    add_user(
+        stack,
+        "solo",
+        {"categories": {"activity": ["email", "sms"]}},
+        email="s@x.io",
+        phone="+14155550123",
+    )
+    event = post_event(stack, "comment", COMMENT, user_id="solo")
+    messages = receive(stack, ROUTER_NORMAL)
+    log = CallLog.for_path(settings.aws_call_log or "")
+    before = {service: dict(ops) for service, ops in log.counts.items()}
+
+    assert Router(settings, clients, clock=lambda: MIDDAY_TOKYO)(messages) == [Ack()]
+
+    assert calls_since(log, before)["dynamodb"] == {"BatchGetItem": 1, "UpdateItem": 1}
+    record, notifications = stored(stack, event.event_id)
+    assert record.status is EventStatus.PROCESSING and record.fanout_complete
+    assert record.counts.total == 2
+    assert {c: n["status"] for c, n in notifications.items()} == {
+        "email": NotificationStatus.QUEUED,
+        "sms": NotificationStatus.QUEUED,
+    }
+
+
 class CountingStore(NotificationStore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
