@@ -209,7 +209,14 @@ def section(cap: dict[str, Any] | None, before: dict[str, Any] | None) -> list[s
     where = [f"{w}: {cap[w]['hottest_where']}" for w, _ in WORKLOADS if _g(cap, w, "hottest_where")]
     if where:
         out += ["", "Hottest keys: " + "; ".join(where) + "."]
-    out.append("")
+    out += [
+        "",
+        "Units, dollars and requests follow from what Herald writes and reads, whatever the "
+        "machine. CPU does not: the before column's CPU comes from the machine of that run, "
+        "and one machine can take twice another's CPU for the same calls; compare CPU only "
+        "between runs of one session (the README gives such ratios).",
+        "",
+    ]
     for name, title in WORKLOADS:
         if name in cap:
             out += _workload(name, title, cap[name])
