@@ -17,12 +17,12 @@ from the records anyway.
 
 A topic's fan-out (thousands of records on 32 partitions) keeps the sharded tally.
 
-The list is written once, when the event is routed, and never changes, so it rides on the
-event item itself, in the write that moves the event to PROCESSING (`LISTED_ON_EVENT`): a
-tally item beside it would be a second item in the routing transaction, two more write
-units per event for nothing a counter needs. Readers merge the two (`with_event`): the
-list and fan-out completion from the event, any counts a tally item holds (a replayed dead
-letter's correction, the router's completion mark) from it.
+The list is written when the event is routed (a repeated routing writes the same list),
+so it rides on the event item itself, in the write that moves the event to PROCESSING
+(`LISTED_ON_EVENT`): a tally item beside it would be a second item in the routing
+transaction, two more write units per event for nothing a counter needs. Readers merge the
+two (`with_event`): the list and fan-out completion from the event, any counts a tally
+item holds (a replayed dead letter's correction, the router's completion mark) from it.
 
 The router does not create such an event's queued records either: it lists them, and the
 first write of each (a worker's claim, or whoever fails it unclaimed) creates it
