@@ -146,6 +146,15 @@ class RecordStore:
         self._table = table
         self._retention_days = retention_days
 
+    def _write(self, items: Sequence[dict[str, Any]]) -> None:
+        """Write transaction items together: one alone as its plain write (an Update as an
+        UpdateItem, at half a transaction's write units, refused as a single write is),
+        more as one TransactWriteItems."""
+        if len(items) == 1 and "Update" in items[0]:
+            self._db.update_item(**items[0]["Update"])
+        else:
+            self._db.transact_write_items(TransactItems=list(items))
+
     def _item(self, new: NewNotification) -> dict[str, Any]:
         m = new.message
         now = iso(utcnow())

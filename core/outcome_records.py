@@ -121,10 +121,7 @@ class OutcomeRecords(RecordCreation):
                 for event_id, shard in sorted(tallies.items())
             ]
             try:
-                if len(items) == 1:  # an outcome with no counter: one write, not 2x
-                    self._db.update_item(**items[0]["Update"])
-                else:
-                    self._db.transact_write_items(TransactItems=items)
+                self._write(items)  # an outcome with no counter: one write, not 2x
             except Exception as exc:
                 refused = refused_items(exc, list(range(len(items))))
                 if any(j >= len(chunk) for j in refused):

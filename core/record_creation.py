@@ -110,10 +110,7 @@ class RecordCreation(EventTally):
                 }
             )
         try:
-            if len(items) == 1:  # the list alone: one write, not a transaction's two
-                self._db.update_item(**items[0]["Update"])
-            else:
-                self._db.transact_write_items(TransactItems=items)
+            self._write(items)  # the list alone is one write, not a transaction's two
         except ClientError as exc:
             if len(items) == 1 and is_condition_failure(exc):
                 raise EventNotFound(event_id) from exc
@@ -161,10 +158,7 @@ class RecordCreation(EventTally):
         while pending:
             items, owners = self._routed_items([events[i] for i in pending])
             try:
-                if len(items) == 1:  # one event, its list and status: a plain write is half
-                    self._db.update_item(**items[0]["Update"])
-                else:
-                    self._db.transact_write_items(TransactItems=items)
+                self._write(items)  # one event's list and status alone: a plain write
                 return refused
             except ClientError as exc:
                 clashes = {pending[owners[j]] for j in refused_items(exc, list(range(len(items))))}

@@ -80,17 +80,7 @@ class _NoTableCopy:
 
 def _key_of(table: Any, op_type: str, op: dict[str, Any]) -> tuple[Any, Any] | None:
     """The (hash, range) an operation names, or None when malformed (moto will say why)."""
-    from moto.dynamodb.models.dynamo_type import DynamoType
-
-    attrs = op.get("Item") if op_type == "Put" else op.get("Key")
-    if not isinstance(attrs, dict) or table.hash_key_attr not in attrs:
-        return None
-    range_value = None
-    if table.range_key_attr is not None:
-        if table.range_key_attr not in attrs:
-            return None
-        range_value = DynamoType(attrs[table.range_key_attr])
-    return DynamoType(attrs[table.hash_key_attr]), range_value
+    return query_index.primary_key(table, op.get("Item") if op_type == "Put" else op.get("Key"))
 
 
 def _before_images(backend: Any, transact_items: list[dict[str, Any]]) -> list[tuple]:

@@ -102,7 +102,9 @@ def _indexes_of(table: Any) -> _TableIndexes:
     return kept
 
 
-def _named_keys(table: Any, attrs: Any) -> _Key | None:
+def primary_key(table: Any, attrs: Any) -> _Key | None:
+    """The (hash, range) of the item `attrs` names, as moto keys it; None when malformed
+    (moto will say why)."""
     from moto.dynamodb.models.dynamo_type import DynamoType
 
     if not isinstance(attrs, dict) or table.hash_key_attr not in attrs:
@@ -139,7 +141,7 @@ def note_request(backend: Any, body: Any) -> None:
         kept = table.__dict__.get("_herald_indexes") if table is not None else None
         if kept is None or not kept.maps or attrs is None:
             continue  # no index map of that table yet: built whole when first queried
-        key = _named_keys(table, attrs)
+        key = primary_key(table, attrs)
         if key is not None:
             kept.dirty.add(key)
 
