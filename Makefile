@@ -46,7 +46,7 @@ $(STAMP):
 
 install: $(STAMP)
 
-# The settings the `herald` command reads from any terminal (core/local_stack.py).
+# The settings the `herald` command reads from any terminal (core/platform/local_stack.py).
 # Credentials only the emulator's throwaway ones: real ones stay out of files.
 LOCAL_ENV_VARS := AWS_ENDPOINT_URL AWS_DEFAULT_REGION HERALD_API_HOST HERALD_API_PORT \
 	HERALD_SANDBOX_PORT HERALD_BOOTSTRAP_API_KEY

@@ -32,9 +32,9 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from core import dynamo
-from core.models import Event, iso, utcnow
-from core.tenants import DEFAULT_TENANT
+from core.aws import dynamo
+from core.catalogue.models import Event, iso, utcnow
+from core.security.tenants import DEFAULT_TENANT
 
 ENTITY_ALERT = "ALERT"
 STATUS = {"open": "ALERT_OPEN", "resolved": "ALERT_RESOLVED"}

@@ -28,8 +28,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from alerting.rules import Rule
-from core import dynamo
-from core.models import iso
+from core.aws import dynamo
+from core.catalogue.models import iso
 
 CLAIM_SK = "#CLAIM"
 BATCH_GET_MAX = 100

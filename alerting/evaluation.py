@@ -24,8 +24,8 @@ from typing import Any, Literal
 from alerting.conditions import evaluate
 from alerting.rules import STATEFUL, Changed, HttpSource, Rule
 from alerting.sources import DataSources, SourceResult, run_http
-from core.catalogue import EVENT_TYPES
-from core.models import Event, iso
+from core.catalogue.event_types import EVENT_TYPES
+from core.catalogue.models import Event, iso
 
 RULE_EVENT_NAMESPACE = uuid.UUID("0c8a3d52-8d1e-4d39-a2b7-5a7a4f3f1e11")
 VALUES_SHOWN = 10

@@ -32,11 +32,11 @@ from alerting.evaluation import Evaluation, evaluate_rule, run_source
 from alerting.publishing import record_and_publish
 from alerting.rule_store import RuleConflict, RuleStore
 from alerting.sources import DataSources
-from core.aws import AwsClients
-from core.event_store import EventStore
-from core.logs import configure_logging
-from core.models import iso, utcnow
-from core.settings import Settings
+from core.aws.clients import AwsClients
+from core.catalogue.models import iso, utcnow
+from core.ledger.event_store import EventStore
+from core.platform.logs import configure_logging
+from core.platform.settings import Settings
 from listeners.backoff import backoff_seconds
 from listeners.consumer import Consumer, wait_for_queues
 from listeners.messages import Ack, DeadLetter, QueueMessage, Result, Retry

@@ -16,9 +16,9 @@ from typing import Any
 
 from alerting.alerts import AlertPolicy, AlertStore, Decision, tenant_of
 from alerting.silences import SilenceCache, SilenceStore
-from core.catalogue import EVENT_TYPES
-from core.models import Event, utcnow
-from core.settings import Settings
+from core.catalogue.event_types import EVENT_TYPES
+from core.catalogue.models import Event, utcnow
+from core.platform.settings import Settings
 
 
 def policy_for(event: Event) -> AlertPolicy:

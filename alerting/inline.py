@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
-from core.chat_hosts import webhook_url_problem
-from core.models import iso, utcnow
-from core.profiles import E164, ChatWebhook, UserProfile
+from core.catalogue.models import iso, utcnow
+from core.directory.profiles import E164, ChatWebhook, UserProfile
+from core.security.chat_hosts import webhook_url_problem
 
 MAX_PER_CHANNEL = 50
 
@@ -61,7 +61,7 @@ class InlineRecipients(BaseModel):
 
 def chat_url_problem(to: InlineRecipients, patterns: tuple[str, ...]) -> str | None:
     """The first inline chat URL the deployment's webhook rules refuse (allow-listed https
-    hosts, `core.chat_hosts`), as `to.chat.<n>: why`; checked where users' are."""
+    hosts, `core.security.chat_hosts`), as `to.chat.<n>: why`; checked where users' are."""
     for index, url in enumerate(to.chat):
         problem = webhook_url_problem(url, patterns)
         if problem is not None:

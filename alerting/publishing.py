@@ -8,9 +8,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from core.event_store import EventExists, EventStore
-from core.models import Event
-from core.publisher import publish_events
+from core.catalogue.models import Event
+from core.ledger.event_store import EventExists, EventStore
+from core.ledger.publisher import publish_events
 
 log = logging.getLogger("herald.alerting.publish")
 

@@ -23,8 +23,8 @@ from botocore.exceptions import ClientError
 from alerting import due
 from alerting.rules import Rule, RuleIn
 from alerting.schedule import next_due
-from core import dynamo
-from core.models import iso, utcnow
+from core.aws import dynamo
+from core.catalogue.models import iso, utcnow
 
 ENTITY_RULE = "RULE"
 EVALUATION_RETENTION_SECONDS = 7 * 86400

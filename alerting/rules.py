@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from alerting.durations import parse_duration
 from alerting.inline import InlineRecipients
-from core.catalogue import EVENT_TYPES, Category, Priority
+from core.catalogue.event_types import EVENT_TYPES, Category, Priority
 
 RULE_ID = r"^[A-Za-z0-9_.-]{1,64}$"
 COLUMN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"

@@ -36,12 +36,13 @@ from typing import Any
 
 from alerting.due import DueStore, bucket_of, bucket_time, due_pk, next_bucket
 from alerting.schedule import catch_up, next_due
-from core import dynamo, metrics
-from core.aws import AwsClients
-from core.catalogue import LANES, Lane
-from core.logs import configure_logging
-from core.models import iso, utcnow
-from core.settings import Settings
+from core.aws import dynamo
+from core.aws.clients import AwsClients
+from core.catalogue.event_types import LANES, Lane
+from core.catalogue.models import iso, utcnow
+from core.platform import metrics
+from core.platform.logs import configure_logging
+from core.platform.settings import Settings
 from listeners.batch import SQS_BATCH_MAX
 
 log = logging.getLogger("herald.alerting.scheduler")

@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core import dynamo
-from core.models import iso, utcnow
-from core.tenants import DEFAULT_TENANT
+from core.aws import dynamo
+from core.catalogue.models import iso, utcnow
+from core.security.tenants import DEFAULT_TENANT
 
 ENTITY_SILENCE = "SILENCE"
 _NESTED_REPEAT = re.compile(r"\)[*+?{]")

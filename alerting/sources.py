@@ -25,8 +25,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from alerting.rules import HttpSource, SqlSource
-from core.masking import mask_text
-from core.settings import Settings
+from core.platform.masking import mask_text
+from core.platform.settings import Settings
 
 log = logging.getLogger("herald.alerting.sources")
 

@@ -32,8 +32,8 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from core.api_keys import ApiKey, parse
-from core.rate_limit import TokenBucket
+from core.security.api_keys import ApiKey, parse
+from core.security.rate_limit import TokenBucket
 
 #: Verified keys held (only real keys get in, so this is the number of keys in use).
 VALID_MAX = 10_000

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Query, Request
 
 from api.services import Services
-from core.api_keys import ApiKey
-from core.tenants import UNAUTHENTICATED, Tenant
+from core.security.api_keys import ApiKey
+from core.security.tenants import UNAUTHENTICATED, Tenant
 
 
 async def get_services(request: Request) -> Services:

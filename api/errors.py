@@ -17,8 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.error_docs import document_errors
 from api.intake import AcceptPending
-from core.dynamo import BadCursor
-from core.users import StoreBusy
+from core.aws.dynamo import BadCursor
+from core.directory.users import StoreBusy
 
 log = logging.getLogger("herald.api")
 

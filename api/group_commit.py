@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
-from core import metrics
+from core.platform import metrics
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from api.group_commit import GroupCommit
-from core import metrics, tracing
-from core.dynamo import TRANSACT_MAX
-from core.event_store import EventExists, EventStore
-from core.models import Event
-from core.publisher import publish_events
+from core.aws.dynamo import TRANSACT_MAX
+from core.catalogue.models import Event
+from core.ledger.event_store import EventExists, EventStore
+from core.ledger.publisher import publish_events
+from core.platform import metrics, tracing
 
 log = logging.getLogger("herald.api.intake")
 

@@ -15,10 +15,10 @@ import argparse
 import json
 import sys
 
-from core.api_keys import SCOPES, ApiKeyStore
-from core.aws import AwsClients
-from core.settings import Settings
-from core.tenants import DEFAULT_TENANT
+from core.aws.clients import AwsClients
+from core.platform.settings import Settings
+from core.security.api_keys import SCOPES, ApiKeyStore
+from core.security.tenants import DEFAULT_TENANT
 
 
 def scope_list(value: str) -> list[str]:

@@ -31,11 +31,11 @@ from api.routes import (
 )
 from api.services import Services
 from api.slashes import TrailingSlash
-from core import tracing
-from core.aws import AwsClients
-from core.logs import configure_logging
-from core.runtime import freeze_startup_objects
-from core.settings import Settings
+from core.aws.clients import AwsClients
+from core.platform import tracing
+from core.platform.logs import configure_logging
+from core.platform.runtime import freeze_startup_objects
+from core.platform.settings import Settings
 
 DESCRIPTION = """
 Herald turns events into notifications (SMS, WhatsApp, email, push, chat).

@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core import metrics
+from core.platform import metrics
 
 
 class RequestMetrics:

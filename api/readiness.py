@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from core.aws import AwsClients
+from core.aws.clients import AwsClients
 
 
 class Readiness:

@@ -17,8 +17,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from alerting.durations import parse_duration
 from alerting.inline import InlineRecipients
-from core.catalogue import EVENT_TYPES, Priority
-from core.models import EventCounts, EventStatus, StatusChange
+from core.catalogue.event_types import EVENT_TYPES, Priority
+from core.catalogue.models import EventCounts, EventStatus, StatusChange
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 TOPIC_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"

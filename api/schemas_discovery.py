@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.catalogue import Category, Lane, Priority, VariableType
+from core.catalogue.event_types import Category, Lane, Priority, VariableType
 
 
 class EventTypeOut(BaseModel):

@@ -1,6 +1,6 @@
 """Request and response bodies of the users and topics API.
 
-The shapes and their validation are core's (`core.profiles`), so what the API accepts is
+The shapes and their validation are core's (`core.directory.profiles`), so what the API accepts is
 exactly what the router can use; these subclasses add strictness and OpenAPI examples.
 """
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.profiles import Channel, Preferences, ProfileFields, Subscription, UserProfile
+from core.directory.profiles import Channel, Preferences, ProfileFields, Subscription, UserProfile
 
 PUSH_ARN_EXAMPLE = "arn:aws:sns:us-east-1:123456789012:endpoint/GCM/herald-app/6f1c2d3e"
 

@@ -11,13 +11,13 @@ from alerting.sources import DataSources
 from api.auth import Authenticator
 from api.intake import EventIntake
 from api.readiness import Readiness
-from core.api_keys import ApiKeyStore
-from core.aws import AwsClients
-from core.devices import DeviceRegistry
-from core.directory import Directory
-from core.event_store import EventStore
-from core.settings import Settings
-from core.users import UserStore
+from core.aws.clients import AwsClients
+from core.directory.devices import DeviceRegistry
+from core.directory.listing import Directory
+from core.directory.users import UserStore
+from core.ledger.event_store import EventStore
+from core.platform.settings import Settings
+from core.security.api_keys import ApiKeyStore
 
 
 @dataclass

@@ -29,7 +29,7 @@ import httpx
 
 from bench import seed
 from bench.stack import API_KEY, Stack
-from core.aws import AwsClients
+from core.aws.clients import AwsClients
 from localstack.capacity import TABLE
 from localstack.capacity_moto import UNMETERED
 

@@ -44,7 +44,7 @@ import httpx
 from dotenv import dotenv_values
 
 from bench.stack import CLOCK_TICKS, ROOT, free_port, http_json, http_ok, wait_until
-from core.aws import CALL_LOG_FLUSH_SECONDS
+from core.aws.clients import CALL_LOG_FLUSH_SECONDS
 
 CHANNELS = ("sms", "email", "chat")
 PROVIDERS = {"twilio": "sms", "sendgrid": "email", "slack": "chat"}

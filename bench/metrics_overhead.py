@@ -32,9 +32,10 @@ AWS_CALLS_PER_NOTIFICATION = 3  # of the 2.45 requests per notification, rounded
 def _measure(rounds: int) -> dict[str, float]:
     import boto3
 
-    from core import metrics, tracing
-    from core.catalogue import Category, Priority
-    from core.models import NotificationMessage, iso, utcnow
+    from core.aws import call_metrics
+    from core.catalogue.event_types import Category, Priority
+    from core.catalogue.models import NotificationMessage, iso, utcnow
+    from core.platform import metrics, tracing
 
     model: Any = boto3.client("dynamodb", region_name="us-east-1").meta.service_model
     operation = model.operation_model("TransactWriteItems")
@@ -59,14 +60,14 @@ def _measure(rounds: int) -> dict[str, float]:
         metrics.EVENTS_ACCEPTED.labels("normal").inc()
         metrics.GROUP_COMMIT_ROUND_SIZE.labels("accept").observe(1)
         for _ in range(AWS_CALLS_PER_EVENT_API):
-            metrics.after_aws_call(operation, parsed)
+            call_metrics.after_aws_call(operation, parsed)
 
     def notification() -> None:
         with metrics.PROVIDER_SECONDS.labels("sms").time():
             pass
         metrics.sent(message, "twilio")
         for _ in range(AWS_CALLS_PER_NOTIFICATION):
-            metrics.after_aws_call(operation, parsed)
+            call_metrics.after_aws_call(operation, parsed)
 
     def hop() -> None:
         with tracing.hop("e", "herald.send"), tracing.child("e", "herald.provider"):

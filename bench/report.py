@@ -305,8 +305,8 @@ CHANGES = [
     "parameter validation is off (the service validates); uvicorn runs on httptools and "
     "uvloop (the bare app too, which is why its own figure dropped). The API, router and "
     "workers freeze their start-up objects out of the garbage collector's scans "
-    "(`core/runtime.py`): botocore's models alone are hundreds of thousands of objects that "
-    "every full collection walked again.",
+    "(`core/platform/runtime.py`): botocore's models alone are hundreds of thousands of "
+    "objects that every full collection walked again.",
     "- **Router: a receive's events are routed together** (`listeners/grouped_routing.py`, "
     "`NotificationStore.create_routed`). One consistent BatchGetItem reads the users of the "
     "whole batch; one TransactWriteItems creates every record, counts them on their events "

@@ -21,9 +21,9 @@ from typing import Any
 from alerting import due
 from alerting.rules import Rule
 from bench.stack import Snapshot, Stack, start_python, wait_until
-from core import dynamo
-from core.aws import AwsClients
-from core.models import iso
+from core.aws import dynamo
+from core.aws.clients import AwsClients
+from core.catalogue.models import iso
 
 SHARDS = 8
 SEED_MARGIN_SECONDS = 20  # the first run is due at a whole minute at least this far ahead

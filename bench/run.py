@@ -22,7 +22,7 @@ separate processes. Phases:
    notification, and a 100,000-subscriber topic, from the emulators' meters. Alone:
    `python -m bench.run --only capacity` (splices its section into the existing report).
 
-AWS requests are counted inside Herald's processes (`HERALD_AWS_CALL_LOG`, `core/aws.py`);
+AWS requests are counted inside Herald's processes (`HERALD_AWS_CALL_LOG`, `core/aws/clients.py`);
 CPU and memory come from /proc. The emulators are reset between phases so each starts
 with an empty table and empty queues.
 """
@@ -53,8 +53,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from bench import capacity, capacity_report, report, rules, seed
 from bench.stack import API_KEY, ROOT, Proc, Snapshot, Stack, diff_calls, wait_until
-from core import dynamo
-from core.aws import AwsClients
+from core.aws import dynamo
+from core.aws.clients import AwsClients
 
 LOCUST_USERS = 32
 
@@ -543,7 +543,7 @@ def phase_emulator(stack: Stack, results: dict[str, Any]) -> None:
     """What a write costs the emulator with 2,000 items in the table (1,000 users and their
     subscriptions), stock moto beside the benchmark's, and botocore's own CPU per call."""
     from bench.stack import free_port, http_ok, start_python
-    from core.notification_store import NotificationStore
+    from core.ledger.notification_store import NotificationStore
 
     out: dict[str, Any] = {}
     for label, args in (("patched", []), ("stock", ["--stock"])):

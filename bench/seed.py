@@ -1,6 +1,6 @@
 """Seeding the emulator for a workload without going through Herald (so it counts nothing).
 
-Users and subscriptions are written with BatchWriteItem in the exact shape `core.users`
+Users and subscriptions are written with BatchWriteItem in the exact shape `core.directory.users`
 stores them: the API's own path for subscriptions is a transaction per subscriber, which
 the emulator makes slow once the table is large (see docs/benchmarks.md).
 """
@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from core import dynamo
-from core.aws import AwsClients
-from core.catalogue import Category, Priority
-from core.event_store import EventStore
-from core.models import Event, EventStatus, NotificationMessage, iso, utcnow
-from core.notification_store import NewNotification, NotificationStore
-from core.profiles import UserProfile
-from core.users import PROFILE_SK
+from core.aws import dynamo
+from core.aws.clients import AwsClients
+from core.catalogue.event_types import Category, Priority
+from core.catalogue.models import Event, EventStatus, NotificationMessage, iso, utcnow
+from core.directory.profiles import UserProfile
+from core.directory.users import PROFILE_SK
+from core.ledger.event_store import EventStore
+from core.ledger.notification_store import NewNotification, NotificationStore
 
 SLACK_WEBHOOK = "https://hooks.slack.com/services/T0BENCH/B0BENCH/bench"
 

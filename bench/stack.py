@@ -2,7 +2,7 @@
 
 The emulator (moto server), the provider sandbox, Herald's API under uvicorn, the router
 and one worker per channel are separate processes, as in production and in tests/e2e.
-Every Herald process counts its AWS calls (`HERALD_AWS_CALL_LOG`, see `core.aws`).
+Every Herald process counts its AWS calls (`HERALD_AWS_CALL_LOG`, see `core.aws.clients`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from core.aws import CALL_LOG_FLUSH_SECONDS, AwsClients
-from core.catalogue import CHANNELS
-from core.settings import Settings
+from core.aws.clients import CALL_LOG_FLUSH_SECONDS, AwsClients
+from core.catalogue.event_types import CHANNELS
+from core.platform.settings import Settings
 from localstack.provision import provision
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@
     herald events get EVENT_ID            an event with its notifications and history
 
 Run in any terminal while `make run` runs: the stack's settings come from its
-`var/local.env` (core.local_stack); every command first says, on stderr, which endpoint it
+`var/local.env` (core.platform.local_stack); every command first says, on stderr, which endpoint it
 talks to, so a tool never reaches real AWS unnoticed.
 """
 
@@ -18,11 +18,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from core.local_stack import apply_local_env
+from core.platform.local_stack import apply_local_env
 
 
 def describe(settings_file: Path | None) -> str:
-    from core.settings import Settings
+    from core.platform.settings import Settings
 
     settings = Settings()
     endpoint = settings.aws_endpoint_url
@@ -36,10 +36,10 @@ def describe(settings_file: Path | None) -> str:
 
 def get_event(argv: list[str]) -> int:
     from api.routes.events import to_event_out
-    from core.aws import AwsClients
-    from core.event_store import EventStore
-    from core.settings import Settings
-    from core.tenants import UNAUTHENTICATED
+    from core.aws.clients import AwsClients
+    from core.ledger.event_store import EventStore
+    from core.platform.settings import Settings
+    from core.security.tenants import UNAUTHENTICATED
 
     parser = argparse.ArgumentParser(prog="herald events", description="Read events.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,7 +58,7 @@ def get_event(argv: list[str]) -> int:
 
 def where(argv: list[str]) -> int:
     argparse.ArgumentParser(prog="herald where", description=__doc__).parse_args(argv)
-    from core.settings import Settings
+    from core.platform.settings import Settings
 
     settings = Settings()
     print(

@@ -1,4 +1,16 @@
-"""Herald's shared core: settings, AWS clients, models, the event catalogue and the status store.
+"""Herald's shared core, one package per idea; every other room imports from here and this
+package imports none of them.
 
-Every other package imports from here; this package imports none of them.
+From the bottom up (a package imports only those below it):
+
+- `catalogue`: the event types, the shapes of events and notifications, the templates.
+- `platform`: what every process runs on: settings, logs with masked addresses, metrics,
+  tracing, the delivery error taxonomy.
+- `aws`: the one layer that calls AWS: clients, resource names, error classification and
+  back-off, DynamoDB keys and batched reads, size-bounded chunks.
+- `security`: tenants, API keys, rate limits and the chat webhook host rules.
+- `directory`: who gets what: users, their profiles, preferences and devices, topics.
+- `ledger`: what happened to each event and notification: the event items, their listing
+  and tally, the notification records' state machine, outcomes, receipts, settlement.
+- `operations`: what operators read and replay: dead letters and the numbers of GET /stats.
 """

@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from core import chunking, metrics
-from core.masking import mask_text
+from core.aws import chunking
+from core.platform import metrics
+from core.platform.masking import mask_text
 from listeners.backoff import backoff_seconds
 from listeners.messages import Ack, DeadLetter, QueueMessage, Result, Retry
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from core import tracing
-from core.models import NotificationMessage
-from core.names import ResourceNames
+from core.aws.names import ResourceNames
+from core.catalogue.models import NotificationMessage
+from core.platform import tracing
 from listeners.batch import entry_bytes, sized_chunks
 
 

@@ -32,18 +32,18 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from core import metrics, tracing
-from core.dynamo import notification_sk
-from core.errors import DeliveryError, PermanentError, RetryableError
-from core.models import DeliveryResult, NotificationMessage, NotificationStatus
-from core.notification_store import (
+from core.aws.dynamo import notification_sk
+from core.catalogue.models import DeliveryResult, NotificationMessage, NotificationStatus
+from core.ledger.notification_store import (
     LOST,
     Claim,
     NotificationStore,
     Outcome,
     new_token,
 )
-from core.rate_limit import TokenBucket
+from core.platform import metrics, tracing
+from core.platform.errors import DeliveryError, PermanentError, RetryableError
+from core.security.rate_limit import TokenBucket
 from listeners.backoff import backoff_seconds
 from listeners.heartbeat import Heartbeat
 from listeners.messages import Ack, DeadLetter, QueueMessage, Result, Retry

@@ -12,12 +12,12 @@ import json
 import sys
 from dataclasses import asdict
 
-from core.aws import AwsClients
-from core.dead_letters import DeadLetters, UnknownQueue
-from core.event_store import EventStore
-from core.notification_store import NotificationStore
-from core.settings import Settings
-from core.users import UserStore
+from core.aws.clients import AwsClients
+from core.directory.users import UserStore
+from core.ledger.event_store import EventStore
+from core.ledger.notification_store import NotificationStore
+from core.operations.dead_letters import DeadLetters, UnknownQueue
+from core.platform.settings import Settings
 
 
 def build(settings: Settings) -> DeadLetters:

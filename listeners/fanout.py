@@ -1,6 +1,6 @@
 """The two message formats on the router queues, and telling good ones from poison.
 
-    event         body: the `core.models.Event` JSON, as SNS delivers it (raw delivery)
+    event         body: the `core.catalogue.models.Event` JSON, as SNS delivers it (raw delivery)
                   attributes: priority, type, category (set by the publisher); repair=true
                   when the reconciler republished it to repair a stranded fan-out
     continuation  body: {"kind": "continuation", "event": {...Event...},
@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from core.catalogue import EVENT_TYPES
-from core.models import Event
-from core.tenants import SEPARATOR
+from core.catalogue.event_types import EVENT_TYPES
+from core.catalogue.models import Event
+from core.security.tenants import SEPARATOR
 
 KIND_CONTINUATION = "continuation"
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 
-from core.aws import AwsClients
-from core.catalogue import CHANNELS
-from core.settings import Settings
+from core.aws.clients import AwsClients
+from core.catalogue.event_types import CHANNELS
+from core.platform.settings import Settings
 from listeners.backlog import Backlog
 from listeners.fanout import RouterWork, continuation
 

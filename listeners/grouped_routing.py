@@ -12,15 +12,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from core import dynamo, metrics
-from core.aws import AwsClients
-from core.dynamo import TRANSACT_MAX
-from core.models import Event, NotificationStatus
-from core.notification_store import NewNotification, NotificationStore
-from core.profiles import UserProfile
-from core.record_creation import routed_items
-from core.templates import TemplateRenderer
-from core.users import BATCH_GET_MAX, PROFILE_SK, StoreBusy, item_to_profile
+from core.aws import dynamo
+from core.aws.clients import AwsClients
+from core.aws.dynamo import TRANSACT_MAX
+from core.catalogue.models import Event, NotificationStatus
+from core.catalogue.templates import TemplateRenderer
+from core.directory.profiles import UserProfile
+from core.directory.users import BATCH_GET_MAX, PROFILE_SK, StoreBusy, item_to_profile
+from core.ledger.notification_store import NewNotification, NotificationStore
+from core.ledger.record_creation import routed_items
+from core.platform import metrics
 from listeners.channel_queues import ChannelQueues
 from listeners.fanout import RouterWork
 from listeners.messages import Ack, QueueMessage, Result

@@ -22,8 +22,8 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from core import aws_errors
-from core.notification_store import LOST, EventNotFound, NotificationStore, Outcome
+from core.aws import errors as aws_errors
+from core.ledger.notification_store import LOST, EventNotFound, NotificationStore, Outcome
 
 log = logging.getLogger("herald.outcomes")
 

@@ -13,14 +13,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from core.dynamo import notification_sk
-from core.event_tally import RECORD_SHARDS, TALLY_SHARDS
-from core.models import Event, NotificationMessage, NotificationStatus, iso, notification_id
-from core.notification_store import NewNotification
-from core.preferences import decide
-from core.profiles import UserProfile
-from core.record_counts import SELF_COUNTED_MAX
-from core.templates import TemplateError, TemplateRenderer
+from core.aws.dynamo import notification_sk
+from core.catalogue.models import (
+    Event,
+    NotificationMessage,
+    NotificationStatus,
+    iso,
+    notification_id,
+)
+from core.catalogue.templates import TemplateError, TemplateRenderer
+from core.directory.preferences import decide
+from core.directory.profiles import UserProfile
+from core.ledger.event_tally import RECORD_SHARDS, TALLY_SHARDS
+from core.ledger.notification_store import NewNotification
+from core.ledger.record_counts import SELF_COUNTED_MAX
 
 
 @dataclass(frozen=True)

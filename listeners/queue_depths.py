@@ -28,10 +28,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from core import metrics
-from core.aws import AwsClients
-from core.logs import configure_logging
-from core.settings import Settings
+from core.aws.clients import AwsClients
+from core.platform import metrics
+from core.platform.logs import configure_logging
+from core.platform.settings import Settings
 
 log = logging.getLogger("herald.queue_depths")
 

@@ -39,16 +39,16 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from core import metrics
-from core.aws import AwsClients
-from core.catalogue import Lane
-from core.event_store import EventStore, record_from_values
-from core.logs import configure_logging
-from core.models import EventStatus, NotificationStatus, iso, utcnow
-from core.notification_store import NotificationStore
-from core.publisher import publish_events
-from core.record_counts import ABSENT, SETTLED_BUCKETS
-from core.settings import Settings
+from core.aws.clients import AwsClients
+from core.catalogue.event_types import Lane
+from core.catalogue.models import EventStatus, NotificationStatus, iso, utcnow
+from core.ledger.event_store import EventStore, record_from_values
+from core.ledger.notification_store import NotificationStore
+from core.ledger.publisher import publish_events
+from core.ledger.record_counts import ABSENT, SETTLED_BUCKETS
+from core.platform import metrics
+from core.platform.logs import configure_logging
+from core.platform.settings import Settings
 from listeners.backlog import Backlog
 from listeners.router import REPAIR_ATTRIBUTE
 

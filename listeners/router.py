@@ -46,16 +46,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from alerting.alerts import AlertBusy
 from alerting.gate import AlertGate
 from alerting.inline import inline_profiles
-from core import metrics, tracing
-from core.aws import AwsClients
-from core.event_store import EventStore
-from core.logs import configure_logging
-from core.models import Event, EventStatus, NotificationStatus, utcnow
-from core.notification_store import EventNotFound, NotificationStore
-from core.runtime import freeze_startup_objects
-from core.settings import Settings
-from core.templates import TemplateRenderer
-from core.users import StoreBusy, UserStore
+from core.aws.clients import AwsClients
+from core.catalogue.models import Event, EventStatus, NotificationStatus, utcnow
+from core.catalogue.templates import TemplateRenderer
+from core.directory.users import StoreBusy, UserStore
+from core.ledger.event_store import EventStore
+from core.ledger.notification_store import EventNotFound, NotificationStore
+from core.platform import metrics, tracing
+from core.platform.logs import configure_logging
+from core.platform.runtime import freeze_startup_objects
+from core.platform.settings import Settings
 from listeners.backoff import backoff_seconds
 from listeners.channel_queues import ChannelQueues, EnqueueFailed
 from listeners.consumer import Consumer, wait_for_queues

@@ -14,18 +14,18 @@ import signal
 import sys
 import threading
 
-from core import tracing
-from core.aws import AwsClients
-from core.catalogue import CHANNELS
-from core.dead_letters import reopen
-from core.event_store import EventStore
-from core.logs import configure_logging
-from core.models import NotificationMessage
-from core.notification_store import NotificationStore
-from core.rate_limit import TokenBucket
-from core.runtime import freeze_startup_objects
-from core.settings import Settings
-from core.users import UserStore
+from core.aws.clients import AwsClients
+from core.catalogue.event_types import CHANNELS
+from core.catalogue.models import NotificationMessage
+from core.directory.users import UserStore
+from core.ledger.event_store import EventStore
+from core.ledger.notification_store import NotificationStore
+from core.operations.dead_letters import reopen
+from core.platform import tracing
+from core.platform.logs import configure_logging
+from core.platform.runtime import freeze_startup_objects
+from core.platform.settings import Settings
+from core.security.rate_limit import TokenBucket
 from listeners.consumer import Consumer, wait_for_queues
 from listeners.delivery import DeadAddressHook, DeliveryHandler, RedrivenHook, RetryPolicy
 from listeners.heartbeat import Heartbeat

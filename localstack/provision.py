@@ -15,12 +15,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from core import directory, dynamo, event_index
-from core.api_keys import SCOPES, ApiKeyStore
-from core.aws import AwsClients
-from core.catalogue import LANES
-from core.devices import ensure_platform_applications
-from core.settings import Settings
+from core.aws import dynamo
+from core.aws.clients import AwsClients
+from core.catalogue.event_types import LANES
+from core.directory import listing as directory
+from core.directory.devices import ensure_platform_applications
+from core.ledger import event_index
+from core.platform.settings import Settings
+from core.security.api_keys import SCOPES, ApiKeyStore
 
 log = logging.getLogger("herald.provision")
 

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, runtime_checkable
 
-from core.errors import DeliveryError, PermanentError, RetryableError
-from core.models import DeliveryResult, NotificationMessage
+from core.catalogue.models import DeliveryResult, NotificationMessage
+from core.platform.errors import DeliveryError, PermanentError, RetryableError
 
 #: Header carrying the notification id on provider calls that have no field for it
 #: (chat webhooks), so deliveries seen by a provider or the sandbox map back.

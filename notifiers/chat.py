@@ -4,7 +4,7 @@ The address is the webhook URL itself (it is the credential). Webhooks have no m
 field, so the notification id travels in the `X-Herald-Notification-Id` header, which both
 products ignore and the sandbox records.
 
-The URL is user input, so before every send it must pass `core.chat_hosts` (https, a host
+The URL is user input, so before every send it must pass `core.security.chat_hosts` (https, a host
 on `HERALD_CHAT_WEBHOOK_HOSTS`), and it is posted through a transport that connects to
 public addresses only (`notifiers.public_http`), following no redirect. What a webhook
 answers is never stored as it came: a refusal is recorded as its status plus, for Slack,
@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from core import tracing
-from core.chat_hosts import DEFAULT_CHAT_WEBHOOK_HOSTS, parse_hosts, webhook_url_problem
-from core.errors import DeliveryError, PermanentError, RetryableError
-from core.models import DeliveryResult, NotificationMessage
+from core.catalogue.models import DeliveryResult, NotificationMessage
+from core.platform import tracing
+from core.platform.errors import DeliveryError, PermanentError, RetryableError
+from core.security.chat_hosts import DEFAULT_CHAT_WEBHOOK_HOSTS, parse_hosts, webhook_url_problem
 from notifiers.base import NOTIFICATION_ID_HEADER, retry_after_seconds, status_error
 from notifiers.public_http import BlockedAddressError, public_only_client
 

@@ -19,8 +19,8 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, Mail, ReplyTo
 
-from core.errors import DeliveryError, PermanentError, RetryableError
-from core.models import DeliveryResult, NotificationMessage
+from core.catalogue.models import DeliveryResult, NotificationMessage
+from core.platform.errors import DeliveryError, PermanentError, RetryableError
 from notifiers.base import header, retry_after_seconds, status_error
 from notifiers.pooled_http import PooledClient, pool_for
 

@@ -17,7 +17,7 @@ import typing
 import httpcore
 import httpx
 
-from core.chat_hosts import is_public_address
+from core.security.chat_hosts import is_public_address
 
 
 class BlockedAddressError(Exception):

@@ -20,9 +20,9 @@ from typing import Any
 from botocore import exceptions as boto
 from pydantic import Field
 
-from core.catalogue import Priority
-from core.errors import DeliveryError, PermanentError, RetryableError
-from core.models import DeliveryResult, NotificationMessage
+from core.catalogue.event_types import Priority
+from core.catalogue.models import DeliveryResult, NotificationMessage
+from core.platform.errors import DeliveryError, PermanentError, RetryableError
 
 PROVIDER = "sns"
 

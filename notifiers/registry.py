@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.aws import AwsClients
-from core.settings import Settings
+from core.aws.clients import AwsClients
+from core.platform.settings import Settings
 from notifiers.base import Notifier
 from notifiers.chat import ChatNotifier
 from notifiers.email import EmailNotifier

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core.errors import PermanentError
-from core.models import DeliveryResult, NotificationMessage
+from core.catalogue.models import DeliveryResult, NotificationMessage
+from core.platform.errors import PermanentError
 from notifiers.twilio_client import TwilioMessaging
 
 

@@ -27,9 +27,9 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from core import tracing
-from core.errors import DeliveryError, PermanentError, RetryableError
-from core.models import DeliveryResult
+from core.catalogue.models import DeliveryResult
+from core.platform import tracing
+from core.platform.errors import DeliveryError, PermanentError, RetryableError
 from notifiers.base import header, retry_after_seconds, status_error
 
 PROVIDER = "twilio"

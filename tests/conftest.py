@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from core.aws import AwsClients
-from core.settings import Settings
+from core.aws.clients import AwsClients
+from core.platform.settings import Settings
 from localstack.provision import provision
 from tests.support import ROOT, running_emulator
 

@@ -6,10 +6,17 @@ from __future__ import annotations
 import threading
 import uuid
 
-from core.catalogue import Category, Priority
-from core.event_store import EventStore
-from core.models import DeliveryResult, Event, EventStatus, NotificationMessage, iso, utcnow
-from core.notification_store import NewNotification, NotificationStore
+from core.catalogue.event_types import Category, Priority
+from core.catalogue.models import (
+    DeliveryResult,
+    Event,
+    EventStatus,
+    NotificationMessage,
+    iso,
+    utcnow,
+)
+from core.ledger.event_store import EventStore
+from core.ledger.notification_store import NewNotification, NotificationStore
 from tests.conftest import Stack
 
 QUEUE = "herald-test-sms-normal"

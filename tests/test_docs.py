@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 
-from core.settings import Settings
+from core.platform.settings import Settings
 from tests.support import ROOT
 
 README = ROOT / "README.md"

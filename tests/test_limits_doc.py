@@ -15,13 +15,13 @@ from annotated_types import MaxLen
 from api.main import create_app
 from api.routes.events import MAX_EVENT_BYTES
 from api.schemas import MAX_DATA_DEPTH
-from core.api_keys import TOKEN_MAX
-from core.dynamo import TRANSACT_MAX, TRANSACT_MAX_BYTES
-from core.notification_store import HISTORY_DETAIL_MAX
-from core.profiles import ProfileFields
-from core.publisher import SNS_BATCH_MAX, SNS_BATCH_MAX_BYTES
-from core.settings import Settings
-from core.templates import CONTENT_MAX_BYTES, PART_MAX, RENDER_SECONDS_MAX
+from core.aws.dynamo import TRANSACT_MAX, TRANSACT_MAX_BYTES
+from core.catalogue.templates import CONTENT_MAX_BYTES, PART_MAX, RENDER_SECONDS_MAX
+from core.directory.profiles import ProfileFields
+from core.ledger.notification_store import HISTORY_DETAIL_MAX
+from core.ledger.publisher import SNS_BATCH_MAX, SNS_BATCH_MAX_BYTES
+from core.platform.settings import Settings
+from core.security.api_keys import TOKEN_MAX
 from listeners.batch import ERROR_ATTRIBUTE_MAX, SQS_BATCH_MAX, SQS_BATCH_MAX_BYTES
 from tests.support import ROOT
 
@@ -150,19 +150,19 @@ def limits_table() -> str:
         (
             "rendered parts, in characters",
             parts,
-            "`PART_MAX` (core/templates.py)",
+            "`PART_MAX` (core/catalogue/templates.py)",
             "cut, ending in `…`",
         ),
         (
             "rendered content of one notification",
             size(CONTENT_MAX_BYTES),
-            "`CONTENT_MAX_BYTES` (core/templates.py)",
+            "`CONTENT_MAX_BYTES` (core/catalogue/templates.py)",
             "notification FAILED: `template <type>/<channel>: rendered content is over …`",
         ),
         (
             "rendering one notification",
             f"{RENDER_SECONDS_MAX:g} s",
-            "`RENDER_SECONDS_MAX` (core/templates.py)",
+            "`RENDER_SECONDS_MAX` (core/catalogue/templates.py)",
             "notification FAILED: `template <type>/<channel>: rendering took over …`",
         ),
         (
@@ -204,7 +204,7 @@ def limits_table() -> str:
         (
             "an API key",
             f"{TOKEN_MAX} characters, `hk_<id>_<secret>`",
-            "`TOKEN_MAX` (core/api_keys.py)",
+            "`TOKEN_MAX` (core/security/api_keys.py)",
             "401 without a lookup",
         ),
         (

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from prometheus_client import REGISTRY
 
-import core.metrics  # noqa: F401  (registers every Herald metric)
+import core.platform.metrics  # noqa: F401  (registers every Herald metric)
 
 ROOT = Path(__file__).resolve().parent.parent
 MONITORING = ROOT / "monitoring"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core import event_index
-from core.directory import GSI_BY_DIRECTORY
+from core.directory.listing import GSI_BY_DIRECTORY
+from core.ledger import event_index
 from localstack.provision import ensure_table
 from tests.conftest import Stack
 

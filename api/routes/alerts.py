@@ -13,7 +13,7 @@ from alerting.silences import Silence, SilenceIn
 from api.deps import ServicesDep, TenantDep
 from api.schemas import NotificationOut, Problem
 from api.services import Services
-from core.tenants import Tenant
+from core.security.tenants import Tenant
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 silences_router = APIRouter(prefix="/silences", tags=["alerts"])

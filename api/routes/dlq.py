@@ -10,8 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep
 from api.schemas import Problem
-from core.dead_letters import DeadLetters, UnknownQueue
-from core.notification_store import NotificationStore
+from core.ledger.notification_store import NotificationStore
+from core.operations.dead_letters import DeadLetters, UnknownQueue
 
 router = APIRouter(prefix="/dlq", tags=["dead letters"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.schemas_discovery import EventTypeList, EventTypeOut
-from core.catalogue import DEFAULT_CHANNELS, EVENT_TYPES
+from core.catalogue.event_types import DEFAULT_CHANNELS, EVENT_TYPES
 
 router = APIRouter(prefix="/event-types", tags=["event types"])
 

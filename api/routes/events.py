@@ -28,10 +28,10 @@ from api.schemas import (
     Problem,
 )
 from api.services import Services
-from core.catalogue import EVENT_TYPES
-from core.event_store import EventExists
-from core.models import Event, EventRecord, EventStatus, iso, utcnow
-from core.tenants import Tenant
+from core.catalogue.event_types import EVENT_TYPES
+from core.catalogue.models import Event, EventRecord, EventStatus, iso, utcnow
+from core.ledger.event_store import EventExists
+from core.security.tenants import Tenant
 
 log = logging.getLogger("herald.api.events")
 router = APIRouter(prefix="/events", tags=["events"])

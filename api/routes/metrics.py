@@ -1,12 +1,12 @@
 """`GET /metrics`: Prometheus's scrape target, with every local process's series when
-`PROMETHEUS_MULTIPROC_DIR` is set (see core/metrics.py)."""
+`PROMETHEUS_MULTIPROC_DIR` is set (see core/platform/metrics.py)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
-from core import metrics
+from core.platform import metrics
 
 router = APIRouter(tags=["observability"])
 

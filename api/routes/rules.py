@@ -16,8 +16,8 @@ from alerting.rules import RULE_ID, Rule, RuleIn
 from api.deps import ServicesDep
 from api.schemas import Problem
 from api.services import Services
-from core.models import Event, utcnow
-from core.templates import TemplateError, TemplateRenderer
+from core.catalogue.models import Event, utcnow
+from core.catalogue.templates import TemplateError, TemplateRenderer
 
 router = APIRouter(prefix="/rules", tags=["rules"])
 

@@ -1,4 +1,4 @@
-"""`GET /stats`: a compact summary for people and scripts (see core/stats.py).
+"""`GET /stats`: a compact summary for people and scripts (see core/operations/stats.py).
 
 Event counts are the caller's tenant's (every tenant's with `admin`); the notification,
 latency and DLQ figures come from the stack's metrics and queues and are stack-wide.
@@ -14,8 +14,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep, TenantDep
 from api.services import Services
-from core import metrics, stats
-from core.tenants import Tenant
+from core.operations import stats
+from core.platform import metrics
+from core.security.tenants import Tenant
 
 router = APIRouter(tags=["observability"])
 

@@ -1,6 +1,6 @@
 """Topics: who gets an event sent to a topic.
 
-Topic names and user ids are the tenant's own (`core.tenants`): stored qualified, shown
+Topic names and user ids are the tenant's own (`core.security.tenants`): stored qualified, shown
 as the tenant sent them.
 """
 
@@ -16,10 +16,10 @@ from api.deps import DirectoryLimit, PageCursor, ServicesDep, TenantDep
 from api.schemas import ID_PATTERN, TOPIC_PATTERN, Problem
 from api.schemas_discovery import TopicPage, TopicSummary
 from api.schemas_users import SubscriberPage, SubscriptionIn, SubscriptionOut
-from core.directory import SORT
-from core.profiles import Subscription
-from core.tenants import Tenant
-from core.users import TopicFull
+from core.directory.listing import SORT
+from core.directory.profiles import Subscription
+from core.directory.users import TopicFull
+from core.security.tenants import Tenant
 
 router = APIRouter(prefix="/topics", tags=["topics"])
 
@@ -125,7 +125,7 @@ async def list_subscribers(
     response_model=TopicPage,
     responses=ERRORS,
     summary="The tenant's topics with their subscriber counts, by name, a page at a time",
-    description="A topic is listed from its first subscription on (core/directory.py).",
+    description="A topic is listed from its first subscription on (core/directory/listing.py).",
 )
 async def list_topics(
     services: ServicesDep,

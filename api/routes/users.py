@@ -1,6 +1,6 @@
 """Users: contacts, time zone and locale, and notification preferences.
 
-User ids are the tenant's own (`core.tenants`): the store holds them qualified, and
+User ids are the tenant's own (`core.security.tenants`): the store holds them qualified, and
 answers show them as the tenant sent them.
 """
 
@@ -16,10 +16,10 @@ from api.deps import DirectoryLimit, PageCursor, ServicesDep, TenantDep
 from api.schemas import ID_PATTERN, Problem
 from api.schemas_discovery import UserPage, UserSummary
 from api.schemas_users import PreferencesIn, UserIn, UserOut
-from core.chat_hosts import webhook_url_problem
-from core.devices import DeviceRegistry, PlatformNotSetUp
-from core.directory import SORT
-from core.profiles import Preferences
+from core.directory.devices import DeviceRegistry, PlatformNotSetUp
+from core.directory.listing import SORT
+from core.directory.profiles import Preferences
+from core.security.chat_hosts import webhook_url_problem
 
 router = APIRouter(prefix="/users", tags=["users"])
 

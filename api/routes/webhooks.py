@@ -4,7 +4,7 @@ A request whose signature does not verify is a 403 and changes nothing. A receip
 SENT notification to DELIVERED, UNDELIVERED or BOUNCED; the event's tally is not changed
 (the provider took the message, which is what SENT counts). A receipt is applied once: a
 replay of it (same SendGrid `sg_event_id`, same Twilio `MessageSid` and status) is a 200
-that changes nothing (`core.receipts`).
+that changes nothing (`core.ledger.receipts`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from starlette.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator
 
 from api.deps import ServicesDep
-from core.models import NotificationStatus, parse_notification_id
-from core.notification_store import NotificationStore
-from core.receipts import Outcome, ReceiptLedger
+from core.catalogue.models import NotificationStatus, parse_notification_id
+from core.ledger.notification_store import NotificationStore
+from core.ledger.receipts import Outcome, ReceiptLedger
 
 log = logging.getLogger("herald.api.webhooks")
 router = APIRouter(prefix="/webhooks", tags=["provider webhooks"])

@@ -21,10 +21,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from api.main import create_app
-from core.event_store import EventStore
-from core.models import EventRecord
-from core.profiles import ProfileFields
-from core.users import UserStore
+from core.catalogue.models import EventRecord
+from core.directory.profiles import ProfileFields
+from core.directory.users import UserStore
+from core.ledger.event_store import EventStore
 from listeners.batch import BatchSettler
 from listeners.messages import QueueMessage
 from listeners.router import Router

@@ -12,8 +12,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from alerting.alerts import AlertPolicy, AlertStore
-from core.catalogue import EVENT_TYPES
-from core.models import Event, iso, utcnow
+from core.catalogue.event_types import EVENT_TYPES
+from core.catalogue.models import Event, iso, utcnow
 from listeners.router import Router
 from tests.alerting.conftest import (
     Clock,

@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from core.api_keys import ApiKeyStore
-from core.models import iso
+from core.catalogue.models import iso
+from core.security.api_keys import ApiKeyStore
 from listeners.router import Router
 from tests.alerting.conftest import Clock, add_user, channel_messages, route_pending
 from tests.conftest import AUTH, Stack

@@ -10,8 +10,8 @@ from typing import Any
 from alerting.evaluation import Evaluation, evaluate_rule, run_source
 from alerting.rules import Rule
 from alerting.sources import DataSources
-from core.models import iso
-from core.settings import Settings
+from core.catalogue.models import iso
+from core.platform.settings import Settings
 from tests.alerting.conftest import Database
 
 NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)

@@ -15,8 +15,8 @@ from prometheus_client import REGISTRY
 
 from alerting.scheduler import Scheduler
 from api.main import create_app
-from core.models import iso, utcnow
-from core.users import UserStore
+from core.catalogue.models import iso, utcnow
+from core.directory.users import UserStore
 from tests.alerting.conftest import PREFIX, Clock, Database, Pipeline, add_user
 from tests.conftest import AUTH, Stack
 

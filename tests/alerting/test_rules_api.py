@@ -18,8 +18,8 @@ from alerting.evaluation import evaluate_rule, run_source
 from alerting.rules import Rule
 from alerting.sources import DataSources
 from api.main import create_app
-from core.models import iso, utcnow
-from core.settings import Settings
+from core.catalogue.models import iso, utcnow
+from core.platform.settings import Settings
 from tests.alerting.conftest import Database, add_user, channel_messages, route_pending
 from tests.conftest import AUTH, Stack
 

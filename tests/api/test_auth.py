@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from core.api_keys import ApiKeyStore
+from core.security.api_keys import ApiKeyStore
 from tests.conftest import TEST_API_KEY, Stack
 
 OPEN = {"/", "/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.auth import Authenticator
 from api.main import create_app
-from core.api_keys import ApiKey, ApiKeyStore
+from core.security.api_keys import ApiKey, ApiKeyStore
 from tests.conftest import AUTH, TEST_API_KEY, Stack
 
 
@@ -133,9 +133,9 @@ def test_overlong_path_ids_are_refused_before_any_lookup(
 
 def test_overlong_notification_ids_in_receipts_are_not_looked_up(stack: Stack) -> None:
     from api.routes.webhooks import _record
-    from core.models import NotificationStatus
-    from core.notification_store import NotificationStore
-    from core.receipts import Outcome, ReceiptLedger
+    from core.catalogue.models import NotificationStatus
+    from core.ledger.notification_store import NotificationStore
+    from core.ledger.receipts import Outcome, ReceiptLedger
 
     table = stack.clients.names.table
     store = NotificationStore(stack.clients.dynamodb, table)

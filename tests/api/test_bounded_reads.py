@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from core.models import EventStatus
-from core.notification_store import NewNotification
+from core.catalogue.models import EventStatus
+from core.ledger.notification_store import NewNotification
 from tests.conftest import Stack
 from tests.factories import notification, processing_event, stores_of
 

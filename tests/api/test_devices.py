@@ -7,7 +7,7 @@ import uuid
 
 from fastapi.testclient import TestClient
 
-from core.models import NotificationMessage
+from core.catalogue.models import NotificationMessage
 from notifiers.push import PushNotifier, PushResult
 from tests.conftest import Stack
 from tests.listeners.test_router import drain, post_event, route_all, router

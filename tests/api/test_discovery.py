@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from core.api_keys import ApiKeyStore
-from core.catalogue import EVENT_TYPES
+from core.catalogue.event_types import EVENT_TYPES
+from core.security.api_keys import ApiKeyStore
 from tests.conftest import AUTH, Stack
 
 SCOPES = ("events:read", "users:write")

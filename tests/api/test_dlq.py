@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from core.errors import PermanentError
-from core.event_store import EventStore
-from core.models import NotificationMessage
-from core.notification_store import NotificationStore
+from core.catalogue.models import NotificationMessage
+from core.ledger.event_store import EventStore
+from core.ledger.notification_store import NotificationStore
+from core.platform.errors import PermanentError
 from listeners.batch import BatchSettler
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import QueueMessage

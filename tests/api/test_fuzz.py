@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.main import create_app
-from core.settings import Settings
+from core.platform.settings import Settings
 from tests.conftest import AUTH, Stack
 
 EXAMPLES = int(os.environ.get("HERALD_FUZZ_EXAMPLES", "15"))

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.routes.events import MAX_EVENT_BYTES
 from api.schemas import MAX_DATA_DEPTH, Problem
-from core.settings import Settings
+from core.platform.settings import Settings
 
 COMMENT: dict[str, Any] = {
     "type": "comment",

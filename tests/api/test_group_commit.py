@@ -13,7 +13,7 @@ import httpx
 
 from api.group_commit import GroupCommit
 from api.main import create_app
-from core.aws import AwsClients, CallLog
+from core.aws.clients import AwsClients, CallLog
 from tests.api.test_events import COMMENT
 from tests.conftest import AUTH, Stack
 from tests.listeners.test_batching import calls_since

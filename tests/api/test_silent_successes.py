@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from core.catalogue import EVENT_TYPES
+from core.catalogue.event_types import EVENT_TYPES
 from tests.conftest import Stack
 
 

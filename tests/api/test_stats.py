@@ -8,7 +8,7 @@ import math
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from core import stats
+from core.operations import stats
 from tests.api.test_events import COMMENT
 from tests.conftest import Stack
 

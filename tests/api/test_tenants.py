@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from core.api_keys import ApiKeyStore
+from core.security.api_keys import ApiKeyStore
 from tests.conftest import AUTH, Stack
 from tests.listeners.test_router import ROUTER_NORMAL, drain, route_all, router
 

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from core.users import UserStore
+from core.directory.users import UserStore
 from tests.conftest import AUTH, Stack
 
 TOPIC = "charts.small"

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from core.profiles import ProfileFields
-from core.users import UserStore
+from core.directory.profiles import ProfileFields
+from core.directory.users import UserStore
 from tests.conftest import Stack
 
 ARN = "arn:aws:sns:us-east-1:123456789012:endpoint/GCM/herald/{}"

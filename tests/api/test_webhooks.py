@@ -204,7 +204,7 @@ def test_sendgrid_events_without_an_id_are_recognised_by_their_content(
 
 
 def test_seen_receipt_ids_expire(client: TestClient, stack: Stack, sent: str) -> None:
-    from core.receipts import receipt_key
+    from core.ledger.receipts import receipt_key
 
     twilio_post(client, sent, {"MessageSid": "SM9", "MessageStatus": "delivered"})
     item = stack.clients.dynamodb.get_item(

@@ -26,10 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import dynamo
-from core.aws import AwsClients
-from core.event_store import EventStore
-from core.models import EventStatus
+from core.aws import dynamo
+from core.aws.clients import AwsClients
+from core.catalogue.models import EventStatus
+from core.ledger.event_store import EventStore
 from tests.chaos.harness import ChaosStack, Kill
 
 SENT_STATUSES = {"SENT", "DELIVERED", "UNDELIVERED", "BOUNCED"}
@@ -247,7 +247,7 @@ def event_item(clients: AwsClients, event_id: str) -> dict[str, Any]:
     tally = items.get(dynamo.TALLY_SK, {})
     if event:
         event["counts"] = {k: int(tally.get(k, 0)) for k in dynamo.COUNT_FIELDS}
-        # a user's event marks it on the event item (core.record_counts)
+        # a user's event marks it on the event item (core.ledger.record_counts)
         event["fanout_complete"] = bool(
             tally.get("fanout_complete") or event.get("fanout_complete")
         )

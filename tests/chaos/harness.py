@@ -27,9 +27,9 @@ from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from core.aws import AwsClients
-from core.catalogue import CHANNELS
-from core.settings import Settings
+from core.aws.clients import AwsClients
+from core.catalogue.event_types import CHANNELS
+from core.platform.settings import Settings
 from localstack.provision import provision
 from tests.support import ROOT, free_port, http_ok, wait_until
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from core.aws import AwsClients
+from core.aws.clients import AwsClients
 from tests.chaos.accounting import Outcome, event_item, tally, wait_settled
 from tests.chaos.harness import ChaosStack
 from tests.chaos.report import RESULTS

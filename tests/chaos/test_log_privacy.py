@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from core.masking import mask_address, mask_text
+from core.platform.masking import mask_address, mask_text
 from tests.chaos.harness import API_KEY, CREDENTIALS, ChaosStack
 from tests.chaos.workload import COMMENT_DATA, api_client
 from tests.support import wait_until

@@ -17,7 +17,7 @@ import pytest
 
 from cli import ports
 from cli.stack_status import problems
-from core.local_stack import apply_local_env
+from core.platform.local_stack import apply_local_env
 from tests.conftest import Stack
 from tests.support import ROOT
 
@@ -135,9 +135,9 @@ def test_dlq_list_from_another_terminal_finds_the_stack(stack: Stack, tmp_path: 
 
 
 def test_keys_and_events_through_the_one_command(stack: Stack, tmp_path: Path) -> None:
-    from core.catalogue import EVENT_TYPES
-    from core.event_store import EventStore
-    from core.models import Event, iso, utcnow
+    from core.catalogue.event_types import EVENT_TYPES
+    from core.catalogue.models import Event, iso, utcnow
+    from core.ledger.event_store import EventStore
 
     write_local_env(tmp_path, stack)
     created = parsed(

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from core.aws import AwsClients
-from core.catalogue import CHANNELS
-from core.settings import Settings
+from core.aws.clients import AwsClients
+from core.catalogue.event_types import CHANNELS
+from core.platform.settings import Settings
 from localstack.provision import provision
 from tests.conftest import AUTH, TEST_API_KEY, reset_emulator
 from tests.support import free_port, http_ok, running_emulator, start_python, stop, wait_until

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.catalogue import Category, Priority
-from core.models import NotificationMessage, iso, utcnow
+from core.catalogue.event_types import Category, Priority
+from core.catalogue.models import NotificationMessage, iso, utcnow
 from tests.e2e.conftest import PREFIX, Herald
 from tests.support import wait_until
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from core.event_store import EventStore
-from core.notification_store import NewNotification, NotificationStore
+from core.ledger.event_store import EventStore
+from core.ledger.notification_store import NewNotification, NotificationStore
 from tests.e2e.conftest import PREFIX, Herald
 from tests.factories import notification, processing_event
 from tests.support import wait_until

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.aws import AwsClients, CallLog
-from core.models import EventStatus, NotificationStatus
-from core.notification_store import NewNotification, NotificationStore
+from core.aws.clients import AwsClients, CallLog
+from core.catalogue.models import EventStatus, NotificationStatus
+from core.ledger.notification_store import NewNotification, NotificationStore
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import Ack, QueueMessage
 from listeners.router import Router
@@ -58,7 +58,7 @@ def test_a_receive_of_user_events_is_routed_with_one_read_and_one_transaction(
     # the one-event way: its list is written again (one UpdateItem, the same list) and its
     # record, still QUEUED, is enqueued again (a worker's claim makes that harmless);
     # completing its fan-out reads the event with its tally, then its records, which are
-    # its counts (core.record_counts).
+    # its counts (core.ledger.record_counts).
     assert counted["dynamodb"]["BatchGetItem"] == 1 + 2
     assert counted["dynamodb"]["TransactWriteItems"] == 1
     assert counted["sqs"] == {"SendMessageBatch": 1 + 1}

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.catalogue import Category, Priority
-from core.models import NotificationMessage
-from core.names import ResourceNames
+from core.aws.names import ResourceNames
+from core.catalogue.event_types import Category, Priority
+from core.catalogue.models import NotificationMessage
 from listeners.batch import SQS_BATCH_MAX_BYTES, entry_bytes
 from listeners.channel_queues import ChannelQueues
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from core.errors import PermanentError, RetryableError
-from core.event_store import EventStore
-from core.models import EventRecord, EventStatus, NotificationMessage
-from core.notification_store import NotificationStore
-from core.rate_limit import TokenBucket
+from core.catalogue.models import EventRecord, EventStatus, NotificationMessage
+from core.ledger.event_store import EventStore
+from core.ledger.notification_store import NotificationStore
+from core.platform.errors import PermanentError, RetryableError
+from core.security.rate_limit import TokenBucket
 from listeners.batch import BatchSettler
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import Ack, DeadLetter, QueueMessage, Retry

@@ -15,10 +15,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError, ReadTimeoutError
 
-from core import dynamo
-from core.event_store import EventStore
-from core.models import EventRecord, EventStatus
-from core.notification_store import NotificationStore
+from core.aws import dynamo
+from core.catalogue.models import EventRecord, EventStatus
+from core.ledger.event_store import EventStore
+from core.ledger.notification_store import NotificationStore
 from listeners.batch import BatchSettler
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import QueueMessage

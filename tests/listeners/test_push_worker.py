@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from core.notification_store import NewNotification, NotificationStore
-from core.profiles import ProfileFields
-from core.users import UserStore
+from core.directory.profiles import ProfileFields
+from core.directory.users import UserStore
+from core.ledger.notification_store import NewNotification, NotificationStore
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import Ack, DeadLetter, QueueMessage
 from listeners.worker import disable_push_endpoints

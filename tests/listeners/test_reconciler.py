@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from core.models import EventStatus
-from core.notification_store import NewNotification
+from core.catalogue.models import EventStatus
+from core.ledger.notification_store import NewNotification
 from listeners.reconciler import Reconciler, _republish_due
 from localstack.provision import provision
 from tests.conftest import AUTH, Stack
@@ -63,7 +63,7 @@ def test_reconciler_leaves_events_that_moved_on(stack: Stack) -> None:
     with TestClient(create_app(settings, stack.clients), headers=AUTH) as client:
         event_id = client.post("/events", json=FOLLOW).json()["event_id"]
     reconciler = Reconciler(settings, stack.clients)
-    from core.models import EventStatus
+    from core.catalogue.models import EventStatus
 
     assert reconciler.events.transition(event_id, EventStatus.START, EventStatus.PROCESSING)
     assert reconciler.run_once() == 0

@@ -4,9 +4,9 @@ the event, and the notification is delivered once."""
 
 from __future__ import annotations
 
-from core.errors import PermanentError
-from core.models import EventStatus, NotificationStatus
-from core.notification_store import NotificationStore
+from core.catalogue.models import EventStatus, NotificationStatus
+from core.ledger.notification_store import NotificationStore
+from core.platform.errors import PermanentError
 from listeners.batch import BatchSettler
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import Ack, DeadLetter, QueueMessage, Retry

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from core.event_store import EventStore
-from core.models import EventStatus, NotificationStatus
+from core.catalogue.models import EventStatus, NotificationStatus
+from core.ledger.event_store import EventStore
 from listeners.messages import DeadLetter, QueueMessage
 from listeners.reconciler import Reconciler
 from listeners.router import Router
@@ -198,7 +198,7 @@ def _age(stack: Stack, key: dict[str, Any], seconds: float, *, created: bool = F
     listing sort key, in the past)."""
     from datetime import timedelta
 
-    from core.models import iso, utcnow
+    from core.catalogue.models import iso, utcnow
 
     then = iso(utcnow() - timedelta(seconds=seconds))
     update = "SET updated_at = :then"
@@ -217,7 +217,7 @@ def _age(stack: Stack, key: dict[str, Any], seconds: float, *, created: bool = F
 def test_a_fan_out_still_counting_is_not_repaired(stack: Stack) -> None:
     """Counting touches the tally, not the event item: an event item that looks stale
     while its tally moves is a fan-out in progress, not a stalled one."""
-    from core import dynamo
+    from core.aws import dynamo
 
     for i in range(3):
         add_user(stack, f"u-{i}", EMAIL, email=f"u{i}@example.com")

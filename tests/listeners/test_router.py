@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 
-from core import dynamo
-from core.aws import AwsClients
-from core.catalogue import EVENT_TYPES, Category, Priority
-from core.event_store import EventStore
-from core.models import Event, EventRecord, EventStatus, NotificationMessage, iso, utcnow
-from core.notification_store import CHUNK_MAX, NewNotification, NotificationStore
-from core.profiles import Preferences, ProfileFields
-from core.publisher import publish_events
-from core.settings import Settings
-from core.users import PROFILE_SK, UserStore
+from core.aws import dynamo
+from core.aws.clients import AwsClients
+from core.catalogue.event_types import EVENT_TYPES, Category, Priority
+from core.catalogue.models import Event, EventRecord, EventStatus, NotificationMessage, iso, utcnow
+from core.directory.profiles import Preferences, ProfileFields
+from core.directory.users import PROFILE_SK, UserStore
+from core.ledger.event_store import EventStore
+from core.ledger.notification_store import CHUNK_MAX, NewNotification, NotificationStore
+from core.ledger.publisher import publish_events
+from core.platform.settings import Settings
 from listeners.batch import BatchSettler
 from listeners.fanout import Poison, RouterWork, continuation, decode
 from listeners.lambda_handler import sqs_lambda_handler

@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util._once import Once
 
 from api.main import create_app
-from core import tracing
-from core.settings import Settings
+from core.platform import tracing
+from core.platform.settings import Settings
 from listeners.messages import Ack, QueueMessage
 from listeners.router import Router
 from listeners.worker import build_worker

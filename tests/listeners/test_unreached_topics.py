@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from core import dynamo
-from core.models import EventStatus
-from core.tenants import Tenant
-from core.users import PROFILE_SK
+from core.aws import dynamo
+from core.catalogue.models import EventStatus
+from core.directory.users import PROFILE_SK
+from core.security.tenants import Tenant
 from tests.conftest import Stack
 from tests.listeners.test_router import (
     ROUTER_NORMAL,

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from core.aws import AwsClients
-from core.settings import Settings
+from core.aws.clients import AwsClients
+from core.platform.settings import Settings
 from localstack.faults import (
     DYNAMODB_WRITES,
     SNS_PUBLISHES,

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
-from core import dynamo
-from core.aws import AwsClients
-from core.settings import Settings
+from core.aws import dynamo
+from core.aws.clients import AwsClients
+from core.platform.settings import Settings
 from localstack.faults import (
     DYNAMODB_WRITES,
     SERVICES,

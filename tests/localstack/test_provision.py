@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from core import event_index
+from core.ledger import event_index
 from localstack.provision import add_missing_listing_gsis
 from tests.conftest import Stack
 

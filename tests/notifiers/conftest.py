@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from core.models import NotificationMessage
-from core.settings import Settings
+from core.catalogue.models import NotificationMessage
+from core.platform.settings import Settings
 from localstack.sandbox import Sandbox
 from notifiers.chat import ChatNotifier
 from notifiers.email import EmailNotifier

@@ -7,7 +7,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from core.errors import PermanentError, RetryableError
+from core.platform.errors import PermanentError, RetryableError
 from notifiers.base import retry_after_seconds, status_error
 
 

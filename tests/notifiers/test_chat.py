@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.errors import PermanentError, RetryableError
+from core.platform.errors import PermanentError, RetryableError
 from localstack.sandbox import Sandbox
 from notifiers.chat import ChatNotifier
 from tests.notifiers.conftest import LATENCY_MS, SHORT_TIMEOUT, MakeMessage

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.errors import PermanentError, RetryableError
-from core.settings import Settings
+from core.platform.errors import PermanentError, RetryableError
+from core.platform.settings import Settings
 from localstack.sandbox import Sandbox
 from notifiers.email import EmailNotifier
 from tests.notifiers.conftest import LATENCY_MS, SHORT_TIMEOUT, MakeMessage, email_for

@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from core.errors import RetryableError
-from core.models import DeliveryResult, NotificationMessage
-from core.settings import Settings
+from core.catalogue.models import DeliveryResult, NotificationMessage
+from core.platform.errors import RetryableError
+from core.platform.settings import Settings
 from localstack.sandbox import Sandbox
 from notifiers.chat import ChatNotifier
 from notifiers.sms import SmsNotifier

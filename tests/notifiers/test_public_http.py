@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from core.chat_hosts import is_public_address
+from core.security.chat_hosts import is_public_address
 from localstack.sandbox import Sandbox
 from notifiers.public_http import BlockedAddressError, public_address, public_only_client
 

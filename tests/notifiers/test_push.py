@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from core.aws import AwsClients
-from core.errors import PermanentError, RetryableError
-from core.settings import Settings
+from core.aws.clients import AwsClients
+from core.platform.errors import PermanentError, RetryableError
+from core.platform.settings import Settings
 from notifiers.push import PushNotifier, PushResult
 from tests.notifiers.conftest import MakeMessage
 

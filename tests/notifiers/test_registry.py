@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.aws import AwsClients
-from core.catalogue import CHANNELS
-from core.settings import Settings
+from core.aws.clients import AwsClients
+from core.catalogue.event_types import CHANNELS
+from core.platform.settings import Settings
 from localstack.sandbox import Sandbox
 from notifiers.base import Notifier
 from notifiers.registry import build_notifiers, provider_urls

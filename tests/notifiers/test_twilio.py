@@ -7,9 +7,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from core.errors import PermanentError, RetryableError
-from core.models import DeliveryResult, NotificationMessage
-from core.settings import Settings
+from core.catalogue.models import DeliveryResult, NotificationMessage
+from core.platform.errors import PermanentError, RetryableError
+from core.platform.settings import Settings
 from localstack.sandbox import Sandbox
 from notifiers.sms import SmsNotifier
 from notifiers.whatsapp import WhatsAppNotifier

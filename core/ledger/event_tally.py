@@ -1,0 +1,243 @@
+"""The event's tally: counts, fan-out progress and page markers, and the event settled
+when its last notification is.
+
+The event settles when its fan-out is complete and sent + failed + skipped = total. The
+counts are written with the records they count (`core.ledger.record_creation` at creation,
+`core.ledger.outcome_records` for outcomes), so a repeated write can never count twice.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from core.aws import dynamo
+from core.catalogue.models import EventStatus, NotificationMessage, iso, utcnow
+from core.ledger import event_index, record_counts
+from core.ledger.notification_records import (
+    RecordStore,
+    is_condition_failure,
+    log,
+)
+
+# A topic's fan-out counts its outcomes on this many tally items, so that thousands of
+# outcomes a second do not all write one partition key; creation counts, fan-out progress
+# and the shard count stay on shard 0, and readers sum the shards. A transaction's outcomes
+# of one event count together on the shard of the first of them: one counter update per
+# event per transaction, as with a single tally.
+TALLY_SHARDS = 8
+# ... and keeps its records on this many partitions (core.aws.dynamo.record_pk): creating,
+# claiming and recording a notification take about six write units, so at 1,000
+# notifications a second 32 partitions keep each under a fifth of its 1,000.
+RECORD_SHARDS = 32
+
+
+def tally_shard(message: NotificationMessage) -> int:
+    """The tally shard a transaction whose first outcome of the event is `message`'s
+    counts that event's outcomes on."""
+    if message.tally_shards <= 1:
+        return 0
+    return zlib.crc32(message.recipient_id.encode()) % message.tally_shards
+
+
+class EventTally(RecordStore):
+    def add_to_event(
+        self,
+        event_id: str,
+        *,
+        total: int = 0,
+        sent: int = 0,
+        failed: int = 0,
+        skipped: int = 0,
+        fanout_complete: bool = False,
+    ) -> EventStatus | None:
+        """Count settled notifications on the event's tally and settle the event when the
+        last one lands; returns the event's final status if this call settled it."""
+        adds = {"total": total, "sent": sent, "failed": failed, "skipped": skipped}
+        kwargs = self._tally_kwargs(event_id, adds, complete=fanout_complete)
+        self._db.update_item(**kwargs)
+        # Read back whole: the outcomes count on the other shards too, or on the records
+        # that the event item lists.
+        return self._settle_event(self.tally_of(event_id))
+
+    def _tally_kwargs(
+        self,
+        event_id: str,
+        adds: dict[str, int],
+        *,
+        complete: bool = False,
+        shard: int = 0,
+        shards: int = 1,
+        record_shards: int = 1,
+    ) -> dict[str, Any]:
+        """The update of tally `shard`: ADD the counts, and with `complete` mark the fan-out
+        complete; on shard 0 of a sharded tally, how many shards it has. Unconditional:
+        the item is made by its first update."""
+        present = [k for k in dynamo.COUNT_FIELDS if adds.get(k)]
+        values: dict[str, Any] = {
+            ":now": {"S": iso(utcnow())},
+            ":ttl": {"N": str(int(time.time()) + self._retention_days * 86400)},
+            ":event": {"S": event_id},
+            **{f":{k}": {"N": str(adds[k])} for k in present},
+        }
+        sets = [
+            "updated_at = :now",
+            "event_id = :event",
+            f"{dynamo.TTL_ATTRIBUTE} = if_not_exists({dynamo.TTL_ATTRIBUTE}, :ttl)",
+        ]
+        if complete:
+            sets.append("fanout_complete = :true")
+            values[":true"] = {"BOOL": True}
+        if shard:
+            sets.append("tally_shard = :shard")
+            values[":shard"] = {"N": str(shard)}
+        if shard == 0 and shards > 1:
+            sets.append("tally_shards = :shards")
+            values[":shards"] = {"N": str(shards)}
+        if shard == 0 and record_shards > 1:
+            sets.append("record_shards = :record_shards")
+            values[":record_shards"] = {"N": str(record_shards)}
+        update = "SET " + ", ".join(sets)
+        if present:
+            update += " ADD " + ", ".join(f"#{k} :{k}" for k in present)
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": dynamo.tally_key(event_id, shard),
+            "UpdateExpression": update,
+            "ExpressionAttributeValues": values,
+        }
+        if present:
+            kwargs["ExpressionAttributeNames"] = {f"#{k}": k for k in present}
+        return kwargs
+
+    def _settle_event(self, tally: dict[str, Any]) -> EventStatus | None:
+        """Settle the event if its tally is complete (a conditional PROCESSING → final on
+        the event item: whoever completes the tally first settles it, once)."""
+        counts = {k: int(tally.get(k, 0)) for k in dynamo.COUNT_FIELDS}
+        done = counts["sent"] + counts["failed"] + counts["skipped"]
+        event_id = str(tally.get("event_id", ""))
+        if not tally.get("fanout_complete") or not event_id:
+            return None
+        if done != counts["total"]:
+            if done > counts["total"]:
+                # A count applied twice: the tally cannot be trusted, so the reconciler
+                # settles this event from its records instead.
+                log.warning("tally over its total", extra={"event_id": event_id})
+            return None
+        final = EventStatus.FAILED if counts["failed"] else EventStatus.SUCCESS
+        reason = (
+            f"{counts['failed']} of {counts['total']} notifications failed"
+            if final is EventStatus.FAILED
+            else None
+        )
+        values: dict[str, Any] = {
+            ":final": {"S": final.value},
+            ":processing": {"S": EventStatus.PROCESSING.value},
+            ":now": {"S": iso(utcnow())},
+        }
+        sets = ["#s = :final", "updated_at = :now"]
+        if reason:
+            sets.append("reason = :reason")
+            values[":reason"] = {"S": reason}
+        update, index_values = event_index.update_expression(sets, event_id, final)
+        values.update(index_values)
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=dynamo.event_key(event_id),
+                UpdateExpression=update,
+                ConditionExpression="#s = :processing",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return None
+            raise
+        return final
+
+    def tallies_of(
+        self,
+        event_ids: Sequence[str],
+        shards: Mapping[str, int] | None = None,
+        *,
+        consistent: bool = True,
+        events: Mapping[str, Mapping[str, Any]] | None = None,
+        listed: bool = True,
+    ) -> dict[str, dict[str, Any]]:
+        """Tallies (plain, shards merged, a self-counted event's counts from its records)
+        by event id, a hundred keys to a BatchGetItem. `shards[event_id]` says how many
+        shards to read at once; the shards a tally's shard 0 declares beyond those are read
+        after it. A self-counted event keeps its list on the event item
+        (`core.ledger.record_counts`): `events` gives the event items (plain) the caller has read
+        already; the others are read with the tallies, in the same requests (not with
+        `listed` False: the caller knows none of them is self-counted, and an event item
+        may be large)."""
+        ids = list(dict.fromkeys(event_ids))
+        wanted = {e: (shards or {}).get(e, 1) for e in ids}
+        found: dict[str, list[dict[str, Any]]] = {}
+        event_items: dict[str, Mapping[str, Any]] = dict(events or {})
+
+        def read(keys: list[dict[str, Any]]) -> None:
+            for item in dynamo.batch_get(self._db, self._table, keys, consistent=consistent):
+                values = dynamo.from_item(item)
+                if values[dynamo.SK] == dynamo.EVENT_SK:
+                    event_items[str(values.get("event_id", ""))] = values
+                else:
+                    found.setdefault(str(values.get("event_id", "")), []).append(values)
+
+        read(
+            [dynamo.tally_key(e, k) for e, n in wanted.items() for k in range(n)]
+            + [dynamo.event_key(e) for e in ids if listed and e not in event_items]
+        )
+        more = [
+            dynamo.tally_key(e, k)
+            for e, items in found.items()
+            for k in range(
+                wanted.get(e, 1), int(dynamo.merge_tallies(items).get("tally_shards", 1))
+            )
+        ]
+        if more:
+            read(more)
+        merged = {e: dynamo.merge_tallies(items) for e, items in found.items()}
+        for event_id, event in event_items.items():
+            if event.get(record_counts.COUNTED_RECORDS) and event_id in wanted:
+                merged[event_id] = record_counts.with_event(merged.get(event_id, {}), event)
+        record_counts.read_and_apply(self._db, self._table, merged, consistent=consistent)
+        return merged
+
+    def tally_of(self, event_id: str, consistent: bool = True) -> dict[str, Any]:
+        """The event's tally as plain values, its shards merged (empty before the first
+        count)."""
+        return self.tallies_of([event_id], consistent=consistent).get(event_id, {})
+
+    def continuation_sent(self, event_id: str, page: int) -> bool:
+        """Whether the router already sent the message for fan-out page `page`."""
+        resp = self._db.get_item(
+            TableName=self._table,
+            Key=dynamo.tally_key(event_id),
+            ProjectionExpression="#c",
+            ExpressionAttributeNames={"#c": "continued_pages"},
+            ConsistentRead=True,
+        )
+        pages = resp.get("Item", {}).get("continued_pages", {}).get("NS", [])
+        return str(page) in pages
+
+    def mark_continuation_sent(self, event_id: str, page: int) -> None:
+        """Recorded after the send, so a crash in between repeats the send (harmless)
+        rather than losing the rest of the fan-out."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=dynamo.tally_key(event_id),
+                UpdateExpression="ADD #c :page",
+                ExpressionAttributeNames={"#c": "continued_pages"},
+                ExpressionAttributeValues={":page": {"NS": [str(page)]}},
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise

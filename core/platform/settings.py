@@ -1,0 +1,373 @@
+"""One settings object for every process, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Twilio credentials of the sandbox: public (they are in this file), so anybody could sign
+#: status callbacks with them. Only sandbox mode may run with them.
+SANDBOX_TWILIO_ACCOUNT_SID = "ACsandbox00000000000000000000000000"
+SANDBOX_TWILIO_AUTH_TOKEN = "sandbox-token"
+
+
+#: The real Slack and Microsoft Teams incoming-webhook hosts (Teams: the connector host of
+#: each tenant, the legacy connector host, and Power Automate workflow triggers).
+DEFAULT_CHAT_WEBHOOK_HOSTS = (
+    "hooks.slack.com,*.webhook.office.com,outlook.office.com,*.logic.azure.com"
+)
+
+
+def parse_hosts(value: str) -> tuple[str, ...]:
+    """`a.example,*.b.example` → lower-cased patterns; `*.` matches any subdomain."""
+    return tuple(h.strip().lower() for h in value.split(",") if h.strip())
+
+
+class Settings(BaseSettings):
+    """Every tunable of Herald. Field names map to `HERALD_<NAME>` environment variables.
+
+    AWS settings keep the names boto3 itself uses (`AWS_ENDPOINT_URL`, `AWS_DEFAULT_REGION`)
+    so a shell configured for the AWS CLI configures Herald too.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="HERALD_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    # --- AWS -------------------------------------------------------------------------------
+    aws_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias="AWS_ENDPOINT_URL",
+        description="AWS endpoint (moto, LocalStack); unset means real AWS.",
+    )
+    aws_endpoint_url_dynamodb: str | None = Field(
+        default=None,
+        validation_alias="AWS_ENDPOINT_URL_DYNAMODB",
+        description="DynamoDB's own endpoint, when it is not AWS_ENDPOINT_URL's "
+        "(DynamoDB Local, a second emulator process); unset means AWS_ENDPOINT_URL.",
+    )
+    aws_region: str = Field(
+        default="us-east-1", validation_alias="AWS_DEFAULT_REGION", description="AWS region."
+    )
+    aws_access_key_id: str | None = Field(
+        default=None,
+        validation_alias="AWS_ACCESS_KEY_ID",
+        description="Unset: boto3's usual chain (profile, role).",
+    )
+    aws_secret_access_key: str | None = Field(
+        default=None,
+        validation_alias="AWS_SECRET_ACCESS_KEY",
+        repr=False,
+        description="Goes with AWS_ACCESS_KEY_ID.",
+    )
+    resource_prefix: str = Field(
+        default="herald",
+        pattern=r"^[a-z][a-z0-9-]{0,30}$",
+        description="Prefix of every AWS resource name, so stacks can share an account.",
+    )
+    aws_max_pool_connections: int = Field(
+        default=50, ge=1, description="HTTP connections per AWS client (threads share them)."
+    )
+    aws_timeout_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        description="Longest wait to connect to AWS or for one call's answer (SQS long polls "
+        "add their wait); past it the call fails, so the API answers 503 instead of hanging.",
+    )
+    aws_max_attempts: int = Field(
+        default=2, ge=1, description="Tries per AWS call, the first included (standard retry mode)."
+    )
+    aws_call_log: str | None = Field(
+        default=None,
+        description="Count AWS calls per service and operation into `<this>.<pid>.json` "
+        "every few seconds and at exit (benchmarks); unset means off.",
+    )
+
+    # --- observability ---------------------------------------------------------------------
+    queue_depth_interval_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often the queue-depth collector reads every queue's depth.",
+    )
+    queue_peek_oldest: bool = Field(
+        default=True,
+        description="The collector peeks (visibility 0) at a queue with waiting messages for "
+        "its oldest message's age; a peek counts as a receive of that message.",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces); "
+        "unset means spans are made for propagation only and exported nowhere.",
+    )
+
+    # --- API -------------------------------------------------------------------------------
+    api_host: str = Field(default="127.0.0.1", description="Address the API binds.")
+    api_port: int = Field(default=8000, description="Port the API listens on.")
+    public_base_url: str | None = Field(
+        default=None,
+        description="The API's URL as providers see it (behind a proxy); signed webhooks are "
+        "verified against it. Unset means the URL of the request as received.",
+    )
+    auth_enabled: bool = Field(
+        default=True, description="Require an API key on every route but /, /docs and /health."
+    )
+    bootstrap_api_key: str | None = Field(
+        default=None,
+        repr=False,
+        description="Provisioning creates this key with every scope (development; `make run` "
+        "sets and prints one).",
+    )
+    api_key_rate_per_second: float = Field(
+        default=200.0, gt=0, description="Requests per second each API key may make (429 past it)."
+    )
+    api_key_burst: float = Field(default=400.0, gt=0, description="Burst allowance per API key.")
+    accept_deadline_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest a POST /events waits for AWS before answering 503 (the event may "
+        "still be recorded: retry with the same Idempotency-Key).",
+    )
+    api_key_cache_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long an API process trusts a verified key (and remembers a refused "
+        "one) without reading it again: a key revoked elsewhere still works this long on "
+        "other processes; the process that revokes it (DELETE /keys/{key_id}) drops it at once.",
+    )
+    auth_failure_rate_per_second: float = Field(
+        default=1.0,
+        gt=0,
+        description="Failed authentications per second each client address may make; past "
+        "the burst, keys it sends that are not already verified are 429 without a lookup.",
+    )
+    auth_failure_burst: float = Field(
+        default=20.0, ge=1, description="Burst of failed authentications per client address."
+    )
+    health_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="GET /health answers from a check at most this old, so the open route "
+        "costs DynamoDB and SNS one call each per this period, whatever the traffic.",
+    )
+    max_body_bytes: int = Field(default=256 * 1024, description="Larger request bodies get 413.")
+    max_batch_events: int = Field(
+        default=100, ge=1, le=1000, description="Most events in one POST /events/batch."
+    )
+    event_retention_days: int = Field(
+        default=30, ge=1, description="Events and notifications expire (DynamoDB TTL) after this."
+    )
+
+    # --- reconciler ------------------------------------------------------------------------
+    reconcile_grace_seconds: float = Field(
+        default=60.0,
+        description="An event still START this long after its last publish is republished.",
+    )
+    reconcile_interval_seconds: float = Field(
+        default=10.0, description="Pause between reconciler passes."
+    )
+
+    reconcile_max_publishes: int = Field(
+        default=5,
+        ge=1,
+        description="Publishes of an event that no router took before it is FAILED with why.",
+    )
+    reconcile_max_repairs: int = Field(
+        default=5,
+        ge=1,
+        description="Repairs (re-routing stranded notifications or an unfinished fan-out) of an "
+        "event before its stranded notifications are FAILED and the event settled.",
+    )
+    reconcile_stranded_seconds: float = Field(
+        default=420.0,
+        gt=0,
+        description="A QUEUED or RETRYING notification untouched this long, or a SENDING one "
+        "whose lease lapsed this long ago, has lost its message: it is re-enqueued. Above the "
+        "longest retry wait.",
+    )
+    reconcile_pages_per_pass: int = Field(
+        default=10,
+        ge=1,
+        description="Index pages the reconciler reads per pass and kind; it resumes where it "
+        "stopped, so stuck events never hide newer ones.",
+    )
+
+    # --- listeners -------------------------------------------------------------------------
+    wait_time_seconds: int = Field(default=10, ge=0, le=20, description="SQS long-poll wait.")
+    visibility_timeout_seconds: int = Field(
+        default=30, ge=1, description="Queue visibility timeout, and a send's claim lease."
+    )
+    normal_share: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of receives reserved for the normal queue while critical is busy.",
+    )
+    fanout_page_size: int = Field(
+        default=1000, ge=1, description="Subscribers resolved per router message before continuing."
+    )
+    fanout_max_waiting: int = Field(
+        default=5000,
+        ge=0,
+        description="A topic's next fan-out page waits while its lane's channel queues hold this "
+        "many messages waiting, so that a large fan-out goes out as fast as workers take it, "
+        "not ahead of every other event of the lane (0: never waits).",
+    )
+    fanout_pace_seconds: int = Field(
+        default=15,
+        ge=0,
+        le=900,
+        description="How long a waiting fan-out page is delayed before it looks again.",
+    )
+    max_topic_subscribers: int = Field(
+        default=100_000,
+        ge=1,
+        description="Most subscribers one topic may have: its fan-out size. Subscribing one "
+        "more is a 409.",
+    )
+    retry_base_seconds: float = Field(
+        default=2.0, gt=0, description="First retry waits up to this (full jitter)."
+    )
+    retry_cap_seconds: float = Field(default=300.0, gt=0, description="Longest retry wait.")
+    max_attempts: int = Field(
+        default=5, ge=1, description="Sends before a notification is FAILED and dead-lettered."
+    )
+    max_receives: int = Field(
+        default=50,
+        ge=3,
+        description="The work queues' RedrivePolicy maxReceiveCount: a backstop far above the "
+        "attempt budget (attempts are counted on the record; consumers settle a message "
+        "themselves two receives before this, so SQS never moves one behind a record's back).",
+    )
+    outcome_deadline_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a worker keeps trying to record a send's outcome (keeping the "
+        "message invisible and the claim alive) before letting the message come back.",
+    )
+
+    @property
+    def receive_budget(self) -> int:
+        """Receives after which a consumer settles a message itself (see max_receives)."""
+        return self.max_receives - 2
+
+    send_concurrency: int = Field(
+        default=10, ge=1, description="Concurrent provider calls per worker process."
+    )
+
+    # --- providers -------------------------------------------------------------------------
+    # Base URLs are settings so the real SDKs can be pointed at the local sandbox.
+    twilio_account_sid: str = Field(
+        default=SANDBOX_TWILIO_ACCOUNT_SID,
+        description="Twilio account SID; outside sandbox mode the sandbox value is refused.",
+    )
+    twilio_auth_token: str = Field(
+        default=SANDBOX_TWILIO_AUTH_TOKEN,
+        repr=False,
+        description="Twilio auth token; also verifies status callbacks. Outside sandbox mode "
+        "the sandbox value is refused: no process starts with it.",
+    )
+    twilio_from_number: str = Field(default="+15005550006", description="SMS sender number.")
+    twilio_whatsapp_from: str = Field(default="+14155238886", description="WhatsApp sender number.")
+    twilio_messaging_service_sid: str | None = Field(
+        default=None, description="Send through a Messaging Service instead of a number."
+    )
+    twilio_base_url: str | None = Field(
+        default=None, description="Twilio API base URL; unset means api.twilio.com."
+    )
+    twilio_status_callback_url: str | None = Field(
+        default=None,
+        description="Public URL Twilio posts delivery receipts to; each message's callback "
+        "carries `?notification_id=`.",
+    )
+    sendgrid_api_key: str = Field(default="SG.sandbox", repr=False, description="SendGrid API key.")
+    sendgrid_host: str | None = Field(
+        default=None, description="SendGrid API host; unset means api.sendgrid.com."
+    )
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None, description="Base64 public key that signs SendGrid event webhooks."
+    )
+    email_from: str = Field(
+        default="notifications@herald.example", description="Sender of every email."
+    )
+    email_reply_to: str | None = Field(default=None, description="Reply-To of every email.")
+    chat_webhook_base_url: str | None = Field(
+        default=None,
+        description="Post chat webhooks to `{this}/{slack|teams}/{host}{path}` instead of "
+        "their own origin (a proxy or the sandbox; trusted, so it may be a private address); "
+        "unset means the webhook URL itself, through a transport that refuses non-public "
+        "addresses.",
+    )
+    chat_webhook_hosts: str = Field(
+        default=DEFAULT_CHAT_WEBHOOK_HOSTS,
+        description="Comma-separated hosts a user's chat webhook URL may name (`*.` for any "
+        "subdomain); https only. Add self-hosted chat here.",
+    )
+    provider_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one provider HTTP call."
+    )
+    provider_rate_per_second: float = Field(
+        default=100.0, gt=0, description="Token-bucket rate per provider per worker process."
+    )
+    sandbox: bool = Field(
+        default=True, description="Start the local fake providers (make run) when true."
+    )
+    sandbox_port: int = Field(default=8025, description="Port of the provider sandbox.")
+
+    # --- alerting --------------------------------------------------------------------------
+    alert_silence_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="The router rereads silences this often: a new silence takes effect "
+        "within this time.",
+    )
+    datasources: str | None = Field(
+        default=None,
+        repr=False,
+        description="Named SQL data sources of alert rules, as JSON {name: SQLAlchemy URL or "
+        "`secretsmanager:<secret id>`}. URLs are credentials: never shown or logged.",
+    )
+    sql_statement_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest run of one alert rule's query."
+    )
+    sql_row_cap: int = Field(
+        default=1000, ge=1, description="Most rows an alert rule's query may return."
+    )
+    http_check_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one alert rule's HTTP check."
+    )
+    scheduler_shards: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Partitions per minute of due rule runs (spreads a busy minute's writes).",
+    )
+    scheduler_tick_seconds: float = Field(
+        default=1.0, gt=0, description="Pause between the rule scheduler's passes."
+    )
+    scheduler_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A scheduler holds a claimed shard this long; a dead scheduler's shard "
+        "is taken over after it.",
+    )
+
+    @model_validator(mode="after")
+    def real_credentials_outside_the_sandbox(self) -> Settings:
+        """The sandbox's public Twilio token would let anybody forge delivery receipts (the
+        webhook verifies signatures with it): refuse to start with it unless sandboxed."""
+        if not self.sandbox:
+            if self.twilio_auth_token == SANDBOX_TWILIO_AUTH_TOKEN:
+                raise ValueError(
+                    "HERALD_TWILIO_AUTH_TOKEN: set the real Twilio auth token (the sandbox "
+                    "value is public), or HERALD_SANDBOX=true for local runs"
+                )
+            if self.twilio_account_sid == SANDBOX_TWILIO_ACCOUNT_SID:
+                raise ValueError(
+                    "HERALD_TWILIO_ACCOUNT_SID: set the real Twilio account SID, or "
+                    "HERALD_SANDBOX=true for local runs"
+                )
+        return self
+
+    @property
+    def chat_webhook_host_patterns(self) -> tuple[str, ...]:
+        return parse_hosts(self.chat_webhook_hosts)

@@ -1,0 +1,199 @@
+"""API keys with scopes, stored hashed.
+
+A key is `hk_<key_id>_<secret>`. Only a SHA-256 of the whole key is stored (the secret is
+random and long, so a slow password hash would add nothing); the key id finds the record
+with one GetItem, and the hash is compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from core.aws import dynamo
+from core.catalogue.models import iso, utcnow
+from core.security.tenants import DEFAULT_TENANT, Tenant, check_tenant
+
+SCOPES = ("events:write", "events:read", "users:write", "admin")
+ADMIN = "admin"
+ENTITY = "APIKEY"
+PREFIX = "hk"
+
+
+def _key(key_id: str) -> dict[str, Any]:
+    return {dynamo.PK: {"S": f"APIKEY#{key_id}"}, dynamo.SK: {"S": "KEY"}}
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+#: Longest key accepted at all; Herald's own keys are about 50 characters. Longer ones are
+#: refused before any lookup (DynamoDB refuses keys over 2 KB with an error of its own).
+TOKEN_MAX = 200
+_KEY_ID = re.compile(r"^[A-Za-z0-9-]{1,32}$")
+
+
+def parse(token: str) -> str | None:
+    """The key id of a well-formed key, else None: `hk_`, an id of at most 32 letters,
+    digits and dashes, `_`, a secret, and at most TOKEN_MAX characters in all."""
+    if len(token) > TOKEN_MAX:
+        return None
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != PREFIX or not _KEY_ID.match(parts[1]) or not parts[2]:
+        return None
+    return parts[1]
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    name: str
+    scopes: tuple[str, ...]
+    created_at: str
+    revoked: bool = False
+    owner: str = DEFAULT_TENANT
+
+    def allows(self, scope: str) -> bool:
+        return not self.revoked and (scope in self.scopes or ADMIN in self.scopes)
+
+    def tenant(self) -> Tenant:
+        return Tenant(self.owner, admin=ADMIN in self.scopes)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "key_id": self.key_id,
+            "name": self.name,
+            "scopes": list(self.scopes),
+            "created_at": self.created_at,
+            "revoked": self.revoked,
+            "owner": self.owner,
+        }
+
+
+class UnknownScope(ValueError):
+    pass
+
+
+def _check_scopes(scopes: tuple[str, ...]) -> None:
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown or not scopes:
+        raise UnknownScope(f"scopes must be some of {', '.join(SCOPES)}; got {list(scopes)}")
+
+
+class ApiKeyStore:
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self._db = dynamodb
+        self._table = table
+
+    def create(
+        self,
+        name: str,
+        scopes: tuple[str, ...],
+        token: str | None = None,
+        owner: str = DEFAULT_TENANT,
+    ) -> tuple[ApiKey, str]:
+        """A new key of tenant `owner`; the token is returned once and never stored."""
+        _check_scopes(scopes)
+        check_tenant(owner)
+        if token is None:
+            token = f"{PREFIX}_{secrets.token_hex(6)}_{secrets.token_urlsafe(24)}"
+        key_id = parse(token)
+        if key_id is None:
+            raise ValueError(
+                "a key looks like hk_<id>_<secret>: an id of up to 32 letters, digits and "
+                f"dashes, at most {TOKEN_MAX} characters in all"
+            )
+        created = iso(utcnow())
+        key = ApiKey(key_id, name, scopes, created, owner=owner)
+        item = dynamo.to_item(
+            {
+                "entity": ENTITY,
+                dynamo.GSI_SORT: f"{created}#{key_id}",
+                "key_id": key_id,
+                "name": name,
+                "scopes": list(scopes),
+                "hash": digest(token),
+                "created_at": created,
+                "revoked": False,
+                "owner": owner,
+            }
+        )
+        item.update(_key(key_id))
+        try:
+            self._db.put_item(
+                TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(PK)"
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ValueError(f"key id {key_id} exists") from exc
+            raise
+        return key, token
+
+    def ensure(self, token: str, name: str, scopes: tuple[str, ...]) -> ApiKey:
+        """Create this exact key unless it exists (the development bootstrap key)."""
+        found = self.verify(token)
+        if found is not None:
+            return found
+        return self.create(name, scopes, token)[0]
+
+    def verify(self, token: str) -> ApiKey | None:
+        key_id = parse(token)
+        if key_id is None:
+            return None
+        item = self._db.get_item(TableName=self._table, Key=_key(key_id)).get("Item")
+        if item is None:
+            return None
+        values = dynamo.from_item(item)
+        if not hmac.compare_digest(str(values.get("hash", "")), digest(token)):
+            return None
+        return _from_values(values)
+
+    def revoke(self, key_id: str) -> bool:
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_key(key_id),
+                UpdateExpression="SET revoked = :t",
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeValues={":t": {"BOOL": True}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def list_keys(self) -> list[ApiKey]:
+        """Every key, newest first (a Query on the entity index, never a Scan)."""
+        keys: list[ApiKey] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": dynamo.GSI_BY_ENTITY,
+            "KeyConditionExpression": "entity = :e",
+            "ExpressionAttributeValues": {":e": {"S": ENTITY}},
+            "ScanIndexForward": False,
+        }
+        while True:
+            resp = self._db.query(**kwargs)
+            keys += [_from_values(dynamo.from_item(i)) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                return keys
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def _from_values(values: dict[str, Any]) -> ApiKey:
+    return ApiKey(
+        key_id=str(values["key_id"]),
+        name=str(values.get("name", "")),
+        scopes=tuple(values.get("scopes", [])),
+        created_at=str(values.get("created_at", "")),
+        revoked=bool(values.get("revoked", False)),
+        owner=str(values.get("owner") or DEFAULT_TENANT),  # keys older than tenants
+    )
