@@ -57,6 +57,10 @@ BATCH_GET_MAX = 100  # keys per BatchGetItem
 # Rounds of a BatchGetItem's unprocessed keys (throttling) before the read is given up.
 BATCH_GET_ROUNDS = 8
 TRANSACT_MAX = 100  # items per TransactWriteItems
+# Rounds of a transaction that AWS cancelled for reasons other than a refusal (a conflict
+# with another writer, throttling) or answered with an error, tried again with backoff
+# before the error is raised: every transaction of Herald's has this one budget.
+TRANSACT_ROUNDS = 8
 TRANSACT_MAX_BYTES = 4 * 1024 * 1024  # all items of one TransactWriteItems together
 
 _serializer = TypeSerializer()
