@@ -3,10 +3,13 @@ repeat intervals and silences are tested without waiting."""
 
 from __future__ import annotations
 
-import glob
+import importlib.util
 import json
 import os
+import pwd
+import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import uuid
@@ -118,55 +121,100 @@ class Database:
             engine.dispose()
 
 
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
+DISTRIBUTION_PG = Path("/usr/lib/postgresql")
+
+
+def _pg_bin() -> Path:
+    """The PostgreSQL binaries the tests run: the distribution's package where installed
+    (the newest `/usr/lib/postgresql/*/bin`), else the `pgserver` package's (a dev
+    dependency: PostgreSQL 16 in its wheel; only its binaries are used).
+    HERALD_TEST_POSTGRES=package picks the package's even beside the distribution's."""
+    choice = os.environ.get("HERALD_TEST_POSTGRES", "")
+    if choice not in ("", "package"):
+        pytest.fail(f"HERALD_TEST_POSTGRES={choice!r}: only 'package' is known", pytrace=False)
+    if choice != "package":
+        found = sorted(
+            DISTRIBUTION_PG.glob("*/bin/initdb"),
+            key=lambda p: [int(n) for n in re.findall(r"\d+", p.parts[-3])],
+        )
+        if found:
+            return found[-1].parent
+    spec = importlib.util.find_spec("pgserver")  # finds it without importing it
+    if spec is not None and spec.origin is not None:
+        bindir = Path(spec.origin).parent / "pginstall" / "bin"
+        if (bindir / "initdb").is_file():
+            return bindir
+    pytest.fail(
+        "no PostgreSQL for the alerting tests: install the dev extras "
+        "(pip install -e '.[dev]', which brings pgserver==0.1.4)"
+        + ("" if choice else " or the distribution's package (apt-get install postgresql)"),
+        pytrace=False,
+    )
+
+
+def _pg_user() -> str:
+    """An unprivileged user on any Debian/Ubuntu, to run the server as (initdb refuses root)."""
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return "nobody"
+    return "postgres"
+
+
+def _pg_copy(bindir: Path, into: Path) -> Path:
+    """The package's binaries copied where another user can run them (the venv's parents may
+    be mode 700), readable and executable by all; the copy's bin/. Keeps the layout they find
+    each other by: bin/, lib/ and share/ side by side in pginstall/, and the wheel's bundled
+    libpq in pgserver.libs/ (their RPATH is $ORIGIN/../../../pgserver.libs)."""
+    pginstall = bindir.parent
+    package = pginstall.parent
+    shutil.copytree(pginstall, into / package.name / pginstall.name, symlinks=True)
+    libs = package.parent / f"{package.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, into / libs.name, symlinks=True)
+    for path in [into, *into.rglob("*")]:
+        if not path.is_symlink():
+            mode = path.stat().st_mode
+            executable = path.is_dir() or mode & stat.S_IXUSR
+            path.chmod(mode | stat.S_IROTH | (stat.S_IXOTH if executable else 0))
+    return into / package.name / pginstall.name / bindir.name
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A PostgreSQL server of the distribution's package on a free loopback port, for the
-    session. `.ci/run` installs the package where it is missing; without it this fails."""
+    """A PostgreSQL server on a free loopback port, for the session (binaries: `_pg_bin`).
+    As root it runs as an unprivileged user, since initdb refuses root."""
     bindir = _pg_bin()
-    assert bindir is not None, "PostgreSQL is not installed (apt-get install -y postgresql)"
     # Not under pytest's temporary tree: the server's user must be able to reach it.
     root = Path(tempfile.mkdtemp(prefix="herald-pg-"))
     data = root / "data"
     as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses root: run the server as the package's user
-        as_user = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(root, "postgres")
-    subprocess.run(
-        [*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "herald"],
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
-    subprocess.run(
-        [
-            *as_user,
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-w",
-            "-l",
-            str(root / "pg.log"),
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    if os.geteuid() == 0:
+        user = _pg_user()
+        as_user = ["runuser", "-u", user, "--"]
+        shutil.chown(root, user)
+        if not bindir.is_relative_to(DISTRIBUTION_PG):
+            bindir = _pg_copy(bindir, root / "install")
+
+    def run(*args: str, check: bool = True) -> None:
+        # cwd: the user may not be able to reach the caller's (a clone under a 700 directory)
+        done = subprocess.run([*as_user, *args], capture_output=True, text=True, cwd=root)
+        if check and done.returncode != 0:
+            log = root / "pg.log"
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            pytest.fail(f"{' '.join(args)}: {done.stderr}{done.stdout}{tail}", pytrace=False)
+
+    pg_ctl = str(bindir / "pg_ctl")
     try:
-        yield f"postgresql+psycopg://herald@127.0.0.1:{port}/postgres"
+        run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "herald")
+        port = free_port()
+        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
+        try:
+            run(pg_ctl, "-D", str(data), "-o", options, "-w", "-l", f"{root}/pg.log", "start")
+            yield f"postgresql+psycopg://herald@127.0.0.1:{port}/postgres"
+        finally:
+            run(pg_ctl, "-D", str(data), "-m", "fast", "stop", check=False)
     finally:
-        subprocess.run(
-            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
-            check=False,
-            capture_output=True,
-        )
         shutil.rmtree(root, ignore_errors=True)
 
 
