@@ -33,6 +33,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from core.aws import dynamo
+from core.aws import errors as aws_errors
 from core.catalogue.models import Event, iso, utcnow
 from core.security.tenants import DEFAULT_TENANT
 
@@ -92,10 +93,6 @@ def parse_alert_id(alert_id: str) -> tuple[str, int] | None:
     return khash, int(seq)
 
 
-def _cancel_codes(exc: ClientError) -> list[str]:
-    return [str(r.get("Code")) for r in exc.response.get("CancellationReasons", [])]
-
-
 class AlertStore:
     def __init__(self, dynamodb: Any, table: str, retention_days: int = 30) -> None:
         self._db = dynamodb
@@ -137,11 +134,11 @@ class AlertStore:
                 self._db.transact_write_items(TransactItems=[marker, *write])
                 return decision
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                if aws_errors.error_code(exc) != aws_errors.CANCELLED:
                     raise
-                reasons = exc.response.get("CancellationReasons") or []
-                if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                    stored = reasons[0].get("Item") or self._marker(khash, event.event_id)
+                refused = aws_errors.refused_items(exc)
+                if 0 in refused:  # this event's decision is taken already
+                    stored = refused[0] or self._marker(khash, event.event_id)
                     if stored:
                         return _decision_from(dynamo.from_item(stored))
                 # the alert changed under us: decide again from what is there now
@@ -364,7 +361,7 @@ class AlertStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if aws_errors.is_refusal(exc):
                 return None
             raise
         return dynamo.from_item(resp["Attributes"])

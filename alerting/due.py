@@ -29,10 +29,10 @@ from botocore.exceptions import ClientError
 
 from alerting.rules import Rule
 from core.aws import dynamo
+from core.aws import errors as aws_errors
 from core.catalogue.models import iso
 
 CLAIM_SK = "#CLAIM"
-BATCH_GET_MAX = 100
 BATCH_WRITE_MAX = 25
 UNPROCESSED_ROUNDS = 5
 
@@ -128,7 +128,7 @@ class DueStore:
                 },
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if aws_errors.is_refusal(exc):
                 return False
             raise
         return True
@@ -144,37 +144,21 @@ class DueStore:
                 ExpressionAttributeValues={":me": {"S": self.owner}},
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not aws_errors.is_refusal(exc):
                 raise
 
     def versions(self, rule_ids: list[str]) -> dict[str, int]:
-        """The current version of each rule that exists and is enabled."""
+        """The current version of each rule (ids without repeats) that exists and is
+        enabled, read consistently: a rule changed a moment ago must not run its old
+        version."""
+        keys = [{dynamo.PK: {"S": f"RULE#{r}"}, dynamo.SK: {"S": "RULE"}} for r in rule_ids]
+        items = dynamo.batch_get(
+            self._db, self._table, keys, consistent=True, projection="PK, version, enabled"
+        )
         found: dict[str, int] = {}
-        for start in range(0, len(rule_ids), BATCH_GET_MAX):
-            keys = [
-                {dynamo.PK: {"S": f"RULE#{r}"}, dynamo.SK: {"S": "RULE"}}
-                for r in rule_ids[start : start + BATCH_GET_MAX]
-            ]
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": keys,
-                    "ConsistentRead": True,
-                    "ProjectionExpression": "PK, version, enabled",
-                }
-            }
-            for attempt in range(UNPROCESSED_ROUNDS):
-                if attempt:
-                    time.sleep(min(0.05 * 2**attempt, 1.0))
-                resp = self._db.batch_get_item(RequestItems=request)
-                for item in resp.get("Responses", {}).get(self._table, []):
-                    plain = dynamo.from_item(item)
-                    if plain.get("enabled", True):
-                        found[plain[dynamo.PK].removeprefix("RULE#")] = int(plain["version"])
-                request = resp.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-            if request:
-                raise RuntimeError("DynamoDB left rule reads unprocessed")
+        for plain in map(dynamo.from_item, items):
+            if plain.get("enabled", True):
+                found[plain[dynamo.PK].removeprefix("RULE#")] = int(plain["version"])
         return found
 
     def write(self, puts: list[dict[str, Any]], deletes: list[dict[str, Any]]) -> None:
@@ -226,5 +210,5 @@ class DueStore:
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not aws_errors.is_refusal(exc):
                 raise

@@ -24,6 +24,7 @@ from alerting import due
 from alerting.rules import Rule, RuleIn
 from alerting.schedule import next_due
 from core.aws import dynamo
+from core.aws import errors as aws_errors
 from core.catalogue.models import iso, utcnow
 
 ENTITY_RULE = "RULE"
@@ -90,7 +91,7 @@ class RuleStore:
         try:
             self._db.transact_write_items(TransactItems=ops)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            if aws_errors.refused_items(exc):  # the version read is no longer the rule's
                 raise RuleConflict(rule_id) from exc
             raise
         if first_due is not None:  # a first rule: schedulers start scanning at its minute
@@ -118,7 +119,7 @@ class RuleStore:
         try:
             self._db.transact_write_items(TransactItems=ops)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            if aws_errors.refused_items(exc):  # the version read is no longer the rule's
                 raise RuleConflict(rule_id) from exc
             raise
         return True
@@ -159,26 +160,14 @@ class RuleStore:
         """What evaluating one run needs, in one consistent BatchGetItem: the rule, its
         state (as `state`), and whether this run is recorded already."""
         keys = [rule_key(rule_id), rule_key(rule_id, "STATE"), rule_key(rule_id, f"EVAL#{run}")]
-        request: dict[str, Any] = {
-            self._table: {
-                "Keys": keys,
-                "ConsistentRead": True,
-                "ProjectionExpression": "SK, rule_json, state_json, version, last_run",
-            }
-        }
-        found: dict[str, dict[str, Any]] = {}
-        for attempt in range(5):
-            if attempt:
-                time.sleep(0.05 * 2**attempt)
-            resp = self._db.batch_get_item(RequestItems=request)
-            for item in resp.get("Responses", {}).get(self._table, []):
-                plain = dynamo.from_item(item)
-                found[plain[dynamo.SK]] = plain
-            request = resp.get("UnprocessedKeys") or {}
-            if not request:
-                break
-        if request:
-            raise RuleConflict(f"rule {rule_id}: reads left unprocessed")
+        items = dynamo.batch_get(
+            self._db,
+            self._table,
+            keys,
+            consistent=True,
+            projection="SK, rule_json, state_json, version, last_run",
+        )
+        found = {plain[dynamo.SK]: plain for plain in map(dynamo.from_item, items)}
         rule_item, state_item = found.get("RULE"), found.get("STATE")
         rule = Rule.model_validate_json(rule_item["rule_json"]) if rule_item else None
         state: tuple[dict[str, Any], int, str | None] = ({}, 0, None)
@@ -243,7 +232,7 @@ class RuleStore:
         try:
             self._db.transact_write_items(TransactItems=ops)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            if aws_errors.refused_items(exc):
                 return False
             raise
         return True

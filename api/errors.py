@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.error_docs import document_errors
 from api.intake import AcceptPending
 from core.aws.dynamo import BadCursor
-from core.directory.users import StoreBusy
+from core.directory.subscriptions import StoreBusy
 
 log = logging.getLogger("herald.api")
 

@@ -7,18 +7,15 @@ already), alerts, topics and redeliveries take the router's one-event path inste
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
-from core.aws import dynamo
 from core.aws.clients import AwsClients
 from core.aws.dynamo import TRANSACT_MAX
 from core.catalogue.models import Event, NotificationStatus
 from core.catalogue.templates import TemplateRenderer
 from core.directory.profiles import UserProfile
-from core.directory.users import BATCH_GET_MAX, PROFILE_SK, StoreBusy, item_to_profile
+from core.directory.users import UserStore
 from core.ledger.notification_store import NewNotification, NotificationStore
 from core.ledger.record_creation import routed_items
 from core.platform import metrics
@@ -28,8 +25,6 @@ from listeners.messages import Ack, QueueMessage, Result
 from listeners.planner import Recipient, plan
 
 log = logging.getLogger("herald.router")
-
-UNPROCESSED_ROUNDS = 5  # BatchGetItem rounds for keys DynamoDB hands back (throttling)
 
 
 class GroupRouting:
@@ -43,6 +38,7 @@ class GroupRouting:
         complete: Callable[[Event], None],
     ) -> None:
         self.clients = clients
+        self.users = UserStore(clients.dynamodb, clients.names.table)
         self.notifications = notifications
         self.queues = queues
         self.renderer = renderer
@@ -99,30 +95,9 @@ class GroupRouting:
         return alone
 
     def _profiles(self, user_ids: set[str]) -> dict[str, UserProfile]:
-        """Profiles by id with one consistent BatchGetItem per 100 (a user created just
-        before their event must be found)."""
-        table = self.clients.names.table
-        ids = sorted(user_ids)
-        found: dict[str, UserProfile] = {}
-        for start in range(0, len(ids), BATCH_GET_MAX):
-            keys = [
-                {dynamo.PK: {"S": dynamo.user_pk(u)}, dynamo.SK: {"S": PROFILE_SK}}
-                for u in ids[start : start + BATCH_GET_MAX]
-            ]
-            request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
-            for round_ in range(UNPROCESSED_ROUNDS):
-                if round_:
-                    time.sleep(min(0.05 * 2**round_, 1.0))
-                resp = self.clients.dynamodb.batch_get_item(RequestItems=request)
-                for item in resp.get("Responses", {}).get(table, []):
-                    profile = item_to_profile(item)
-                    found[profile.user_id] = profile
-                request = resp.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-            if request:
-                raise StoreBusy("DynamoDB left profile reads unprocessed; try again later")
-        return found
+        """Profiles by id, read consistently (a user created just before their event must
+        be found): one BatchGetItem per 100."""
+        return self.users.get_many(sorted(user_ids), consistent=True)
 
 
 def _transactions(

@@ -18,7 +18,7 @@ from api.schemas_discovery import TopicPage, TopicSummary
 from api.schemas_users import SubscriberPage, SubscriptionIn, SubscriptionOut
 from core.directory.listing import SORT
 from core.directory.profiles import Subscription
-from core.directory.users import TopicFull
+from core.directory.subscriptions import TopicFull
 from core.security.tenants import Tenant
 
 router = APIRouter(prefix="/topics", tags=["topics"])

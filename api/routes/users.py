@@ -16,6 +16,7 @@ from api.deps import DirectoryLimit, PageCursor, ServicesDep, TenantDep
 from api.schemas import ID_PATTERN, Problem
 from api.schemas_discovery import UserPage, UserSummary
 from api.schemas_users import PreferencesIn, UserIn, UserOut
+from core.aws import errors as aws_errors
 from core.directory.devices import DeviceRegistry, PlatformNotSetUp
 from core.directory.listing import SORT
 from core.directory.profiles import Preferences
@@ -48,7 +49,7 @@ def with_device_endpoints(devices: DeviceRegistry, body: UserIn, user_id: str) -
         except PlatformNotSetUp as exc:
             raise HTTPException(422, f"devices.{index}.platform: {exc}") from None
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "InvalidParameter":
+            if aws_errors.error_code(exc) != "InvalidParameter":
                 raise
             raise HTTPException(422, f"devices.{index}.token: SNS refused the token") from None
         if arn not in arns:

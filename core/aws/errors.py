@@ -75,6 +75,26 @@ def cancellation_reasons(exc: BaseException) -> list[str]:
     return [str(r.get("Code") or "None") for r in exc.response.get("CancellationReasons") or []]
 
 
+def refused_items(exc: BaseException) -> dict[int, dict[str, Any]]:
+    """The items of a write whose condition did not hold, by position, each with the stored
+    item DynamoDB sent back (`ReturnValuesOnConditionCheckFailure="ALL_OLD"`; empty when it
+    sent none). A transaction names them in its cancellation reasons; a refused single write
+    is item 0. Empty for anything else — a transaction cancelled only by throttling or a
+    conflict refused nothing, and a caller that reads it as a refusal loses the write."""
+    if not isinstance(exc, ClientError):
+        return {}
+    if error_code(exc) == REFUSED:
+        return {0: dict(exc.response.get("Item") or {})}
+    if error_code(exc) != CANCELLED:
+        return {}
+    reasons = exc.response.get("CancellationReasons") or []
+    return {
+        index: dict(reason.get("Item") or {})
+        for index, reason in enumerate(reasons)
+        if reason.get("Code") == REFUSED_REASON
+    }
+
+
 def may_have_applied(exc: BaseException) -> bool:
     """The call's answer was lost or was a server error: the write may be in the table."""
     if isinstance(exc, ReadTimeoutError | ConnectionClosedError):

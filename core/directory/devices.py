@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
+from core.aws import errors as aws_errors
+
 Platform = Literal["fcm", "apns"]
 SNS_PLATFORM: dict[str, str] = {"fcm": "GCM", "apns": "APNS"}
 _EXISTING = re.compile(r"Endpoint (arn:\S+) already exists")
@@ -63,7 +65,7 @@ class DeviceRegistry:
             arn = str(resp["EndpointArn"])
         except ClientError as exc:
             found = _EXISTING.search(str(exc.response.get("Error", {}).get("Message", "")))
-            if exc.response.get("Error", {}).get("Code") != "InvalidParameter" or not found:
+            if aws_errors.error_code(exc) != "InvalidParameter" or not found:
                 raise
             arn = found.group(1)  # the token's endpoint, with other attributes: update it
         self._sns.set_endpoint_attributes(

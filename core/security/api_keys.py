@@ -17,6 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from core.aws import dynamo
+from core.aws import errors as aws_errors
 from core.catalogue.models import iso, utcnow
 from core.security.tenants import DEFAULT_TENANT, Tenant, check_tenant
 
@@ -131,7 +132,7 @@ class ApiKeyStore:
                 TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(PK)"
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if aws_errors.is_refusal(exc):
                 raise ValueError(f"key id {key_id} exists") from exc
             raise
         return key, token
@@ -165,7 +166,7 @@ class ApiKeyStore:
                 ExpressionAttributeValues={":t": {"BOOL": True}},
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if aws_errors.is_refusal(exc):
                 return False
             raise
         return True

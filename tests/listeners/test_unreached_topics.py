@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core.aws import dynamo
 from core.catalogue.models import EventStatus
-from core.directory.users import PROFILE_SK
+from core.directory.keys import PROFILE_SK
 from core.security.tenants import Tenant
 from tests.conftest import Stack
 from tests.listeners.test_router import (

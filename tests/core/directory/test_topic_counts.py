@@ -11,7 +11,8 @@ from core.aws import dynamo
 from core.directory import topic_counts
 from core.directory.listing import Directory
 from core.directory.profiles import ProfileFields
-from core.directory.users import TopicFull, UserStore
+from core.directory.subscriptions import TopicFull
+from core.directory.users import UserStore
 from tests.conftest import Stack
 
 TOPIC = "charts.big"
