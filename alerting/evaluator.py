@@ -34,7 +34,7 @@ from alerting.rule_store import RuleConflict, RuleStore
 from alerting.sources import DataSources
 from core.aws.clients import AwsClients
 from core.catalogue.models import iso, utcnow
-from core.ledger.event_store import EventStore
+from core.ledger.event_writes import EventWrites
 from core.platform.logs import configure_logging
 from core.platform.settings import Settings
 from listeners.backoff import backoff_seconds
@@ -88,7 +88,7 @@ class Evaluator:
         self.settings = settings
         self.clients = clients
         self.rules = RuleStore(clients.dynamodb, table, settings.scheduler_shards)
-        self.events = EventStore(clients.dynamodb, table, settings.event_retention_days)
+        self.events = EventWrites(clients.dynamodb, table, settings.event_retention_days)
         self.datasources = datasources or DataSources(settings, clients.client("secretsmanager"))
         self.clock = clock
         self._pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="evaluate")

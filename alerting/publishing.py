@@ -9,14 +9,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.catalogue.models import Event
-from core.ledger.event_store import EventExists, EventStore
+from core.ledger.event_items import EventExists
+from core.ledger.event_writes import EventWrites
 from core.ledger.publisher import publish_events
 
 log = logging.getLogger("herald.alerting.publish")
 
 
 def record_and_publish(
-    store: EventStore, sns: Any, topic_arn: str, events: Sequence[Event]
+    store: EventWrites, sns: Any, topic_arn: str, events: Sequence[Event]
 ) -> list[str]:
     """Ids of the events this call recorded; raises the first storage error."""
     if not events:

@@ -46,10 +46,6 @@ class UnknownDataSource(ValueError):
     pass
 
 
-def configured_names(settings: Settings) -> list[str]:
-    return sorted(_parse(settings.datasources))
-
-
 def _parse(raw: str | None) -> dict[str, str]:
     if not raw:
         return {}

@@ -3,7 +3,7 @@
 Every accepted event costs a conditional put (the idempotency check) and a publish, and one
 botocore call costs the API more CPU than the whole rest of a request. Requests that arrive
 together are therefore accepted together (`GroupCommit`): one TransactWriteItems records
-them all (`EventStore.put_new_batch`; a lone request is a plain PutItem), then PublishBatch
+them all (`EventWrites.put_new_batch`; a lone request is a plain PutItem), then PublishBatch
 calls of ten publish the ones that were new. Recording and publishing in one round lets
 the whole round's requests share both calls; a round in flight gathers the next one.
 
@@ -21,7 +21,8 @@ from typing import Any
 from api.group_commit import GroupCommit
 from core.aws.dynamo import TRANSACT_MAX
 from core.catalogue.models import Event
-from core.ledger.event_store import EventExists, EventStore
+from core.ledger.event_items import EventExists
+from core.ledger.event_writes import EventWrites
 from core.ledger.publisher import publish_events
 from core.platform import metrics, tracing
 
@@ -31,7 +32,7 @@ Outcome = EventExists | Exception | None
 
 
 def accept_events(
-    store: EventStore, sns: Any, topic_arn: str, events: Sequence[Event]
+    store: EventWrites, sns: Any, topic_arn: str, events: Sequence[Event]
 ) -> list[Outcome]:
     """Record, then publish the new ones; per event None (accepted), EventExists (its id
     was taken: the stored record inside) or the error that kept it from being recorded."""
@@ -63,7 +64,7 @@ class AcceptPending(Exception):
 
 class EventIntake:
     def __init__(
-        self, store: EventStore, sns: Any, topic_arn: str, deadline_seconds: float = 5.0
+        self, store: EventWrites, sns: Any, topic_arn: str, deadline_seconds: float = 5.0
     ) -> None:
         self._store = store
         self._sns = sns

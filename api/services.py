@@ -15,7 +15,8 @@ from core.aws.clients import AwsClients
 from core.directory.devices import DeviceRegistry
 from core.directory.listing import Directory
 from core.directory.users import UserStore
-from core.ledger.event_store import EventStore
+from core.ledger.event_reads import EventReads
+from core.ledger.wiring import Ledger, build_ledger
 from core.platform.settings import Settings
 from core.security.api_keys import ApiKeyStore
 
@@ -24,7 +25,8 @@ from core.security.api_keys import ApiKeyStore
 class Services:
     settings: Settings
     clients: AwsClients
-    events: EventStore
+    ledger: Ledger
+    events: EventReads
     intake: EventIntake
     users: UserStore
     directory: Directory
@@ -38,13 +40,17 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, clients: AwsClients) -> Services:
-        events = EventStore(clients.dynamodb, clients.names.table, settings.event_retention_days)
+        ledger = build_ledger(clients.dynamodb, clients.names.table, settings.event_retention_days)
         return cls(
             settings=settings,
             clients=clients,
-            events=events,
+            ledger=ledger,
+            events=ledger.event_reads,
             intake=EventIntake(
-                events, clients.sns, clients.topic_arn, settings.accept_deadline_seconds
+                ledger.event_writes,
+                clients.sns,
+                clients.topic_arn,
+                settings.accept_deadline_seconds,
             ),
             users=UserStore(clients.dynamodb, clients.names.table),
             directory=Directory(clients.dynamodb, clients.names.table),

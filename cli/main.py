@@ -37,7 +37,7 @@ def describe(settings_file: Path | None) -> str:
 def get_event(argv: list[str]) -> int:
     from api.routes.events import to_event_out
     from core.aws.clients import AwsClients
-    from core.ledger.event_store import EventStore
+    from core.ledger.wiring import build_ledger
     from core.platform.settings import Settings
     from core.security.tenants import UNAUTHENTICATED
 
@@ -48,7 +48,7 @@ def get_event(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     settings = Settings()
     clients = AwsClients(settings)
-    found = EventStore(clients.dynamodb, clients.names.table).get(args.event_id)
+    found = build_ledger(clients.dynamodb, clients.names.table).event_reads.get(args.event_id)
     if found is None:
         print(f"no event {args.event_id!r}", file=sys.stderr)
         return 1

@@ -34,13 +34,9 @@ from pydantic import ValidationError
 
 from core.aws.dynamo import notification_sk
 from core.catalogue.models import DeliveryResult, NotificationMessage, NotificationStatus
-from core.ledger.notification_store import (
-    LOST,
-    Claim,
-    NotificationStore,
-    Outcome,
-    new_token,
-)
+from core.ledger.outcome_records import LOST, Outcome
+from core.ledger.record_transitions import Claim, new_token
+from core.ledger.wiring import Ledger
 from core.platform import metrics, tracing
 from core.platform.errors import DeliveryError, PermanentError, RetryableError
 from core.security.rate_limit import TokenBucket
@@ -77,7 +73,7 @@ class DeliveryHandler:
         self,
         *,
         notifier: Notifier,
-        store: NotificationStore,
+        ledger: Ledger,
         policy: RetryPolicy,
         lease_seconds: float,
         rate_limit: TokenBucket | None = None,
@@ -90,13 +86,14 @@ class DeliveryHandler:
     ) -> None:
         self.on_redriven = on_redriven
         self.notifier = notifier
-        self.store = store
+        self.transitions = ledger.transitions
+        self.settlement = ledger.settlement
         self.policy = policy
         self.lease_seconds = lease_seconds
         self.rate_limit = rate_limit
         self.on_dead_addresses = on_dead_addresses
         self.receive_budget = receive_budget
-        self.outcomes = OutcomeWriter(store, outcome_deadline_seconds)
+        self.outcomes = OutcomeWriter(ledger.outcomes, outcome_deadline_seconds)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send")
         self._held: dict[str, tuple[NotificationMessage, str]] = {}
         if heartbeat is not None:
@@ -129,15 +126,11 @@ class DeliveryHandler:
         self._pool.shutdown(wait=True)
         self.outcomes.close()
 
-    def deliver(self, queued: QueueMessage) -> Result:
-        """Deliver one message (a batch of one)."""
-        return self([queued])[0]
-
     def extend_leases(self) -> None:
         """Heartbeat hook: every claim this worker holds gets a fresh lease."""
         for message, token in list(self._held.values()):
             try:
-                self.store.extend_lease(message, token, self.lease_seconds)
+                self.transitions.extend_lease(message, token, self.lease_seconds)
             except Exception as exc:  # the next beat tries again
                 log.warning("lease extension failed: %s", exc, extra=_ctx(message))
 
@@ -157,7 +150,9 @@ class DeliveryHandler:
     ) -> None:
         token = new_token()
         try:
-            claims = self.store.claim_many([m for _, _, m in batch], self.lease_seconds, token)
+            claims = self.transitions.claim_many(
+                [m for _, _, m in batch], self.lease_seconds, token
+            )
         except Exception as exc:
             for index, queued, message in batch:
                 results[index] = self._storage_failed(queued, exc, _ctx(message))
@@ -197,7 +192,9 @@ class DeliveryHandler:
                     ] = status.value
         if counted:
             try:
-                for event_id, final in self.store.settle_events(counted, listed, known).items():
+                for event_id, final in self.settlement.settle_events(
+                    counted, listed, known
+                ).items():
                     log.info("event settled: %s", final.value, extra={"event_id": event_id})
             except Exception as exc:  # the reconciler settles it from the records
                 log.warning("could not settle events after counting: %s", exc)
@@ -230,7 +227,7 @@ class DeliveryHandler:
             metrics.sent(message, outcome.provider)
             return Ack(), fate != LOST
         try:
-            attempt = claim.attempt or self.store.attempts_of(message)
+            attempt = claim.attempt or self.transitions.attempts_of(message)
             return self._failed(queued, message, claim, outcome, attempt, ctx)
         except Exception as exc:
             # Nothing was sent: the claim lapses and the message is tried again.
@@ -307,7 +304,7 @@ class DeliveryHandler:
                 delay = backoff_seconds(
                     attempt, self.policy.base, self.policy.cap, error.retry_after
                 )
-                self.store.mark_retrying(message, reason, delay, claim.token)
+                self.transitions.mark_retrying(message, reason, delay, claim.token)
                 log.info("attempt %d failed, retry in %ds: %s", attempt, delay, reason, extra=ctx)
                 metrics.not_sent(message, "retry")
                 return Retry(delay, reason), False

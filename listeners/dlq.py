@@ -14,8 +14,7 @@ from dataclasses import asdict
 
 from core.aws.clients import AwsClients
 from core.directory.users import UserStore
-from core.ledger.event_store import EventStore
-from core.ledger.notification_store import NotificationStore
+from core.ledger.wiring import build_ledger
 from core.operations.dead_letters import DeadLetters, UnknownQueue
 from core.platform.settings import Settings
 
@@ -25,8 +24,7 @@ def build(settings: Settings) -> DeadLetters:
     table = clients.names.table
     return DeadLetters(
         clients,
-        EventStore(clients.dynamodb, table, settings.event_retention_days),
-        NotificationStore(clients.dynamodb, table, settings.event_retention_days),
+        build_ledger(clients.dynamodb, table, settings.event_retention_days),
         UserStore(clients.dynamodb, table),
     )
 

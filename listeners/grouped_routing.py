@@ -16,8 +16,8 @@ from core.catalogue.models import Event, NotificationStatus
 from core.catalogue.templates import TemplateRenderer
 from core.directory.profiles import UserProfile
 from core.directory.users import UserStore
-from core.ledger.notification_store import NewNotification, NotificationStore
-from core.ledger.record_creation import routed_items
+from core.ledger.notification_records import NewNotification
+from core.ledger.record_creation import RecordCreation, routed_items
 from core.platform import metrics
 from listeners.channel_queues import ChannelQueues
 from listeners.fanout import RouterWork
@@ -31,7 +31,7 @@ class GroupRouting:
     def __init__(
         self,
         clients: AwsClients,
-        notifications: NotificationStore,
+        creation: RecordCreation,
         queues: ChannelQueues,
         renderer: TemplateRenderer,
         clock: Callable[[], datetime],
@@ -39,7 +39,7 @@ class GroupRouting:
     ) -> None:
         self.clients = clients
         self.users = UserStore(clients.dynamodb, clients.names.table)
-        self.notifications = notifications
+        self.creation = creation
         self.queues = queues
         self.renderer = renderer
         self.clock = clock
@@ -69,7 +69,7 @@ class GroupRouting:
                 planned.append((index, work, notes))
         routed: list[tuple[int, RouterWork, list[NewNotification]]] = []
         for group in _transactions(planned):
-            refused = self.notifications.create_routed([notes for _, _, notes in group])
+            refused = self.creation.create_routed([notes for _, _, notes in group])
             routed += [entry for k, entry in enumerate(group) if k not in refused]
             # Something of these exists already: each on its own, reading first.
             indexes = {group[k][0] for k in refused}

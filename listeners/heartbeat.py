@@ -44,9 +44,6 @@ class Heartbeat:
         """Run `hook` on every beat (after the visibility extension)."""
         self._hooks.append(hook)
 
-    def track(self, message: QueueMessage) -> None:
-        self.track_many([message])
-
     def track_many(self, messages: Iterable[QueueMessage]) -> None:
         with self._lock:
             for message in messages:

@@ -5,7 +5,7 @@ dies leaves a claim whose lapse means a second send. So each send's outcome is h
 this writer the moment the provider answers, not when the batch's slowest send is done.
 The first outcome waits a few milliseconds for the others of its batch, and outcomes that
 arrive while a write is in flight leave together in the next one (one
-`NotificationStore.record_outcomes` transaction: transitions plus one count per event), so
+`OutcomeRecords.record_outcomes` transaction: transitions plus one count per event), so
 a batch of fast sends still costs about one write.
 
 A write that fails is tried again with backoff until the outcome's deadline: a SENT that is
@@ -23,7 +23,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from core.aws import errors as aws_errors
-from core.ledger.notification_store import LOST, EventNotFound, NotificationStore, Outcome
+from core.ledger.notification_records import EventNotFound
+from core.ledger.outcome_records import LOST, Outcome, OutcomeRecords
 
 log = logging.getLogger("herald.outcomes")
 
@@ -42,7 +43,7 @@ class _Pending:
 
 
 class OutcomeWriter:
-    def __init__(self, store: NotificationStore, deadline_seconds: float) -> None:
+    def __init__(self, store: OutcomeRecords, deadline_seconds: float) -> None:
         self._store = store
         self._deadline_seconds = deadline_seconds
         self._pending: list[_Pending] = []

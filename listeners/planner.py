@@ -25,7 +25,7 @@ from core.catalogue.templates import TemplateError, TemplateRenderer
 from core.directory.preferences import decide
 from core.directory.profiles import UserProfile
 from core.ledger.event_tally import RECORD_SHARDS, TALLY_SHARDS
-from core.ledger.notification_store import NewNotification
+from core.ledger.notification_records import NewNotification
 from core.ledger.record_counts import SELF_COUNTED_MAX
 
 

@@ -42,10 +42,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from core.aws.clients import AwsClients
 from core.catalogue.event_types import Lane
 from core.catalogue.models import EventStatus, NotificationStatus, iso, utcnow
-from core.ledger.event_store import EventStore, record_from_values
-from core.ledger.notification_store import NotificationStore
+from core.ledger.event_items import record_from_values
 from core.ledger.publisher import publish_events
 from core.ledger.record_counts import ABSENT, SETTLED_BUCKETS
+from core.ledger.wiring import build_ledger
 from core.platform import metrics
 from core.platform.logs import configure_logging
 from core.platform.settings import Settings
@@ -74,10 +74,12 @@ class Reconciler:
         self.settings = settings
         self.clients = clients
         table = clients.names.table
-        self.events = EventStore(clients.dynamodb, table, settings.event_retention_days)
-        self.notifications = NotificationStore(
-            clients.dynamodb, table, settings.event_retention_days
-        )
+        ledger = build_ledger(clients.dynamodb, table, settings.event_retention_days)
+        self.stale = ledger.stale_events
+        self.events = ledger.event_status
+        self.tally = ledger.tally
+        self.settlement = ledger.settlement
+        self.transitions = ledger.transitions
         self._watermarks: dict[EventStatus, dict[str, Any] | None] = {}
         self.backlog = Backlog(clients.sqs, clients.queue_url)
         self._router_queues = [clients.names.router_queue(lane) for lane in LANES]
@@ -102,7 +104,7 @@ class Reconciler:
         cutoff = iso(utcnow() - timedelta(seconds=grace))
         found: list[dict[str, Any]] = []
         for _ in range(self.settings.reconcile_pages_per_pass):
-            items, last = self.events.stale(status, cutoff, self._watermarks.get(status), PAGE_SIZE)
+            items, last = self.stale.stale(status, cutoff, self._watermarks.get(status), PAGE_SIZE)
             found += items
             self._watermarks[status] = last
             if last is None:
@@ -110,13 +112,6 @@ class Reconciler:
         return found
 
     # --- START ----------------------------------------------------------------------------
-
-    def run_once(self) -> int:
-        """Republish (or give up on) stale START events; returns how many were republished."""
-        report = PassReport()
-        self.backlog.forget()
-        self._started(report)
-        return report.republished
 
     def _started(self, report: PassReport) -> None:
         stale = self._walk(EventStatus.START, self.settings.reconcile_grace_seconds)
@@ -152,13 +147,6 @@ class Reconciler:
 
     # --- PROCESSING -----------------------------------------------------------------------
 
-    def settle_stuck(self) -> int:
-        """Audit stale PROCESSING events; returns how many were settled."""
-        report = PassReport()
-        self.backlog.forget()
-        self._processing(report)
-        return report.settled
-
     def _processing(self, report: PassReport) -> None:
         for item in self._walk(EventStatus.PROCESSING, self.settings.reconcile_grace_seconds):
             try:
@@ -170,17 +158,17 @@ class Reconciler:
         event_id = str(event["event_id"])
         # Counting touches the tally, not the event item: a fan-out or its sends that are
         # still counting are moving, and are left alone (before reading any record).
-        tally = self.notifications.tally_of(event_id)
+        tally = self.tally.tally_of(event_id)
         grace_before = time.time() - self.settings.reconcile_grace_seconds
         if tally and not _older(tally, grace_before):
             return
-        states = self.events.notification_states(event_id)
+        states = self.stale.notification_states(event_id)
         stranded_before = time.time() - self.settings.reconcile_stranded_seconds
         stranded = [s for s in states if _stranded(s, stranded_before)]
         unsettled = [s for s in states if str(s.get("status")) not in SETTLED_BUCKETS]
         fanout_complete = bool(tally.get("fanout_complete") or event.get("fanout_complete"))
         if fanout_complete and not unsettled:
-            if self.events.settle_from_records(event_id) is not None:
+            if self.settlement.settle_from_records(event_id) is not None:
                 report.settled += 1
                 log.info("settled a stuck event from its records", extra=_ctx(event))
             return
@@ -237,7 +225,7 @@ class Reconciler:
         event_id = str(event["event_id"])
         reason = f"stranded: gave up after {repairs} repairs"
         for state in stranded:
-            if self.notifications.fail_stranded(
+            if self.transitions.fail_stranded(
                 event_id,
                 str(state["SK"]),
                 reason,
@@ -248,7 +236,7 @@ class Reconciler:
         if fanout_stalled:
             self.events.fail(event_id, f"fan-out unfinished after {repairs} repairs")
             report.failed += 1
-        elif self.events.settle_from_records(event_id) is not None:
+        elif self.settlement.settle_from_records(event_id) is not None:
             report.settled += 1
         log.error("%s; %d notification(s) failed", reason, len(stranded), extra=_ctx(event))
 

@@ -15,12 +15,12 @@ For each message on the two router queues (critical first, normal never starved)
 Events for one user are routed a receive at a time: one consistent BatchGetItem for the
 users of the whole batch, one TransactWriteItems that creates and counts the records of
 every event and moves each event to PROCESSING with its fan-out complete
-(`NotificationStore.create_routed`), and SendMessageBatch per channel queue across events.
+(`RecordCreation.create_routed`), and SendMessageBatch per channel queue across events.
 A redelivered message, a duplicate, or a batch whose transaction is cancelled (a record
 already exists) takes the one-event path below instead, which sorts out what exists.
 
 Redelivery is safe at any point: records are created-and-counted once (see
-`NotificationStore.create_counted`), records of the page still QUEUED are enqueued again
+`RecordCreation.create_counted`), records of the page still QUEUED are enqueued again
 (workers claim before sending, so a duplicate message sends nothing twice), and a
 continuation already sent is not sent again. AWS errors retry the message with backoff.
 
@@ -50,8 +50,8 @@ from core.aws.clients import AwsClients
 from core.catalogue.models import Event, EventStatus, NotificationStatus, utcnow
 from core.catalogue.templates import TemplateRenderer
 from core.directory.users import StoreBusy, UserStore
-from core.ledger.event_store import EventStore
-from core.ledger.notification_store import EventNotFound, NotificationStore
+from core.ledger.notification_records import EventNotFound
+from core.ledger.wiring import Ledger, build_ledger
 from core.platform import metrics, tracing
 from core.platform.logs import configure_logging
 from core.platform.runtime import freeze_startup_objects
@@ -91,8 +91,7 @@ class Router:
         clients: AwsClients,
         *,
         users: UserStore | None = None,
-        notifications: NotificationStore | None = None,
-        events: EventStore | None = None,
+        ledger: Ledger | None = None,
         renderer: TemplateRenderer | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -101,15 +100,18 @@ class Router:
         self.settings = settings
         self.clients = clients
         self.users = users or UserStore(clients.dynamodb, table)
-        self.notifications = notifications or NotificationStore(clients.dynamodb, table, retention)
-        self.events = events or EventStore(clients.dynamodb, table, retention)
+        ledger = ledger or build_ledger(clients.dynamodb, table, retention)
+        self.creation = ledger.creation
+        self.tally = ledger.tally
+        self.settlement = ledger.settlement
+        self.events = ledger.event_status
         self.renderer = renderer or TemplateRenderer()
         self.queues = ChannelQueues(clients.sqs, clients.queue_url, clients.names)
         self.clock = clock
         self.alerts = AlertGate(settings, clients.dynamodb, table, clock)
         self.pacer = FanoutPacer(settings, clients)
         self.together = GroupRouting(
-            clients, self.notifications, self.queues, self.renderer, clock, self._complete
+            clients, self.creation, self.queues, self.renderer, clock, self._complete
         )
 
     @tracing.traced_batch("herald.route", tracing.event_id_of)
@@ -150,14 +152,6 @@ class Router:
                 careful = index in read_first or message.receive_count > 1
                 results[index] = self.handle_work(message, work, redelivered=careful)
         return [r if r is not None else Ack() for r in results]
-
-    def handle(self, message: QueueMessage) -> Result:
-        try:
-            work = decode(message.body)
-        except Poison as exc:
-            log.warning("dead-lettering a message: %s", exc.reason, extra={"queue": message.queue})
-            return DeadLetter(exc.reason)
-        return self.handle_work(message, work)
 
     def handle_work(
         self, message: QueueMessage, work: RouterWork, *, redelivered: bool | None = None
@@ -313,7 +307,7 @@ class Router:
         planned = plan(event, recipients, self.renderer, self.clock())
         if not planned:
             return
-        outcome = self.notifications.create_counted(planned, redelivered=redelivered)
+        outcome = self.creation.create_counted(planned, redelivered=redelivered)
         metrics.notifications_planned(outcome.created)
         queued = NotificationStatus.QUEUED
         to_send = [n.message for n in outcome.created if n.status is queued]
@@ -347,15 +341,15 @@ class Router:
     ) -> None:
         """A repair sends the next page again even if it was sent once: that message may
         be the one that was lost."""
-        if not repair and self.notifications.continuation_sent(event.event_id, page):
+        if not repair and self.tally.continuation_sent(event.event_id, page):
             return
         self.clients.sqs.send_message(
             QueueUrl=self.clients.queue_url(queue), **continuation(event, cursor, page, repair)
         )
-        self.notifications.mark_continuation_sent(event.event_id, page)
+        self.tally.mark_continuation_sent(event.event_id, page)
 
     def _complete(self, event: Event) -> None:
-        final = self.notifications.add_to_event(event.event_id, fanout_complete=True)
+        final = self.settlement.add_and_settle(event.event_id, fanout_complete=True)
         if final is not None:
             log.info("event settled: %s", final.value, extra={"event_id": event.event_id})
 

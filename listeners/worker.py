@@ -18,8 +18,7 @@ from core.aws.clients import AwsClients
 from core.catalogue.event_types import CHANNELS
 from core.catalogue.models import NotificationMessage
 from core.directory.users import UserStore
-from core.ledger.event_store import EventStore
-from core.ledger.notification_store import NotificationStore
+from core.ledger.wiring import Ledger, build_ledger
 from core.operations.dead_letters import reopen
 from core.platform import tracing
 from core.platform.logs import configure_logging
@@ -45,13 +44,10 @@ def disable_push_endpoints(clients: AwsClients) -> DeadAddressHook:
     return disable
 
 
-def reopen_redriven(clients: AwsClients) -> RedrivenHook:
+def reopen_redriven(ledger: Ledger) -> RedrivenHook:
     """A message SQS moved back from the DLQ: its FAILED record reopens (as a redrive
     through Herald's own tools does before sending the message back)."""
-    table = clients.names.table
-    notifications = NotificationStore(clients.dynamodb, table)
-    events = EventStore(clients.dynamodb, table)
-    return lambda message: reopen(notifications, events, message)
+    return lambda message: reopen(ledger, message)
 
 
 def build_worker(
@@ -59,9 +55,10 @@ def build_worker(
 ) -> tuple[Consumer, DeliveryHandler, Heartbeat]:
     names = clients.names
     heartbeat = Heartbeat(clients.sqs, clients.queue_url, settings.visibility_timeout_seconds)
+    ledger = build_ledger(clients.dynamodb, names.table, settings.event_retention_days)
     handler = DeliveryHandler(
         notifier=build_notifiers(settings, clients)[channel],
-        store=NotificationStore(clients.dynamodb, names.table, settings.event_retention_days),
+        ledger=ledger,
         policy=RetryPolicy(
             settings.retry_base_seconds, settings.retry_cap_seconds, settings.max_attempts
         ),
@@ -72,7 +69,7 @@ def build_worker(
         on_dead_addresses=disable_push_endpoints(clients) if channel == "push" else None,
         receive_budget=settings.receive_budget,
         outcome_deadline_seconds=settings.outcome_deadline_seconds,
-        on_redriven=reopen_redriven(clients),
+        on_redriven=reopen_redriven(ledger),
     )
     consumer = Consumer(
         sqs=clients.sqs,

@@ -18,7 +18,7 @@ from api.schemas import MAX_DATA_DEPTH
 from core.aws.dynamo import TRANSACT_MAX, TRANSACT_MAX_BYTES
 from core.catalogue.templates import CONTENT_MAX_BYTES, PART_MAX, RENDER_SECONDS_MAX
 from core.directory.profiles import ProfileFields
-from core.ledger.notification_store import HISTORY_DETAIL_MAX
+from core.ledger.notification_records import HISTORY_DETAIL_MAX
 from core.ledger.publisher import SNS_BATCH_MAX, SNS_BATCH_MAX_BYTES
 from core.platform.settings import Settings
 from core.security.api_keys import TOKEN_MAX

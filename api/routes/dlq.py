@@ -10,18 +10,13 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep
 from api.schemas import Problem
-from core.ledger.notification_store import NotificationStore
 from core.operations.dead_letters import DeadLetters, UnknownQueue
 
 router = APIRouter(prefix="/dlq", tags=["dead letters"])
 
 
 async def get_dead_letters(services: ServicesDep) -> DeadLetters:
-    clients = services.clients
-    notifications = NotificationStore(
-        clients.dynamodb, clients.names.table, services.settings.event_retention_days
-    )
-    return DeadLetters(clients, services.events, notifications, services.users)
+    return DeadLetters(services.clients, services.ledger, services.users)
 
 
 DeadLettersDep = Annotated[DeadLetters, Depends(get_dead_letters)]

@@ -30,7 +30,7 @@ from api.schemas import (
 from api.services import Services
 from core.catalogue.event_types import EVENT_TYPES
 from core.catalogue.models import Event, EventRecord, EventStatus, iso, utcnow
-from core.ledger.event_store import EventExists
+from core.ledger.event_items import EventExists
 from core.security.tenants import Tenant
 
 log = logging.getLogger("herald.api.events")

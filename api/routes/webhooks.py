@@ -23,7 +23,6 @@ from twilio.request_validator import RequestValidator
 
 from api.deps import ServicesDep
 from core.catalogue.models import NotificationStatus, parse_notification_id
-from core.ledger.notification_store import NotificationStore
 from core.ledger.receipts import Outcome, ReceiptLedger
 
 log = logging.getLogger("herald.api.webhooks")
@@ -47,18 +46,8 @@ SENDGRID_KEEP_SECONDS = 2 * SENDGRID_MAX_AGE_SECONDS + 60
 DAY_SECONDS = 86_400
 
 
-async def get_notifications(services: ServicesDep) -> NotificationStore:
-    clients = services.clients
-    return NotificationStore(
-        clients.dynamodb, clients.names.table, services.settings.event_retention_days
-    )
-
-
-NotificationsDep = Annotated[NotificationStore, Depends(get_notifications)]
-
-
-async def get_ledger(services: ServicesDep, store: NotificationsDep) -> ReceiptLedger:
-    return ReceiptLedger(services.clients.dynamodb, services.clients.names.table, store)
+async def get_ledger(services: ServicesDep) -> ReceiptLedger:
+    return services.ledger.receipts
 
 
 LedgerDep = Annotated[ReceiptLedger, Depends(get_ledger)]

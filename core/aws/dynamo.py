@@ -245,3 +245,31 @@ def batch_get(
                     )
                 time.sleep(aws_errors.jittered(rounds - 1, 0.05, 2.0))
     return out
+
+
+def query_page(
+    db: Any,
+    query: dict[str, Any],
+    limit: int,
+    start: dict[str, Any] | None,
+    cursor_keys: Sequence[str],
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of `limit` items (typed) of a Query from `start`, and the cursor of the
+    next page (its `cursor_keys` of the page's last item). It reads one item past the page
+    to know whether another exists, so the last page has no cursor: a client never asks
+    for an empty page, and a router never sends a continuation for one."""
+    kwargs = dict(query)
+    items: list[dict[str, Any]] = []
+    while len(items) <= limit:
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        kwargs["Limit"] = limit + 1 - len(items)
+        resp = db.query(**kwargs)
+        items.extend(resp.get("Items", []))
+        start = resp.get("LastEvaluatedKey")
+        if not start:
+            break
+    page = items[:limit]
+    if len(items) <= limit:
+        return page, None
+    return page, encode_cursor({k: page[-1][k] for k in cursor_keys})

@@ -217,14 +217,6 @@ class TemplateRenderer:
             self._chains[event_type] = chain
         return self._chains[event_type]
 
-    def source_of(self, event_type: str, block: str) -> str | None:
-        """The name of the template that supplies `block` for this type (docs, tests)."""
-        for template in self.chain(event_type):
-            for name in (block, *BLOCK_FALLBACKS.get(block, ())):
-                if name in template.blocks:
-                    return template.name
-        return None
-
     def render(
         self,
         event: Event,

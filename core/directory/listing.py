@@ -80,20 +80,6 @@ class Directory:
             "ExpressionAttributeNames": {"#d": PARTITION},
             "ExpressionAttributeValues": {":d": {"S": partition}},
         }
-        items: list[dict[str, Any]] = []
-        while len(items) <= limit:
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            kwargs["Limit"] = limit + 1 - len(items)
-            resp = self._db.query(**kwargs)
-            items.extend(resp.get("Items", []))
-            start = resp.get("LastEvaluatedKey")
-            if not start:
-                break
-        page, more = items[:limit], len(items) > limit
-        next_cursor = None
-        if more:
-            last = page[-1]
-            keys = (dynamo.PK, dynamo.SK, PARTITION, SORT)
-            next_cursor = dynamo.encode_cursor({k: last[k] for k in keys})
+        keys = (dynamo.PK, dynamo.SK, PARTITION, SORT)
+        page, next_cursor = dynamo.query_page(self._db, kwargs, limit, start, keys)
         return DirectoryPage([dynamo.from_item(i) for i in page], next_cursor)

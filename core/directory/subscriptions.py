@@ -136,13 +136,7 @@ class SubscriptionStore:
         )
         self._db.transact_write_items(
             TransactItems=[
-                {
-                    "ConditionCheck": {
-                        "TableName": self._table,
-                        "Key": user_key(user_id),
-                        "ConditionExpression": "attribute_exists(PK)",
-                    }
-                },
+                self._user_exists(user_id),
                 {
                     "Put": {
                         "TableName": self._table,
@@ -172,13 +166,7 @@ class SubscriptionStore:
         try:
             self._db.transact_write_items(
                 TransactItems=[
-                    {
-                        "ConditionCheck": {
-                            "TableName": self._table,
-                            "Key": user_key(user_id),
-                            "ConditionExpression": "attribute_exists(PK)",
-                        }
-                    },
+                    self._user_exists(user_id),
                     {
                         "Update": {
                             "TableName": self._table,
@@ -232,8 +220,16 @@ class SubscriptionStore:
             raise
         return True
 
-    def subscriber_count(self, topic: str) -> int:
-        return self.counts.total(topic)
+    def _user_exists(self, user_id: str) -> dict[str, Any]:
+        """The transaction item that holds a subscription's write to its user existing: a
+        deleted user cannot be subscribed again by a late request."""
+        return {
+            "ConditionCheck": {
+                "TableName": self._table,
+                "Key": user_key(user_id),
+                "ConditionExpression": "attribute_exists(PK)",
+            }
+        }
 
     def subscribers(self, topic: str, limit: int, cursor: str | None = None) -> SubscriberPage:
         """One page of a topic's subscribers, in user id order.
@@ -253,21 +249,8 @@ class SubscriptionStore:
             },
             "ConsistentRead": True,
         }
-        items: list[dict[str, Any]] = []
-        while len(items) <= limit:
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            kwargs["Limit"] = limit + 1 - len(items)
-            resp = self._db.query(**kwargs)
-            items.extend(resp.get("Items", []))
-            start = resp.get("LastEvaluatedKey")
-            if not start:
-                break
-        page, more = items[:limit], len(items) > limit
-        next_cursor = None
-        if more:
-            last = page[-1]
-            next_cursor = dynamo.encode_cursor({k: last[k] for k in (dynamo.PK, dynamo.SK)})
+        keys = (dynamo.PK, dynamo.SK)
+        page, next_cursor = dynamo.query_page(self._db, kwargs, limit, start, keys)
         return SubscriberPage([item_to_subscription(i) for i in page], next_cursor)
 
     def topics_of(self, user_id: str) -> list[str]:

@@ -1,9 +1,8 @@
-"""The event's tally: counts, fan-out progress and page markers, and the event settled
-when its last notification is.
+"""The event's tally: counts, fan-out progress and page markers.
 
-The event settles when its fan-out is complete and sent + failed + skipped = total. The
-counts are written with the records they count (`core.ledger.record_creation` at creation,
-`core.ledger.outcome_records` for outcomes), so a repeated write can never count twice.
+The counts are written with the records they count (`core.ledger.record_creation` at
+creation, `core.ledger.outcome_records` for outcomes), so a repeated write can never count
+twice. Deciding from a tally that the event is done is `core.ledger.settlement`'s.
 """
 
 from __future__ import annotations
@@ -11,18 +10,11 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-from botocore.exceptions import ClientError
+from typing import Any, TypedDict, Unpack
 
 from core.aws import dynamo
-from core.catalogue.models import EventStatus, NotificationMessage, iso, utcnow
-from core.ledger import event_index, record_counts
-from core.ledger.notification_records import (
-    RecordStore,
-    is_condition_failure,
-    log,
-)
+from core.catalogue.models import NotificationMessage, iso, utcnow
+from core.ledger import record_counts
 
 # A topic's fan-out counts its outcomes on this many tally items, so that thousands of
 # outcomes a second do not all write one partition key; creation counts, fan-out progress
@@ -36,6 +28,17 @@ TALLY_SHARDS = 8
 RECORD_SHARDS = 32
 
 
+class TallyAdds(TypedDict, total=False):
+    """What one count adds to a tally: counts (negative to take one back) and fan-out
+    completion."""
+
+    total: int
+    sent: int
+    failed: int
+    skipped: int
+    fanout_complete: bool
+
+
 def tally_shard(message: NotificationMessage) -> int:
     """The tally shard a transaction whose first outcome of the event is `message`'s
     counts that event's outcomes on."""
@@ -44,27 +47,28 @@ def tally_shard(message: NotificationMessage) -> int:
     return zlib.crc32(message.recipient_id.encode()) % message.tally_shards
 
 
-class EventTally(RecordStore):
-    def add_to_event(
-        self,
-        event_id: str,
-        *,
-        total: int = 0,
-        sent: int = 0,
-        failed: int = 0,
-        skipped: int = 0,
-        fanout_complete: bool = False,
-    ) -> EventStatus | None:
-        """Count settled notifications on the event's tally and settle the event when the
-        last one lands; returns the event's final status if this call settled it."""
-        adds = {"total": total, "sent": sent, "failed": failed, "skipped": skipped}
-        kwargs = self._tally_kwargs(event_id, adds, complete=fanout_complete)
-        self._db.update_item(**kwargs)
-        # Read back whole: the outcomes count on the other shards too, or on the records
-        # that the event item lists.
-        return self._settle_event(self.tally_of(event_id))
+class EventTally:
+    """The tally items of one table: their updates (alone, or as items of the transactions
+    that create or settle the records they count) and their reads."""
 
-    def _tally_kwargs(
+    def __init__(self, dynamodb: Any, table: str, retention_days: int = 30) -> None:
+        self._db = dynamodb
+        self._table = table
+        self._retention_days = retention_days
+
+    def add(self, event_id: str, **adds: Unpack[TallyAdds]) -> None:
+        """Count notifications on the event's tally outside a record's transaction (an
+        empty fan-out's completion, a redriven dead letter's correction)."""
+        counts = {
+            "total": adds.get("total", 0),
+            "sent": adds.get("sent", 0),
+            "failed": adds.get("failed", 0),
+            "skipped": adds.get("skipped", 0),
+        }
+        complete = adds.get("fanout_complete", False)
+        self._db.update_item(**self.update(event_id, counts, complete=complete))
+
+    def update(
         self,
         event_id: str,
         adds: dict[str, int],
@@ -113,52 +117,6 @@ class EventTally(RecordStore):
         if present:
             kwargs["ExpressionAttributeNames"] = {f"#{k}": k for k in present}
         return kwargs
-
-    def _settle_event(self, tally: dict[str, Any]) -> EventStatus | None:
-        """Settle the event if its tally is complete (a conditional PROCESSING → final on
-        the event item: whoever completes the tally first settles it, once)."""
-        counts = {k: int(tally.get(k, 0)) for k in dynamo.COUNT_FIELDS}
-        done = counts["sent"] + counts["failed"] + counts["skipped"]
-        event_id = str(tally.get("event_id", ""))
-        if not tally.get("fanout_complete") or not event_id:
-            return None
-        if done != counts["total"]:
-            if done > counts["total"]:
-                # A count applied twice: the tally cannot be trusted, so the reconciler
-                # settles this event from its records instead.
-                log.warning("tally over its total", extra={"event_id": event_id})
-            return None
-        final = EventStatus.FAILED if counts["failed"] else EventStatus.SUCCESS
-        reason = (
-            f"{counts['failed']} of {counts['total']} notifications failed"
-            if final is EventStatus.FAILED
-            else None
-        )
-        values: dict[str, Any] = {
-            ":final": {"S": final.value},
-            ":processing": {"S": EventStatus.PROCESSING.value},
-            ":now": {"S": iso(utcnow())},
-        }
-        sets = ["#s = :final", "updated_at = :now"]
-        if reason:
-            sets.append("reason = :reason")
-            values[":reason"] = {"S": reason}
-        update, index_values = event_index.update_expression(sets, event_id, final)
-        values.update(index_values)
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=dynamo.event_key(event_id),
-                UpdateExpression=update,
-                ConditionExpression="#s = :processing",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return None
-            raise
-        return final
 
     def tallies_of(
         self,
@@ -230,14 +188,10 @@ class EventTally(RecordStore):
     def mark_continuation_sent(self, event_id: str, page: int) -> None:
         """Recorded after the send, so a crash in between repeats the send (harmless)
         rather than losing the rest of the fan-out."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=dynamo.tally_key(event_id),
-                UpdateExpression="ADD #c :page",
-                ExpressionAttributeNames={"#c": "continued_pages"},
-                ExpressionAttributeValues={":page": {"NS": [str(page)]}},
-            )
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
+        self._db.update_item(
+            TableName=self._table,
+            Key=dynamo.tally_key(event_id),
+            UpdateExpression="ADD #c :page",
+            ExpressionAttributeNames={"#c": "continued_pages"},
+            ExpressionAttributeValues={":page": {"NS": [str(page)]}},
+        )

@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from core.aws import dynamo
 from core.aws import errors as aws_errors
-from core.aws.dynamo import TRANSACT_MAX
+from core.aws.dynamo import TRANSACT_MAX, TRANSACT_ROUNDS
 from core.catalogue.models import NotificationMessage, NotificationStatus, iso, utcnow
 from core.platform.masking import mask_address, mask_text
 
@@ -53,11 +53,6 @@ DELIVERED_STATUSES = (
     NotificationStatus.UNDELIVERED,
     NotificationStatus.BOUNCED,
 )
-
-
-# Rounds of a transaction that AWS cancelled for reasons other than a refusal (a conflict
-# with another writer, throttling) or answered with an error: tried again with backoff.
-TRANSACT_ROUNDS = 8
 
 
 @dataclass(frozen=True)
@@ -86,25 +81,13 @@ def key_of(message: NotificationMessage) -> dict[str, Any]:
     )
 
 
-def is_condition_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
 def refused_items(exc: BaseException, chunk: list[int]) -> dict[int, tuple[str, dict[str, Any]]]:
-    """The items of `chunk` whose condition failed, with their stored item; empty when the
-    call failed for any other reason."""
-    if not isinstance(exc, ClientError):
-        return {}
-    if len(chunk) == 1 and is_condition_failure(exc):
-        stored = dynamo.from_item(exc.response.get("Item", {}))
-        return {chunk[0]: (aws_errors.REFUSED_REASON, stored)}
-    reasons = exc.response.get("CancellationReasons") or []
-    if aws_errors.error_code(exc) != aws_errors.CANCELLED:
-        return {}
+    """The items of `chunk` (the positions of a write's items) whose condition failed,
+    with their stored item made plain; empty when the call failed for any other reason."""
     return {
-        chunk[j]: (aws_errors.REFUSED_REASON, dynamo.from_item(r.get("Item", {})))
-        for j, r in enumerate(reasons[: len(chunk)])
-        if r.get("Code") == aws_errors.REFUSED_REASON
+        chunk[j]: (aws_errors.REFUSED_REASON, dynamo.from_item(stored))
+        for j, stored in aws_errors.refused_items(exc).items()
+        if j < len(chunk)
     }
 
 
@@ -139,15 +122,17 @@ def history_entry(status: str, detail: str | None = None) -> dict[str, Any]:
     return {"M": entry}
 
 
-class RecordStore:
-    """The records of one table: the base every notification store builds on."""
+class RecordWrites:
+    """The conditional writes of notification records: the one place a record's item,
+    its transition and a batch of transitions are written. Composed into each store that
+    moves records (creation, claims, outcomes), never subclassed."""
 
     def __init__(self, dynamodb: Any, table: str, retention_days: int = 30) -> None:
         self._db = dynamodb
         self._table = table
         self._retention_days = retention_days
 
-    def _write(self, items: Sequence[dict[str, Any]]) -> None:
+    def write(self, items: Sequence[dict[str, Any]]) -> None:
         """Write transaction items together: one alone as its plain write (an Update as an
         UpdateItem, at half a transaction's write units, refused as a single write is),
         more as one TransactWriteItems."""
@@ -156,7 +141,7 @@ class RecordStore:
         else:
             self._db.transact_write_items(TransactItems=list(items))
 
-    def _item(self, new: NewNotification) -> dict[str, Any]:
+    def item(self, new: NewNotification) -> dict[str, Any]:
         m = new.message
         now = iso(utcnow())
         values = {
@@ -167,24 +152,24 @@ class RecordStore:
             "last_error": new.reason and mask_text(new.reason),
             "updated_at": now,
         }
-        item = {**self._immutable(m, now), **dynamo.to_item(values)}
+        item = {**self.immutable(m, now), **dynamo.to_item(values)}
         item["history"] = {"L": [history_entry(new.status.value, new.reason)]}
         return item
 
-    def _new_record(self, new: NewNotification, *, old_on_failure: bool = False) -> dict[str, Any]:
+    def new_record(self, new: NewNotification, *, old_on_failure: bool = False) -> dict[str, Any]:
         """A transaction's conditional put of a record that must not exist yet (a repeat
         never overwrites a record a worker has moved on); with `old_on_failure`, a refusal
         returns the stored record."""
         put: dict[str, Any] = {
             "TableName": self._table,
-            "Item": self._item(new),
+            "Item": self.item(new),
             "ConditionExpression": "attribute_not_exists(PK)",
         }
         if old_on_failure:
             put["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         return {"Put": put}
 
-    def _immutable(self, m: NotificationMessage, created_at: str | None = None) -> dict[str, Any]:
+    def immutable(self, m: NotificationMessage, created_at: str | None = None) -> dict[str, Any]:
         """A record's attributes that never change after it is created (typed), whoever
         creates it: the router, or the first write of a self-counted record."""
         return dynamo.to_item(
@@ -196,49 +181,13 @@ class RecordStore:
                 "recipient_masked": ", ".join(mask_address(a) for a in m.addresses) or None,
                 "priority": m.priority.value,
                 "created_at": created_at or m.created_at,
-                dynamo.TTL_ATTRIBUTE: int(time.time()) + self._retention_days * 86400,
+                dynamo.TTL_ATTRIBUTE: self.expires_at(),
             }
         )
 
-    def create(self, notifications: Sequence[NewNotification]) -> list[NewNotification]:
-        """Create records that do not exist yet; returns those created now.
-
-        One TransactWriteItems per 100 records; when any already exists (a redelivered
-        router message) the transaction is cancelled and that chunk falls back to one
-        conditional put per record, so nothing is created twice.
-        """
-        created: list[NewNotification] = []
-        for start in range(0, len(notifications), TRANSACT_MAX):
-            chunk = list(notifications[start : start + TRANSACT_MAX])
-            if self._create_all(chunk):
-                created.extend(chunk)
-            else:
-                created.extend(n for n in chunk if self._create_one(n))
-        return created
-
-    def _create_all(self, chunk: list[NewNotification]) -> bool:
-        if len(chunk) == 1:
-            return self._create_one(chunk[0])
-        try:
-            self._db.transact_write_items(TransactItems=[self._new_record(n) for n in chunk])
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                return False
-            raise
-        return True
-
-    def _create_one(self, new: NewNotification) -> bool:
-        try:
-            self._db.put_item(
-                TableName=self._table,
-                Item=self._item(new),
-                ConditionExpression="attribute_not_exists(PK)",
-            )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+    def expires_at(self) -> int:
+        """When a record written now expires (TTL): the retention from now."""
+        return int(time.time()) + self._retention_days * 86400
 
     def statuses(self, messages: Sequence[NotificationMessage]) -> dict[str, str]:
         """Current status per notification id (BatchGetItem, 100 keys a call)."""
@@ -252,7 +201,7 @@ class RecordStore:
         )
         return {i["notification_id"]["S"]: i["status"]["S"] for i in items}
 
-    def _transition(
+    def transition(
         self,
         message: NotificationMessage,
         *,
@@ -275,7 +224,7 @@ class RecordStore:
         clauses = ["updated_at = :now"]
         creates = claim_creates(message) and NotificationStatus.QUEUED.value in allowed
         if creates:  # an absent record is QUEUED: this write creates it
-            clauses += written_if_absent(self._immutable(message), names, values)
+            clauses += written_if_absent(self.immutable(message), names, values)
         else:
             clauses.append("history = list_append(history, :h)")
         for i, (attr, value) in enumerate(sets.items()):
@@ -308,7 +257,7 @@ class RecordStore:
             "ExpressionAttributeValues": values,
         }
 
-    def _update(
+    def update(
         self,
         message: NotificationMessage,
         *,
@@ -319,20 +268,20 @@ class RecordStore:
         """One conditional transition; None when the status forbade it, else the new item
         (`returns`) or {}. With `old_on_failure` (a dict), a refused transition puts the
         stored item there (empty when there is none), so the caller needs no second read."""
-        kwargs = self._transition(message, **transition)
+        kwargs = self.transition(message, **transition)
         if old_on_failure is not None:
             kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         try:
             resp = self._db.update_item(ReturnValues="ALL_NEW" if returns else "NONE", **kwargs)
         except ClientError as exc:
-            if is_condition_failure(exc):
+            if aws_errors.is_refusal(exc):
                 if old_on_failure is not None and "Item" in exc.response:
                     old_on_failure.update(dynamo.from_item(exc.response["Item"]))
                 return None
             raise
         return dynamo.from_item(resp["Attributes"]) if returns else {}
 
-    def _transact(self, updates: Sequence[dict[str, Any]]) -> dict[int, tuple[str, dict[str, Any]]]:
+    def transact(self, updates: Sequence[dict[str, Any]]) -> dict[int, tuple[str, dict[str, Any]]]:
         """Apply conditional transitions of distinct records in one TransactWriteItems.
 
         Returns the refused ones as {index: (reason, stored item)}; every other one
@@ -379,7 +328,7 @@ class RecordStore:
         return refused
 
     @staticmethod
-    def _sent(provider: str, provider_message_id: str | None) -> dict[str, Any]:
+    def sent(provider: str, provider_message_id: str | None) -> dict[str, Any]:
         return {
             "sets": {
                 "status": NotificationStatus.SENT.value,

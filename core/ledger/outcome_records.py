@@ -7,23 +7,21 @@ whole and recognised by its token; nothing is counted twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from core.aws import errors as aws_errors
-from core.aws.dynamo import TRANSACT_MAX
-from core.catalogue.models import EventStatus, NotificationMessage, NotificationStatus
-from core.ledger import record_counts
-from core.ledger.event_tally import tally_shard
+from core.aws.dynamo import TRANSACT_MAX, TRANSACT_ROUNDS
+from core.catalogue.models import NotificationMessage, NotificationStatus
+from core.ledger.event_tally import EventTally, tally_shard
 from core.ledger.notification_records import (
     CLAIMABLE,
     DELIVERED_STATUSES,
-    TRANSACT_ROUNDS,
     EventNotFound,
+    RecordWrites,
     refused_items,
 )
-from core.ledger.record_creation import RecordCreation
 from core.platform.masking import mask_text
 
 RECORDED = "recorded"
@@ -66,7 +64,13 @@ def judge(outcome: Outcome, stored: dict[str, Any]) -> str:
     return ALREADY if done and owner == token else LOST
 
 
-class OutcomeRecords(RecordCreation):
+class OutcomeRecords:
+    """The workers' outcomes: each record's last transition with its count."""
+
+    def __init__(self, records: RecordWrites, tally: EventTally) -> None:
+        self._records = records
+        self._tally = tally
+
     def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[str]:
         """Mark each notification SENT or FAILED and count it on its event, atomically.
 
@@ -122,7 +126,7 @@ class OutcomeRecords(RecordCreation):
                 for event_id, shard in sorted(tallies.items())
             ]
             try:
-                self._write(items)  # an outcome with no counter: one write, not 2x
+                self._records.write(items)  # an outcome with no counter: one write, not 2x
             except Exception as exc:
                 refused = refused_items(exc, list(range(len(items))))
                 if any(j >= len(chunk) for j in refused):
@@ -142,22 +146,22 @@ class OutcomeRecords(RecordCreation):
 
     def _outcome_update(self, outcome: Outcome) -> dict[str, Any]:
         if outcome.status is NotificationStatus.SENT:
-            return self._transition(
+            return self._records.transition(
                 outcome.message,
                 owner=outcome.token,
-                **self._sent(outcome.provider, outcome.provider_message_id),
+                **self._records.sent(outcome.provider, outcome.provider_message_id),
             )
         error = mask_text(outcome.error or "failed")
         sets = {"status": NotificationStatus.FAILED.value, "last_error": error, "lease_until": 0}
         if outcome.token:
-            return self._transition(
+            return self._records.transition(
                 outcome.message,
                 owner=outcome.token,
                 sets=sets,
                 allowed=[NotificationStatus.SENDING.value],
                 history=(NotificationStatus.FAILED.value, error),
             )
-        return self._transition(
+        return self._records.transition(
             outcome.message,
             sets={**sets, "lease_owner": FAILED_UNCLAIMED},
             allowed=[s.value for s in CLAIMABLE],
@@ -172,40 +176,4 @@ class OutcomeRecords(RecordCreation):
             "sent": sum(o.status is NotificationStatus.SENT for o in mine),
             "failed": sum(o.status is NotificationStatus.FAILED for o in mine),
         }
-        return self._tally_kwargs(event_id, adds, shard=shard)
-
-    def settle_events(
-        self,
-        event_shards: Mapping[str, int],
-        records: Mapping[str, Sequence[str]] | None = None,
-        known: Mapping[str, Mapping[str, str]] | None = None,
-    ) -> dict[str, EventStatus]:
-        """Settle each event whose tally is complete (after outcomes were counted: the
-        counting transaction returns no values, so the tallies, every shard of each, are
-        read back, consistently, in one BatchGetItem, by whoever counted last). A
-        self-counted event in `records` (its records' sort keys) is settled from those
-        records instead, less the ones whose status the caller knows (`known`: its own
-        outcomes), `core.ledger.record_counts.settling_tallies`. Returns the events this call
-        settled."""
-        settled: dict[str, EventStatus] = {}
-        ids = sorted(event_shards)
-        listed = records or {}
-        plain = [e for e in ids if e not in listed]
-        tallies = (
-            aws_errors.retry(lambda: self.tallies_of(plain, event_shards, listed=False))
-            if plain
-            else {}
-        )
-        if listed:
-            tallies.update(
-                aws_errors.retry(
-                    lambda: record_counts.settling_tallies(
-                        self._db, self._table, listed, known or {}
-                    )
-                )
-            )
-        for event_id, tally in tallies.items():
-            final = aws_errors.retry(lambda tally=tally: self._settle_event(tally))  # type: ignore[misc]
-            if final is not None:
-                settled[event_id] = final
-        return settled
+        return self._tally.update(event_id, adds, shard=shard)

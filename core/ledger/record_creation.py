@@ -3,7 +3,8 @@
 `create_counted` (one event, chunk by chunk) and `create_routed` (a receive's single-user
 events at once) put the records with conditions and count them on the event's tally in
 the same transaction, so a router that crashes anywhere and runs a message again can
-neither miss a count nor count twice. Counting outcomes and settling is `core.ledger.event_tally`.
+neither miss a count nor count twice. Counting outcomes is `core.ledger.outcome_records`,
+settling `core.ledger.settlement`.
 """
 
 from __future__ import annotations
@@ -16,16 +17,15 @@ from botocore.exceptions import ClientError
 
 from core.aws import dynamo
 from core.aws import errors as aws_errors
-from core.aws.dynamo import TRANSACT_MAX
+from core.aws.dynamo import TRANSACT_MAX, TRANSACT_ROUNDS
 from core.catalogue.models import EventStatus, NotificationStatus, iso, utcnow
 from core.ledger import event_index, record_counts
 from core.ledger.event_tally import EventTally
 from core.ledger.notification_records import (
-    TRANSACT_ROUNDS,
     EventNotFound,
     NewNotification,
+    RecordWrites,
     claim_creates,
-    is_condition_failure,
     refused_items,
 )
 from core.platform.masking import mask_address
@@ -42,7 +42,15 @@ class CountedCreation:
     existing: dict[str, str]
 
 
-class RecordCreation(EventTally):
+class RecordCreation:
+    """The router's writes: records created with their counts, and events moved to
+    PROCESSING with them."""
+
+    def __init__(self, table: str, records: RecordWrites, tally: EventTally) -> None:
+        self._table = table
+        self._records = records
+        self._tally = tally
+
     def create_counted(
         self, notifications: Sequence[NewNotification], *, redelivered: bool = False
     ) -> CountedCreation:
@@ -65,7 +73,7 @@ class RecordCreation(EventTally):
         listed = _counted_records(notifications)
         event_id = notifications[0].message.event_id if notifications else ""
         if redelivered and notifications:
-            existing = self.statuses([n.message for n in notifications])
+            existing = self._records.statuses([n.message for n in notifications])
             notifications = [n for n in notifications if n.message.notification_id not in existing]
         if listed:  # its queued records are created by their claims: listed, not put
             created = [n for n in notifications if _claim_creates(n)]
@@ -97,7 +105,7 @@ class RecordCreation(EventTally):
         event_id = event_id or chunk[0].message.event_id
         if any(n.message.event_id != event_id for n in chunk):
             raise ValueError("a counted chunk holds notifications of one event")
-        items = [self._new_record(n, old_on_failure=True) for n in chunk]
+        items = [self._records.new_record(n, old_on_failure=True) for n in chunk]
         if listed:  # the list on the event item, which must exist (`core.ledger.record_counts`)
             items.append({"Update": self._listed_update(event_id, listed)})
         else:
@@ -112,25 +120,19 @@ class RecordCreation(EventTally):
                 }
             )
         try:
-            self._write(items)  # the list alone is one write, not a transaction's two
+            self._records.write(items)  # the list alone is one write, not a transaction's two
         except ClientError as exc:
-            if len(items) == 1 and is_condition_failure(exc):
+            if len(items) == 1 and aws_errors.is_refusal(exc):
                 raise EventNotFound(event_id) from exc
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise
-            reasons = exc.response.get("CancellationReasons") or []
-            if len(reasons) == len(items) and reasons[-1].get("Code") == "ConditionalCheckFailed":
+            refused = refused_items(exc, list(range(len(items))))
+            if len(items) - 1 in refused:  # the event's own item: it is gone
                 raise EventNotFound(event_id) from exc
-            clashes = {
-                i: str(r.get("Item", {}).get("status", {}).get("S", ""))
-                for i, r in enumerate(reasons[: len(chunk)])
-                if r.get("Code") == "ConditionalCheckFailed"
-            }
+            clashes = {i: str(stored.get("status", "")) for i, (_, stored) in refused.items()}
             if not clashes:
                 raise
             unknown = [chunk[i].message for i, status in clashes.items() if not status]
             if unknown:
-                stored = self.statuses(unknown)
+                stored = self._records.statuses(unknown)
                 for i in clashes:
                     if not clashes[i]:
                         clashes[i] = stored.get(chunk[i].message.notification_id, "")
@@ -160,7 +162,7 @@ class RecordCreation(EventTally):
         while pending:
             items, owners = self._routed_items([events[i] for i in pending])
             try:
-                self._write(items)  # one event's list and status alone: a plain write
+                self._records.write(items)  # one event's list and status alone: a plain write
                 return refused
             except ClientError as exc:
                 clashes = {pending[owners[j]] for j in refused_items(exc, list(range(len(items))))}
@@ -185,7 +187,9 @@ class RecordCreation(EventTally):
             if any(n.message.event_id != event_id for n in planned):
                 raise ValueError("each group holds the notifications of one event")
             listed = _counted_records(planned)
-            puts = [self._new_record(n) for n in planned if not (listed and _claim_creates(n))]
+            puts = [
+                self._records.new_record(n) for n in planned if not (listed and _claim_creates(n))
+            ]
             items += puts
             if not listed:
                 items.append({"Update": self._tally_update(event_id, planned, complete=True)})
@@ -207,7 +211,7 @@ class RecordCreation(EventTally):
         }
         shards = max((n.message.tally_shards for n in chunk), default=1)
         records = max((n.message.record_shards for n in chunk), default=1)
-        return self._tally_kwargs(
+        return self._tally.update(
             event_id,
             adds,
             complete=complete,

@@ -25,8 +25,7 @@ from core.aws.clients import AwsClients
 from core.catalogue.models import EventStatus, NotificationMessage, NotificationStatus
 from core.directory.readdress import readdress
 from core.directory.users import UserStore
-from core.ledger.event_store import EventStore
-from core.ledger.notification_store import NotificationStore
+from core.ledger.wiring import Ledger
 from core.platform.masking import mask_address
 
 log = logging.getLogger("herald.dlq")
@@ -55,15 +54,13 @@ class DeadLetters:
     def __init__(
         self,
         clients: AwsClients,
-        events: EventStore,
-        notifications: NotificationStore,
+        ledger: Ledger,
         users: UserStore | None = None,
     ) -> None:
         """With `users`, a redriven notification goes to its recipient's current address
         (core.directory.readdress), so every message is moved by Herald, not by an SQS move task."""
         self.clients = clients
-        self.events = events
-        self.notifications = notifications
+        self.ledger = ledger
         self.users = users
         prefix = f"{clients.names.prefix}-"
         self.queues = {q.removeprefix(prefix): q for q in clients.names.work_queues()}
@@ -193,7 +190,7 @@ class DeadLetters:
                 if note is not None:
                     detail = f"{REDRIVEN}; {note}"
                     body = notification.model_dump_json()
-            if reopen(self.notifications, self.events, notification, detail):
+            if reopen(self.ledger, notification, detail):
                 report.notifications_requeued += 1
         attributes = {
             k: v for k, v in raw.get("MessageAttributes", {}).items() if k not in DLQ_ATTRIBUTES
@@ -221,21 +218,18 @@ class DeadLetters:
             self.clients.sqs.change_message_visibility_batch(QueueUrl=dlq_url, Entries=entries)
 
 
-def reopen(
-    notifications: NotificationStore,
-    events: EventStore,
-    message: NotificationMessage,
-    detail: str = REDRIVEN,
-) -> bool:
+def reopen(ledger: Ledger, message: NotificationMessage, detail: str = REDRIVEN) -> bool:
     """A redriven notification goes back to QUEUED; a failure no longer counts, so it is
     taken off the tally and an event it had settled reopens. False if it was not FAILED or
     RETRYING (already sent, or reopened by someone else)."""
-    previous = notifications.status_of(message)
-    if not notifications.requeue(message, detail):
+    previous = ledger.transitions.status_of(message)
+    if not ledger.transitions.requeue(message, detail):
         return False
     if previous == NotificationStatus.FAILED:
-        notifications.add_to_event(message.event_id, failed=-1)
-        events.transition(message.event_id, EventStatus.FAILED, EventStatus.PROCESSING, reason="")
+        ledger.tally.add(message.event_id, failed=-1)
+        ledger.event_status.transition(
+            message.event_id, EventStatus.FAILED, EventStatus.PROCESSING, reason=""
+        )
     return True
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -198,11 +198,6 @@ def notifications_planned(notes: Iterable[Any]) -> None:
         NOTIFICATIONS_CREATED.labels(message.channel, lane_of(message.priority), status).inc()
         if status == "skipped":
             NOTIFICATIONS_SKIPPED.labels(message.channel, skip_kind(note.reason)).inc()
-
-
-def events_routed(lanes: Sequence[str]) -> None:
-    for lane in lanes:
-        EVENTS_ROUTED.labels(lane).inc()
 
 
 def since(created_at: str, now: float | None = None) -> float:

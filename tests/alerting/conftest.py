@@ -27,7 +27,7 @@ from api.main import create_app
 from core.catalogue.models import EventRecord
 from core.directory.profiles import ProfileFields
 from core.directory.users import UserStore
-from core.ledger.event_store import EventStore
+from core.ledger.wiring import build_ledger
 from listeners.batch import BatchSettler
 from listeners.messages import QueueMessage
 from listeners.router import Router
@@ -77,7 +77,9 @@ def route_pending(stack: Stack, router: Router) -> None:
 
 
 def stored_event(stack: Stack, event_id: str) -> tuple[EventRecord, list[dict[str, Any]]]:
-    found = EventStore(stack.clients.dynamodb, stack.clients.names.table).get(event_id)
+    found = build_ledger(stack.clients.dynamodb, stack.clients.names.table).event_reads.get(
+        event_id
+    )
     assert found is not None
     return found
 

@@ -134,12 +134,9 @@ def test_overlong_path_ids_are_refused_before_any_lookup(
 def test_overlong_notification_ids_in_receipts_are_not_looked_up(stack: Stack) -> None:
     from api.routes.webhooks import _record
     from core.catalogue.models import NotificationStatus
-    from core.ledger.notification_store import NotificationStore
     from core.ledger.receipts import Outcome, ReceiptLedger
 
-    table = stack.clients.names.table
-    store = NotificationStore(stack.clients.dynamodb, table)
-    ledger = ReceiptLedger(stack.clients.dynamodb, table, store)
+    ledger = ReceiptLedger(stack.clients.dynamodb, stack.clients.names.table)
     calls = count_dynamodb_calls(stack)
     long_id = "e" * 3000 + ":sms:u-1"
     receipt = ("twilio", "SM1:delivered", 60.0)

@@ -7,16 +7,16 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from core.catalogue.models import EventStatus
-from core.ledger.notification_store import NewNotification
+from core.ledger.notification_records import NewNotification
 from tests.conftest import Stack
-from tests.factories import notification, processing_event, stores_of
+from tests.factories import ledger_of, notification, processing_event
 
 
 def test_an_events_notifications_come_a_page_at_a_time(client: TestClient, stack: Stack) -> None:
-    events, notifications = stores_of(stack)
-    event = processing_event(events)
+    ledger = ledger_of(stack)
+    event = processing_event(ledger, topic="chart-fans")
     made = [notification(event, recipient=f"u-{i:03d}") for i in range(250)]
-    notifications.create([NewNotification(m) for m in made])
+    ledger.creation.create_counted([NewNotification(m) for m in made])
 
     first = client.get(f"/events/{event.event_id}").json()
     assert first["status"] == EventStatus.PROCESSING
@@ -36,9 +36,12 @@ def test_an_events_notifications_come_a_page_at_a_time(client: TestClient, stack
 
 
 def test_a_cursor_of_another_event_is_refused(client: TestClient, stack: Stack) -> None:
-    events, notifications = stores_of(stack)
-    one, other = processing_event(events), processing_event(events)
-    notifications.create([NewNotification(notification(one, recipient=f"u-{i}")) for i in range(3)])
+    ledger = ledger_of(stack)
+    one = processing_event(ledger, topic="chart-fans")
+    other = processing_event(ledger, topic="chart-fans")
+    ledger.creation.create_counted(
+        [NewNotification(notification(one, recipient=f"u-{i}")) for i in range(3)]
+    )
     cursor = client.get(f"/events/{one.event_id}/notifications", params={"limit": 1}).json()[
         "next_cursor"
     ]
@@ -50,9 +53,9 @@ def test_a_cursor_of_another_event_is_refused(client: TestClient, stack: Stack) 
 def test_a_listing_that_matches_little_answers_a_short_page_with_a_cursor(
     client: TestClient, stack: Stack
 ) -> None:
-    events, _ = stores_of(stack)
+    ledger = ledger_of(stack)
     for _ in range(80):
-        processing_event(events, user_id="u-busy")
+        processing_event(ledger, user_id="u-busy")
     page = client.get(
         "/events", params={"user_id": "u-busy", "status": "SUCCESS", "limit": 10}
     ).json()

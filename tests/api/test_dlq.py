@@ -6,27 +6,24 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.catalogue.models import NotificationMessage
-from core.ledger.event_store import EventStore
-from core.ledger.notification_store import NotificationStore
+from core.ledger.wiring import Ledger
 from core.platform.errors import PermanentError
 from listeners.batch import BatchSettler
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import QueueMessage
 from tests.conftest import Stack
-from tests.factories import OK, QUEUE, ScriptedNotifier, Stores, queue_notification, stores_of
+from tests.factories import OK, QUEUE, ScriptedNotifier, ledger_of, queue_notification
 
 
 @pytest.fixture
-def stores(stack: Stack) -> Stores:
-    return stores_of(stack)
+def ledger(stack: Stack) -> Ledger:
+    return ledger_of(stack)
 
 
-def deliver(
-    stack: Stack, stores: tuple[EventStore, NotificationStore], notifier: ScriptedNotifier
-) -> None:
+def deliver(stack: Stack, ledger: Ledger, notifier: ScriptedNotifier) -> None:
     handler = DeliveryHandler(
         notifier=notifier,
-        store=stores[1],
+        ledger=ledger,
         policy=RetryPolicy(base=0.01, cap=0.01, max_attempts=3),
         lease_seconds=30,
     )
@@ -37,20 +34,18 @@ def deliver(
         handler.close()
 
 
-def failed_notification(
-    stack: Stack, stores: tuple[EventStore, NotificationStore]
-) -> NotificationMessage:
-    message = queue_notification(stack, stores)
+def failed_notification(stack: Stack, ledger: Ledger) -> NotificationMessage:
+    message = queue_notification(stack, ledger)
     deliver(
-        stack, stores, ScriptedNotifier(PermanentError("provider down for good", code="http:400"))
+        stack, ledger, ScriptedNotifier(PermanentError("provider down for good", code="http:400"))
     )
     return message
 
 
 def test_peek_shows_the_reason_and_consumes_nothing(
-    client: TestClient, stack: Stack, stores
+    client: TestClient, stack: Stack, ledger: Ledger
 ) -> None:
-    message = failed_notification(stack, stores)
+    message = failed_notification(stack, ledger)
     depths = {d["queue"]: d["depth"] for d in client.get("/dlq").json()}
     assert depths["sms-normal"] == 1 and depths["email-critical"] == 0
     for _ in range(2):
@@ -63,9 +58,9 @@ def test_peek_shows_the_reason_and_consumes_nothing(
 
 
 def test_redrive_requeues_and_the_notification_is_then_delivered(
-    client: TestClient, stack: Stack, stores
+    client: TestClient, stack: Stack, ledger: Ledger
 ) -> None:
-    message = failed_notification(stack, stores)
+    message = failed_notification(stack, ledger)
     assert client.get(f"/events/{message.event_id}").json()["status"] == "FAILED"
 
     result = client.post("/dlq/sms-normal/redrive").json()
@@ -78,15 +73,17 @@ def test_redrive_requeues_and_the_notification_is_then_delivered(
     assert statuses == ["QUEUED", "SENDING", "FAILED", "QUEUED"]
 
     notifier = ScriptedNotifier(OK)
-    deliver(stack, stores, notifier)
+    deliver(stack, ledger, notifier)
     assert notifier.sent == [message.notification_id]
     event = client.get(f"/events/{message.event_id}").json()
     assert event["status"] == "SUCCESS" and event["notifications"][0]["status"] == "SENT"
 
 
-def test_redrive_of_selected_ids_leaves_the_rest(client: TestClient, stack: Stack, stores) -> None:
-    failed_notification(stack, stores)
-    failed_notification(stack, stores)
+def test_redrive_of_selected_ids_leaves_the_rest(
+    client: TestClient, stack: Stack, ledger: Ledger
+) -> None:
+    failed_notification(stack, ledger)
+    failed_notification(stack, ledger)
     peeked = client.get("/dlq/sms-normal/messages").json()
     assert len(peeked) == 2
     chosen = peeked[0]["message_id"]
@@ -104,8 +101,8 @@ def test_unknown_queue_is_404(client: TestClient) -> None:
     assert resp.status_code == 404 and "sms-normal" in resp.json()["message"]
 
 
-def test_cli_lists_peeks_and_redrives(stack: Stack, stores) -> None:
-    failed_notification(stack, stores)
+def test_cli_lists_peeks_and_redrives(stack: Stack, ledger: Ledger) -> None:
+    failed_notification(stack, ledger)
 
     depths = {d["queue"]: d["depth"] for d in stack.cli("listeners.dlq", "list")}
     assert depths["sms-normal"] == 1

@@ -7,18 +7,21 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from core.ledger.wiring import Ledger
 from tests.api.test_dlq import failed_notification
 from tests.conftest import Stack
-from tests.factories import QUEUE, Stores, stores_of
+from tests.factories import QUEUE, ledger_of
 
 
 @pytest.fixture
-def stores(stack: Stack) -> Stores:
-    return stores_of(stack)
+def ledger(stack: Stack) -> Ledger:
+    return ledger_of(stack)
 
 
-def test_a_fixed_phone_number_is_used_on_redrive(client: TestClient, stack: Stack, stores) -> None:
-    message = failed_notification(stack, stores)  # sent to +14155550123 for u-1, failed
+def test_a_fixed_phone_number_is_used_on_redrive(
+    client: TestClient, stack: Stack, ledger: Ledger
+) -> None:
+    message = failed_notification(stack, ledger)  # sent to +14155550123 for u-1, failed
     assert client.put("/users/u-1", json={"phone": "+14155550199"}).is_success
 
     result = client.post("/dlq/sms-normal/redrive").json()
@@ -33,9 +36,9 @@ def test_a_fixed_phone_number_is_used_on_redrive(client: TestClient, stack: Stac
 
 
 def test_an_unchanged_or_unknown_recipient_is_redriven_as_it_was(
-    client: TestClient, stack: Stack, stores
+    client: TestClient, stack: Stack, ledger: Ledger
 ) -> None:
-    message = failed_notification(stack, stores)  # u-1 has no profile: nothing to look up
+    message = failed_notification(stack, ledger)  # u-1 has no profile: nothing to look up
     client.post("/dlq/sms-normal/redrive")
     [queued] = stack.receive_all(QUEUE)
     assert json.loads(queued["Body"])["addresses"] == message.addresses

@@ -27,7 +27,7 @@ def small(stack: Stack) -> Iterator[TestClient]:
 
 
 def count(stack: Stack) -> int:
-    return UserStore(stack.clients.dynamodb, stack.clients.names.table).subscriber_count(TOPIC)
+    return UserStore(stack.clients.dynamodb, stack.clients.names.table).counts.total(TOPIC)
 
 
 def subscribe(client: TestClient, user: str, **body: object) -> int:

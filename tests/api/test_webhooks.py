@@ -18,7 +18,7 @@ from twilio.request_validator import RequestValidator
 from api.main import create_app
 from tests.api.test_dlq import deliver
 from tests.conftest import AUTH, Stack
-from tests.factories import OK, ScriptedNotifier, queue_notification, stores_of
+from tests.factories import OK, ScriptedNotifier, ledger_of, queue_notification
 
 AUTH_TOKEN = "test-auth-token"
 SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -41,9 +41,9 @@ def client(stack: Stack) -> Iterator[TestClient]:
 @pytest.fixture
 def sent(stack: Stack) -> str:
     """A notification the provider took: SENT, waiting for its receipt."""
-    stores = stores_of(stack)
-    message = queue_notification(stack, stores)
-    deliver(stack, stores, ScriptedNotifier(OK))
+    ledger = ledger_of(stack)
+    message = queue_notification(stack, ledger)
+    deliver(stack, ledger, ScriptedNotifier(OK))
     return message.notification_id
 
 

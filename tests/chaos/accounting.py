@@ -29,7 +29,7 @@ from typing import Any
 from core.aws import dynamo
 from core.aws.clients import AwsClients
 from core.catalogue.models import EventStatus
-from core.ledger.event_store import EventStore
+from core.ledger.wiring import build_ledger
 from tests.chaos.harness import ChaosStack, Kill
 
 SENT_STATUSES = {"SENT", "DELIVERED", "UNDELIVERED", "BOUNCED"}
@@ -66,8 +66,8 @@ class Outcome:
 
 def started_events(clients: AwsClients) -> int:
     """Events still START (the emulator holds only this scenario's events)."""
-    store = EventStore(clients.dynamodb, clients.names.table)
-    return len(store.list_events(status=EventStatus.START.value, limit=100).items)
+    reads = build_ledger(clients.dynamodb, clients.names.table).event_reads
+    return len(reads.list_events(status=EventStatus.START.value, limit=100).items)
 
 
 def wait_settled(stack: ChaosStack, timeout: float, quiet_polls: int = 3) -> bool:
@@ -105,10 +105,10 @@ def queues_empty(clients: AwsClients) -> bool:
 
 def records(clients: AwsClients, event_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Every notification record of these events, by notification id."""
-    store = EventStore(clients.dynamodb, clients.names.table)
+    reads = build_ledger(clients.dynamodb, clients.names.table).event_reads
     out: dict[str, dict[str, Any]] = {}
     for event_id in event_ids:
-        found = store.get(event_id)
+        found = reads.get(event_id)
         if found is None:
             continue
         for item in found[1]:

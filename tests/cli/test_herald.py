@@ -137,7 +137,7 @@ def test_dlq_list_from_another_terminal_finds_the_stack(stack: Stack, tmp_path: 
 def test_keys_and_events_through_the_one_command(stack: Stack, tmp_path: Path) -> None:
     from core.catalogue.event_types import EVENT_TYPES
     from core.catalogue.models import Event, iso, utcnow
-    from core.ledger.event_store import EventStore
+    from tests.factories import ledger_of, record
 
     write_local_env(tmp_path, stack)
     created = parsed(
@@ -156,8 +156,7 @@ def test_keys_and_events_through_the_one_command(stack: Stack, tmp_path: Path) -
         data={"actor": "Ana"},
         created_at=iso(utcnow()),
     )
-    store = EventStore(stack.clients.dynamodb, stack.clients.names.table)
-    store.put_new(store.new_record(event))
+    record(ledger_of(stack), event)
     got = parsed(herald(tmp_path, "events", "get", "cli-event-1"))
     assert got["event_id"] == "cli-event-1" and got["status"] == "START"
     missing = herald(tmp_path, "events", "get", "no-such-event")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from core.ledger.event_store import EventStore
-from core.ledger.notification_store import NewNotification, NotificationStore
+from core.ledger.notification_records import NewNotification
+from core.ledger.wiring import build_ledger
 from tests.e2e.conftest import PREFIX, Herald
 from tests.factories import notification, processing_event
 from tests.support import wait_until
@@ -15,16 +15,14 @@ BACKLOG = 500
 
 
 def queue_backlog(herald: Herald, size: int) -> str:
-    """`size` normal SMS notifications of one trend event, recorded and queued."""
-    table = herald.clients.names.table
-    events = EventStore(herald.clients.dynamodb, table)
-    notifications = NotificationStore(herald.clients.dynamodb, table)
-    event = processing_event(events, topic="charts")
+    """`size` normal SMS notifications of one trend event, created and counted as the
+    router creates a topic's, and queued."""
+    ledger = build_ledger(herald.clients.dynamodb, herald.clients.names.table)
+    event = processing_event(ledger, topic="charts")
     messages = [
         notification(event, f"b-{i}", "sms", addresses=[f"+1415555{i:04d}"]) for i in range(size)
     ]
-    for m in messages:  # one put each: the emulator's transactions copy the whole table
-        notifications.create([NewNotification(m)])
+    ledger.creation.create_counted([NewNotification(m) for m in messages])
     url = herald.clients.queue_url(f"{PREFIX}-sms-normal")
     for start in range(0, size, 10):
         herald.clients.sqs.send_message_batch(

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from core.aws.clients import AwsClients, CallLog
 from core.catalogue.models import EventStatus, NotificationStatus
-from core.ledger.notification_store import NewNotification, NotificationStore
+from core.ledger.event_tally import EventTally
+from core.ledger.outcome_records import OutcomeRecords
+from core.ledger.settlement import Settlement
+from core.ledger.wiring import Ledger
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import Ack, QueueMessage
 from listeners.router import Router
 from tests.conftest import Stack
-from tests.factories import OK, ScriptedNotifier, notification, processing_event, stores_of
+from tests.factories import (
+    OK,
+    ScriptedNotifier,
+    counted,
+    ledger_of,
+    notification,
+    processing_event,
+)
 from tests.listeners.test_router import (
     COMMENT,
     MIDDAY_TOKYO,
@@ -98,35 +109,54 @@ def test_a_lone_user_event_is_routed_with_one_plain_write(stack: Stack, tmp_path
     }
 
 
-class CountingStore(NotificationStore):
+class CountingTally(EventTally):
+    """The real tally, noting each count added outside a record's transaction."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.tallies: list[tuple[str, int, int]] = []
-        self.recorded: list[str] = []
 
-    def add_to_event(self, event_id: str, **kwargs: Any) -> EventStatus | None:
+    def add(self, event_id: str, **kwargs: Any) -> None:
         self.tallies.append((event_id, kwargs.get("sent", 0), kwargs.get("failed", 0)))
-        return super().add_to_event(event_id, **kwargs)
+        super().add(event_id, **kwargs)
+
+
+class CountingOutcomes(OutcomeRecords):
+    """The real outcome writer, noting each outcome it is given."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.recorded: list[str] = []
 
     def record_outcomes(self, outcomes: Any) -> list[str]:
         self.recorded += [o.message.notification_id for o in outcomes]
         return super().record_outcomes(outcomes)
 
 
+def counting_ledger(stack: Stack) -> tuple[Ledger, CountingTally, CountingOutcomes]:
+    """The stack's ledger with a counting tally (also settlement's) and outcome writer."""
+    db, table = stack.clients.dynamodb, stack.clients.names.table
+    ledger = ledger_of(stack)
+    tally = CountingTally(db, table)
+    outcomes = CountingOutcomes(ledger.records, tally)
+    settlement = Settlement(
+        db, table, tally=tally, status=ledger.event_status, stale=ledger.stale_events
+    )
+    return replace(ledger, tally=tally, outcomes=outcomes, settlement=settlement), tally, outcomes
+
+
 def test_a_batch_of_one_events_notifications_is_counted_once(stack: Stack) -> None:
     """Each outcome is written (and counted) once, with its SENT mark, as its send returns;
     no separate tally update follows."""
-    events, _ = stores_of(stack)
-    store = CountingStore(stack.clients.dynamodb, stack.clients.names.table)
-    event = processing_event(events)
+    ledger, tally, outcomes = counting_ledger(stack)
+    event = processing_event(ledger, topic="chart-fans")
     messages = [notification(event, recipient=f"u-{i}") for i in range(3)]
-    store.create([NewNotification(m) for m in messages])
-    store.add_to_event(event.event_id, total=3, fanout_complete=True)
-    store.tallies.clear()
+    counted(ledger, messages)
+    tally.tallies.clear()
     notifier = ScriptedNotifier(OK)
     handler = DeliveryHandler(
         notifier=notifier,
-        store=store,
+        ledger=ledger,
         policy=RetryPolicy(base=0.01, cap=0.01, max_attempts=3),
         lease_seconds=30,
     )
@@ -139,10 +169,10 @@ def test_a_batch_of_one_events_notifications_is_counted_once(stack: Stack) -> No
     finally:
         handler.close()
 
-    assert store.tallies == []
-    assert sorted(store.recorded) == sorted(m.notification_id for m in messages)
+    assert tally.tallies == []
+    assert sorted(outcomes.recorded) == sorted(m.notification_id for m in messages)
     assert sorted(notifier.sent) == sorted(m.notification_id for m in messages)
-    found = events.get(event.event_id)
+    found = ledger.event_reads.get(event.event_id)
     assert found is not None and found[0].status is EventStatus.SUCCESS
     assert (found[0].counts.sent, found[0].counts.failed) == (3, 0)
     assert {n["status"] for n in found[1]} == {NotificationStatus.SENT}

@@ -13,31 +13,30 @@ from typing import Any
 import pytest
 
 from core.catalogue.models import EventRecord, EventStatus, NotificationMessage
-from core.ledger.event_store import EventStore
-from core.ledger.notification_store import NotificationStore
+from core.ledger.wiring import Ledger
 from core.platform.errors import PermanentError, RetryableError
 from core.security.rate_limit import TokenBucket
 from listeners.batch import BatchSettler
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import Ack, DeadLetter, QueueMessage, Retry
 from tests.conftest import Stack
-from tests.factories import OK, QUEUE, ScriptedNotifier, Stores, queue_notification, stores_of
+from tests.factories import OK, QUEUE, ScriptedNotifier, ledger_of, queue_notification
 from tests.support import wait_until
 
 
 @pytest.fixture
-def stores(stack: Stack) -> Stores:
-    return stores_of(stack)
+def ledger(stack: Stack) -> Ledger:
+    return ledger_of(stack)
 
 
 @pytest.fixture
-def make_handler(stores: tuple[EventStore, NotificationStore]) -> Iterator[object]:
+def make_handler(ledger: Ledger) -> Iterator[object]:
     handlers: list[DeliveryHandler] = []
 
     def build(notifier: ScriptedNotifier, max_attempts: int = 3) -> DeliveryHandler:
         handler = DeliveryHandler(
             notifier=notifier,
-            store=stores[1],
+            ledger=ledger,
             policy=RetryPolicy(base=0.01, cap=0.01, max_attempts=max_attempts),
             lease_seconds=30,
         )
@@ -69,22 +68,20 @@ def deliver_round(stack: Stack, handler: DeliveryHandler) -> list[object]:
     return list(results)
 
 
-def event_of(
-    stores: tuple[EventStore, NotificationStore], message: NotificationMessage
-) -> tuple[EventRecord, dict[str, Any]]:
-    found = stores[0].get(message.event_id)
+def event_of(ledger: Ledger, message: NotificationMessage) -> tuple[EventRecord, dict[str, Any]]:
+    found = ledger.event_reads.get(message.event_id)
     assert found is not None
     record, items = found
     return record, items[0]
 
 
 def test_sent_notification_settles_the_event_and_leaves_the_queue(
-    stack, stores, make_handler
+    stack, ledger, make_handler
 ) -> None:
-    message = queue_notification(stack, stores)
+    message = queue_notification(stack, ledger)
     notifier = ScriptedNotifier(OK)
     assert deliver_round(stack, make_handler(notifier)) == [Ack()]
-    record, item = event_of(stores, message)
+    record, item = event_of(ledger, message)
     assert (
         item["status"] == "SENT"
         and item["provider_message_id"] == "SM123"
@@ -96,17 +93,17 @@ def test_sent_notification_settles_the_event_and_leaves_the_queue(
 
 
 def test_retryable_error_then_success_sends_twice_and_ends_sent(
-    stack, stores, make_handler
+    stack, ledger, make_handler
 ) -> None:
-    message = queue_notification(stack, stores)
+    message = queue_notification(stack, ledger)
     notifier = ScriptedNotifier(RetryableError("500 from provider", code="http:500"), OK)
     handler = make_handler(notifier)
     first = deliver_round(stack, handler)
     assert isinstance(first[0], Retry)
-    retrying = event_of(stores, message)[1]
+    retrying = event_of(ledger, message)[1]
     assert retrying["status"] == "RETRYING" and "500 from provider" in retrying["last_error"]
     assert deliver_round(stack, handler) == [Ack()]  # the backoff (≤1 s) has passed
-    _, item = event_of(stores, message)
+    _, item = event_of(ledger, message)
     assert item["status"] == "SENT" and item.get("last_error") is None  # no stale error
     assert [h["status"] for h in item["history"]] == [
         "QUEUED",
@@ -118,15 +115,15 @@ def test_retryable_error_then_success_sends_twice_and_ends_sent(
     assert len(notifier.sent) == 2
 
 
-def test_permanent_error_fails_at_once_and_goes_to_the_dlq(stack, stores, make_handler) -> None:
-    message = queue_notification(stack, stores)
+def test_permanent_error_fails_at_once_and_goes_to_the_dlq(stack, ledger, make_handler) -> None:
+    message = queue_notification(stack, ledger)
     notifier = ScriptedNotifier(
         PermanentError("invalid number", code="twilio:21211", address_invalid=True)
     )
     assert deliver_round(stack, make_handler(notifier)) == [
         DeadLetter("twilio:21211: invalid number")
     ]
-    record, item = event_of(stores, message)
+    record, item = event_of(ledger, message)
     assert item["status"] == "FAILED" and item["last_error"] == "twilio:21211: invalid number"
     assert record.status == EventStatus.FAILED
     dead = stack.receive_all(f"{QUEUE}-dlq")
@@ -137,19 +134,19 @@ def test_permanent_error_fails_at_once_and_goes_to_the_dlq(stack, stores, make_h
     assert len(notifier.sent) == 1
 
 
-def test_gives_up_after_max_attempts(stack, stores, make_handler) -> None:
-    message = queue_notification(stack, stores)
+def test_gives_up_after_max_attempts(stack, ledger, make_handler) -> None:
+    message = queue_notification(stack, ledger)
     notifier = ScriptedNotifier(RetryableError("timeout"))
     handler = make_handler(notifier, max_attempts=2)
     assert isinstance(deliver_round(stack, handler)[0], Retry)
     result = deliver_round(stack, handler)
     assert result == [DeadLetter("gave up after 2 attempts: timeout")]
-    assert event_of(stores, message)[1]["status"] == "FAILED"
+    assert event_of(ledger, message)[1]["status"] == "FAILED"
     assert len(stack.receive_all(f"{QUEUE}-dlq")) == 1
 
 
-def test_retry_after_from_the_provider_sets_the_backoff(stack, stores, make_handler) -> None:
-    queue_notification(stack, stores)
+def test_retry_after_from_the_provider_sets_the_backoff(stack, ledger, make_handler) -> None:
+    queue_notification(stack, ledger)
     handler = make_handler(ScriptedNotifier(RetryableError("429", retry_after=30)))
     batch = receive(stack)
     result = handler(batch)[0]
@@ -157,9 +154,9 @@ def test_retry_after_from_the_provider_sets_the_backoff(stack, stores, make_hand
 
 
 def test_redelivered_message_of_a_sent_notification_sends_nothing(
-    stack, stores, make_handler
+    stack, ledger, make_handler
 ) -> None:
-    message = queue_notification(stack, stores)
+    message = queue_notification(stack, ledger)
     notifier = ScriptedNotifier(OK)
     handler = make_handler(notifier)
     batch = receive(stack)
@@ -168,8 +165,8 @@ def test_redelivered_message_of_a_sent_notification_sends_nothing(
     assert notifier.sent == [message.notification_id]
 
 
-def test_duplicate_messages_in_one_batch_send_once(stack, stores, make_handler) -> None:
-    message = queue_notification(stack, stores)
+def test_duplicate_messages_in_one_batch_send_once(stack, ledger, make_handler) -> None:
+    message = queue_notification(stack, ledger)
     stack.clients.sqs.send_message(
         QueueUrl=stack.clients.queue_url(QUEUE), MessageBody=message.model_dump_json()
     )
@@ -179,7 +176,7 @@ def test_duplicate_messages_in_one_batch_send_once(stack, stores, make_handler) 
     assert notifier.sent == [message.notification_id]
 
 
-def test_undecodable_message_is_dead_lettered(stack, stores, make_handler) -> None:
+def test_undecodable_message_is_dead_lettered(stack, ledger, make_handler) -> None:
     stack.clients.sqs.send_message(QueueUrl=stack.clients.queue_url(QUEUE), MessageBody="{not json")
     result = deliver_round(stack, make_handler(ScriptedNotifier(OK)))
     assert isinstance(result[0], DeadLetter)

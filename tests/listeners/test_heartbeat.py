@@ -20,7 +20,7 @@ def test_heartbeat_extends_visibility_while_tracked(stack: Stack) -> None:
 
     heartbeat = Heartbeat(stack.clients.sqs, stack.clients.queue_url, visibility_seconds=2).start()
     try:
-        heartbeat.track(message)
+        heartbeat.track_many([message])
         time.sleep(3.5)  # past the original 2 s visibility: only the heartbeat hides it
         assert stack.receive_all(QUEUE) == []
         heartbeat.done(message)

@@ -16,15 +16,22 @@ from typing import Any
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from core.aws import dynamo
-from core.catalogue.models import EventRecord, EventStatus
-from core.ledger.event_store import EventStore
-from core.ledger.notification_store import NotificationStore
+from core.catalogue.models import EventRecord, EventStatus, NotificationMessage
+from core.ledger.wiring import Ledger, build_ledger
 from listeners.batch import BatchSettler
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import QueueMessage
 from listeners.reconciler import Reconciler
 from tests.conftest import Stack
-from tests.factories import OK, QUEUE, ScriptedNotifier, queue_notification, stores_of
+from tests.factories import (
+    OK,
+    QUEUE,
+    ScriptedNotifier,
+    counted,
+    ledger_of,
+    notification,
+    processing_event,
+)
 from tests.support import wait_until
 
 
@@ -71,15 +78,26 @@ def deliver_until_empty(stack: Stack, handler: DeliveryHandler) -> None:
     assert wait_until(round_empties_queue, timeout=15, interval=0.5)
 
 
+def queue_counted(stack: Stack, ledger: Ledger) -> NotificationMessage:
+    """One notification of a topic's event: its record created and counted on the event's
+    tally as the router does for a topic (its outcome is then counted there too), and on
+    the queue."""
+    message = notification(processing_event(ledger, topic="chart-fans"))
+    counted(ledger, [message])
+    stack.clients.sqs.send_message(
+        QueueUrl=stack.clients.queue_url(QUEUE), MessageBody=message.model_dump_json()
+    )
+    return message
+
+
 def deliver_losing_answers(stack: Stack, times: int) -> str:
     """Deliver one notification with its tally update applied `times` times and its answer
     lost; returns the event id."""
-    events, plain = stores_of(stack)
-    message = queue_notification(stack, (events, plain))
+    message = queue_counted(stack, ledger_of(stack))
     db = LosesAnswers(stack.clients.dynamodb, times)
     handler = DeliveryHandler(
         notifier=ScriptedNotifier(OK),
-        store=NotificationStore(db, stack.clients.names.table),
+        ledger=build_ledger(db, stack.clients.names.table),
         policy=RetryPolicy(base=0.01, cap=0.01, max_attempts=3),
         lease_seconds=30,
     )
@@ -92,14 +110,14 @@ def deliver_losing_answers(stack: Stack, times: int) -> str:
 
 
 def event(stack: Stack, event_id: str) -> EventRecord:
-    found = EventStore(stack.clients.dynamodb, stack.clients.names.table).get(event_id)
+    found = ledger_of(stack).event_reads.get(event_id)
     assert found is not None
     return found[0]
 
 
 def audit(stack: Stack) -> int:
     settings = stack.settings.model_copy(update={"reconcile_grace_seconds": 0.0})
-    return Reconciler(settings, stack.clients).settle_stuck()
+    return Reconciler(settings, stack.clients).run_pass().settled
 
 
 def test_a_lost_answer_to_the_outcome_write_is_recognised_and_counted_once(

@@ -6,13 +6,12 @@ import uuid
 
 from core.directory.profiles import ProfileFields
 from core.directory.users import UserStore
-from core.ledger.notification_store import NewNotification, NotificationStore
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import Ack, DeadLetter, QueueMessage
 from listeners.worker import disable_push_endpoints
 from notifiers.push import PushNotifier
 from tests.conftest import Stack
-from tests.factories import notification, processing_event, stores_of
+from tests.factories import ledger_of, notification, recorded_event, routed
 
 
 def endpoint(stack: Stack) -> str:
@@ -28,15 +27,15 @@ def endpoint(stack: Stack) -> str:
 
 
 def push_message(stack: Stack, user_id: str, arns: list[str]) -> QueueMessage:
-    events, notifications = stores_of(stack)
-    message = notification(
-        processing_event(events, user_id=user_id),
+    ledger = ledger_of(stack)
+    planned = notification(
+        recorded_event(ledger, user_id=user_id),
         user_id,
         "push",
         addresses=arns,
         content={"title": "New follower", "body": "A followed you"},
     )
-    notifications.create([NewNotification(message)])
+    (message,) = routed(ledger, [planned])
     return QueueMessage(
         queue="herald-test-push-normal",
         message_id=str(uuid.uuid4()),
@@ -48,7 +47,7 @@ def push_message(stack: Stack, user_id: str, arns: list[str]) -> QueueMessage:
 def handler(stack: Stack) -> DeliveryHandler:
     return DeliveryHandler(
         notifier=PushNotifier(stack.clients.sns),
-        store=NotificationStore(stack.clients.dynamodb, stack.clients.names.table),
+        ledger=ledger_of(stack),
         policy=RetryPolicy(base=0.01, cap=0.01, max_attempts=3),
         lease_seconds=30,
         on_dead_addresses=disable_push_endpoints(stack.clients),

@@ -9,14 +9,21 @@ from datetime import UTC, datetime
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from core.catalogue.models import EventStatus
-from core.ledger.notification_store import NewNotification
+from core.catalogue.models import EventRecord, EventStatus, NotificationStatus
+from core.ledger.outcome_records import RECORDED, Outcome
+from core.ledger.wiring import Ledger
 from listeners.reconciler import Reconciler, _republish_due
 from localstack.provision import provision
 from tests.conftest import AUTH, Stack
-from tests.factories import notification, processing_event, stores_of
+from tests.factories import claim, counted, ledger_of, notification, processing_event
 
 FOLLOW = {"type": "follow", "user_id": "u-1", "data": {"actor": "Ana"}}
+
+
+def stored(ledger: Ledger, event_id: str) -> EventRecord:
+    found = ledger.event_reads.get(event_id)
+    assert found is not None
+    return found[0]
 
 
 def test_event_whose_publish_failed_is_republished_once(stack: Stack) -> None:
@@ -29,22 +36,22 @@ def test_event_whose_publish_failed_is_republished_once(stack: Stack) -> None:
         event_id = resp.json()["event_id"]
         assert client.get(f"/events/{event_id}").json()["status"] == "START"
     reconciler = Reconciler(settings, stack.clients)
-    assert reconciler.run_once() == 0  # still inside the grace period
+    assert reconciler.run_pass().republished == 0  # still inside the grace period
     assert stack.receive_all("herald-test-events-normal") == []
 
     provision(settings, stack.clients)  # the topic comes back
     time.sleep(0.6)
-    assert reconciler.run_once() == 1
-    assert reconciler.run_once() == 0  # just republished: not again within the grace
+    assert reconciler.run_pass().republished == 1
+    assert reconciler.run_pass().republished == 0  # just republished: not again within the grace
 
     messages = stack.receive_all("herald-test-events-normal")
     assert [json.loads(m["Body"])["event_id"] for m in messages] == [event_id]
 
     # Published twice now: the next republish waits twice the grace, not once.
     time.sleep(0.6)
-    assert reconciler.run_once() == 0
+    assert reconciler.run_pass().republished == 0
     time.sleep(0.5)
-    assert reconciler.run_once() == 1
+    assert reconciler.run_pass().republished == 1
 
 
 def test_republishes_back_off_and_giving_up_waits_out_the_last() -> None:
@@ -66,53 +73,63 @@ def test_reconciler_leaves_events_that_moved_on(stack: Stack) -> None:
     from core.catalogue.models import EventStatus
 
     assert reconciler.events.transition(event_id, EventStatus.START, EventStatus.PROCESSING)
-    assert reconciler.run_once() == 0
+    assert reconciler.run_pass().republished == 0
     assert len(stack.receive_all("herald-test-events-normal")) == 1
 
 
 def test_stuck_processing_event_is_settled_from_its_records(stack: Stack) -> None:
     """A counter update applied twice (its answer lost, then retried) leaves the tally over
     its total: the event is not settled from it; the reconciler recounts the records."""
-    events, notifications = stores_of(stack)
-    event = processing_event(events)
+    ledger = ledger_of(stack)
+    event = processing_event(ledger, topic="chart-fans")
     sent, failed = notification(event, "u-1"), notification(event, "u-2")
-    notifications.create([NewNotification(sent), NewNotification(failed)])
-    notifications.add_to_event(event.event_id, total=2, fanout_complete=True)
-    for m in (sent, failed):
-        assert notifications.claim(m, lease_seconds=30)
-    notifications.mark_sent(sent, "twilio", "SM1")
-    notifications.mark_failed(failed, "21211: invalid number")
-    notifications.add_to_event(event.event_id, sent=2, failed=1)  # the sent one counted twice
+    counted(ledger, [sent, failed])
+    sent_claim, failed_claim = claim(ledger, sent, 30), claim(ledger, failed, 30)
+    assert sent_claim and failed_claim
+    assert ledger.outcomes.record_outcomes(
+        [
+            Outcome(sent, sent_claim.token, NotificationStatus.SENT, "twilio", "SM1"),
+            Outcome(
+                failed,
+                failed_claim.token,
+                NotificationStatus.FAILED,
+                error="21211: invalid number",
+            ),
+        ]
+    ) == [RECORDED, RECORDED]
+    ledger.settlement.add_and_settle(event.event_id, sent=1)  # the sent one counted twice
 
     settings = stack.settings.model_copy(update={"reconcile_grace_seconds": 0.0})
     reconciler = Reconciler(settings, stack.clients)
-    assert events.get(event.event_id)[0].status == EventStatus.PROCESSING  # type: ignore[index]
-    assert reconciler.settle_stuck() == 1
-    record = events.get(event.event_id)[0]  # type: ignore[index]
+    assert stored(ledger, event.event_id).status == EventStatus.PROCESSING
+    assert reconciler.run_pass().settled == 1
+    record = stored(ledger, event.event_id)
     assert record.status == EventStatus.FAILED
     assert record.counts.model_dump() == {"total": 2, "sent": 1, "failed": 1, "skipped": 0}
-    assert reconciler.settle_stuck() == 0
+    assert reconciler.run_pass().settled == 0
 
 
-def test_lost_last_count_is_settled_from_the_records(stack: Stack) -> None:
-    events, notifications = stores_of(stack)
-    event = processing_event(events)
+def test_an_event_its_last_outcome_left_unsettled_is_settled_later(stack: Stack) -> None:
+    ledger = ledger_of(stack)
+    event = processing_event(ledger, topic="chart-fans")
     m = notification(event)
-    notifications.create([NewNotification(m)])
-    notifications.add_to_event(event.event_id, total=1, fanout_complete=True)
-    assert notifications.claim(m, lease_seconds=30)
-    notifications.mark_sent(m, "twilio", "SM1")  # ...and the count's answer never came
+    counted(ledger, [m])
+    held = claim(ledger, m, 30)
+    assert held
+    # Sent and counted, and the answer never came: the worker never settled the event.
+    outcome = Outcome(m, held.token, NotificationStatus.SENT, "twilio", "SM1")
+    assert ledger.outcomes.record_outcomes([outcome]) == [RECORDED]
+    assert stored(ledger, event.event_id).status == EventStatus.PROCESSING
     settings = stack.settings.model_copy(update={"reconcile_grace_seconds": 0.0})
-    assert Reconciler(settings, stack.clients).settle_stuck() == 1
-    record = events.get(event.event_id)[0]  # type: ignore[index]
+    assert Reconciler(settings, stack.clients).run_pass().settled == 1
+    record = stored(ledger, event.event_id)
     assert record.status == EventStatus.SUCCESS and record.counts.sent == 1
 
 
 def test_events_with_notifications_in_flight_are_left_alone(stack: Stack) -> None:
-    events, notifications = stores_of(stack)
-    event = processing_event(events)
-    notifications.create([NewNotification(notification(event))])
-    notifications.add_to_event(event.event_id, total=1, fanout_complete=True)
+    ledger = ledger_of(stack)
+    event = processing_event(ledger, topic="chart-fans")
+    counted(ledger, [notification(event)])
     settings = stack.settings.model_copy(update={"reconcile_grace_seconds": 0.0})
-    assert Reconciler(settings, stack.clients).settle_stuck() == 0
-    assert events.get(event.event_id)[0].status == EventStatus.PROCESSING  # type: ignore[index]
+    assert Reconciler(settings, stack.clients).run_pass().settled == 0
+    assert stored(ledger, event.event_id).status == EventStatus.PROCESSING

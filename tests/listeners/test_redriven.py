@@ -5,23 +5,23 @@ the event, and the notification is delivered once."""
 from __future__ import annotations
 
 from core.catalogue.models import EventStatus, NotificationStatus
-from core.ledger.notification_store import NotificationStore
+from core.ledger.wiring import Ledger
 from core.platform.errors import PermanentError
 from listeners.batch import BatchSettler
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import Ack, DeadLetter, QueueMessage, Retry
 from listeners.worker import reopen_redriven
 from tests.conftest import Stack
-from tests.factories import OK, QUEUE, ScriptedNotifier, queue_notification, stores_of
+from tests.factories import OK, QUEUE, ScriptedNotifier, ledger_of, queue_notification
 
 
-def handler_for(stack: Stack, notifier: ScriptedNotifier) -> DeliveryHandler:
+def handler_for(ledger: Ledger, notifier: ScriptedNotifier) -> DeliveryHandler:
     return DeliveryHandler(
         notifier=notifier,
-        store=NotificationStore(stack.clients.dynamodb, stack.clients.names.table),
+        ledger=ledger,
         policy=RetryPolicy(base=0.01, cap=0.01, max_attempts=3),
         lease_seconds=30,
-        on_redriven=reopen_redriven(stack.clients),
+        on_redriven=reopen_redriven(ledger),
     )
 
 
@@ -30,10 +30,10 @@ def receive(stack: Stack, queue: str) -> list[QueueMessage]:
 
 
 def test_a_message_moved_back_by_sqs_reopens_its_record_and_is_sent(stack: Stack) -> None:
-    events, notifications = stores_of(stack)
-    message = queue_notification(stack, (events, notifications))
+    ledger = ledger_of(stack)
+    message = queue_notification(stack, ledger)
     settler = BatchSettler(stack.clients.sqs, stack.clients.queue_url)
-    failing = handler_for(stack, ScriptedNotifier(PermanentError("provider said no")))
+    failing = handler_for(ledger, ScriptedNotifier(PermanentError("provider said no")))
     try:
         batch = receive(stack, QUEUE)
         results = failing(batch)
@@ -41,7 +41,7 @@ def test_a_message_moved_back_by_sqs_reopens_its_record_and_is_sent(stack: Stack
         settler.settle(batch, results)
     finally:
         failing.close()
-    found = events.get(message.event_id)
+    found = ledger.event_reads.get(message.event_id)
     assert found is not None and found[0].status is EventStatus.FAILED
 
     # What StartMessageMoveTask does: the DLQ copy, attributes and all, into the source.
@@ -56,7 +56,7 @@ def test_a_message_moved_back_by_sqs_reopens_its_record_and_is_sent(stack: Stack
         },
     )
     notifier = ScriptedNotifier(OK)
-    working = handler_for(stack, notifier)
+    working = handler_for(ledger, notifier)
     try:
         batch = receive(stack, QUEUE)
         first = working(batch)
@@ -70,7 +70,7 @@ def test_a_message_moved_back_by_sqs_reopens_its_record_and_is_sent(stack: Stack
         working.close()
 
     assert notifier.sent == [message.notification_id]
-    found = events.get(message.event_id)
+    found = ledger.event_reads.get(message.event_id)
     assert found is not None
     record, records = found
     assert record.status is EventStatus.SUCCESS

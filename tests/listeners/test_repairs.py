@@ -7,11 +7,11 @@ import time
 from typing import Any
 
 from core.catalogue.models import EventStatus, NotificationStatus
-from core.ledger.event_store import EventStore
 from listeners.messages import DeadLetter, QueueMessage
 from listeners.reconciler import Reconciler
 from listeners.router import Router
 from tests.conftest import Stack
+from tests.factories import ledger_of
 from tests.listeners.test_router import (
     COMMENT,
     MIDDAY_TOKYO,
@@ -65,10 +65,10 @@ def test_an_event_no_router_takes_fails_with_the_reason(stack: Stack) -> None:
     fix = reconciler(stack, reconcile_max_publishes=3)
     for expected in (1, 1):  # republished while it has publishes left
         drain(stack, "events-normal")  # each publish is taken and lost
-        assert fix.run_once() == expected
+        assert fix.run_pass().republished == expected
         fix._watermarks.clear()
     drain(stack, "events-normal")
-    assert fix.run_once() == 0
+    assert fix.run_pass().republished == 0
     record, _ = stored(stack, event.event_id)
     assert record.status is EventStatus.FAILED
     assert record.reason == "not routed after 3 publishes"
@@ -114,19 +114,19 @@ def test_a_record_waiting_behind_its_channel_backlog_is_not_repaired(stack: Stac
 def test_stuck_events_do_not_hide_newer_ones(stack: Stack) -> None:
     """Pages resume from a watermark: with one page a pass, the second pass reaches the
     events after the first page instead of reading the same stuck page again."""
-    events = EventStore(stack.clients.dynamodb, stack.clients.names.table)
+    ledger = ledger_of(stack)
     add_user(stack, "u-1", EMAIL, email="u1@example.com")
     posted = [post_event(stack, "comment", COMMENT, user_id="u-1") for _ in range(105)]
     assert len(drain(stack, "events-normal")) == 105  # taken and lost
     fix = reconciler(stack, reconcile_pages_per_pass=1)
 
-    first = fix.run_once()
+    first = fix.run_pass().republished
     drain(stack, "events-normal")
-    second = fix.run_once()
+    second = fix.run_pass().republished
 
     assert (first, second) == (100, 5)
     attempts = {
-        e.event_id: events.get(e.event_id)[0].publish_attempts  # type: ignore[index]
+        e.event_id: ledger.event_reads.get(e.event_id)[0].publish_attempts  # type: ignore[index]
         for e in posted
     }
     assert set(attempts.values()) == {2}  # each republished exactly once

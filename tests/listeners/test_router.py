@@ -10,6 +10,7 @@ import json
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,9 +22,9 @@ from core.catalogue.event_types import EVENT_TYPES, Category, Priority
 from core.catalogue.models import Event, EventRecord, EventStatus, NotificationMessage, iso, utcnow
 from core.directory.profiles import Preferences, ProfileFields
 from core.directory.users import PROFILE_SK, UserStore
-from core.ledger.event_store import EventStore
-from core.ledger.notification_store import CHUNK_MAX, NewNotification, NotificationStore
+from core.ledger.notification_records import NewNotification
 from core.ledger.publisher import publish_events
+from core.ledger.record_creation import CHUNK_MAX, RecordCreation
 from core.platform.settings import Settings
 from listeners.batch import BatchSettler
 from listeners.fanout import Poison, RouterWork, continuation, decode
@@ -31,6 +32,7 @@ from listeners.lambda_handler import sqs_lambda_handler
 from listeners.messages import Ack, DeadLetter, QueueMessage, Result, Retry
 from listeners.router import Router, build_consumer
 from tests.conftest import Stack
+from tests.factories import claim, ledger_of, record
 from tests.support import wait_until
 
 PREFIX = "herald-test"
@@ -83,8 +85,7 @@ def post_event(
         data=data,
         created_at=iso(utcnow()),
     )
-    events = EventStore(stack.clients.dynamodb, stack.clients.names.table)
-    events.put_new(events.new_record(event))
+    record(ledger_of(stack), event)
     assert publish_events(stack.clients.sns, stack.clients.topic_arn, [event]) == {}
     return event
 
@@ -151,7 +152,7 @@ def redeliver(stack: Stack, messages: Sequence[QueueMessage]) -> list[QueueMessa
 
 
 def stored(stack: Stack, event_id: str) -> tuple[EventRecord, dict[str, dict[str, Any]]]:
-    found = EventStore(stack.clients.dynamodb, stack.clients.names.table).get(event_id)
+    found = ledger_of(stack).event_reads.get(event_id)
     assert found is not None
     event, notifications = found
     return event, {n["channel"]: n for n in notifications}
@@ -209,7 +210,7 @@ def test_an_event_reaches_the_users_channels_rendered_on_its_lane(stack: Stack) 
     taken = NotificationMessage.model_validate(
         {k: v for k, v in email[0].items() if k != "attributes"}
     )
-    assert NotificationStore(stack.clients.dynamodb, stack.clients.names.table).claim(taken, 60)
+    assert claim(ledger_of(stack), taken, 60)
     _, notifications = stored(stack, comment.event_id)
     assert notifications["email"]["status"] == "SENDING"
     written = stack.clients.dynamodb.get_item(TableName=table, Key=key)["Item"]
@@ -340,7 +341,7 @@ def seed_subscribers(stack: Stack, topic: str, user_ids: Sequence[str], channel:
         assert not resp.get("UnprocessedItems")
 
 
-class CrashingStore(NotificationStore):
+class CrashingCreation(RecordCreation):
     """Dies once between two chunks of a page when armed, as a router process might."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -367,9 +368,14 @@ def test_a_topic_fans_out_page_by_page_once_despite_redelivery_and_a_crash(
     settings = stack.settings.model_copy(update={"fanout_page_size": 100})
     subscribers = [f"u-{i:03d}" for i in range(250)]
     seed_subscribers(stack, "charts.global", subscribers, "email")
-    table = stack.clients.names.table
-    crashing = CrashingStore(stack.clients.dynamodb, table)
-    handler = Router(settings, stack.clients, notifications=crashing, clock=lambda: MIDDAY_TOKYO)
+    ledger = ledger_of(stack)
+    crashing = CrashingCreation(stack.clients.names.table, ledger.records, ledger.tally)
+    handler = Router(
+        settings,
+        stack.clients,
+        ledger=replace(ledger, creation=crashing),
+        clock=lambda: MIDDAY_TOKYO,
+    )
     trend = post_event(
         stack,
         "trend.top_artist_changed",
@@ -427,12 +433,12 @@ def test_a_topic_fans_out_page_by_page_once_despite_redelivery_and_a_crash(
     event, _ = stored(stack, trend.event_id)
     assert event.counts.model_dump() == {"total": 250, "sent": 0, "failed": 0, "skipped": 0}
     assert event.status is EventStatus.PROCESSING
-    found = EventStore(stack.clients.dynamodb, table).get(trend.event_id)
+    found = ledger.event_reads.get(trend.event_id)
     assert found is not None and len(found[1]) == 250
 
     # Workers settle the notifications; the last count settles the event.
-    assert crashing.add_to_event(trend.event_id, sent=249) is None
-    assert crashing.add_to_event(trend.event_id, sent=1) is EventStatus.SUCCESS
+    assert ledger.settlement.add_and_settle(trend.event_id, sent=249) is None
+    assert ledger.settlement.add_and_settle(trend.event_id, sent=1) is EventStatus.SUCCESS
 
 
 # --- poison and the Lambda adapter --------------------------------------------------------

@@ -44,12 +44,12 @@ def test_subscribers_of_a_large_topic_count_on_several_items(stack: Stack) -> No
         store.subscribe(TOPIC, f"u-{i}", max_subscribers=100_000)
     items = count_items(stack)
     assert len(items) > 4  # 40 subscribers over 16 shards
-    assert sum(items.values()) == 40 == store.subscriber_count(TOPIC)
+    assert sum(items.values()) == 40 == store.counts.total(TOPIC)
 
     for i in range(10):
         assert store.unsubscribe(TOPIC, f"u-{i}")
     assert not store.unsubscribe(TOPIC, "u-0")
-    assert store.subscriber_count(TOPIC) == 30
+    assert store.counts.total(TOPIC) == 30
 
     page = Directory(stack.clients.dynamodb, stack.clients.names.table).page("TOPIC", "default", 10)
     assert [i["directory_key"] for i in page.items] == [TOPIC]
@@ -88,7 +88,7 @@ def test_a_full_shard_refuses_its_subscribers_and_not_the_others(stack: Stack) -
     assert refused and accepted
     assert {topic_counts.shard_of(u, shards) for u in refused} == {full_shard}
     assert {topic_counts.shard_of(u, shards) for u in accepted} == {1 - full_shard}
-    assert store.subscriber_count(TOPIC) == limit // shards + len(accepted)
+    assert store.counts.total(TOPIC) == limit // shards + len(accepted)
 
 
 def test_a_subscription_is_uncounted_on_its_own_shard_after_the_limit_changed(

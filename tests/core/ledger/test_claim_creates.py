@@ -7,10 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from core.catalogue.models import EventStatus, NotificationMessage, NotificationStatus
-from core.ledger.event_store import EventStore
-from core.ledger.notification_store import Outcome
+from core.ledger.outcome_records import Outcome
+from core.ledger.record_transitions import Claim
+from core.ledger.wiring import Ledger
 from tests.conftest import Stack
-from tests.core.ledger.test_record_counts import queued, routed_user_event, store
+from tests.core.ledger.test_record_counts import queued, routed_user_event
+from tests.factories import ledger_of
 
 
 def raw_record(stack: Stack, event_id: str, channel: str) -> dict[str, Any] | None:
@@ -24,8 +26,9 @@ def message_of(stack: Stack, channel: str) -> NotificationMessage:
     return NotificationMessage.model_validate_json(first.body)
 
 
-def events(stack: Stack) -> EventStore:
-    return EventStore(stack.clients.dynamodb, stack.clients.names.table)
+def claim(ledger: Ledger, message: NotificationMessage) -> Claim | str | None:
+    """A worker's claim: the Claim, or the status that refused it (None: no record)."""
+    return ledger.transitions.claim_many([message], 60)[0]
 
 
 def test_routing_lists_queued_records_and_readers_show_them_queued(stack: Stack) -> None:
@@ -33,7 +36,8 @@ def test_routing_lists_queued_records_and_readers_show_them_queued(stack: Stack)
 
     assert raw_record(stack, event_id, "email") is None
     assert raw_record(stack, event_id, "sms") is None
-    record, notifications = events(stack).get(event_id) or (None, [])
+    ledger = ledger_of(stack)
+    record, notifications = ledger.event_reads.get(event_id) or (None, [])
     assert record is not None and record.counts.total == 2 and record.counts.sent == 0
     assert {n["channel"]: n["status"] for n in notifications} == {
         "email": "QUEUED",
@@ -44,17 +48,18 @@ def test_routing_lists_queued_records_and_readers_show_them_queued(stack: Stack)
         "sms": "+*******0123",
     }
     # The reconciler's audit sees them unsettled: the event is not settled from records.
-    states = events(stack).notification_states(event_id)
+    states = ledger.stale_events.notification_states(event_id)
     assert sorted(s["status"] for s in states) == ["QUEUED", "QUEUED"]
-    assert events(stack).settle_from_records(event_id) is None
+    assert ledger.settlement.settle_from_records(event_id) is None
 
 
 def test_the_first_claim_writes_the_record_and_a_second_is_refused(stack: Stack) -> None:
     event_id = routed_user_event(stack)
     email = message_of(stack, "email")
 
-    first = store(stack).try_claim(email, 60)
-    again = store(stack).try_claim(email, 60)
+    ledger = ledger_of(stack)
+    first = claim(ledger, email)
+    again = claim(ledger, email)
 
     assert first is not None and not isinstance(first, str) and first.attempt == 1
     assert again == NotificationStatus.SENDING  # a redelivered message does not send twice
@@ -71,15 +76,16 @@ def test_failing_an_unclaimed_record_writes_it_failed_and_later_claims_are_refus
     event_id = routed_user_event(stack)
     email, sms = message_of(stack, "email"), message_of(stack, "sms")
 
-    store(stack).record_outcomes(
+    ledger = ledger_of(stack)
+    ledger.outcomes.record_outcomes(
         [Outcome(email, "", NotificationStatus.FAILED, error="no such mailbox")]
     )
 
-    assert store(stack).try_claim(email, 60) == NotificationStatus.FAILED
-    assert store(stack).fail_stranded(event_id, "NOTIF#sms#ana", "lost", absent=True)
-    assert store(stack).try_claim(sms, 60) == NotificationStatus.FAILED
-    assert events(stack).settle_from_records(event_id) is EventStatus.FAILED
-    record, notifications = events(stack).get(event_id) or (None, [])
+    assert claim(ledger, email) == NotificationStatus.FAILED
+    assert ledger.transitions.fail_stranded(event_id, "NOTIF#sms#ana", "lost", absent=True)
+    assert claim(ledger, sms) == NotificationStatus.FAILED
+    assert ledger.settlement.settle_from_records(event_id) is EventStatus.FAILED
+    record, notifications = ledger.event_reads.get(event_id) or (None, [])
     assert record is not None and (record.counts.total, record.counts.failed) == (2, 2)
     assert {n["channel"]: n["last_error"] for n in notifications} == {
         "email": "no such mailbox",
@@ -94,7 +100,7 @@ def test_pages_of_notifications_show_each_record_once_written_or_not(stack: Stac
     from tests.conftest import AUTH
 
     event_id = routed_user_event(stack)
-    assert store(stack).try_claim(message_of(stack, "email"), 60)  # email written, sms not
+    assert claim(ledger_of(stack), message_of(stack, "email"))  # email written, sms not
 
     with TestClient(create_app(stack.settings, stack.clients), headers=AUTH) as api:
         pages, cursor = [], None

@@ -11,12 +11,13 @@ from core.aws import dynamo
 from core.catalogue.event_types import Category, Priority
 from core.catalogue.models import Event, EventStatus, iso, utcnow
 from core.ledger import event_index
-from core.ledger.event_store import EventStore
+from core.ledger.wiring import Ledger
 from tests.conftest import Stack
+from tests.factories import ledger_of, record
 
 
 def put_event(
-    events: EventStore, *, days_ago: float = 0, type_: str = "follow", n: int | None = None
+    ledger: Ledger, *, days_ago: float = 0, type_: str = "follow", n: int | None = None
 ) -> Event:
     event = Event(
         # `n` makes the id, and so its shards, the same on every run.
@@ -30,7 +31,7 @@ def put_event(
         created_at=iso(utcnow() - timedelta(days=days_ago)),
         tenant="default",
     )
-    events.put_new(events.new_record(event))
+    record(ledger, event)
     return event
 
 
@@ -41,11 +42,11 @@ def raw(stack: Stack, event_id: str) -> dict[str, Any]:
     return dynamo.from_item(item)
 
 
-def every_page(events: EventStore, **filters: Any) -> list[str]:
+def every_page(ledger: Ledger, **filters: Any) -> list[str]:
     seen: list[str] = []
     cursor = None
     for _ in range(200):
-        page = events.list_events(limit=7, cursor=cursor, **filters)
+        page = ledger.event_reads.list_events(limit=7, cursor=cursor, **filters)
         seen += [e["event_id"] for e in page.items]
         cursor = page.next_cursor
         if cursor is None:
@@ -54,8 +55,8 @@ def every_page(events: EventStore, **filters: Any) -> list[str]:
 
 
 def test_events_of_one_day_spread_over_every_shard(stack: Stack) -> None:
-    events = EventStore(stack.clients.dynamodb, stack.clients.names.table)
-    made = [put_event(events, n=i) for i in range(64)]
+    ledger = ledger_of(stack)
+    made = [put_event(ledger, n=i) for i in range(64)]
     day_keys = {raw(stack, e.event_id)["day_shard"] for e in made}
     assert len(day_keys) == event_index.LISTING_SHARDS
     status_keys = {raw(stack, e.event_id)["status_shard"] for e in made}
@@ -64,43 +65,46 @@ def test_events_of_one_day_spread_over_every_shard(stack: Stack) -> None:
 
 
 def test_a_listing_merges_shards_and_days_newest_first(stack: Stack) -> None:
-    events = EventStore(stack.clients.dynamodb, stack.clients.names.table)
-    made = [put_event(events, days_ago=d / 4) for d in range(30)]  # over eight days
+    ledger = ledger_of(stack)
+    made = [put_event(ledger, days_ago=d / 4) for d in range(30)]  # over eight days
     newest_first = [e.event_id for e in sorted(made, key=lambda e: e.created_at, reverse=True)]
-    assert every_page(events) == newest_first
-    assert every_page(events, tenant="default") == newest_first
-    assert every_page(events, type_="follow") == newest_first
-    assert every_page(events, type_="like") == []
+    assert every_page(ledger) == newest_first
+    assert every_page(ledger, tenant="default") == newest_first
+    assert every_page(ledger, type_="follow") == newest_first
+    assert every_page(ledger, type_="like") == []
 
 
 def test_a_settled_event_leaves_the_status_index_and_a_failed_one_enters_it(
     stack: Stack,
 ) -> None:
-    events = EventStore(stack.clients.dynamodb, stack.clients.names.table)
-    ok, bad = put_event(events), put_event(events)
+    ledger = ledger_of(stack)
+    ok, bad = put_event(ledger), put_event(ledger)
     for event in (ok, bad):
-        assert events.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
+        assert ledger.event_status.transition(
+            event.event_id, EventStatus.START, EventStatus.PROCESSING
+        )
     # Routed: the entry stays on its OPEN key, the projected status moves.
     assert raw(stack, ok.event_id)["status_shard"].startswith("OPEN#")
-    assert set(every_page(events, status="PROCESSING")) == {ok.event_id, bad.event_id}
-    assert every_page(events, status="START") == []
-    assert events.transition(ok.event_id, EventStatus.PROCESSING, EventStatus.SUCCESS)
-    assert events.fail(bad.event_id, "provider down")
+    assert set(every_page(ledger, status="PROCESSING")) == {ok.event_id, bad.event_id}
+    assert every_page(ledger, status="START") == []
+    status = ledger.event_status
+    assert status.transition(ok.event_id, EventStatus.PROCESSING, EventStatus.SUCCESS)
+    assert ledger.event_status.fail(bad.event_id, "provider down")
 
     assert "status_shard" not in raw(stack, ok.event_id)
     assert raw(stack, bad.event_id)["status_shard"].startswith("FAILED#")
-    assert every_page(events, status="FAILED") == [bad.event_id]
-    assert every_page(events, status="PROCESSING") == []
+    assert every_page(ledger, status="FAILED") == [bad.event_id]
+    assert every_page(ledger, status="PROCESSING") == []
     # SUCCESS is not indexed: the day index is read and filtered.
-    assert every_page(events, status="SUCCESS") == [ok.event_id]
+    assert every_page(ledger, status="SUCCESS") == [ok.event_id]
 
 
 def test_an_empty_week_costs_a_short_page_not_an_unbounded_read(stack: Stack) -> None:
-    events = EventStore(stack.clients.dynamodb, stack.clients.names.table)
-    old = put_event(events, days_ago=12)
-    first = events.list_events(limit=5)
+    ledger = ledger_of(stack)
+    old = put_event(ledger, days_ago=12)
+    first = ledger.event_reads.list_events(limit=5)
     assert first.items == [] and first.next_cursor is not None
-    assert every_page(events) == [old.event_id]
+    assert every_page(ledger) == [old.event_id]
 
 
 def test_listing_indexes_project_keys_and_immutable_attributes_only(stack: Stack) -> None:
@@ -118,8 +122,8 @@ def test_listing_indexes_project_keys_and_immutable_attributes_only(stack: Stack
 
 
 def test_events_are_not_in_the_other_entities_indexes(stack: Stack) -> None:
-    events = EventStore(stack.clients.dynamodb, stack.clients.names.table)
-    put_event(events)
+    ledger = ledger_of(stack)
+    put_event(ledger)
     found = stack.clients.dynamodb.query(
         TableName=stack.clients.names.table,
         IndexName=dynamo.GSI_BY_STATUS,
@@ -133,7 +137,7 @@ def test_events_are_not_in_the_other_entities_indexes(stack: Stack) -> None:
 def test_a_forged_listing_cursor_is_refused(stack: Stack) -> None:
     import pytest
 
-    events = EventStore(stack.clients.dynamodb, stack.clients.names.table)
+    ledger = ledger_of(stack)
     for cursor in ("not-base64!!", "eyJhIjoxfQ", "eyJnIjoiMjAyNiIsImsiOiIifQ"):
         with pytest.raises(dynamo.BadCursor):
-            events.list_events(cursor=cursor)
+            ledger.event_reads.list_events(cursor=cursor)

@@ -9,8 +9,9 @@ from pathlib import Path
 from core.aws.clients import AwsClients, CallLog
 from core.catalogue.event_types import Category, Priority
 from core.catalogue.models import Event, iso, utcnow
-from core.ledger.event_store import EventExists, EventStore
+from core.ledger.event_items import EventExists
 from core.ledger.publisher import publish_events
+from core.ledger.wiring import build_ledger
 from tests.conftest import Stack
 from tests.listeners.test_batching import calls_since
 
@@ -36,9 +37,10 @@ def test_a_batch_is_one_transaction_and_a_taken_id_only_cancels_its_own_put(
     stack: Stack, tmp_path: Path
 ) -> None:
     clients, log = counting(stack, tmp_path)
-    events = EventStore(clients.dynamodb, clients.names.table)
+    ledger = build_ledger(clients.dynamodb, clients.names.table)
+    events = ledger.event_writes
     taken = comment("u-0")
-    events.put_new(events.new_record(taken))
+    assert events.put_new_batch([events.new_record(taken)]) == [None]
     fresh = [comment(f"u-{i}") for i in range(1, 4)]
     again = taken.model_copy(update={"data": {"actor": "B", "post": "p", "text": "t"}})
     repeat = fresh[0].model_copy()
@@ -57,13 +59,14 @@ def test_a_batch_is_one_transaction_and_a_taken_id_only_cancels_its_own_put(
     # The same id twice in one batch is recorded once; the repeat learns it exists.
     assert isinstance(last, EventExists) and last.existing.event_id == fresh[0].event_id
     for event in fresh:
-        stored = events.get(event.event_id)
+        stored = ledger.event_reads.get(event.event_id)
         assert stored is not None and stored[0].user_id == event.user_id
 
 
 def test_a_lone_record_is_a_plain_put(stack: Stack, tmp_path: Path) -> None:
     clients, log = counting(stack, tmp_path)
-    events = EventStore(clients.dynamodb, clients.names.table)
+    ledger = build_ledger(clients.dynamodb, clients.names.table)
+    events = ledger.event_writes
     before = {service: dict(ops) for service, ops in log.counts.items()}
     event = comment()
     assert events.put_new_batch([events.new_record(event)]) == [None]
@@ -76,14 +79,15 @@ def test_records_over_four_megabytes_are_split_across_transactions(
     stack: Stack, tmp_path: Path
 ) -> None:
     clients, log = counting(stack, tmp_path)
-    events = EventStore(clients.dynamodb, clients.names.table)
+    ledger = build_ledger(clients.dynamodb, clients.names.table)
+    events = ledger.event_writes
     big = [comment(f"u-{i}", {"text": "x" * 240_000}) for i in range(20)]  # about 4.8 MB
     before = {service: dict(ops) for service, ops in log.counts.items()}
 
     assert events.put_new_batch([events.new_record(e) for e in big]) == [None] * 20
 
     assert calls_since(log, before) == {"dynamodb": {"TransactWriteItems": 2}}
-    assert all(events.get(e.event_id) is not None for e in big)
+    assert all(ledger.event_reads.get(e.event_id) is not None for e in big)
 
 
 def test_publish_batches_stay_under_the_sns_size_limit(stack: Stack, tmp_path: Path) -> None:

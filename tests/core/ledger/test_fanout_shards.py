@@ -11,14 +11,12 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from core.aws import dynamo
 from core.catalogue.models import EventStatus, NotificationStatus
-from core.ledger.event_store import EventStore
 from core.ledger.event_tally import TALLY_SHARDS
-from core.ledger.notification_store import NotificationStore
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import QueueMessage
 from listeners.router import Router
 from tests.conftest import AUTH, Stack
-from tests.factories import OK, ScriptedNotifier
+from tests.factories import OK, ScriptedNotifier, ledger_of
 from tests.listeners.test_repairs import EMAIL, TREND, reconciler
 from tests.listeners.test_router import (
     MIDDAY_TOKYO,
@@ -54,10 +52,9 @@ def routed_topic_event(stack: Stack) -> str:
 
 
 def deliver_all(stack: Stack) -> None:
-    store = NotificationStore(stack.clients.dynamodb, stack.clients.names.table)
     handler = DeliveryHandler(
         notifier=ScriptedNotifier(OK),
-        store=store,
+        ledger=ledger_of(stack),
         policy=RetryPolicy(base=0.01, cap=0.01, max_attempts=3),
         lease_seconds=30,
     )
@@ -83,13 +80,13 @@ def test_a_topic_fan_out_counts_on_shards_and_settles_once(stack: Stack) -> None
     assert len(partitions) == len(items)
     assert sum(int(i.get("sent", 0)) for i in items.values()) == SUBSCRIBERS
 
-    events = EventStore(stack.clients.dynamodb, stack.clients.names.table)
-    found = events.get(event_id)
+    reads = ledger_of(stack).event_reads
+    found = reads.get(event_id)
     assert found is not None
     record, _ = found
     assert record.status is EventStatus.SUCCESS
     assert (record.counts.total, record.counts.sent) == (SUBSCRIBERS, SUBSCRIBERS)
-    (listed,) = [e for e in events.list_events().items if e["event_id"] == event_id]
+    (listed,) = [e for e in reads.list_events().items if e["event_id"] == event_id]
     assert listed["counts"]["sent"] == SUBSCRIBERS
 
 
@@ -105,7 +102,7 @@ def test_the_api_sums_the_shards(stack: Stack) -> None:
 def test_settling_from_records_puts_the_true_counts_on_shard_zero(stack: Stack) -> None:
     event_id = routed_topic_event(stack)
     deliver_all(stack)
-    events = EventStore(stack.clients.dynamodb, stack.clients.names.table)
+    ledger = ledger_of(stack)
     # A tally gone wrong (a count applied twice) on one shard, event still PROCESSING.
     shard = next(k for k in tally_items(stack, event_id) if k)
     stack.clients.dynamodb.update_item(
@@ -114,21 +111,21 @@ def test_settling_from_records_puts_the_true_counts_on_shard_zero(stack: Stack) 
         UpdateExpression="ADD sent :one",
         ExpressionAttributeValues={":one": {"N": "1"}},
     )
-    assert events.transition(event_id, EventStatus.SUCCESS, EventStatus.PROCESSING)
+    assert ledger.event_status.transition(event_id, EventStatus.SUCCESS, EventStatus.PROCESSING)
 
     assert reconciler(stack).run_pass().settled == 1
 
     items = tally_items(stack, event_id)
     assert items[0]["sent"] == SUBSCRIBERS
     assert all(int(i.get("sent", 0)) == 0 for k, i in items.items() if k)
-    found = events.get(event_id)
+    found = ledger.event_reads.get(event_id)
     assert found is not None and found[0].counts.sent == SUBSCRIBERS
 
 
 def test_a_topic_fan_out_keeps_its_records_on_partitions_of_their_own(stack: Stack) -> None:
     event_id = routed_topic_event(stack)
     deliver_all(stack)
-    found = EventStore(stack.clients.dynamodb, stack.clients.names.table).get(event_id)
+    found = ledger_of(stack).event_reads.get(event_id)
     assert found is not None
     partitions = {n["PK"] for n in found[1]}
     assert len(found[1]) == SUBSCRIBERS
@@ -156,10 +153,14 @@ def test_a_topic_fan_out_keeps_its_records_on_partitions_of_their_own(stack: Sta
 def test_a_receipt_finds_a_record_on_its_partition(stack: Stack) -> None:
     event_id = routed_topic_event(stack)
     deliver_all(stack)
-    store = NotificationStore(stack.clients.dynamodb, stack.clients.names.table)
-    assert store.record_shards_of(event_id) > 1
-    assert store.record_receipt(event_id, "email", "u-3", NotificationStatus.DELIVERED, None)
-    found = EventStore(stack.clients.dynamodb, stack.clients.names.table).get(event_id)
+    ledger = ledger_of(stack)
+    assert ledger.receipts.record_shards_of(event_id) > 1
+    receipt = (event_id, "email", "u-3")
+    applied = ledger.receipts.apply(
+        "sendgrid", "r-1", 600, receipt, NotificationStatus.DELIVERED, None
+    )
+    assert applied.value == "updated"
+    found = ledger.event_reads.get(event_id)
     assert found is not None
     statuses = {n["recipient_id"]: n["status"] for n in found[1]}
     assert statuses["u-3"] == "DELIVERED"

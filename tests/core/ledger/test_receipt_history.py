@@ -8,25 +8,28 @@ from typing import Any
 
 from core.aws import dynamo
 from core.catalogue.models import NotificationStatus
-from core.ledger.notification_records import history_entry, record_key
-from core.ledger.notification_store import HISTORY_MAX, NewNotification
-from core.ledger.receipts import Outcome, ReceiptLedger
+from core.ledger.notification_records import HISTORY_MAX, history_entry, record_key
+from core.ledger.outcome_records import RECORDED
+from core.ledger.outcome_records import Outcome as SendOutcome
+from core.ledger.receipts import Outcome
 from tests.conftest import Stack
-from tests.factories import notification, processing_event, stores_of
+from tests.factories import claim, ledger_of, notification, recorded_event, routed
 
 
 def sent_record(stack: Stack, history: int) -> tuple[str, str, str]:
-    events, notifications = stores_of(stack)
-    message = notification(processing_event(events))
-    notifications.create([NewNotification(message)])
-    key = record_key(message.event_id, message.channel, message.recipient_id)
+    """A record routed, claimed and SENT, whose history already holds `history` entries
+    (as if that many receipts had come)."""
+    ledger = ledger_of(stack)
+    (message,) = routed(ledger, [notification(recorded_event(ledger))])
+    held = claim(ledger, message)
+    assert held is not None
+    sent = SendOutcome(message, held.token, NotificationStatus.SENT, "sendgrid", "msg-1")
+    assert ledger.outcomes.record_outcomes([sent]) == [RECORDED]
     stack.clients.dynamodb.update_item(
         TableName=stack.clients.names.table,
-        Key=key,
-        UpdateExpression="SET #s = :sent, history = :h",
-        ExpressionAttributeNames={"#s": "status"},
+        Key=record_key(message.event_id, message.channel, message.recipient_id),
+        UpdateExpression="SET history = :h",
         ExpressionAttributeValues={
-            ":sent": {"S": "SENT"},
             ":h": {"L": [history_entry("SENT", f"entry {i}") for i in range(history)]},
         },
     )
@@ -41,8 +44,7 @@ def stored(stack: Stack, ids: tuple[str, str, str]) -> dict[str, Any]:
 
 
 def test_receipts_past_a_full_history_are_counted_not_appended(stack: Stack) -> None:
-    _, notifications = stores_of(stack)
-    ledger = ReceiptLedger(stack.clients.dynamodb, stack.clients.names.table, notifications)
+    ledger = ledger_of(stack).receipts
     ids = sent_record(stack, HISTORY_MAX - 2)
     outcomes = [
         ledger.apply("sendgrid", f"open-{i}", 600, ids, NotificationStatus.DELIVERED, f"open {i}")
@@ -62,8 +64,7 @@ def test_receipts_past_a_full_history_are_counted_not_appended(stack: Stack) -> 
 
 
 def test_a_receipt_for_a_record_that_takes_none_changes_nothing(stack: Stack) -> None:
-    _, notifications = stores_of(stack)
-    ledger = ReceiptLedger(stack.clients.dynamodb, stack.clients.names.table, notifications)
+    ledger = ledger_of(stack).receipts
     ids = sent_record(stack, HISTORY_MAX)
     stack.clients.dynamodb.update_item(
         TableName=stack.clients.names.table,
@@ -75,11 +76,3 @@ def test_a_receipt_for_a_record_that_takes_none_changes_nothing(stack: Stack) ->
     outcome = ledger.apply("twilio", "SM1:delivered", 600, ids, NotificationStatus.DELIVERED, None)
     assert outcome is Outcome.UNCHANGED
     assert "history_dropped" not in stored(stack, ids)
-
-
-def test_the_direct_receipt_path_bounds_history_too(stack: Stack) -> None:
-    _, notifications = stores_of(stack)
-    ids = sent_record(stack, HISTORY_MAX)
-    assert notifications.record_receipt(*ids, NotificationStatus.DELIVERED, "late")
-    record = stored(stack, ids)
-    assert len(record["history"]) == HISTORY_MAX and record["history_dropped"] == 1

@@ -17,8 +17,7 @@ from core.catalogue.models import (
     NotificationMessage,
     NotificationStatus,
 )
-from core.ledger.event_store import EventStore
-from core.ledger.notification_store import LOST, RECORDED, NotificationStore, Outcome, new_token
+from core.ledger.outcome_records import LOST, RECORDED, Outcome
 from core.ledger.record_counts import (
     COUNTED_RECORDS,
     MASKED_RECIPIENTS,
@@ -28,13 +27,15 @@ from core.ledger.record_counts import (
     counts_of,
     with_event,
 )
+from core.ledger.record_transitions import new_token
+from core.ledger.wiring import build_ledger
 from core.platform.errors import PermanentError
 from listeners.delivery import DeliveryHandler, RetryPolicy
 from listeners.messages import QueueMessage
 from listeners.planner import Recipient, plan
 from listeners.router import Router
 from tests.conftest import AUTH, Stack
-from tests.factories import OK, ScriptedNotifier
+from tests.factories import OK, ScriptedNotifier, ledger_of
 from tests.listeners.test_repairs import TREND
 from tests.listeners.test_router import (
     COMMENT,
@@ -57,10 +58,6 @@ def routed_user_event(stack: Stack) -> str:
     return event.event_id
 
 
-def store(stack: Stack) -> NotificationStore:
-    return NotificationStore(stack.clients.dynamodb, stack.clients.names.table)
-
-
 def queued(stack: Stack, channel: str) -> list[QueueMessage]:
     queue = f"{PREFIX}-{channel}-normal"
     return [QueueMessage.from_sqs(queue, m) for m in stack.receive_all(queue, 1)]
@@ -69,7 +66,7 @@ def queued(stack: Stack, channel: str) -> list[QueueMessage]:
 def deliver(stack: Stack, channel: str, outcome: DeliveryResult | Exception = OK) -> None:
     handler = DeliveryHandler(
         notifier=ScriptedNotifier(outcome),
-        store=store(stack),
+        ledger=ledger_of(stack),
         policy=RetryPolicy(base=0.01, cap=0.01, max_attempts=3),
         lease_seconds=30,
     )
@@ -97,16 +94,16 @@ def test_a_user_event_settles_from_its_records_without_a_counter(stack: Stack) -
     assert raw_item(stack, dynamo.tally_key(event_id)) is None
 
     deliver(stack, "email")
-    events = EventStore(stack.clients.dynamodb, stack.clients.names.table)
-    record = events.get_page(event_id, 100)[0]
+    ledger = ledger_of(stack)
+    record = ledger.event_reads.get_page(event_id, 100)[0]
     assert record is not None
     assert record.status is EventStatus.PROCESSING
     assert record.counts.model_dump() == {"total": 2, "sent": 1, "failed": 0, "skipped": 0}
-    listed = {e["event_id"]: e for e in events.list_events(user_id="ana").items}
+    listed = {e["event_id"]: e for e in ledger.event_reads.list_events(user_id="ana").items}
     assert listed[event_id]["counts"]["sent"] == 1
 
     deliver(stack, "sms")
-    record = events.get_page(event_id, 100)[0]
+    record = ledger.event_reads.get_page(event_id, 100)[0]
     assert record is not None
     assert record.status is EventStatus.SUCCESS
     assert record.counts.model_dump() == {"total": 2, "sent": 2, "failed": 0, "skipped": 0}
@@ -123,7 +120,7 @@ def test_a_failed_channel_fails_the_event_with_exact_counts(stack: Stack) -> Non
     # The last outcome is the failure: its worker settles from what it knows of its own.
     deliver(stack, "sms", PermanentError("number not in service"))
 
-    record = EventStore(stack.clients.dynamodb, stack.clients.names.table).get_page(event_id, 9)[0]
+    record = ledger_of(stack).event_reads.get_page(event_id, 9)[0]
     assert record is not None
     assert record.status is EventStatus.FAILED
     assert record.counts.model_dump() == {"total": 2, "sent": 1, "failed": 1, "skipped": 0}
@@ -131,7 +128,7 @@ def test_a_failed_channel_fails_the_event_with_exact_counts(stack: Stack) -> Non
 
 def test_a_repeated_outcome_is_recognised_and_counts_once(stack: Stack) -> None:
     event_id = routed_user_event(stack)
-    notifications = store(stack)
+    ledger = ledger_of(stack)
     messages = [
         NotificationMessage.model_validate_json(m.body)
         for channel in ("email", "sms")
@@ -139,18 +136,20 @@ def test_a_repeated_outcome_is_recognised_and_counts_once(stack: Stack) -> None:
     ]
     assert all(m.counted_records for m in messages)
     token = new_token()
-    claims = notifications.claim_many(messages, 30, token)
+    claims = ledger.transitions.claim_many(messages, 30, token)
     assert all(c is not None and not isinstance(c, str) for c in claims)
     outcomes = [Outcome(m, token, NotificationStatus.SENT, provider="fake") for m in messages]
-    assert notifications.record_outcomes(outcomes) == [RECORDED, RECORDED]
+    assert ledger.outcomes.record_outcomes(outcomes) == [RECORDED, RECORDED]
     # The answer was lost and the same outcomes are written again: nothing changes.
-    assert notifications.record_outcomes(outcomes) != [RECORDED, RECORDED]
-    settled = notifications.settle_events({event_id: 1}, {event_id: messages[0].counted_records})
+    assert ledger.outcomes.record_outcomes(outcomes) != [RECORDED, RECORDED]
+    settled = ledger.settlement.settle_events(
+        {event_id: 1}, {event_id: messages[0].counted_records}
+    )
     assert settled == {event_id: EventStatus.SUCCESS}
-    assert notifications.tally_of(event_id)["sent"] == 2
+    assert ledger.tally.tally_of(event_id)["sent"] == 2
     # Someone else's token is refused.
     stranger = Outcome(messages[0], new_token(), NotificationStatus.SENT, provider="fake")
-    assert notifications.record_outcomes([stranger]) == [LOST]
+    assert ledger.outcomes.record_outcomes([stranger]) == [LOST]
 
 
 def test_outcomes_of_a_self_counted_event_are_single_writes(stack: Stack, tmp_path: Path) -> None:
@@ -159,25 +158,25 @@ def test_outcomes_of_a_self_counted_event_are_single_writes(stack: Stack, tmp_pa
     event_id = routed_user_event(stack)
     settings = stack.settings.model_copy(update={"aws_call_log": str(tmp_path / "calls")})
     clients = AwsClients(settings)
-    notifications = NotificationStore(clients.dynamodb, clients.names.table)
+    ledger = build_ledger(clients.dynamodb, clients.names.table)
     messages = [
         NotificationMessage.model_validate_json(m.body)
         for channel in ("email", "sms")
         for m in queued(stack, channel)
     ]
     token = new_token()
-    notifications.claim_many(messages, 30, token)
+    ledger.transitions.claim_many(messages, 30, token)
     log = CallLog.for_path(settings.aws_call_log or "")
     before = dict(log.counts.get("dynamodb", {}))
 
     outcomes = [Outcome(m, token, NotificationStatus.SENT, provider="fake") for m in messages]
-    assert notifications.record_outcomes(outcomes) == [RECORDED, RECORDED]
+    assert ledger.outcomes.record_outcomes(outcomes) == [RECORDED, RECORDED]
 
     after = log.counts.get("dynamodb", {})
     calls = {op: n - before.get(op, 0) for op, n in after.items() if n != before.get(op, 0)}
     assert calls == {"UpdateItem": 2}
     listed = {event_id: messages[0].counted_records}
-    assert notifications.settle_events({event_id: 1}, listed) == {event_id: EventStatus.SUCCESS}
+    assert ledger.settlement.settle_events({event_id: 1}, listed) == {event_id: EventStatus.SUCCESS}
 
 
 def test_only_small_plans_of_one_partition_count_from_their_records(stack: Stack) -> None:

@@ -1,13 +1,11 @@
-"""Claims and the workers' transitions of notification records.
+"""Claims and the other transitions of a notification record between its creation and its
+outcome (the state machine is drawn in `core.ledger.notification_records`).
 
-The state machine is drawn in `core.ledger.notification_records`. A claim takes a lease and a
-token: a SENDING record whose lease has run out (its worker died) may be claimed again,
-one whose lease holds may not, so a redelivered message cannot send twice; only the
-claim's holder extends its lease or records its outcome.
-
-The store is layered by idea: `core.ledger.notification_records` (creation and transitions),
-`core.ledger.event_tally` (counted creation and settling), `core.ledger.outcome_records` (outcomes
-with their counts); this module adds the claims and the workers' other transitions.
+A claim takes a lease and a token: a SENDING record whose lease has run out (its worker
+died) may be claimed again, one whose lease holds may not, so a redelivered message cannot
+send twice; only the claim's holder extends its lease or records its outcome
+(`core.ledger.outcome_records`). The reconciler fails records whose message is lost, and a
+redrive puts a record back in the queue.
 """
 
 from __future__ import annotations
@@ -31,28 +29,11 @@ from core.catalogue.models import (
 )
 from core.ledger.notification_records import (
     CLAIMABLE,
-    DELIVERED_STATUSES,
-    HISTORY_DETAIL_MAX,
-    HISTORY_MAX,
-    SETTLED,
-    TRANSACT_ROUNDS,
-    EventNotFound,
-    NewNotification,
+    RecordWrites,
     history_entry,
-    is_condition_failure,
     key_of,
-    record_key,
     written_if_absent,
 )
-from core.ledger.outcome_records import (
-    ALREADY,
-    FAILED_UNCLAIMED,
-    LOST,
-    RECORDED,
-    Outcome,
-    OutcomeRecords,
-)
-from core.ledger.record_creation import CHUNK_MAX, CountedCreation
 from core.platform.masking import mask_text
 
 
@@ -71,38 +52,14 @@ def new_token() -> str:
     return uuid.uuid4().hex
 
 
-class NotificationStore(OutcomeRecords):
-    """Every transition of a notification record, the event's tally and outcomes."""
+class RecordTransitions:
+    """A record's claims, leases, retries and the repairs of operators and the
+    reconciler."""
 
-    # Events whose record layout this process has read (a receipt names its notification
-    # by event, channel and recipient, not by partition): a layout never changes.
-    _LAYOUTS_KEPT = 10_000
-
-    def __init__(self, dynamodb: Any, table: str, retention_days: int = 30) -> None:
-        super().__init__(dynamodb, table, retention_days)
-        self._layouts: dict[str, int] = {}
-
-    def record_shards_of(self, event_id: str) -> int:
-        """How many partitions hold the event's records (its tally says; one read, then
-        remembered)."""
-        layouts = self._layouts
-        if event_id not in layouts:
-            resp = self._db.get_item(
-                TableName=self._table,
-                Key=dynamo.tally_key(event_id),
-                ProjectionExpression="record_shards",
-            )
-            if len(layouts) >= self._LAYOUTS_KEPT:
-                layouts.clear()
-            layouts[event_id] = int(resp.get("Item", {}).get("record_shards", {}).get("N", "1"))
-        return layouts[event_id]
-
-    def claim(
-        self, message: NotificationMessage, lease_seconds: float, token: str | None = None
-    ) -> Claim | None:
-        """QUEUED|RETRYING (or SENDING with a lapsed lease) → SENDING; None if not ours."""
-        outcome = self.try_claim(message, lease_seconds, token)
-        return outcome if isinstance(outcome, Claim) else None
+    def __init__(self, dynamodb: Any, table: str, records: RecordWrites) -> None:
+        self._db = dynamodb
+        self._table = table
+        self._records = records
 
     @staticmethod
     def _claim(lease_seconds: float, token: str) -> dict[str, Any]:
@@ -123,13 +80,6 @@ class NotificationStore(OutcomeRecords):
             "add_attempt": True,
         }
 
-    def try_claim(
-        self, message: NotificationMessage, lease_seconds: float, token: str | None = None
-    ) -> Claim | str | None:
-        """Like `claim`, whatever happens: the Claim, or the status that refused it
-        (SENDING, SENT, ...), or None when there is no record at all."""
-        return self.claim_many([message], lease_seconds, token)[0]
-
     def claim_many(
         self,
         messages: Sequence[NotificationMessage],
@@ -144,13 +94,15 @@ class NotificationStore(OutcomeRecords):
         if len(messages) == 1:  # a plain UpdateItem, which also says which attempt this is
             old: dict[str, Any] = {}
             item = aws_errors.retry(
-                lambda: self._update(messages[0], returns=True, old_on_failure=old, **claim)
+                lambda: self._records.update(messages[0], returns=True, old_on_failure=old, **claim)
             )
             if item is not None:
                 return [Claim(attempt=int(item.get("attempts", 1)), token=token)]
             refused = {0: (aws_errors.REFUSED_REASON, old)}
         else:
-            refused = self._transact([self._transition(m, **claim) for m in messages])
+            refused = self._records.transact(
+                [self._records.transition(m, **claim) for m in messages]
+            )
         out: list[Claim | str | None] = []
         for index in range(len(messages)):
             if index not in refused:
@@ -183,7 +135,7 @@ class NotificationStore(OutcomeRecords):
                 },
             )
         except ClientError as exc:
-            if is_condition_failure(exc):
+            if aws_errors.is_refusal(exc):
                 return False
             raise
         return True
@@ -208,31 +160,12 @@ class NotificationStore(OutcomeRecords):
         item = resp.get("Item")
         return None if item is None else str(item["status"]["S"])
 
-    def mark_sent(
-        self,
-        message: NotificationMessage,
-        provider: str,
-        provider_message_id: str | None,
-        token: str | None = None,
-    ) -> bool:
-        return self.mark_sent_many([(message, provider, provider_message_id)], token)[0]
-
-    def mark_sent_many(
-        self, sent: Sequence[tuple[NotificationMessage, str, str | None]], token: str | None = None
-    ) -> list[bool]:
-        """SENT marks without counting (`record_outcomes` counts too); False for a record
-        that was no longer SENDING under this claim."""
-        refused = self._transact(
-            [self._transition(m, owner=token, **self._sent(p, i)) for m, p, i in sent]
-        )
-        return [index not in refused for index in range(len(sent))]
-
     def mark_retrying(
         self, message: NotificationMessage, error: str, delay: int, token: str | None = None
     ) -> bool:
-        refused = self._transact(
+        refused = self._records.transact(
             [
-                self._transition(
+                self._records.transition(
                     message,
                     owner=token,
                     sets={
@@ -246,19 +179,6 @@ class NotificationStore(OutcomeRecords):
             ]
         )
         return not refused
-
-    def mark_failed(self, message: NotificationMessage, error: str) -> bool:
-        item = self._update(
-            message,
-            sets={
-                "status": NotificationStatus.FAILED.value,
-                "last_error": mask_text(error),
-                "lease_until": 0,
-            },
-            allowed=[NotificationStatus.SENDING.value, *[s.value for s in CLAIMABLE]],
-            history=(NotificationStatus.FAILED.value, error),
-        )
-        return item is not None
 
     def fail_stranded(
         self,
@@ -301,7 +221,7 @@ class NotificationStore(OutcomeRecords):
                 "channel": channel,
                 "recipient_id": recipient,
                 "created_at": now,
-                dynamo.TTL_ATTRIBUTE: int(time.time()) + self._retention_days * 86400,
+                dynamo.TTL_ATTRIBUTE: self._records.expires_at(),
             }
             clauses += written_if_absent(dynamo.to_item(fixed), names, values)
             condition = f"attribute_not_exists(PK) OR ({condition})"
@@ -317,120 +237,17 @@ class NotificationStore(OutcomeRecords):
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
-            if is_condition_failure(exc):
+            if aws_errors.is_refusal(exc):
                 return False
             raise
         return True
 
     def requeue(self, message: NotificationMessage, detail: str) -> bool:
         """A redriven notification goes back to QUEUED with its history kept."""
-        item = self._update(
+        item = self._records.update(
             message,
             sets={"status": NotificationStatus.QUEUED.value, "attempts": 0},
             allowed=[NotificationStatus.FAILED.value, NotificationStatus.RETRYING.value],
             history=(NotificationStatus.QUEUED.value, detail),
         )
         return item is not None
-
-    def record_receipt(
-        self,
-        event_id: str,
-        channel: str,
-        recipient_id: str,
-        status: NotificationStatus,
-        detail: str | None,
-    ) -> bool:
-        """A provider's delivery receipt: SENT (or an earlier receipt) → DELIVERED etc."""
-        for full in (False, True):
-            try:
-                self._db.update_item(
-                    TableName=self._table,
-                    **self.receipt_update(
-                        event_id, channel, recipient_id, status, detail, history_full=full
-                    ),
-                )
-            except ClientError as exc:
-                if is_condition_failure(exc):
-                    if not full and receipt_history_full(exc.response.get("Item")):
-                        continue
-                    return False
-                raise
-            return True
-        return False
-
-    def receipt_update(
-        self,
-        event_id: str,
-        channel: str,
-        recipient_id: str,
-        status: NotificationStatus,
-        detail: str | None,
-        *,
-        history_full: bool = False,
-    ) -> dict[str, Any]:
-        """The conditional update of a receipt, also as the Update of a transaction
-        (`core.ledger.receipts` pairs it with the receipt's seen-id).
-
-        Receipts are the one thing a record takes without bound (a provider may report a
-        delivered message opened or clicked any number of times), so they append to
-        `history` only while it has fewer than HISTORY_MAX entries; past that (a refusal
-        with the stored item says so, then `history_full`), the receipt still moves the
-        status and is kept as `last_receipt`, and `history_dropped` counts it."""
-        entry = history_entry(status.value, detail)
-        values: dict[str, Any] = {
-            ":new": {"S": status.value},
-            ":now": {"S": iso(utcnow())},
-            ":sent": {"S": NotificationStatus.SENT.value},
-            ":delivered": {"S": NotificationStatus.DELIVERED.value},
-        }
-        condition = "attribute_exists(PK) AND #s IN (:sent, :delivered)"
-        if history_full:
-            update = (
-                "SET #s = :new, updated_at = :now, last_receipt = :entry ADD history_dropped :one"
-            )
-            values.update({":entry": entry, ":one": {"N": "1"}})
-        else:
-            update = "SET #s = :new, updated_at = :now, history = list_append(history, :h)"
-            condition += " AND size(history) < :max"
-            values.update({":h": {"L": [entry]}, ":max": {"N": str(HISTORY_MAX)}})
-        return {
-            "Key": record_key(event_id, channel, recipient_id, self.record_shards_of(event_id)),
-            "UpdateExpression": update,
-            "ConditionExpression": condition,
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": values,
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
-
-
-def receipt_history_full(stored: dict[str, Any] | None) -> bool:
-    """Whether a refused receipt met a record that takes receipts (SENT, DELIVERED) but
-    whose history is full, from the stored item the refusal returned."""
-    if not stored:
-        return False
-    values = dynamo.from_item(stored)
-    receiving = {NotificationStatus.SENT.value, NotificationStatus.DELIVERED.value}
-    return values.get("status") in receiving and len(values.get("history", [])) >= HISTORY_MAX
-
-
-__all__ = [
-    "ALREADY",
-    "CHUNK_MAX",
-    "CLAIMABLE",
-    "DELIVERED_STATUSES",
-    "FAILED_UNCLAIMED",
-    "HISTORY_DETAIL_MAX",
-    "HISTORY_MAX",
-    "LOST",
-    "RECORDED",
-    "SETTLED",
-    "TRANSACT_ROUNDS",
-    "Claim",
-    "CountedCreation",
-    "EventNotFound",
-    "NewNotification",
-    "NotificationStore",
-    "Outcome",
-    "new_token",
-    "receipt_history_full",
-]
