@@ -35,7 +35,7 @@ run local-env: export HERALD_SCHEDULERS ?= 1
 run local-env: export HERALD_EVALUATORS ?= 1
 run local-env: export HERALD_BOOTSTRAP_API_KEY ?= hk_dev_local-development-key
 
-.PHONY: install run local-env stop status test lint typecheck pytest bench chaos clean
+.PHONY: install run local-env stop status test lint typecheck pytest bench bench-full chaos clean
 
 $(STAMP):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -97,19 +97,28 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy .
 
+# PYTEST_WORKERS (a number, or auto: one per core) spreads the tests over that many
+# pytest-xdist workers, each with its own emulator and servers; `make test` uses one per core,
+# `make pytest` one process unless given.
 pytest: install
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(if $(PYTEST_WORKERS),-n $(PYTEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
+test: PYTEST_WORKERS ?= auto
 test: lint typecheck pytest
 
 # The fault-injection suite at full size (`make test` runs it small); prints a table.
 chaos: install
 	HERALD_CHAOS_SCALE=full $(VENV)/bin/pytest tests/chaos $(PYTEST_ARGS)
 
-# Starts its own emulators, sandbox and Herald processes on free loopback ports; writes
-# docs/benchmarks.md (a few minutes).
+# Start their own emulators, sandbox and Herald processes on free loopback ports; write
+# docs/benchmarks.md and docs/benchmarks-rules.md. `bench` leaves out the capacity phase's
+# 100,000-subscriber topic (about 10 minutes on 2 cores); `bench-full` runs it too (about
+# 35 minutes).
 bench: install
 	$(PY) -m bench.run
+
+bench-full: install
+	$(PY) -m bench.run --full
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -6,9 +6,9 @@ Workloads, each on fresh emulators and fresh Herald processes:
 - activity: N events (500 by default), each to one user who wants sms, email and chat;
 - topic: one trend event to a topic of 1,000 subscribers (email);
 - steady: activity events at 20 events/s, one notification each;
-- topic-large: one trend event to a topic of 100,000 subscribers (`--topic-large`; seeded
-  with BatchWriteItem as `bench.seed` does), timed, with peak memory and the cost of
-  `GET /events/{id}` on it.
+- topic-large: one trend event to a topic of 100,000 subscribers (`make bench-full`, or
+  `--topic-large N`; `make bench` leaves it out; seeded with BatchWriteItem as `bench.seed`
+  does), timed, with peak memory and the cost of `GET /events/{id}` on it.
 
 Per workload: write and read units per delivered notification (table and each index), the
 hottest partition key of each when the workload is scaled to 1,000 notifications/s (its
@@ -22,13 +22,22 @@ workers' idle long polls while the workload runs (billed by SQS like any request
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import httpx
 
 from bench import seed
+from bench.meter import Meter, usage
 from bench.stack import API_KEY, Stack
+from bench.workload import (
+    activity_body,
+    log,
+    post_events,
+    run_workload,
+    trend_body,
+    wait_delivered,
+    wait_settled,
+)
 from core.aws.clients import AwsClients
 from localstack.capacity import TABLE
 from localstack.capacity_moto import UNMETERED
@@ -122,7 +131,7 @@ def figures(raw: dict[str, Any], notifications: int) -> dict[str, Any]:
 
 
 def _summary(workload: dict[str, Any]) -> dict[str, Any]:
-    """The Herald-side figures of a `bench.run` workload worth keeping beside the meters."""
+    """The Herald-side figures of a `bench.workload` run worth keeping beside the meters."""
     keep = (
         "notifications",
         "events",
@@ -142,13 +151,9 @@ def _summary(workload: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 def _report(name: str, out: dict[str, Any]) -> None:
     cost = out["usd_per_million"]["total"]
-    _log(
+    log(
         f"capacity {name}: {out['notifications']} notifications, "
         f"{out['wcu_per_notification']:.2f} WCU and {out['rcu_per_notification']:.2f} RCU each, "
         f"${cost:.2f} per million, hottest key {out['hottest_pct_of_limit']:.0f}% of its limit "
@@ -191,14 +196,12 @@ def phase_capacity(
 
 
 def activity_run(stack: Stack, activity: int) -> dict[str, Any]:
-    from bench.run import activity_body, run_workload  # bench.run imports this module
-
     # activity: one event per user, each to three channels
     clients = unmetered(stack.fresh_aws())
     users = seed.users(clients, "cap", activity, lambda i: ["sms", "email", "chat"])
     base = stack.start_herald("capacity-activity")
     stack.capacity_reset()
-    _log(f"capacity activity: {activity} events x sms, email, chat")
+    log(f"capacity activity: {activity} events x sms, email, chat")
     w = run_workload(stack, clients, base, [activity_body(u) for u in users], activity * 3, 8, 600)
     a = figures(stack.capacity_read(), w["notifications"]) | _summary(w)
     a["events"] = activity
@@ -209,14 +212,12 @@ def activity_run(stack: Stack, activity: int) -> dict[str, Any]:
 
 def topic_run(stack: Stack, topic: int) -> dict[str, Any]:
     """One event to `topic` subscribers who want email."""
-    from bench.run import run_workload
-
     clients = unmetered(stack.fresh_aws())
     subscribers = seed.users(clients, "sub", topic, lambda i: ["email"])
     seed.subscriptions(clients, "bench-charts", subscribers, ["email"])
     base = stack.start_herald("capacity-topic")
     stack.capacity_reset()
-    _log(f"capacity topic: one trend event to {topic} subscribers")
+    log(f"capacity topic: one trend event to {topic} subscribers")
     w = run_workload(stack, clients, base, [trend_body("bench-charts")], topic, 1, 600)
     t = figures(stack.capacity_read(), w["notifications"]) | _summary(w)
     t["subscribers"] = topic
@@ -225,26 +226,15 @@ def topic_run(stack: Stack, topic: int) -> dict[str, Any]:
     return t
 
 
-def trend_body(topic: str) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "type": "trend.top_artist_changed",
-        "topic": topic,
-        "data": {"chart": "Global Top 50", "artist": "Nova"},
-    }
-
-
 def steady(stack: Stack, rate: float, seconds: float) -> dict[str, Any]:
     """Activity events at a steady rate, one notification each, one event per user."""
-    from bench.run import Meter, activity_body, post_events, usage, wait_delivered, wait_settled
-
     clients = unmetered(stack.fresh_aws())
     stack.clear_sandbox()
     count = int(rate * seconds)
     channels = ["sms", "email", "chat"]
     users = seed.users(clients, "steady", count, lambda i: [channels[i % 3]])
     base = stack.start_herald("capacity-steady")
-    _log(f"capacity steady: {count} activity events at {rate:g}/s")
+    log(f"capacity steady: {count} activity events at {rate:g}/s")
     stack.capacity_reset()
     before = stack.snapshot()
     meter = Meter(stack.emulators)
@@ -266,8 +256,6 @@ def steady(stack: Stack, rate: float, seconds: float) -> dict[str, Any]:
 def large_topic(stack: Stack, size: int) -> dict[str, Any]:
     """One trend event to `size` subscribers, waited for until SUCCESS (from the event's
     counts, not the sandbox's list, which would be as long as the topic)."""
-    from bench.run import Meter, usage, wait_settled
-
     clients = unmetered(stack.fresh_aws())
     stack.clear_sandbox()
     t0 = time.monotonic()
@@ -277,7 +265,7 @@ def large_topic(stack: Stack, size: int) -> dict[str, Any]:
         ids = seed.users(clients, f"big{start // 10_000}", count, lambda i: ["email"])
         seed.subscriptions(clients, topic, ids, ["email"])
     seeded_s = time.monotonic() - t0
-    _log(f"capacity topic-large: {size} subscribers seeded in {seeded_s:.0f}s")
+    log(f"capacity topic-large: {size} subscribers seeded in {seeded_s:.0f}s")
     # Sends are emulator-bound; more of them in flight keep the pipeline full.
     base = stack.start_herald("capacity-large", extra_env={"HERALD_SEND_CONCURRENCY": "50"})
     stack.capacity_reset()

@@ -1,14 +1,14 @@
-"""docs/benchmarks.md from the figures of a run (and, if given, an earlier run beside them)."""
+"""docs/benchmarks.md from the figures of a run (and, if given, an earlier run beside them):
+the headline table (`bench.figures`), then a section per phase, what changed and why the
+targets that do not hold are bounded.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from typing import Any
 
 from bench import capacity_report
-
-Getter = Callable[[dict[str, Any]], float | None]
+from bench.figures import figures_table, lookup
 
 # The hops of one notification, in the order it takes them.
 HOPS = (
@@ -19,196 +19,8 @@ HOPS = (
 )
 
 
-def _get(data: dict[str, Any] | None, *path: str) -> Any:
-    value: Any = data
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return value
-
-
-def _peak(data: dict[str, Any] | None, role: str) -> tuple[float | None, str]:
-    peaks = _get(data, "peak_rss_mb") or {}
-    found = [(v, k) for k, v in peaks.items() if k.startswith(role)]
-    if not found:
-        return None, ""
-    value, name = max(found)
-    return value, name
-
-
-# (figure, unit, target text, holds(value), getter)
-FIGURES: list[tuple[str, str, str, Callable[[float], bool], Getter]] = [
-    (
-        "API accepted events/s (32 users)",
-        "/s",
-        "",
-        lambda v: True,
-        lambda d: _get(d, "api", "herald", "accepted_per_s"),
-    ),
-    (
-        "API p50 latency (32 users)",
-        "ms",
-        "",
-        lambda v: True,
-        lambda d: _get(d, "api", "herald", "p50_ms"),
-    ),
-    (
-        "API p99 latency (32 users)",
-        "ms",
-        "",
-        lambda v: True,
-        lambda d: _get(d, "api", "herald", "p99_ms"),
-    ),
-    (
-        "API CPU per accepted event",
-        "ms",
-        "≤ 1",
-        lambda v: v <= 1.0,
-        lambda d: _get(d, "api", "herald", "cpu_ms_per_accepted"),
-    ),
-    (
-        "bare FastAPI CPU per request (same run)",
-        "ms",
-        "",
-        lambda v: True,
-        lambda d: _get(d, "api", "bare", "cpu_ms_per_accepted"),
-    ),
-    (
-        "API CPU ÷ bare FastAPI CPU",
-        "x",
-        "",
-        lambda v: True,
-        lambda d: _get(d, "api", "herald", "cpu_ratio_to_bare"),
-    ),
-    (
-        "AWS requests per notification, activity (1 event → 3 channels)",
-        "",
-        "≤ 3.0",
-        lambda v: v <= 3.0,
-        lambda d: _get(d, "requests", "activity", "aws_requests_per_notification"),
-    ),
-    (
-        "AWS requests per notification, topic (1 event → 1,000 subscribers)",
-        "",
-        "≤ 1.5",
-        lambda v: v <= 1.5,
-        lambda d: _get(d, "requests", "topic", "aws_requests_per_notification"),
-    ),
-    (
-        "Herald CPU per 1,000 notifications, activity",
-        "s",
-        "≤ 3",
-        lambda v: v <= 3.0,
-        lambda d: _get(d, "requests", "activity", "herald_cpu_s_per_1000"),
-    ),
-    (
-        "Herald CPU per 1,000 notifications, topic",
-        "s",
-        "≤ 3",
-        lambda v: v <= 3.0,
-        lambda d: _get(d, "requests", "topic", "herald_cpu_s_per_1000"),
-    ),
-    (
-        "Herald CPU per 1,000 notifications, steady 20 events/s",
-        "s",
-        "≤ 3",
-        lambda v: v <= 3.0,
-        lambda d: _get(d, "latency", "herald_cpu_s_per_1000"),
-    ),
-    (
-        "End-to-end p50 at 20 events/s",
-        "ms",
-        "≤ 150",
-        lambda v: v <= 150,
-        lambda d: _get(d, "latency", "end_to_end_ms", "p50"),
-    ),
-    (
-        "End-to-end p95 at 20 events/s",
-        "ms",
-        "",
-        lambda v: True,
-        lambda d: _get(d, "latency", "end_to_end_ms", "p95"),
-    ),
-    (
-        "End-to-end p99 at 20 events/s",
-        "ms",
-        "≤ 500",
-        lambda v: v <= 500,
-        lambda d: _get(d, "latency", "end_to_end_ms", "p99"),
-    ),
-    (
-        "End-to-end p50 at 5 events/s",
-        "ms",
-        "",
-        lambda v: True,
-        lambda d: _get(d, "latency_low", "end_to_end_ms", "p50"),
-    ),
-    (
-        "End-to-end p99 at 5 events/s",
-        "ms",
-        "",
-        lambda v: True,
-        lambda d: _get(d, "latency_low", "end_to_end_ms", "p99"),
-    ),
-    (
-        "Critical p99 with 1,000 normal queued",
-        "ms",
-        "≤ 1000",
-        lambda v: v <= 1000,
-        lambda d: _get(d, "priority", "critical_ms", "p99"),
-    ),
-    (
-        "Peak RSS, API",
-        "MB",
-        "≤ 150",
-        lambda v: v <= 150,
-        lambda d: _peak(d, "api")[0],
-    ),
-    (
-        "Peak RSS, largest worker",
-        "MB",
-        "≤ 120",
-        lambda v: v <= 120,
-        lambda d: _peak(d, "worker")[0],
-    ),
-]
-
-
-def _fmt(value: float | None, unit: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if unit in ("/s", "ms") and abs(value) >= 100:
-        text = f"{value:,.0f}"
-    elif abs(value) >= 10:
-        text = f"{value:,.1f}"
-    elif abs(value) >= 1:
-        text = f"{value:.2f}"
-    else:
-        text = f"{value:.3f}"
-    return text
-
-
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.0f}%"
-
-
-def figures_table(results: dict[str, Any], before: dict[str, Any] | None) -> list[str]:
-    head = "| figure | target | "
-    head += "before | now | holds |" if before else "now | holds |"
-    lines = [head, "|---|---|---|---|" + ("---|" if before else "")]
-    for name, unit, target, holds, get in FIGURES:
-        now = get(results)
-        verdict = ""
-        if target and now is not None and not math.isnan(now):
-            verdict = "yes" if holds(now) else "**no**"
-        label = f"{name} ({unit})" if unit and unit not in ("x", "/s") else name
-        row = f"| {label} | {target or ''} | "
-        if before:
-            row += f"{_fmt(get(before), unit)} | "
-        row += f"{_fmt(now, unit)} | {verdict} |"
-        lines.append(row)
-    return lines
 
 
 def calls_table(workload: dict[str, Any]) -> list[str]:
@@ -341,8 +153,8 @@ def bounds(results: dict[str, Any]) -> list[str]:
     out = ["## Where the targets are bounded", ""]
     emu = (results.get("emulator") or {}).get("patched", {})
     floor = emu.get("botocore_cpu_ms_per_call")
-    api = _get(results, "api", "herald")
-    bare = _get(results, "api", "bare")
+    api = lookup(results, "api", "herald")
+    bare = lookup(results, "api", "bare")
     if api and bare and floor and api["cpu_ms_per_accepted"] > 1.0:
         out.append(
             f"- **API CPU per event** ({api['cpu_ms_per_accepted']:.2f} ms; the bare app "
@@ -353,8 +165,8 @@ def bounds(results: dict[str, Any]) -> list[str]:
             f"serving {api['accepted_per_s']:.0f} events/s on a machine "
             f"{_pct(api['machine_busy'])} busy with Locust and the emulators."
         )
-    activity = _get(results, "requests", "activity")
-    topic = _get(results, "requests", "topic")
+    activity = lookup(results, "requests", "activity")
+    topic = lookup(results, "requests", "topic")
     lat = results.get("latency")
     missed_cpu = [
         w for w in (activity, topic, lat) if w and w.get("herald_cpu_s_per_1000", 0) > 3.0
@@ -590,19 +402,3 @@ def render(
             out.append(f"| {name} | {value:.0f} |")
         out.append("")
     return "\n".join(out)
-
-
-def summary(results: dict[str, Any], before: dict[str, Any] | None) -> str:
-    lines = ["", "Herald benchmarks" + (" (before → now)" if before else ""), ""]
-    for name, unit, target, holds, get in FIGURES:
-        now = get(results)
-        if now is None:
-            continue
-        text = f"{_fmt(now, unit)} {unit}".strip()
-        if before and get(before) is not None:
-            text = f"{_fmt(get(before), unit)} → {text}"
-        verdict = ""
-        if target and not math.isnan(now):
-            verdict = f"  [target {target}: {'holds' if holds(now) else 'MISSED'}]"
-        lines.append(f"  {name}: {text}{verdict}")
-    return "\n".join(lines) + "\n"
