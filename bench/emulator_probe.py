@@ -11,7 +11,7 @@ from typing import Any
 from bench import seed
 from bench.stack import Stack, free_port, http_ok, start_python, wait_until
 from bench.workload import log
-from core.ledger.notification_store import NotificationStore
+from core.ledger.wiring import build_ledger
 
 
 def phase_emulator(stack: Stack, results: dict[str, Any]) -> None:
@@ -36,20 +36,23 @@ def phase_emulator(stack: Stack, results: dict[str, Any]) -> None:
             clients = probe.fresh_aws()
             ids = seed.users(clients, "probe", 1000, lambda i: ["email"])
             seed.subscriptions(clients, "probe-topic", ids, ["email"])
-            store = NotificationStore(clients.dynamodb, clients.names.table)
+            ledger = build_ledger(clients.dynamodb, clients.names.table)
             event_id = seed.trend_event(clients)
 
             timings: dict[str, float] = {}
             cpu0, t0 = time.process_time(), time.perf_counter()
             for i in range(20):  # one conditional PutItem each
-                store.create(seed.notifications(event_id, "email", 10_000 + i, 1))
+                (new,) = seed.notifications(event_id, "email", 10_000 + i, 1)
+                clients.dynamodb.put_item(**seed.put_record(ledger, new))
             timings["put_ms"] = (time.perf_counter() - t0) / 20 * 1000
             timings["botocore_cpu_ms_per_call"] = (time.process_time() - cpu0) / 20 * 1000
             for size in (1, 10):
                 t0 = time.perf_counter()
                 for round_ in range(3):
                     first = 20_000 + 100 * round_ + 1000 * size
-                    store.create_counted(seed.notifications(event_id, "email", first, size))
+                    ledger.creation.create_counted(
+                        seed.notifications(event_id, "email", first, size)
+                    )
                 timings[f"txn{size + 1}_ms"] = (time.perf_counter() - t0) / 3 * 1000
             out[label] = timings
         finally:

@@ -18,8 +18,8 @@ from core.catalogue.event_types import Category, Priority
 from core.catalogue.models import Event, EventStatus, NotificationMessage, iso, utcnow
 from core.directory.profiles import UserProfile
 from core.directory.users import PROFILE_SK
-from core.ledger.event_store import EventStore
-from core.ledger.notification_store import NewNotification, NotificationStore
+from core.ledger.notification_records import NewNotification
+from core.ledger.wiring import Ledger, build_ledger
 
 SLACK_WEBHOOK = "https://hooks.slack.com/services/T0BENCH/B0BENCH/bench"
 
@@ -112,7 +112,7 @@ def subscriptions(
 
 def trend_event(clients: AwsClients) -> str:
     """A trend event recorded and taken by the router (PROCESSING), as a fan-out leaves it."""
-    events = EventStore(clients.dynamodb, clients.names.table)
+    ledger = build_ledger(clients.dynamodb, clients.names.table)
     event = Event(
         event_id=str(uuid.uuid4()),
         type="trend.top_artist_changed",
@@ -122,8 +122,11 @@ def trend_event(clients: AwsClients) -> str:
         data={"chart": "Top 50", "artist": "Nova"},
         created_at=iso(utcnow()),
     )
-    events.put_new(events.new_record(event))
-    events.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
+    writes = ledger.event_writes
+    (refused,) = writes.put_new_batch([writes.new_record(event)])
+    if refused is not None:
+        raise RuntimeError(f"recording the trend event failed: {refused!r}")
+    ledger.event_status.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
     return event.event_id
 
 
@@ -148,16 +151,22 @@ def notifications(event_id: str, channel: str, first: int, count: int) -> list[N
     ]
 
 
+def put_record(ledger: Ledger, new: NewNotification) -> dict[str, Any]:
+    """PutItem arguments that create `new`'s record unless it exists (as the router does)."""
+    put: dict[str, Any] = ledger.records.new_record(new)["Put"]
+    return put
+
+
 def backlog(clients: AwsClients, channel: str, size: int) -> str:
     """`size` normal notifications of one trend event, recorded, counted and queued on
     `<channel>-normal`, as the router would have left them; returns the event id."""
     event_id = trend_event(clients)
     notes = notifications(event_id, channel, 0, size)
-    store = NotificationStore(clients.dynamodb, clients.names.table)
+    ledger = build_ledger(clients.dynamodb, clients.names.table)
     # One conditional put each: the emulator's transactions copy the whole table.
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda n: store.create([n]), notes))
-    store.add_to_event(event_id, total=size, fanout_complete=True)
+        list(pool.map(lambda n: clients.dynamodb.put_item(**put_record(ledger, n)), notes))
+    ledger.settlement.add_and_settle(event_id, total=size, fanout_complete=True)
     url = clients.queue_url(clients.names.channel_queue(channel, "normal"))
     for start in range(0, size, 10):
         clients.sqs.send_message_batch(
