@@ -106,7 +106,7 @@ CHANGES = [
     "",
     "- **API: concurrent requests share their AWS calls** (`api/intake.py`, "
     "`api/group_commit.py`). Requests that arrive together are accepted in one round: one "
-    "TransactWriteItems records them (`EventStore.put_new_batch`; a taken id cancels it, "
+    "TransactWriteItems records them (`EventWrites.put_new_batch`; a taken id cancels it, "
     "the cancellation reasons name it and the others go again without it), then PublishBatch "
     "calls of ten publish the new ones. One round is in flight while the next gathers, so "
     "rounds grow with the load; a request that arrives alone is a plain PutItem and one "
@@ -120,7 +120,7 @@ CHANGES = [
     "(`core/platform/runtime.py`): botocore's models alone are hundreds of thousands of "
     "objects that every full collection walked again.",
     "- **Router: a receive's events are routed together** (`listeners/grouped_routing.py`, "
-    "`NotificationStore.create_routed`). One consistent BatchGetItem reads the users of the "
+    "`RecordCreation.create_routed`). One consistent BatchGetItem reads the users of the "
     "whole batch; one TransactWriteItems creates every record, counts them on their events "
     "and moves each event START → PROCESSING with its fan-out complete; SendMessageBatch "
     "groups messages per channel queue across events. Redeliveries, duplicates and a "
