@@ -164,10 +164,12 @@ def test_silence_mutes_matching_alerts_until_it_ends(
 
     bad = client.put("/silences", json={"matchers": [], "ends_at": "2030-01-01T00:00:00Z"})
     assert bad.status_code == 422 and "matchers" in bad.json()["message"]
-    nested = {"name": "dedupe_key", "op": "=~", "value": "(a+)+$"}
-    bad = client.put("/silences", json={"matchers": [nested], "ends_at": "2030-01-01T00:00:00Z"})
-    assert bad.status_code == 422 and "repeated group" in bad.json()["message"]
-    early = {"matchers": [nested | {"value": "a"}], "ends_at": "0001-01-01T00:00:00+01:00"}
+    backreference = {"name": "dedupe_key", "op": "=~", "value": "(a+)\\1"}
+    bad = client.put(
+        "/silences", json={"matchers": [backreference], "ends_at": "2030-01-01T00:00:00Z"}
+    )
+    assert bad.status_code == 422 and "RE2" in bad.json()["message"]
+    early = {"matchers": [backreference | {"value": "a"}], "ends_at": "0001-01-01T00:00:00+01:00"}
     bad = client.put("/silences", json=early)
     assert bad.status_code == 422 and "ends_at" in bad.json()["message"]
 
