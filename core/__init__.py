@@ -13,4 +13,6 @@ From the bottom up (a package imports only those below it):
 - `ledger`: what happened to each event and notification: the event items, their listing
   and tally, the notification records' state machine, outcomes, receipts, settlement.
 - `operations`: what operators read and replay: dead letters and the numbers of GET /stats.
+- `resources`: every AWS resource as data, read by provisioning and by the CDK app
+  (`deploy/`).
 """

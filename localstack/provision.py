@@ -1,4 +1,5 @@
-"""Create every AWS resource Herald needs; idempotent, and the same against moto,
+"""Create every AWS resource Herald needs, as `core/resources/declaration.py` declares them
+(the CDK app in deploy/ reads the same declaration); idempotent, and the same against moto,
 LocalStack or real AWS (only `AWS_ENDPOINT_URL` differs).
 
     python -m localstack.provision
@@ -15,35 +16,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from core.aws import dynamo
 from core.aws.clients import AwsClients
-from core.catalogue.event_types import LANES
-from core.directory import listing as directory
 from core.directory.devices import ensure_platform_applications
-from core.ledger import event_index
 from core.platform.settings import Settings
+from core.resources import declaration
+from core.resources.declaration import Queue, Resources, Table
 from core.security.api_keys import SCOPES, ApiKeyStore
 
 log = logging.getLogger("herald.provision")
-
-DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # the SQS maximum: time to inspect and replay
-
-
-def _listing_gsi(index: str, attr: str) -> dict[str, Any]:
-    return {
-        "IndexName": index,
-        "KeySchema": [
-            {"AttributeName": attr, "KeyType": "HASH"},
-            {"AttributeName": dynamo.GSI_SORT, "KeyType": "RANGE"},
-        ],
-        "Projection": {"ProjectionType": "ALL"},
-    }
-
-
-def _listing_specs() -> list[dict[str, Any]]:
-    """Every index but `by_subscriber`, which the table was always made with."""
-    specs = [_listing_gsi(index, attr) for index, attr in dynamo.GSI_PARTITIONS.items()]
-    return [*specs, *event_index.index_specs(), directory.index_spec()]
 
 
 def _projection(index: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
@@ -58,7 +38,7 @@ def add_missing_listing_gsis(db: Any, name: str, table: dict[str, Any]) -> None:
     `by_directory`): add them. DynamoDB builds one new index at a time, so a second missing
     one waits for a re-run."""
     present = {g["IndexName"]: g for g in table.get("GlobalSecondaryIndexes", [])}
-    specs = _listing_specs()
+    specs = [index.api_spec() for index in declaration.table_indexes()]
     for spec in specs:
         built = present.get(spec["IndexName"])
         if built is not None and _projection(built) != _projection(spec):
@@ -88,39 +68,28 @@ def add_missing_listing_gsis(db: Any, name: str, table: dict[str, Any]) -> None:
         return
 
 
-def ensure_table(clients: AwsClients) -> None:
+def ensure_table(clients: AwsClients, table: Table | None = None) -> None:
+    """The declared table, its indexes and its TTL. Point-in-time recovery and deletion
+    protection are the AWS deployment's (deploy/): an emulator has no use for them."""
+    table = table or declaration.table(clients.names.prefix)
     db = clients.dynamodb
-    name = clients.names.table
+    name = table.name
     try:
         add_missing_listing_gsis(db, name, db.describe_table(TableName=name)["Table"])
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceNotFoundException":
             raise
-        attributes = {dynamo.PK, dynamo.SK, dynamo.GSI_SORT, "subscriber_id"}
-        attributes |= set(dynamo.GSI_PARTITIONS.values()) | {directory.PARTITION, directory.SORT}
-        attributes |= event_index.key_attributes()
-        gsis = _listing_specs()
-        gsis.append(
-            {
-                "IndexName": dynamo.GSI_BY_SUBSCRIBER,
-                "KeySchema": [
-                    {"AttributeName": "subscriber_id", "KeyType": "HASH"},
-                    {"AttributeName": dynamo.PK, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        )
         db.create_table(
             TableName=name,
-            BillingMode="PAY_PER_REQUEST",
+            BillingMode=table.billing_mode,
             AttributeDefinitions=[
-                {"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)
+                {"AttributeName": a, "AttributeType": "S"} for a in table.key_attributes()
             ],
             KeySchema=[
-                {"AttributeName": dynamo.PK, "KeyType": "HASH"},
-                {"AttributeName": dynamo.SK, "KeyType": "RANGE"},
+                {"AttributeName": table.partition_key, "KeyType": "HASH"},
+                {"AttributeName": table.sort_key, "KeyType": "RANGE"},
             ],
-            GlobalSecondaryIndexes=gsis,
+            GlobalSecondaryIndexes=[index.api_spec() for index in table.indexes],
         )
         db.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
         log.info("created table %s", name)
@@ -128,7 +97,7 @@ def ensure_table(clients: AwsClients) -> None:
     if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
         db.update_time_to_live(
             TableName=name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": dynamo.TTL_ATTRIBUTE},
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
         )
 
 
@@ -145,28 +114,28 @@ def ensure_queue(clients: AwsClients, name: str, attributes: dict[str, str]) -> 
     return url
 
 
-def ensure_queues(clients: AwsClients, settings: Settings) -> dict[str, str]:
-    """Every work queue with its DLQ; returns {queue name: ARN}."""
-    arns: dict[str, str] = {}
-    for name in clients.names.work_queues():
-        dlq_url = ensure_queue(
-            clients,
-            clients.names.dlq_of(name),
-            {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)},
-        )
+def queue_attributes(queue: Queue, dead_letter_arn: str | None) -> dict[str, str]:
+    """The SQS attributes of a declared queue (its DLQ's ARN for the redrive)."""
+    attributes = {"MessageRetentionPeriod": str(queue.retention_seconds)}
+    if queue.visibility_timeout_seconds is not None:
+        attributes["VisibilityTimeout"] = str(queue.visibility_timeout_seconds)
+    if queue.dead_letter_queue is not None:
         redrive = {
-            "deadLetterTargetArn": _queue_arn(clients, dlq_url),
-            "maxReceiveCount": str(settings.max_receives),
+            "deadLetterTargetArn": dead_letter_arn,
+            "maxReceiveCount": str(queue.max_receive_count),
         }
-        url = ensure_queue(
-            clients,
-            name,
-            {
-                "VisibilityTimeout": str(settings.visibility_timeout_seconds),
-                "RedrivePolicy": json.dumps(redrive),
-            },
-        )
-        arns[name] = _queue_arn(clients, url)
+        attributes["RedrivePolicy"] = json.dumps(redrive)
+    return attributes
+
+
+def ensure_queues(clients: AwsClients, resources: Resources) -> dict[str, str]:
+    """Every declared queue, dead-letter queues first; returns {queue name: ARN}."""
+    arns: dict[str, str] = {}
+    ordered = [*resources.dead_letter_queues, *resources.work_queues]
+    for queue in ordered:
+        dlq_arn = arns[queue.dead_letter_queue] if queue.dead_letter_queue else None
+        url = ensure_queue(clients, queue.name, queue_attributes(queue, dlq_arn))
+        arns[queue.name] = _queue_arn(clients, url)
     return arns
 
 
@@ -189,31 +158,26 @@ def _allow_topic_policy(queue_arn: str, topic_arn: str) -> str:
     )
 
 
-FILTER_POLICIES: dict[str, dict[str, Any]] = {
-    "critical": {"priority": ["critical"]},
-    "normal": {"priority": [{"anything-but": "critical"}]},
-}
-
-
-def ensure_topic(clients: AwsClients, queue_arns: dict[str, str]) -> str:
+def ensure_topic(clients: AwsClients, resources: Resources, queue_arns: dict[str, str]) -> str:
+    """The events topic and its filtered, raw subscriptions of the router queues."""
     sns = clients.sns
-    topic_arn = str(sns.create_topic(Name=clients.names.topic)["TopicArn"])
+    topic = resources.events_topic
+    topic_arn = str(sns.create_topic(Name=topic.name)["TopicArn"])
     existing: dict[str, str] = {}
     paginator = sns.get_paginator("list_subscriptions_by_topic")
     for page in paginator.paginate(TopicArn=topic_arn):
         for sub in page["Subscriptions"]:
             if sub["SubscriptionArn"].startswith("arn:"):
                 existing[sub["Endpoint"]] = sub["SubscriptionArn"]
-    for lane in LANES:
-        name = clients.names.router_queue(lane)
-        queue_arn = queue_arns[name]
+    for subscription in topic.subscriptions:
+        queue_arn = queue_arns[subscription.queue]
         clients.sqs.set_queue_attributes(
-            QueueUrl=clients.queue_url(name),
+            QueueUrl=clients.queue_url(subscription.queue),
             Attributes={"Policy": _allow_topic_policy(queue_arn, topic_arn)},
         )
         attributes = {
-            "RawMessageDelivery": "true",
-            "FilterPolicy": json.dumps(FILTER_POLICIES[lane]),
+            "RawMessageDelivery": str(subscription.raw_message_delivery).lower(),
+            "FilterPolicy": json.dumps(subscription.filter_policy),
         }
         sub_arn = existing.get(queue_arn)
         if sub_arn is None:
@@ -234,9 +198,11 @@ def ensure_topic(clients: AwsClients, queue_arns: dict[str, str]) -> str:
 
 def provision(settings: Settings, clients: AwsClients | None = None) -> None:
     clients = clients or AwsClients(settings)
-    ensure_table(clients)
-    arns = ensure_queues(clients, settings)
-    ensure_topic(clients, arns)
+    resources = declaration.from_settings(settings)
+    ensure_table(clients, resources.table)
+    arns = ensure_queues(clients, resources)
+    ensure_topic(clients, resources, arns)
+    clients.sns.create_topic(Name=resources.alarm_topic.name)
     if settings.aws_endpoint_url:  # an emulator: push platforms with placeholder credentials
         ensure_platform_applications(clients.sns, clients.names.prefix)
     if settings.bootstrap_api_key:
