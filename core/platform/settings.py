@@ -332,6 +332,20 @@ class Settings(BaseSettings):
     sql_row_cap: int = Field(
         default=1000, ge=1, description="Most rows an alert rule's query may return."
     )
+    sql_connect_timeout_seconds: float = Field(
+        default=5.0,
+        ge=2,
+        description="Longest wait to connect to an alert rule's data source (PostgreSQL "
+        "counts whole seconds, at least 2).",
+    )
+    sql_datasource_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Queries one evaluator runs at once against one data source; a run that "
+        "finds them all busy for the statement timeout is an error evaluation, so one slow "
+        "data source holds at most this many connections and threads.",
+    )
     http_check_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of one alert rule's HTTP check."
     )

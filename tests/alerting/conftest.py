@@ -3,6 +3,7 @@ repeat intervals and silences are tested without waiting."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -220,21 +221,36 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _fresh_postgres(base: str) -> Iterator[Database]:
+    """A new database on the session's PostgreSQL server, dropped afterwards."""
+    schema = f"t{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {schema}"))
+    try:
+        yield Database("warehouse", base.rsplit("/", 1)[0] + f"/{schema}")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE {schema} WITH (FORCE)"))
+        admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """A fresh database of each kind, named `warehouse`."""
     if request.param == "sqlite":
         yield Database("warehouse", f"sqlite:///{tmp_path / 'warehouse.db'}")
         return
-    base: str = request.getfixturevalue("postgres_url")
-    schema = f"t{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {schema}"))
-    yield Database("warehouse", base.rsplit("/", 1)[0] + f"/{schema}")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE {schema} WITH (FORCE)"))
-    admin.dispose()
+    with _fresh_postgres(request.getfixturevalue("postgres_url")) as db:
+        yield db
+
+
+@pytest.fixture
+def pg_database(postgres_url: str) -> Iterator[Database]:
+    """A fresh PostgreSQL database, named `warehouse`."""
+    with _fresh_postgres(postgres_url) as db:
+        yield db
 
 
 # --- the whole alerting pipeline, in-process, one step at a time ---------------------------
