@@ -6,6 +6,18 @@
     resolve while OPEN           ─▶ RESOLVED; notify if notify_resolved (and it ever notified)
     trigger after RESOLVED       ─▶ a new alert (the next sequence number)
 
+Event time rules over arrival order, as Alertmanager compares start and end times: queues
+and retries reorder events routinely. Each alert keeps the time (`created_at`) of the
+newest trigger it counted, and each key the time of the newest resolve it saw:
+
+    resolve older than the open alert's newest trigger ─▶ nothing (the trigger is newer news)
+    trigger older than the key's newest resolve        ─▶ nothing (it was resolved since)
+    resolve with nothing open                          ─▶ remembered: a late, older trigger
+                                                          opens nothing
+
+A resolve that finds no alert at all is kept as a sequence-0 item (no entity, no status:
+never listed), so the next alert is still number 1.
+
 Layout, one partition per (type, key) so every decision reads and writes one partition:
 
     PK ALERT#<hash of type and key>   SK A#<seq, 8 digits>   an alert (newest sorts last)
@@ -86,6 +98,32 @@ def alert_id_of(khash: str, seq: int) -> str:
     return f"{khash}-{seq}"
 
 
+def event_time(event: Event) -> datetime | None:
+    try:
+        return datetime.fromisoformat(event.created_at)
+    except (TypeError, ValueError):
+        return None
+
+
+def _older(event: Event, than: Any) -> bool:
+    """Whether the event happened strictly before the stored time `than`."""
+    at = event_time(event)
+    if at is None or not isinstance(than, str):
+        return False
+    try:
+        return at < datetime.fromisoformat(than)
+    except ValueError:
+        return False
+
+
+def _newer(event: Event, than: str) -> bool:
+    at = event_time(event)
+    try:
+        return at is not None and at > datetime.fromisoformat(than)
+    except ValueError:
+        return True
+
+
 def parse_alert_id(alert_id: str) -> tuple[str, int] | None:
     khash, _, seq = alert_id.partition("-")
     if len(khash) != 24 or not seq.isdigit() or not 0 < int(seq) < 10**8:
@@ -160,8 +198,14 @@ class AlertStore:
             key = {dynamo.PK: {"S": alert_pk(khash)}, dynamo.SK: {"S": alert_sk(current["seq"])}}
         if event.action == "resolve":
             if not is_open or current is None or key is None:
-                return Decision("ignore", False, None, "resolve of no open alert"), []
+                why = "resolve of no open alert"
+                return Decision("ignore", False, None, why), self._remember_resolve(
+                    khash, current, event
+                )
             aid = current["alert_id"]
+            if _older(event, current.get("trigger_event_at")):
+                why = f"resolve older than alert {aid}'s last trigger: nothing resolved"
+                return Decision("ignore", False, aid, why), []
             notify = bool(
                 current.get("notify_resolved") and current.get("last_notified_at") and not silenced
             )
@@ -172,9 +216,11 @@ class AlertStore:
                 "resolved_at = :now",
                 "last_seen = :now",
                 "resolved_by = :eid",
+                "resolved_event_at = :et",
                 f"{dynamo.TTL_ATTRIBUTE} = :ttl",
             ]
             values = {
+                ":et": event.created_at,
                 ":resolved": "resolved",
                 ":status": STATUS["resolved"],
                 ":now": now,
@@ -188,6 +234,9 @@ class AlertStore:
             update = self._update(key, sets, values, "#st = :open")
             return Decision("resolve", notify, aid, f"alert {aid} {why}"), [update]
         if not is_open:
+            if current is not None and _older(event, current.get("resolved_event_at")):
+                why = "trigger older than the last resolve of its key: nothing opened"
+                return Decision("ignore", False, None, why), []
             seq = (current["seq"] + 1) if current else 1
             aid = alert_id_of(khash, seq)
             notify = not silenced
@@ -209,6 +258,7 @@ class AlertStore:
                 "count": 1,
                 "opened_by": event.event_id,
                 "last_event_id": event.event_id,
+                "trigger_event_at": event.created_at,
                 "last_notified_at": now if notify else None,
                 "repeat_interval_seconds": policy.repeat_interval_seconds,
                 "notify_resolved": policy.notify_resolved,
@@ -234,6 +284,9 @@ class AlertStore:
         due = last is None or at - datetime.fromisoformat(last) >= interval
         values = {":now": now, ":eid": event.event_id, ":one": 1, ":open": "open"}
         sets = ["last_seen = :now", "last_event_id = :eid"]
+        if not _older(event, current.get("trigger_event_at")):
+            sets.append("trigger_event_at = :et")
+            values[":et"] = event.created_at
         if current.get("acked") or silenced or not due:
             why = "acknowledged" if current.get("acked") else "silenced" if silenced else "open"
             update = self._update(key, sets, values, "#st = :open", add_count=True)
@@ -248,6 +301,41 @@ class AlertStore:
             values[":last"] = last
         update = self._update(key, sets, values, cond, add_count=True)
         return Decision("remind", True, aid, f"alert {aid} still open: reminder"), [update]
+
+    def _remember_resolve(
+        self, khash: str, current: dict[str, Any] | None, event: Event
+    ) -> list[dict[str, Any]]:
+        """Keep the newest resolve time of a key with nothing open, so a trigger older than
+        it, arriving late, opens nothing."""
+        if event_time(event) is None:
+            return []
+        if current is None:
+            item = {
+                dynamo.PK: alert_pk(khash),
+                dynamo.SK: alert_sk(0),
+                "seq": 0,
+                "state": "resolved",
+                "resolved_event_at": event.created_at,
+                dynamo.TTL_ATTRIBUTE: int(time.time()) + self._retention,
+            }
+            put = {
+                "TableName": self._table,
+                "Item": dynamo.to_item(item),
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
+            return [{"Put": put}]
+        known = current.get("resolved_event_at")
+        if known is not None and not _newer(event, known):
+            return []  # it knows of a resolve as new already
+        key = {dynamo.PK: {"S": alert_pk(khash)}, dynamo.SK: {"S": alert_sk(current["seq"])}}
+        values: dict[str, Any] = {":et": event.created_at, ":resolved": "resolved"}
+        condition = "#st = :resolved"
+        if current.get("resolved_event_at") is None:
+            condition += " AND attribute_not_exists(resolved_event_at)"
+        else:
+            condition += " AND resolved_event_at = :was"
+            values[":was"] = current["resolved_event_at"]
+        return [self._update(key, ["resolved_event_at = :et"], values, condition)]
 
     def _update(
         self,
