@@ -29,7 +29,7 @@ from alerting.rules import (
 )
 from alerting.sources import SourceResult
 
-KEYS_REMEMBERED = 10_000
+KEYS_REMEMBERED = 5_000  # as 16-character digests: about 100 KB of state at most
 
 OPS: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt,
@@ -49,6 +49,9 @@ class Verdict:
     """Edge kinds: (alert key, rows) to fire once each."""
     memory: dict[str, Any] = field(default_factory=dict)
     summary: str = ""
+    seen: set[str] | None = None
+    """Keys the rows speak for, when that is not every key: under a row cap a key outside
+    it may have rows past the cap, so it is neither true nor false."""
 
 
 def digest(value: Any) -> str:
@@ -81,7 +84,7 @@ def evaluate(
     if isinstance(condition, Freshness):
         return _freshness(condition, rows, now)
     if isinstance(condition, NewRows):
-        return _new_rows(condition, rows, memory)
+        return _new_rows(condition, rows, memory, result.truncated)
     assert isinstance(condition, Changed)
     return _changed(condition, rows, memory)
 
@@ -111,7 +114,12 @@ def _threshold(condition: Threshold, rows: list[dict[str, Any]]) -> Verdict:
             key = str(_column(row, condition.key_column)) if condition.key_column else ""
             active.setdefault(key, []).append(row)
     what = f"{condition.column} {condition.op} {condition.value}"
-    return Verdict(active, summary=f"{sum(map(len, active.values()))} row(s) with {what}")
+    seen = (
+        {str(_column(row, condition.key_column)) for row in rows} if condition.key_column else set()
+    )
+    return Verdict(
+        active, summary=f"{sum(map(len, active.values()))} row(s) with {what}", seen=seen
+    )
 
 
 def parse_time(value: Any) -> datetime:
@@ -147,19 +155,36 @@ def _freshness(condition: Freshness, rows: list[dict[str, Any]], now: datetime) 
             ages.append(age)
     oldest = format_duration(max(ages)) if ages else "unknown"
     return Verdict(
-        active, summary=f"newest {condition.column} is {oldest} old (max {condition.max_age})"
+        active,
+        summary=f"newest {condition.column} is {oldest} old (max {condition.max_age})",
+        seen=set(newest),
     )
 
 
-def _new_rows(condition: NewRows, rows: list[dict[str, Any]], memory: dict[str, Any]) -> Verdict:
+def key_digest(key: str) -> str:
+    """What `new_rows` remembers of a key: 16 characters, however long the key."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _new_rows(
+    condition: NewRows, rows: list[dict[str, Any]], memory: dict[str, Any], truncated: bool
+) -> Verdict:
     keys = [str(_column(row, condition.key_column)) for row in rows]
-    remembered = memory.get("keys")
-    new_memory = {"keys": list(dict.fromkeys(keys))[:KEYS_REMEMBERED]}
+    digests = [key_digest(k) for k in keys]
+    remembered = memory.get("digests")
+    if remembered is None and memory.get("keys") is not None:  # remembered before digests
+        remembered = [key_digest(str(k)) for k in memory["keys"]]
+    current = list(dict.fromkeys(digests))
+    if truncated and remembered:
+        # Rows past the cap are not gone: keep remembering them, newest first.
+        current = list(dict.fromkeys(current + list(remembered)))
+    new_memory = {"digests": current[:KEYS_REMEMBERED]}
     if remembered is None:
         return Verdict(memory=new_memory, summary=f"baseline: {len(keys)} key(s)")
     before = set(remembered)
-    fresh = [row for row, key in zip(rows, keys, strict=True) if key not in before]
-    edges = [(digest(sorted(k for k in keys if k not in before)), fresh)] if fresh else []
+    fresh = [row for row, d in zip(rows, digests, strict=True) if d not in before]
+    new_keys = sorted(k for k, d in zip(keys, digests, strict=True) if d not in before)
+    edges = [(digest(new_keys), fresh)] if fresh else []
     return Verdict(edges=edges, memory=new_memory, summary=f"{len(fresh)} new row(s)")
 
 

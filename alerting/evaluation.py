@@ -12,6 +12,14 @@ condition is `unreachable`, whose whole point is to fire on it.
 
 Event ids are derived from (rule, run, key, action): a redelivered evaluation message
 publishes the same events, which the event store already holds, so nothing doubles.
+
+A result cut by the row cap (`truncated`) says nothing about the rows past the cap: a key
+absent from it is not resolved, only one whose rows came back and no longer compare true
+(and the rule's single key "" is kept as it was when nothing in the rows fires it).
+
+State stays small enough for one item: at most ALERT_KEYS_MAX alert keys per rule (those
+already firing first, then in key order; the summary says how many were left out), and
+rows are kept with their long values cut (`bounded_row`).
 """
 
 from __future__ import annotations
@@ -29,8 +37,29 @@ from core.catalogue.models import Event, iso
 
 RULE_EVENT_NAMESPACE = uuid.UUID("0c8a3d52-8d1e-4d39-a2b7-5a7a4f3f1e11")
 VALUES_SHOWN = 10
+ALERT_KEYS_MAX = 100
+VALUE_CHARS_MAX = 256  # a longer string value of a row is cut to this (in state and events)
+ROW_COLUMNS_MAX = 32
+ROW_CHARS_MAX = 1024  # a row's values together, about
 
 Outcome = Literal["ok", "pending", "firing", "error"]
+
+
+@dataclass(frozen=True)
+class Send:
+    """One alert key's trigger or resolve: what its events are made of."""
+
+    key: str
+    action: Literal["trigger", "resolve"]
+    rows: list[dict[str, Any]]
+    summary: str
+
+    def plain(self) -> dict[str, Any]:
+        return {"key": self.key, "action": self.action, "rows": self.rows, "summary": self.summary}
+
+    @classmethod
+    def from_plain(cls, value: dict[str, Any]) -> Send:
+        return cls(value["key"], value["action"], list(value["rows"]), value["summary"])
 
 
 @dataclass
@@ -43,6 +72,26 @@ class Evaluation:
     state: dict[str, Any]
     events: list[Event] = field(default_factory=list)
     truncated: bool = False
+    sends: list[Send] = field(default_factory=list)
+
+
+def bounded_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with at most ROW_COLUMNS_MAX columns and its text values cut, about
+    ROW_CHARS_MAX characters in all."""
+    columns = list(row.items())[:ROW_COLUMNS_MAX]
+    each = max(16, min(VALUE_CHARS_MAX, ROW_CHARS_MAX // max(1, len(columns))))
+    kept: dict[str, Any] = {}
+    for column, value in columns:
+        if not (value is None or isinstance(value, bool | int | float | str)):
+            value = str(value)
+        if isinstance(value, str) and len(value) > each:
+            value = value[:each] + "…"
+        kept[str(column)[:64]] = value
+    return kept
+
+
+def bounded_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [bounded_row(r) for r in rows[:VALUES_SHOWN]]
 
 
 def run_source(rule: Rule, datasources: DataSources, http_timeout: float) -> SourceResult:
@@ -72,19 +121,29 @@ def evaluate_rule(
     triggers: list[tuple[str, list[dict[str, Any]]]] = []
     resolves: list[tuple[str, dict[str, Any]]] = []
     pending = 0
+    summary = verdict.summary
     if kind in STATEFUL:
         hold = timedelta(seconds=rule.for_seconds)
-        for key, rows in verdict.active.items():
+        active = verdict.active
+        if len(active) > ALERT_KEYS_MAX:
+            ranked = sorted(active, key=lambda k: (not alerts.get(k, {}).get("firing"), k))
+            active = {k: active[k] for k in ranked[:ALERT_KEYS_MAX]}
+            summary += f" ({len(verdict.active) - ALERT_KEYS_MAX} key(s) past the limit ignored)"
+        for key, rows in active.items():
             entry = alerts.get(key) or {"since": iso(now), "firing": False}
             if not entry["firing"] and now - datetime.fromisoformat(entry["since"]) >= hold:
                 entry["firing"] = True
-            entry["row"] = _first_row(rows)
+            entry["row"] = bounded_row(_first_row(rows))
             alerts[key] = entry
             if entry["firing"]:
                 triggers.append((key, rows))
             else:
                 pending += 1
-        for key in [k for k in alerts if k not in verdict.active]:
+        for key in [k for k in alerts if k not in active]:
+            if key in verdict.active:
+                continue  # true, but past ALERT_KEYS_MAX: neither tracked nor resolved
+            if result.truncated and verdict.seen is not None and key not in verdict.seen:
+                continue  # its rows may be past the row cap: unknown, not resolved
             gone = alerts.pop(key)
             if gone["firing"]:
                 resolves.append((key, gone.get("row", {})))
@@ -92,25 +151,29 @@ def evaluate_rule(
         triggers = list(verdict.edges)
         if isinstance(rule.condition, Changed) and verdict.edges and memory.get("hash"):
             resolves.append((str(memory["hash"]), dict(memory.get("row", {}))))
-    events = [
-        rule_event(rule, run_id, now, key, "trigger", rows, verdict.summary)
-        for key, rows in triggers
-    ]
-    events += [
-        rule_event(rule, run_id, now, key, "resolve", [row], "resolved") for key, row in resolves
-    ]
+    sends = [Send(key, "trigger", bounded_rows(rows), summary) for key, rows in triggers]
+    sends += [Send(key, "resolve", [bounded_row(row)], "resolved") for key, row in resolves]
     outcome: Outcome = "firing" if triggers else "pending" if pending else "ok"
     new_state = {"alerts": alerts, "memory": verdict.memory or memory}
     return Evaluation(
         outcome,
-        verdict.summary,
+        summary,
         result.duration_s,
-        result.rows[:VALUES_SHOWN],
+        bounded_rows(result.rows),
         error,
         new_state,
-        [e for group in events for e in group],
+        events_of(rule, run_id, now, sends),
         result.truncated,
+        sends,
     )
+
+
+def events_of(rule: Rule, run_id: str, now: datetime, sends: list[Send]) -> list[Event]:
+    return [
+        event
+        for send in sends
+        for event in rule_event(rule, run_id, now, send.key, send.action, send.rows, send.summary)
+    ]
 
 
 def _first_row(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -8,9 +8,16 @@ keeps failing ends in the queue's DLQ. A batch's runs are evaluated concurrently
 every evaluator process takes its own batches, so one slow query holds up only its own
 message.
 
-A run is evaluated once: a run already recorded is acknowledged unread (two schedulers, or
-a scheduler that died after sending, may send one run twice), and the evaluation and the
-rule's new state are written in one transaction conditioned on the state the run read.
+A run is evaluated once: a run already recorded is not evaluated again (two schedulers, or
+a scheduler that died after sending, may send one run twice), and the evaluation, the
+rule's new state and the run's events are written in one transaction conditioned on the
+state the run read. Events are published only after that commit: a slow run overtaken by
+a later one, or a run whose commit failed, publishes nothing (its retry is recorded as
+skipped). A run that committed but died before publishing publishes on its retry, unless
+a later run has been recorded meanwhile.
+
+A batch's messages are kept invisible while their runs take (the heartbeat of the other
+consumers), so a slow query is never redelivered to a second evaluator mid-run.
 """
 
 from __future__ import annotations
@@ -28,9 +35,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from alerting.evaluation import Evaluation, evaluate_rule, run_source
+from alerting.evaluation import Evaluation, Send, evaluate_rule, events_of, run_source
 from alerting.publishing import record_and_publish
-from alerting.rule_store import RuleConflict, RuleStore
+from alerting.rule_store import RuleConflict, RuleStore, StateTooLarge
 from alerting.sources import DataSources
 from core.aws.clients import AwsClients
 from core.catalogue.models import iso, utcnow
@@ -39,6 +46,7 @@ from core.platform.logs import configure_logging
 from core.platform.settings import Settings
 from listeners.backoff import backoff_seconds
 from listeners.consumer import Consumer, wait_for_queues
+from listeners.heartbeat import Heartbeat
 from listeners.messages import Ack, DeadLetter, QueueMessage, Result, Retry
 
 log = logging.getLogger("herald.alerting.evaluator")
@@ -50,8 +58,11 @@ class StateChanged(Exception):
     """Another run of the rule wrote its state first; this one is retried."""
 
 
+EVENTS_LISTED = 100  # an evaluation lists this many of its events (and counts them all)
+
+
 def evaluation_record(
-    rule_id: str, body: dict[str, Any], evaluation: Evaluation, at: datetime, published: int
+    rule_id: str, body: dict[str, Any], evaluation: Evaluation, at: datetime
 ) -> dict[str, Any]:
     run = datetime.fromisoformat(body["run"])
     return {
@@ -69,9 +80,9 @@ def evaluation_record(
         "error": evaluation.error,
         "events": [
             {"event_id": e.event_id, "action": e.action, "dedupe_key": e.dedupe_key}
-            for e in evaluation.events
+            for e in evaluation.events[:EVENTS_LISTED]
         ],
-        "events_new": published,
+        "events_total": len(evaluation.events),
     }
 
 
@@ -92,6 +103,10 @@ class Evaluator:
         self.datasources = datasources or DataSources(settings, clients.client("secretsmanager"))
         self.clock = clock
         self._pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="evaluate")
+        # Started by main (or a test) and passed to the consumer: keeps slow runs invisible.
+        self.heartbeat = Heartbeat(
+            clients.sqs, clients.queue_url, settings.visibility_timeout_seconds
+        )
 
     def __call__(self, messages: Sequence[QueueMessage]) -> list[Result]:
         return list(self._pool.map(self.handle, messages))
@@ -118,34 +133,34 @@ class Evaluator:
     def evaluate_run(self, rule_id: str, run: str, body: dict[str, Any]) -> str | None:
         """Evaluate one due run; the outcome, or None when there was nothing to do."""
         rule, (state, version, last_run), recorded = self.rules.load_run(rule_id, run)
-        if recorded or rule is None or not rule.enabled:
+        if recorded:
+            self._publish_recorded(rule_id, run, last_run)
+            return None
+        if rule is None or not rule.enabled:
             return None
         if last_run is not None and last_run >= run:
             # A later run was evaluated first (this one waited behind a backlog): evaluating
             # it now would roll the state back. It is recorded as skipped, not lost.
-            stale: dict[str, Any] = {
-                "rule_id": rule_id,
-                "run": run,
-                "evaluated_at": iso(self.clock()),
-                "scheduled_at": body.get("scheduled_at"),
-                "outcome": "skipped",
-                "summary": f"superseded by the run of {last_run}",
-                "events": [],
-            }
-            self.rules.record(rule_id, run, stale, None, version)
+            self._record_skipped(rule_id, run, body, f"superseded by the run of {last_run}")
             return "skipped"
         result = run_source(rule, self.datasources, self.settings.http_check_timeout_seconds)
         now = self.clock()
         evaluation = evaluate_rule(rule, result, state, now, run)
-        fresh = record_and_publish(
-            self.events, self.clients.sns, self.clients.topic_arn, evaluation.events
-        )
-        record = evaluation_record(rule_id, {**body, "run": run}, evaluation, now, len(fresh))
+        record = evaluation_record(rule_id, {**body, "run": run}, evaluation, now)
         keep = evaluation.state if evaluation.outcome != "error" else None
-        if not self.rules.record(rule_id, run, record, keep, version):
+        outbox = [{"at": iso(now), **send.plain()} for send in evaluation.sends]
+        try:
+            committed = self.rules.record(rule_id, run, record, keep, version, outbox)
+        except StateTooLarge as exc:
+            self._record_skipped(rule_id, run, body, f"not evaluated: {exc}", outcome="error")
+            return "error"
+        if not committed:
             if self.rules.evaluation_exists(rule_id, run):
                 return None
+            # Another run wrote the state first: nothing of this one is published; its retry
+            # finds the later run and is recorded as skipped.
             raise StateChanged(f"state of rule {rule_id} changed during run {run}")
+        self._publish(rule_id, run, evaluation.events)
         log.log(
             logging.INFO if evaluation.events or evaluation.error else logging.DEBUG,
             "rule %s run %s: %s (%s), %d event(s)",
@@ -157,10 +172,52 @@ class Evaluator:
         )
         return evaluation.outcome
 
+    def _record_skipped(
+        self, rule_id: str, run: str, body: dict[str, Any], why: str, outcome: str = "skipped"
+    ) -> None:
+        record: dict[str, Any] = {
+            "rule_id": rule_id,
+            "run": run,
+            "evaluated_at": iso(self.clock()),
+            "scheduled_at": body.get("scheduled_at"),
+            "outcome": outcome,
+            "summary": why,
+            "error": why if outcome == "error" else None,
+            "events": [],
+        }
+        self.rules.record(rule_id, run, record, None, 0)
+
+    def _publish(self, rule_id: str, run: str, events: list[Any]) -> None:
+        """Publish a committed run's events, then forget its outbox."""
+        _, chunks = self.rules.outbox(rule_id, run) if events else ([], [])
+        record_and_publish(self.events, self.clients.sns, self.clients.topic_arn, events)
+        self.rules.clear_outbox(rule_id, chunks)
+
+    def _publish_recorded(self, rule_id: str, run: str, last_run: str | None) -> None:
+        """A recorded run whose events may not have been published (it died after its
+        commit): publish them now, unless a later run has been recorded since."""
+        sends, chunks = self.rules.outbox(rule_id, run)
+        if not chunks:
+            return
+        rule = self.rules.get(rule_id)
+        if rule is not None and sends and (last_run is None or last_run <= run):
+            events = [
+                event
+                for plain in sends
+                for event in events_of(
+                    rule, run, datetime.fromisoformat(plain["at"]), [Send.from_plain(plain)]
+                )
+            ]
+            record_and_publish(self.events, self.clients.sns, self.clients.topic_arn, events)
+        else:
+            log.info("run %s of rule %s: unpublished events dropped (a later run)", run, rule_id)
+        self.rules.clear_outbox(rule_id, chunks)
+
 
 def build_consumer(settings: Settings, clients: AwsClients, evaluator: Evaluator) -> Consumer:
     names = clients.names
     return Consumer(
+        heartbeat=evaluator.heartbeat,
         sqs=clients.sqs,
         queue_url=clients.queue_url,
         critical_queue=names.rules_queue("critical"),
@@ -187,7 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     if not wait_for_queues(clients.sqs, clients.queue_url, queues, stop):
         return 0
     log.info("evaluating rule runs from %s", ", ".join(queues))
-    build_consumer(settings, clients, Evaluator(settings, clients)).run(stop)
+    evaluator = Evaluator(settings, clients)
+    consumer = build_consumer(settings, clients, evaluator)
+    evaluator.heartbeat.start()
+    try:
+        consumer.run(stop)
+    finally:
+        evaluator.heartbeat.stop()
     log.info("stopped")
     return 0
 
