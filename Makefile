@@ -35,7 +35,7 @@ run local-env: export HERALD_SCHEDULERS ?= 1
 run local-env: export HERALD_EVALUATORS ?= 1
 run local-env: export HERALD_BOOTSTRAP_API_KEY ?= hk_dev_local-development-key
 
-.PHONY: install run local-env stop status test lint typecheck pytest bench bench-full chaos clean
+.PHONY: install run local-env stop status test lint typecheck pytest bench bench-full chaos clean synth
 
 $(STAMP):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -119,6 +119,13 @@ bench: install
 
 bench-full: install
 	$(PY) -m bench.run --full
+
+# The CDK app's CloudFormation templates in cdk.out/, offline (deploy/, docs/deploy.md).
+# CDK's Python library runs Node.js; `install` brings aws-cdk-lib, cdk-nag and cfn-lint.
+synth: install
+	@command -v node >/dev/null || { echo "make synth needs Node.js 20+ (node) on PATH" >&2; exit 1; }
+	JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1 $(PY) -m deploy.app --outdir cdk.out
+	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
