@@ -5,7 +5,7 @@
 For each message on the two router queues (critical first, normal never starved):
 
     decode ─ poison (not JSON, not an event, unknown type) → dead-letter queue, with why
-    START → PROCESSING
+    START → PROCESSING (a settled event, FAILED above all, is not routed: acknowledged)
     recipients: the event's user, or one page of the topic's subscribers
     per recipient and channel: preferences → SKIPPED(reason) | render → QUEUED | FAILED
     create the records and count them on the event, atomically per chunk
@@ -50,7 +50,7 @@ from core.aws.clients import AwsClients
 from core.catalogue.models import Event, EventStatus, NotificationStatus, utcnow
 from core.catalogue.templates import TemplateRenderer
 from core.directory.users import StoreBusy, UserStore
-from core.ledger.notification_records import EventNotFound
+from core.ledger.notification_records import EventClosed, EventNotFound
 from core.ledger.wiring import Ledger, build_ledger
 from core.platform import metrics, tracing
 from core.platform.logs import configure_logging
@@ -165,6 +165,13 @@ class Router:
         except EventNotFound:
             log.warning("no event record; dead-lettering", extra={"event_id": event_id})
             return DeadLetter(f"no event record for {event_id}")
+        except EventClosed as exc:
+            # Settled before this message was taken (the reconciler gave up on it, the
+            # router failed it, or a redelivery after it settled): routing it now would send
+            # behind a status that says otherwise. An operator who wants it sent reopens it
+            # (a redrive of the events DLQ does, in the same write that makes it routable).
+            log.warning("not routed: %s", exc, extra={"event_id": event_id})
+            return Ack()
         except Exception as exc:
             return self._failed(message, work, exc)
         metrics.page_routed(work.event, work.page)
@@ -180,7 +187,7 @@ class Router:
                 f"(fan-out page {work.page}): {type(exc).__name__}: {exc}"
             )[:500]
             try:
-                self.events.fail(event_id, reason)
+                self.events.fail(event_id, reason, routing=True)
             except Exception as store_exc:  # the reconciler finds the event unsettled
                 log.error("could not fail the event: %s", store_exc, extra={"event_id": event_id})
             log.error("dead-lettering: %s", reason, extra={"event_id": event_id})
@@ -212,7 +219,7 @@ class Router:
         """Do one page of the fan-out; idempotent, so a redelivery may run it again."""
         event = work.event
         if work.page == 0:
-            self.events.transition(event.event_id, EventStatus.START, EventStatus.PROCESSING)
+            self.events.open_for_routing(event.event_id)  # a settled event raises EventClosed
             if event.dedupe_key and not self._alert_notifies(event):
                 return
         if event.to is not None:  # inline recipients (on-call lists): one page

@@ -49,6 +49,16 @@ class RedriveResult(BaseModel):
     redriven: list[str]
     notifications_requeued: int
     not_found: list[str]
+    events_reopened: list[str] = Field(
+        default_factory=list,
+        description="Events the router had given up on, reopened (FAILED → PROCESSING) "
+        "before their message went back to the router.",
+    )
+    refused: dict[str, str] = Field(
+        default_factory=dict,
+        description="Messages left in the DLQ, by id, with why: an event FAILED for another "
+        "reason than routing giving up is not reopened.",
+    )
 
 
 def _known(dead_letters: DeadLetters, queue: str) -> None:
@@ -94,4 +104,6 @@ async def redrive(
         redriven=report.redriven,
         notifications_requeued=report.notifications_requeued,
         not_found=report.not_found,
+        events_reopened=report.events_reopened,
+        refused=report.refused,
     )

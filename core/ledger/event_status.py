@@ -13,6 +13,11 @@ from core.aws import dynamo
 from core.aws import errors as aws_errors
 from core.catalogue.models import EventStatus, iso, utcnow
 from core.ledger import event_index
+from core.ledger.notification_records import closed_or_missing
+
+# Set on an event the router gave up on: its message is in the events DLQ, and a redrive
+# of that message may reopen it.
+ROUTING_FAILED = "routing_failed"
 
 
 class EventStatusChanges:
@@ -35,12 +40,56 @@ class EventStatusChanges:
         update, index_values = event_index.update_expression(sets, event_id, new)
         return self._conditional(event_id, update, "#s = :expected", {**values, **index_values})
 
-    def fail(self, event_id: str, reason: str) -> bool:
-        """START|PROCESSING → FAILED with the reason (routing or publishing gave up);
-        False when the event had settled or is gone."""
+    def open_for_routing(self, event_id: str) -> None:
+        """START → PROCESSING as the router takes the event, or nothing if it is PROCESSING
+        already (a redelivery). Raises `EventClosed` for a settled event (the router must
+        not route it: a FAILED event stays failed, whatever retried) and `EventNotFound`
+        for a missing one; the refused write returns the stored item, so no second read."""
         update, index_values = event_index.update_expression(
-            ["#s = :failed", "reason = :reason", "updated_at = :now"], event_id, EventStatus.FAILED
+            ["#s = :processing", "updated_at = :now"], event_id, EventStatus.PROCESSING
         )
+        values = {
+            **index_values,
+            ":processing": {"S": EventStatus.PROCESSING.value},
+            ":start": {"S": EventStatus.START.value},
+        }
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=dynamo.event_key(event_id),
+                UpdateExpression=update,
+                ConditionExpression="#s = :start",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":now": {"S": iso(utcnow())}, **values},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not aws_errors.is_refusal(exc):
+                raise
+            stored = dynamo.from_item(exc.response.get("Item") or {})
+            if stored.get("status") != EventStatus.PROCESSING.value:
+                raise closed_or_missing(event_id, stored) from exc
+
+    def fail(
+        self,
+        event_id: str,
+        reason: str,
+        *,
+        routing: bool = False,
+        expected: EventStatus | None = None,
+        unchanged: tuple[str, str] | None = None,
+    ) -> bool:
+        """START|PROCESSING → FAILED with the reason (routing or publishing gave up);
+        False when the event had settled or is gone. `routing`: the router gave up on its
+        message, which goes to the events DLQ; only such an event may be reopened by that
+        message's redrive (`reopen_routing`). `expected` narrows the statuses it may fail
+        from, and `unchanged` (attribute, value) requires what the caller judged by to be
+        as it saw it: the reconciler fails only the event it looked at, not one a router
+        took in between."""
+        sets = ["#s = :failed", "reason = :reason", "updated_at = :now"]
+        if routing:
+            sets.append(f"{ROUTING_FAILED} = :true")
+        update, index_values = event_index.update_expression(sets, event_id, EventStatus.FAILED)
         values = {
             **index_values,
             ":failed": {"S": EventStatus.FAILED.value},
@@ -48,7 +97,52 @@ class EventStatusChanges:
             ":start": {"S": EventStatus.START.value},
             ":processing": {"S": EventStatus.PROCESSING.value},
         }
-        return self._conditional(event_id, update, "#s IN (:start, :processing)", values)
+        if routing:
+            values[":true"] = {"BOOL": True}
+        condition = "#s IN (:start, :processing)"
+        if expected is not None:
+            condition = "#s = :start" if expected is EventStatus.START else "#s = :processing"
+        if unchanged is not None:
+            attribute, seen = unchanged
+            condition += f" AND {attribute} = :seen"
+            values[":seen"] = {"S": seen}
+        return self._conditional(event_id, update, condition, values)
+
+    def reopen_routing(self, event_id: str) -> bool:
+        """FAILED → PROCESSING for an event the router gave up on (`fail(routing=True)`),
+        as an operator redrives its message from the events DLQ: one conditional write,
+        before the message goes back, so the router finds it open. An event that failed
+        any other way (its notifications failed, it was never routed at all) stays FAILED
+        and this is False."""
+        update, index_values = event_index.update_expression(
+            ["#s = :processing", "updated_at = :now"], event_id, EventStatus.PROCESSING
+        )
+        values = {
+            **index_values,
+            ":processing": {"S": EventStatus.PROCESSING.value},
+            ":failed": {"S": EventStatus.FAILED.value},
+            ":true": {"BOOL": True},
+        }
+        removed = f"reason, {ROUTING_FAILED}"
+        update += f", {removed}" if " REMOVE " in update else f" REMOVE {removed}"
+        return self._conditional(
+            event_id,
+            update,
+            f"#s = :failed AND {ROUTING_FAILED} = :true",
+            values,
+        )
+
+    def status_of(self, event_id: str) -> str | None:
+        """The event's status, read consistently; None when there is no such event."""
+        resp = self._db.get_item(
+            TableName=self._table,
+            Key=dynamo.event_key(event_id),
+            ProjectionExpression="#s",
+            ExpressionAttributeNames={"#s": "status"},
+            ConsistentRead=True,
+        )
+        item = resp.get("Item")
+        return None if item is None else str(item["status"]["S"])
 
     def mark_republished(self, event_id: str) -> bool:
         """Stamp a republish; False if the event left START meanwhile (nothing to do)."""

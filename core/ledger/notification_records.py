@@ -68,6 +68,27 @@ class EventNotFound(Exception):
     """The event item is gone (expired or never recorded): its notifications cannot count."""
 
 
+class EventClosed(Exception):
+    """The event has settled (SUCCESS or FAILED): nothing more is routed or created for it.
+    A FAILED event is final until an operator reopens it (`reopen_routing`), so a retry
+    after the reconciler gave up, or a client's own retry of the failed event, never sends
+    behind a status that says nothing was sent."""
+
+    def __init__(self, event_id: str, status: str, reason: str = "") -> None:
+        super().__init__(f"event {event_id} is {status}" + (f" ({reason})" if reason else ""))
+        self.event_id = event_id
+        self.status = status
+        self.reason = reason
+
+
+def closed_or_missing(event_id: str, stored: dict[str, Any]) -> Exception:
+    """What a refused open-event condition means: the event is gone (`stored` empty, as a
+    plain item) or settled."""
+    if not stored:
+        return EventNotFound(event_id)
+    return EventClosed(event_id, str(stored.get("status", "")), str(stored.get("reason") or ""))
+
+
 def record_key(event_id: str, channel: str, recipient_id: str, shards: int = 1) -> dict[str, Any]:
     return {
         dynamo.PK: {"S": dynamo.record_pk(event_id, recipient_id, shards)},

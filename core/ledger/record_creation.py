@@ -22,10 +22,10 @@ from core.catalogue.models import EventStatus, NotificationStatus, iso, utcnow
 from core.ledger import event_index, record_counts
 from core.ledger.event_tally import EventTally
 from core.ledger.notification_records import (
-    EventNotFound,
     NewNotification,
     RecordWrites,
     claim_creates,
+    closed_or_missing,
     refused_items,
 )
 from core.platform.masking import mask_address
@@ -110,23 +110,13 @@ class RecordCreation:
             items.append({"Update": self._listed_update(event_id, listed)})
         else:
             items.append({"Update": self._tally_update(event_id, chunk)})
-            items.append(
-                {
-                    "ConditionCheck": {
-                        "TableName": self._table,
-                        "Key": dynamo.event_key(event_id),
-                        "ConditionExpression": "attribute_exists(PK)",
-                    }
-                }
-            )
+            items.append({"ConditionCheck": {"TableName": self._table, **_open_event(event_id)}})
         try:
             self._records.write(items)  # the list alone is one write, not a transaction's two
         except ClientError as exc:
-            if len(items) == 1 and aws_errors.is_refusal(exc):
-                raise EventNotFound(event_id) from exc
             refused = refused_items(exc, list(range(len(items))))
-            if len(items) - 1 in refused:  # the event's own item: it is gone
-                raise EventNotFound(event_id) from exc
+            if len(items) - 1 in refused:  # the event's own item: gone, or settled
+                raise closed_or_missing(event_id, refused[len(items) - 1][1]) from exc
             clashes = {i: str(stored.get("status", "")) for i, (_, stored) in refused.items()}
             if not clashes:
                 raise
@@ -223,12 +213,12 @@ class RecordCreation:
         """A self-counted event's list (every record, set whole, so a repeat sets the same)
         on its event item, which must exist."""
         sets, values = record_counts.list_expression(listed)
+        check = _open_event(event_id)
         return {
             "TableName": self._table,
-            "Key": dynamo.event_key(event_id),
             "UpdateExpression": "SET " + ", ".join(sets),
-            "ConditionExpression": "attribute_exists(PK)",
-            "ExpressionAttributeValues": values,
+            **check,
+            "ExpressionAttributeValues": {**values, **check["ExpressionAttributeValues"]},
         }
 
     def _processing_update(
@@ -256,6 +246,24 @@ class RecordCreation:
                 ":now": {"S": iso(utcnow())},
             },
         }
+
+
+def _open_event(event_id: str) -> dict[str, Any]:
+    """The condition every record creation puts on its event: it exists and is still open
+    (START or PROCESSING). A settled event, FAILED above all, gets no new records: a router
+    that kept retrying after the reconciler gave up, or a redriven message, cannot send
+    while the event says it failed. A refusal returns the event item, which tells a missing
+    event from a settled one."""
+    return {
+        "Key": dynamo.event_key(event_id),
+        "ConditionExpression": "attribute_exists(PK) AND #es IN (:open_start, :open_processing)",
+        "ExpressionAttributeNames": {"#es": "status"},
+        "ExpressionAttributeValues": {
+            ":open_start": {"S": EventStatus.START.value},
+            ":open_processing": {"S": EventStatus.PROCESSING.value},
+        },
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
 
 
 def routed_items(notifications: Sequence[NewNotification]) -> int:

@@ -47,6 +47,10 @@ class RedriveReport:
     redriven: list[str] = field(default_factory=list)
     notifications_requeued: int = 0
     not_found: list[str] = field(default_factory=list)
+    events_reopened: list[str] = field(default_factory=list)
+    # message id -> why it stays in the DLQ: an events-DLQ message whose event is FAILED
+    # for a reason other than routing giving up (sending it back would change nothing)
+    refused: dict[str, str] = field(default_factory=dict)
     move_task: str | None = None  # SQS moves the messages itself (StartMessageMoveTask)
 
 
@@ -62,6 +66,7 @@ class DeadLetters:
         self.clients = clients
         self.ledger = ledger
         self.users = users
+        self._router_queues = {clients.names.router_queue(lane) for lane in ("critical", "normal")}
         prefix = f"{clients.names.prefix}-"
         self.queues = {q.removeprefix(prefix): q for q in clients.names.work_queues()}
 
@@ -131,9 +136,11 @@ class DeadLetters:
         dlq_url = self.clients.queue_url(self.clients.names.dlq_of(queue))
         source_url = self.clients.queue_url(queue)
         report = RedriveReport()
+        routed = queue in self._router_queues
         if (
             message_ids is None
             and self.users is None
+            and not routed  # an event's message reopens its event first, below
             and self._move_task(dlq_url, source_url, report)
         ):
             return report
@@ -152,7 +159,7 @@ class DeadLetters:
                 if wanted is not None and raw["MessageId"] not in wanted:
                     passed_over.append(raw)
                     continue
-                self._redrive_one(raw, source_url, dlq_url, report)
+                self._redrive_one(raw, source_url, dlq_url, report, routed)
                 if wanted is not None:
                     wanted.discard(raw["MessageId"])
         self._release(dlq_url, passed_over)
@@ -179,7 +186,12 @@ class DeadLetters:
         return True
 
     def _redrive_one(
-        self, raw: dict[str, Any], source_url: str, dlq_url: str, report: RedriveReport
+        self,
+        raw: dict[str, Any],
+        source_url: str,
+        dlq_url: str,
+        report: RedriveReport,
+        routed: bool = False,
     ) -> None:
         body = raw.get("Body", "")
         notification = _notification(body)
@@ -192,6 +204,18 @@ class DeadLetters:
                     body = notification.model_dump_json()
             if reopen(self.ledger, notification, detail):
                 report.notifications_requeued += 1
+        elif routed and (event_id := _routed_event_id(body)) is not None:
+            # The router gave up on this event and failed it: a FAILED event is never
+            # routed, so it is reopened (one conditional write) before its message goes
+            # back. An event FAILED otherwise stays so, and its message stays here.
+            events = self.ledger.event_status
+            if events.reopen_routing(event_id):
+                report.events_reopened.append(event_id)
+            elif events.status_of(event_id) == EventStatus.FAILED:
+                report.refused[raw["MessageId"]] = (
+                    f"event {event_id} is FAILED and was not failed by routing; not reopened"
+                )
+                return
         attributes = {
             k: v for k, v in raw.get("MessageAttributes", {}).items() if k not in DLQ_ATTRIBUTES
         }
@@ -231,6 +255,19 @@ def reopen(ledger: Ledger, message: NotificationMessage, detail: str = REDRIVEN)
             message.event_id, EventStatus.FAILED, EventStatus.PROCESSING, reason=""
         )
     return True
+
+
+def _routed_event_id(body: str) -> str | None:
+    """The event id of a router message (an event, or a fan-out continuation page)."""
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(decoded, dict):
+        return None
+    nested = decoded.get("event")
+    event_id = nested.get("event_id") if isinstance(nested, dict) else decoded.get("event_id")
+    return event_id if isinstance(event_id, str) and event_id else None
 
 
 def _notification(body: str) -> NotificationMessage | None:
