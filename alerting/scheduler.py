@@ -112,16 +112,26 @@ class Scheduler:
         """Send and move the shard's due runs; True when it was (and is left) empty."""
         if not self.due.any_due(bucket, shard, now):
             return True
-        if not self.due.claim(bucket, shard, now, self.settings.scheduler_lease_seconds):
+        # The lease runs from the claim's own time, not the pass's start (late in a long
+        # catch-up pass that would be expired already), and is renewed before every chunk:
+        # a scheduler that lost it (it was too slow) stops, leaving the rest to the owner.
+        if not self._lease(bucket, shard):
             return False
         try:
             items = self.due.due_now(bucket, shard, now)
             # A chunk at a time, so the first runs leave while later ones are still read.
             for start in range(0, len(items), CHUNK):
+                if start and not self._lease(bucket, shard):
+                    log.warning("lost the lease of %s shard %d mid-way", bucket, shard)
+                    return False
                 self._work_chunk(items[start : start + CHUNK], shard, now, stats)
         finally:
             self.due.release(bucket, shard)
         return False
+
+    def _lease(self, bucket: str, shard: int) -> bool:
+        lease = self.settings.scheduler_lease_seconds
+        return self.due.claim(bucket, shard, self.clock(), lease)
 
     def _work_chunk(
         self, items: list[dict[str, Any]], shard: int, now: datetime, stats: PassStats

@@ -7,16 +7,18 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from alerting.due import bucket_of
 from alerting.evaluation import ALERT_KEYS_MAX, evaluate_rule
 from alerting.evaluator import Evaluator, StateChanged, build_consumer
 from alerting.rule_store import RuleStore
 from alerting.rules import Rule, RuleIn, SqlSource
+from alerting.scheduler import Scheduler
 from alerting.sources import DataSources, SourceResult
 from core.catalogue.models import iso, utcnow
 from listeners.messages import QueueMessage
@@ -261,3 +263,46 @@ def test_a_large_evaluation_is_stored_as_valid_json(stack: Stack) -> None:
     assert store.record("big", "2030-01-01T00:00:00+00:00", huge, None, 0)
     [stored] = store.evaluations("big", 10, None)[0]
     assert stored["outcome"] == "ok" and stored["values_total"] == 400
+
+
+class SlowClock(Clock):
+    """Time that moves on by itself: each reading is 20 s after the one before, as in a
+    long catch-up pass."""
+
+    def __call__(self) -> Any:
+        self.now += timedelta(seconds=20)
+        return self.now
+
+
+class LeaseWatcher(Scheduler):
+    """A scheduler that notes, as it sends, how long its shard's lease has left."""
+
+    left: list[float]
+
+    def _send(self, lane: Any, bodies: list[dict[str, Any]]) -> None:
+        for pk in {f"DUE#{bucket_of(datetime.fromisoformat(b['due']))}#0" for b in bodies}:
+            claim = self.clients.dynamodb.get_item(
+                TableName=self.clients.names.table,
+                Key={"PK": {"S": pk}, "SK": {"S": "#CLAIM"}},
+                ConsistentRead=True,
+            )["Item"]
+            until = datetime.fromisoformat(claim["lease_until"]["S"])
+            self.left.append((until - self.clock()).total_seconds())
+        super()._send(lane, bodies)
+
+
+def test_a_shard_claimed_late_in_a_pass_holds_a_live_lease(
+    stack: Stack, pipeline: Pipeline
+) -> None:
+    store = RuleStore(stack.clients.dynamodb, stack.clients.names.table, 1)
+    store.put("early", threshold_rule(), pipeline.clock.now)
+    store.put("later", threshold_rule(), pipeline.clock.now + timedelta(minutes=1))
+    settings = pipeline.settings.model_copy(
+        update={"scheduler_shards": 1, "scheduler_lease_seconds": 30}
+    )
+    # A catch-up pass over both rules' minutes, in which time runs on as it sends.
+    clock = SlowClock(pipeline.clock.now + timedelta(minutes=3))
+    scheduler = LeaseWatcher(settings, stack.clients, owner="late", clock=clock)
+    scheduler.left = []
+    assert scheduler.run_pass().sent == 2
+    assert len(scheduler.left) == 2 and all(left > 0 for left in scheduler.left)
