@@ -126,7 +126,15 @@ class Reconciler:
                 continue
             if attempts >= limit:
                 reason = f"not routed after {attempts} publishes"
-                if self.events.fail(str(item["event_id"]), reason):
+                # Only the event as judged: still START, not published since (a router
+                # that took it meanwhile moved it on, and the failure would lie).
+                seen = item.get("last_published_at")
+                if self.events.fail(
+                    str(item["event_id"]),
+                    reason,
+                    expected=EventStatus.START,
+                    unchanged=("last_published_at", str(seen)) if seen else None,
+                ):
                     report.failed += 1
                     log.error("gave up on an event: %s", reason, extra=_ctx(item))
                 continue
@@ -193,7 +201,7 @@ class Reconciler:
         if repairs < self.settings.reconcile_max_repairs:
             self._repair(event, len(stranded), report, fanout_complete)
             return
-        self._give_up(event, stranded, fanout_stalled, repairs, report)
+        self._give_up(event, stranded, fanout_stalled, repairs, report, stranded_before)
 
     def _repair(
         self, event: dict[str, Any], stranded: int, report: PassReport, complete: bool
@@ -221,7 +229,11 @@ class Reconciler:
         fanout_stalled: bool,
         repairs: int,
         report: PassReport,
+        stranded_before: float,
     ) -> None:
+        """Fail what is still stranded by the time this pass judged by: each record's and
+        the event's write is conditional on it (a claim, a repair or a router that took
+        over meanwhile keeps it)."""
         event_id = str(event["event_id"])
         reason = f"stranded: gave up after {repairs} repairs"
         for state in stranded:
@@ -231,11 +243,17 @@ class Reconciler:
                 reason,
                 str(state.get("PK") or "") or None,
                 absent=bool(state.get(ABSENT)),
+                judged_before=stranded_before,
             ):
                 report.stranded_failed += 1
         if fanout_stalled:
-            self.events.fail(event_id, f"fan-out unfinished after {repairs} repairs")
-            report.failed += 1
+            if self.events.fail(
+                event_id,
+                f"fan-out unfinished after {repairs} repairs",
+                expected=EventStatus.PROCESSING,
+                unchanged=("updated_at", str(event.get("updated_at", ""))),
+            ):
+                report.failed += 1
         elif self.settlement.settle_from_records(event_id) is not None:
             report.settled += 1
         log.error("%s; %d notification(s) failed", reason, len(stranded), extra=_ctx(event))

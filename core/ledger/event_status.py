@@ -102,6 +102,7 @@ class EventStatusChanges:
         condition = "#s IN (:start, :processing)"
         if expected is not None:
             condition = "#s = :start" if expected is EventStatus.START else "#s = :processing"
+            values.pop(":processing" if expected is EventStatus.START else ":start")
         if unchanged is not None:
             attribute, seen = unchanged
             condition += f" AND {attribute} = :seen"

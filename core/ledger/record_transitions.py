@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -187,9 +188,14 @@ class RecordTransitions:
         reason: str,
         partition: str | None = None,
         absent: bool = False,
+        judged_before: float | None = None,
     ) -> bool:
         """The reconciler gives up on a record whose message is lost for good: FAILED with
         the reason, from any unsettled status (the event is then settled from its records).
+        `judged_before` (epoch seconds) is the time the reconciler judged it stranded by:
+        the record is failed only if it still is — QUEUED or RETRYING untouched since then,
+        or SENDING with a lease that lapsed before it — so a claim taken in between (a
+        fresh lease) is never failed under its worker, whose SENT would then be lost.
         `partition`: the record's PK when not the event's own (a large fan-out's).
         `absent`: a listed record no claim has created (`core.ledger.record_counts`): created
         FAILED here, unless a claim creates it first."""
@@ -213,6 +219,13 @@ class RecordTransitions:
             "lease_until = :zero",
         ]
         condition = "#s IN (:queued, :retrying, :sending)"
+        if judged_before is not None:
+            values[":judged_at"] = {"S": iso(datetime.fromtimestamp(judged_before, UTC))}
+            values[":judged_epoch"] = {"N": str(int(judged_before))}
+            condition = (
+                "(#s IN (:queued, :retrying) AND updated_at <= :judged_at)"
+                " OR (#s = :sending AND lease_until < :judged_epoch)"
+            )
         if absent:
             _, channel, recipient = sort_key.split("#", 2)
             fixed = {
