@@ -66,6 +66,10 @@ class RetryPolicy:
     base: float
     cap: float
     max_attempts: int
+    # The longest provider Retry-After waited out; a longer one fails the notification now
+    # (dead-lettered, to redrive later) instead of sending before the provider allows or
+    # waiting past what the reconciler takes for a lost message (settings.retry_after_ceiling).
+    retry_after_max: float | None = None
 
 
 class DeliveryHandler:
@@ -299,7 +303,16 @@ class DeliveryHandler:
     ) -> tuple[Result, bool]:
         reason = str(error)
         last_receive = queued.receive_count >= self.receive_budget
-        if isinstance(error, RetryableError) and attempt < self.policy.max_attempts:
+        ceiling = self.policy.retry_after_max
+        retry_after = error.retry_after if isinstance(error, RetryableError) else None
+        too_long = retry_after is not None and ceiling is not None and retry_after > ceiling
+        if too_long:
+            reason = (
+                f"{reason}; the provider asks to wait {retry_after:g}s, beyond the "
+                f"{ceiling:g}s a retry may wait (HERALD_RETRY_AFTER_MAX_SECONDS): failed now, "
+                "not sent early; redrive it later"
+            )
+        elif isinstance(error, RetryableError) and attempt < self.policy.max_attempts:
             if not last_receive:
                 delay = backoff_seconds(
                     attempt, self.policy.base, self.policy.cap, error.retry_after
@@ -309,7 +322,7 @@ class DeliveryHandler:
                 metrics.not_sent(message, "retry")
                 return Retry(delay, reason), False
             reason = f"gave up after {queued.receive_count} receives: {reason}"
-        elif isinstance(error, RetryableError):
+        elif isinstance(error, RetryableError) and not too_long:
             reason = f"gave up after {attempt} attempts: {reason}"
         if isinstance(error, PermanentError) and error.address_invalid:
             self._dead_addresses(message, message.addresses, ctx)

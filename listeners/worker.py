@@ -60,7 +60,10 @@ def build_worker(
         notifier=build_notifiers(settings, clients)[channel],
         ledger=ledger,
         policy=RetryPolicy(
-            settings.retry_base_seconds, settings.retry_cap_seconds, settings.max_attempts
+            settings.retry_base_seconds,
+            settings.retry_cap_seconds,
+            settings.max_attempts,
+            settings.retry_after_ceiling,
         ),
         lease_seconds=settings.visibility_timeout_seconds,
         rate_limit=TokenBucket(settings.provider_rate_per_second),

@@ -228,6 +228,15 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="First retry waits up to this (full jitter)."
     )
     retry_cap_seconds: float = Field(default=300.0, gt=0, description="Longest retry wait.")
+    retry_after_max_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Longest provider Retry-After a notification waits out (default: "
+        "HERALD_RETRY_CAP_SECONDS). A longer one fails the notification at once with the "
+        "reason and dead-letters it (redrive it later) rather than sending before the "
+        "provider allows. With the visibility timeout it must stay under "
+        "HERALD_RECONCILE_STRANDED_SECONDS, so that a retry never looks stranded.",
+    )
     max_attempts: int = Field(
         default=5, ge=1, description="Sends before a notification is FAILED and dead-lettered."
     )
@@ -364,6 +373,28 @@ class Settings(BaseSettings):
         description="A scheduler holds a claimed shard this long; a dead scheduler's shard "
         "is taken over after it.",
     )
+
+    @property
+    def retry_after_ceiling(self) -> float:
+        """The longest Retry-After waited out (`retry_after_max_seconds`, else the cap)."""
+        return self.retry_after_max_seconds or self.retry_cap_seconds
+
+    @model_validator(mode="after")
+    def retries_end_before_they_look_stranded(self) -> Settings:
+        """The reconciler takes a RETRYING notification untouched for
+        `reconcile_stranded_seconds` for one whose message was lost, and re-enqueues it: a
+        retry that waits longer would be sent by the duplicate before its time, and after
+        the last repair failed with its message still pending. So every wait, with the
+        visibility timeout after it, ends before that."""
+        longest = max(self.retry_cap_seconds, self.retry_after_ceiling)
+        if longest + self.visibility_timeout_seconds >= self.reconcile_stranded_seconds:
+            raise ValueError(
+                "HERALD_RECONCILE_STRANDED_SECONDS must exceed the longest retry wait "
+                "(HERALD_RETRY_CAP_SECONDS, HERALD_RETRY_AFTER_MAX_SECONDS) plus "
+                f"HERALD_VISIBILITY_TIMEOUT_SECONDS: {self.reconcile_stranded_seconds:g} <= "
+                f"{longest:g} + {self.visibility_timeout_seconds}"
+            )
+        return self
 
     @model_validator(mode="after")
     def real_credentials_outside_the_sandbox(self) -> Settings:
