@@ -289,6 +289,12 @@ class DeliveryHandler:
             if reopened:  # claimable now: back at once
                 log.info("redriven from the dead-letter queue; reopened", extra=ctx)
                 return Retry(0, "redriven; reopened")
+        if status == NotificationStatus.FAILED and not redriven:
+            # Its worker recorded FAILED and then either copied the message to the DLQ and
+            # could not delete it, or could not copy it: a copy now guarantees one to
+            # replay (a second copy is harmless: a redrive reopens the record once).
+            log.info("already FAILED; copied to the dead-letter queue", extra=ctx)
+            return DeadLetter("notification FAILED (copied again on a later receive)")
         log.info("already %s; nothing to send", status, extra=ctx)
         return Ack()
 

@@ -133,6 +133,27 @@ class EventStatusChanges:
             values,
         )
 
+    def reopened_update(self, event_id: str) -> dict[str, Any]:
+        """A transaction's Update that reopens the event for a redriven notification:
+        FAILED (that failure had settled it) or PROCESSING → PROCESSING, its reason gone."""
+        update, index_values = event_index.update_expression(
+            ["#s = :processing", "updated_at = :now"], event_id, EventStatus.PROCESSING
+        )
+        update += ", reason" if " REMOVE " in update else " REMOVE reason"
+        return {
+            "TableName": self._table,
+            "Key": dynamo.event_key(event_id),
+            "UpdateExpression": update,
+            "ConditionExpression": "#s IN (:failed, :processing)",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {
+                **index_values,
+                ":now": {"S": iso(utcnow())},
+                ":processing": {"S": EventStatus.PROCESSING.value},
+                ":failed": {"S": EventStatus.FAILED.value},
+            },
+        }
+
     def status_of(self, event_id: str) -> str | None:
         """The event's status, read consistently; None when there is no such event."""
         resp = self._db.get_item(

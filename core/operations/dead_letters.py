@@ -21,6 +21,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from core.aws import errors as aws_errors
 from core.aws.clients import AwsClients
 from core.catalogue.models import EventStatus, NotificationMessage, NotificationStatus
 from core.directory.readdress import readdress
@@ -243,18 +244,32 @@ class DeadLetters:
 
 
 def reopen(ledger: Ledger, message: NotificationMessage, detail: str = REDRIVEN) -> bool:
-    """A redriven notification goes back to QUEUED; a failure no longer counts, so it is
-    taken off the tally and an event it had settled reopens. False if it was not FAILED or
-    RETRYING (already sent, or reopened by someone else)."""
-    previous = ledger.transitions.status_of(message)
-    if not ledger.transitions.requeue(message, detail):
-        return False
-    if previous == NotificationStatus.FAILED:
-        ledger.tally.add(message.event_id, failed=-1)
-        ledger.event_status.transition(
-            message.event_id, EventStatus.FAILED, EventStatus.PROCESSING, reason=""
-        )
-    return True
+    """A redriven notification goes back to QUEUED; False if it was not FAILED or RETRYING
+    (already sent, or reopened by someone else).
+
+    A FAILED one is reopened in one transaction: the record FAILED → QUEUED, its failure
+    taken off the tally (a topic's; a user's event counts its records), and the event
+    FAILED|PROCESSING → PROCESSING. The record's condition makes a repeat refused, so a
+    redrive that crashes or is run twice can neither leave the tally and the status apart
+    nor take the failure off twice. A RETRYING one only returns to QUEUED."""
+    queued: dict[str, Any] = {
+        "sets": {"status": NotificationStatus.QUEUED.value, "attempts": 0},
+        "history": (NotificationStatus.QUEUED.value, detail),
+    }
+    failed = NotificationStatus.FAILED.value
+    items = [{"Update": ledger.records.transition(message, allowed=[failed], **queued)}]
+    if not message.counted_records:
+        update = ledger.tally.update(message.event_id, {"failed": -1})
+        items.append({"Update": update})
+    items.append({"Update": ledger.event_status.reopened_update(message.event_id)})
+    try:
+        aws_errors.retry(lambda: ledger.records.write(items))
+        return True
+    except ClientError as exc:
+        if not aws_errors.refused_items(exc):
+            raise
+    retrying = [NotificationStatus.RETRYING.value]
+    return ledger.records.update(message, allowed=retrying, **queued) is not None
 
 
 def _routed_event_id(body: str) -> str | None:
