@@ -4,7 +4,9 @@ A request whose signature does not verify is a 403 and changes nothing. A receip
 SENT notification to DELIVERED, UNDELIVERED or BOUNCED; the event's tally is not changed
 (the provider took the message, which is what SENT counts). A receipt is applied once: a
 replay of it (same SendGrid `sg_event_id`, same Twilio `MessageSid` and status) is a 200
-that changes nothing (`core.ledger.receipts`).
+that changes nothing (`core.ledger.receipts`). A receipt that finds its notification still
+before SENT (the worker is writing the outcome) is a 503 with Retry-After that applies and
+remembers nothing, so the provider posts it again.
 """
 
 from __future__ import annotations
@@ -119,6 +121,8 @@ async def twilio_status(
     outcome = await run_in_threadpool(
         _record, ledger, ("twilio", receipt_id, keep), notification_id, status, detail or None
     )
+    if outcome is Outcome.EARLY:
+        _too_early()
     return {"updated": outcome is Outcome.UPDATED, "replay": outcome is Outcome.REPLAY}
 
 
@@ -156,7 +160,7 @@ async def sendgrid_events(
         raise HTTPException(422, "body: not a JSON array of events") from None
     if not isinstance(events, list):
         raise HTTPException(422, "body: not a JSON array of events")
-    updated = replays = 0
+    updated = replays = early = 0
     for item in events:
         if not isinstance(item, dict):
             continue
@@ -177,4 +181,23 @@ async def sendgrid_events(
         )
         updated += outcome is Outcome.UPDATED
         replays += outcome is Outcome.REPLAY
+        early += outcome is Outcome.EARLY
+    if early:  # the others are replays when the batch comes again
+        _too_early()
     return {"updated": updated, "replays": replays}
+
+
+#: Seconds a provider is asked to wait before posting a receipt again that arrived before
+#: its notification's SENT was written (the worker writes it within its outcome deadline).
+EARLY_RETRY_AFTER_SECONDS = 10
+
+
+def _too_early() -> None:
+    """A receipt that came before SENT is written: nothing applied or remembered, and a
+    503 with Retry-After, since Twilio and SendGrid post a receipt again only after an
+    error (a 200 would lose it for good)."""
+    raise HTTPException(
+        503,
+        "receipt arrived before the notification's send was recorded; post it again",
+        headers={"Retry-After": str(EARLY_RETRY_AFTER_SECONDS)},
+    )

@@ -33,6 +33,13 @@ class Outcome(enum.Enum):
     UPDATED = "updated"
     UNCHANGED = "unchanged"  # no such notification, or not in a state a receipt moves
     REPLAY = "replay"  # this receipt was applied before
+    # The notification is still before SENT (its worker is writing the outcome): nothing
+    # is applied or remembered, and the webhook answers an error so the provider retries.
+    EARLY = "early"
+
+
+# A receipt finding its notification in one of these came before the SENT write.
+BEFORE_SENT = ("QUEUED", "SENDING", "RETRYING")
 
 
 def receipt_key(provider: str, receipt_id: str) -> dict[str, Any]:
@@ -92,6 +99,8 @@ class ReceiptLedger:
                     if not full and receipt_history_full(stored):
                         full = True  # the status allows it; only the history is full
                         continue
+                    if dynamo.from_item(stored or {}).get("status") in BEFORE_SENT:
+                        return Outcome.EARLY
                     return Outcome.UNCHANGED
                 raise
             return Outcome.UPDATED
