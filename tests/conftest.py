@@ -1,26 +1,33 @@
 """Fixtures shared by every test: a moto server on loopback and a provisioned stack.
 
 The emulator is a separate process (as in production the AWS endpoint is another host),
-started once per session; each test that takes `stack` gets it reset and provisioned anew.
+started once per session; each test that takes `stack` gets it as freshly provisioned
+(restored from a snapshot of the first provisioning: `tests.support`).
+
+Under pytest-xdist (`make test`) each worker is a session of its own, with its own
+emulator, sandbox and database servers on free ports; the hooks at the end keep each costly
+shared stack on one worker and bring the chaos table back to the terminal.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
+import fastapi.dependencies.models
 import pytest
 
 from core.aws.clients import AwsClients
 from core.platform.settings import Settings
 from localstack.provision import provision
-from tests.support import ROOT, running_emulator
+from tests.support import ROOT, emulator_snapshot, running_emulator
 
 # Credentials for the emulator only; set before any boto3 session is made.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -33,9 +40,24 @@ TEST_API_KEY = "hk_test_0123456789abcdef0123456789abcdef"
 AUTH = {"X-API-Key": TEST_API_KEY}
 
 
+@pytest.fixture(autouse=True)
+def forget_fastapi_apps() -> Iterator[None]:
+    """Empty FastAPI's caches of endpoint callables after each test.
+
+    `fastapi.dependencies.models` classifies endpoints and dependencies in module-level
+    LRU caches keyed by the callable, and an endpoint that closes over its app keeps the
+    app alive, with its AWS clients and their parsed service models. One app per process
+    costs nothing; one app per test kept every earlier test's apps (gigabytes over the
+    suite, and garbage collections that grew with them)."""
+    yield
+    for cached in vars(fastapi.dependencies.models).values():
+        if callable(getattr(cached, "cache_clear", None)):
+            cached.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_emulator(tmp_path_factory.mktemp("moto")) as url:
+    with running_emulator(tmp_path_factory.mktemp("moto"), snapshots=True) as url:
         yield url
 
 
@@ -114,9 +136,17 @@ def settings(moto_endpoint: str) -> Settings:
 
 @pytest.fixture
 def stack(moto_endpoint: str, settings: Settings) -> Stack:
-    reset_emulator(moto_endpoint)
+    """The emulator as a fresh provisioning leaves it: reset and provisioned the first time
+    these settings are seen in the session, restored from the snapshot taken then after
+    that (the same resources, in one request instead of a hundred)."""
     clients = AwsClients(settings)
-    provision(settings, clients)
+    snapshot = "provisioned-" + hashlib.sha256(settings.model_dump_json().encode()).hexdigest()
+    alone = settings.aws_endpoint_url == moto_endpoint and not settings.aws_endpoint_url_dynamodb
+    if not (alone and emulator_snapshot(moto_endpoint, snapshot, restore=True)):
+        reset_emulator(moto_endpoint)
+        provision(settings, clients)
+        if alone:
+            emulator_snapshot(moto_endpoint, snapshot, restore=False)
     return Stack(settings, clients)
 
 
@@ -154,3 +184,60 @@ def fault_proxy(moto_endpoint: str) -> Iterator[FaultProxy]:
 def faulty_settings(settings: Settings, fault_proxy: FaultProxy) -> Settings:
     """`settings` with AWS reached through `fault_proxy`."""
     return settings.model_copy(update={"aws_endpoint_url": fault_proxy.url})
+
+
+# --- several workers (pytest-xdist) ------------------------------------------------------
+
+# Tests that share a stack too costly to start twice, by folder: the chaos suite's
+# supervisord stack (one per session) and the e2e processes (one set per module, beside an
+# emulator of their own). Under `--dist loadgroup` each group runs whole on one worker and,
+# the largest groups being handed out first, the two start on different workers; every other
+# test is handed out on its own. (Grouped here by the scheduler, from the test's path: the
+# `xdist_group` marker does not reach the scheduler under this pytest.)
+SHARED_STACKS = {"tests/chaos/": "chaos", "tests/e2e/": "e2e"}
+
+
+def shared_stack(nodeid: str) -> str | None:
+    """The group of tests sharing this test's stack, if any."""
+    return next((g for folder, g in SHARED_STACKS.items() if nodeid.startswith(folder)), None)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SharedStackScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return shared_stack(nodeid) or str(super()._split_scope(nodeid))
+
+    return SharedStackScheduling(config, log)
+
+
+# Chaos outcomes travel on the test reports (`user_properties`, which pytest-xdist sends to
+# the controlling process), so the table is printed whether or not the run is split.
+CHAOS_OUTCOME = "chaos_outcome"
+_chaos_outcomes: list[dict[str, Any]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == CHAOS_OUTCOME and isinstance(value, dict):
+            _chaos_outcomes.append(value)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _chaos_outcomes:
+        return
+    from tests.chaos.accounting import Outcome
+    from tests.chaos.report import table
+    from tests.chaos.scale import current
+
+    terminalreporter.write_sep("=", f"chaos ({current().name})")
+    terminalreporter.write_line(table([Outcome(**o) for o in _chaos_outcomes]))
+
+
+def chaos_outcome_property(outcome: Any) -> tuple[str, dict[str, Any]]:
+    """A chaos `Outcome` as a report's user property."""
+    return CHAOS_OUTCOME, asdict(outcome)

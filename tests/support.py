@@ -1,7 +1,15 @@
-"""Helpers for tests that start real processes on loopback."""
+"""Helpers for tests that start real processes on loopback.
+
+`python -m tests.support emulator [flags]` runs `localstack.emulator` with two requests of
+its own for the tests: `POST /_tests/snapshots/<name>` keeps a copy of everything the
+emulator holds, `PUT /_tests/snapshots/<name>` puts that copy back in place of whatever it
+holds then (404: no such snapshot). A test's stack is provisioned once per worker and
+restored from its snapshot after that, in one request instead of a hundred.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
@@ -9,9 +17,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,12 +72,14 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
 
 
 @contextmanager
-def running_emulator(log_dir: Path, *flags: str) -> Iterator[str]:
+def running_emulator(log_dir: Path, *flags: str, snapshots: bool = False) -> Iterator[str]:
     """An emulator process (`localstack.emulator` with `flags`) on a free loopback port, for
-    as long as the block runs; its URL."""
+    as long as the block runs; its URL. With `snapshots`, it also keeps and restores
+    snapshots (`emulator_snapshot`)."""
     port = free_port()
     log = log_dir / "emulator.log"
-    proc = start_python(["-m", "localstack.emulator", *flags, "--port", str(port)], log_path=log)
+    module = ["-m", "tests.support", "emulator"] if snapshots else ["-m", "localstack.emulator"]
+    proc = start_python([*module, *flags, "--port", str(port)], log_path=log)
     url = f"http://127.0.0.1:{port}"
     try:
         if not wait_until(lambda: http_ok(f"{url}/moto-api/"), timeout=30):
@@ -76,3 +87,113 @@ def running_emulator(log_dir: Path, *flags: str) -> Iterator[str]:
         yield url
     finally:
         stop(proc)
+
+
+# --- emulator snapshots --------------------------------------------------------------------
+
+SNAPSHOTS = "/_tests/snapshots/"
+
+
+def emulator_snapshot(endpoint: str, name: str, restore: bool) -> bool:
+    """Keep (or, with `restore`, put back) the emulator's whole state as snapshot `name`;
+    False if there is no such snapshot to restore."""
+    request = urllib.request.Request(
+        f"{endpoint}{SNAPSHOTS}{name}", method="PUT" if restore else "POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            resp.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404 and restore:
+            return False
+        raise
+    return True
+
+
+class _Snapshots:
+    """WSGI middleware in front of moto: the snapshot requests, each under the emulator's
+    request lock, so no AWS request is served while the state is copied or replaced.
+
+    A snapshot is a deep copy of every moto backend in use (one copy for all, so that
+    references between them are kept); restoring resets moto as `/moto-api/reset` does and
+    installs a fresh deep copy of the snapshot's backends."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.kept: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        path = str(environ.get("PATH_INFO", ""))
+        if not path.startswith(SNAPSHOTS):
+            return self.app(environ, start_response)
+        from localstack.emulator import _LOCK
+
+        name = path.removeprefix(SNAPSHOTS)
+        with _LOCK:
+            if environ["REQUEST_METHOD"] == "POST":
+                self.kept[name] = _copy(_backends())
+                status = "200 OK"
+            elif name in self.kept:
+                _install(_copy(self.kept[name]))
+                status = "200 OK"
+            else:
+                status = "404 Not Found"
+        start_response(status, [("Content-Length", "0")])
+        return [b""]
+
+
+def _backends() -> list[tuple[Any, dict[str, Any]]]:
+    from moto.core.base_backend import BackendDict
+
+    instances: list[Any] = BackendDict._instances  # type: ignore[misc]
+    return [(services, dict(services)) for services in instances]
+
+
+def _copy(state: list[tuple[Any, dict[str, Any]]]) -> list[tuple[Any, dict[str, Any]]]:
+    """A deep copy of the per-account backends; the services' `BackendDict`s (moto's
+    module-level registries) stay the live ones, and a lock or condition (an SQS queue's,
+    which long polls wait on) is copied as a new one."""
+    import copy
+    import copyreg
+    import threading
+
+    for made_by in (threading.Condition, threading.Lock, threading.RLock):
+        copyreg.pickle(type(made_by()), functools.partial(_made_anew, made_by))
+    live = {id(services): services for services, _ in state}
+    return copy.deepcopy(state, memo=live)
+
+
+def _made_anew(made_by: Callable[[], Any], _: Any) -> tuple[Callable[[], Any], tuple[()]]:
+    return made_by, ()
+
+
+def _install(state: list[tuple[Any, dict[str, Any]]]) -> None:
+    from moto.core.base_backend import BackendDict
+    from moto.moto_api._internal.models import moto_api_backend
+
+    moto_api_backend.reset()
+    instances: list[Any] = BackendDict._instances  # type: ignore[misc]
+    for services, accounts in state:
+        dict.update(services, accounts)
+        if services not in instances:
+            instances.append(services)
+
+
+def _serve_emulator_with_snapshots(argv: list[str]) -> int:
+    import moto.server
+
+    from localstack import emulator
+
+    run_simple = moto.server.run_simple
+
+    def serve(host: str, port: int, app: Any, *args: Any, **kwargs: Any) -> Any:
+        return run_simple(host, port, _Snapshots(app), *args, **kwargs)
+
+    moto.server.run_simple = serve  # type: ignore[assignment]
+    return emulator.main(argv)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["emulator"]:
+        sys.exit("usage: python -m tests.support emulator [localstack.emulator flags]")
+    sys.exit(_serve_emulator_with_snapshots(sys.argv[2:]))

@@ -1,15 +1,16 @@
-"""One supervisord-run stack for the chaos scenarios, emptied between them, and the table
-of outcomes printed at the end of the run."""
+"""One supervisord-run stack for the chaos scenarios, emptied between them, and each
+scenario's outcome handed on for the table printed at the end of the run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 
 from tests.chaos.harness import ChaosStack
-from tests.chaos.report import RESULTS, table
+from tests.chaos.report import RESULTS
 from tests.chaos.scale import Scale, current
+from tests.conftest import chaos_outcome_property
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +36,13 @@ def chaos(chaos_stack: ChaosStack) -> ChaosStack:
     return chaos_stack
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if RESULTS:
-        terminalreporter.write_sep("=", f"chaos ({current().name})")
-        terminalreporter.write_line(table(RESULTS))
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """The scenario's outcome onto its report: tests/conftest.py prints the table from the
+    reports, which reach the terminal's process also when the run is split over workers."""
+    report = yield
+    while RESULTS:
+        report.user_properties.append(chaos_outcome_property(RESULTS.pop(0)))
+    return report
