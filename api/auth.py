@@ -53,6 +53,8 @@ class KeyLookup(Protocol):
 
     def list_keys(self) -> list[ApiKey]: ...
 
+    def owner_of(self, key_id: str) -> str | None: ...
+
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()

@@ -88,11 +88,12 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     app.include_router(event_types.router, dependencies=[*read_write, *strict])
     app.include_router(users.router, dependencies=[*scoped("users:write"), *strict])
     app.include_router(topics.router, dependencies=[*scoped("users:write"), *strict])
-    app.include_router(dlq.router, dependencies=[*scoped("admin"), *strict])
+    # Dead letters hold every tenant's messages, and rules run the operator's queries against
+    # data sources: both are the operator's alone (an `admin` key is its own tenant's).
+    app.include_router(dlq.router, dependencies=[*scoped("operator"), *strict])
     app.include_router(alerts.router, dependencies=[*read_write, *strict])
     app.include_router(alerts.silences_router, dependencies=[*read_write, *strict])
-    # A rule runs the operator's queries against data sources: rules are admin's alone.
-    app.include_router(rules.router, dependencies=[*scoped("admin"), *strict])
+    app.include_router(rules.router, dependencies=[*scoped("operator"), *strict])
     app.include_router(keys.router, dependencies=[*scoped("admin"), *strict])
     app.include_router(webhooks.router)
     # Scrapers may add their own query parameters: /metrics is not strict.

@@ -86,7 +86,7 @@ def to_alert_out(item: dict[str, Any], with_sends: bool = False, services: Any =
 
 
 @router.get(
-    "", response_model=AlertPage, summary="Alerts of the key's tenant (admin: all), newest first"
+    "", response_model=AlertPage, summary="Alerts of the key's tenant (operator: all), newest first"
 )
 async def list_alerts(
     services: ServicesDep,
@@ -95,7 +95,7 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> AlertPage:
-    only = None if tenant.admin else tenant.name
+    only = None if tenant.operator else tenant.name
     items, next_cursor = await run_in_threadpool(services.alerts.list, state, limit, cursor, only)
     return AlertPage(items=[to_alert_out(i) for i in items], next_cursor=next_cursor)
 

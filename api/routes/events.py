@@ -350,7 +350,7 @@ async def list_events(
         status=status.value if status else None,
         type_=type,
         user_id=user_id and tenant.qualify(user_id),
-        tenant=None if tenant.admin else tenant.name,
+        tenant=None if tenant.operator else tenant.name,
         limit=limit,
         cursor=cursor,
     )

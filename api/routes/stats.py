@@ -1,6 +1,6 @@
 """`GET /stats`: a compact summary for people and scripts (see core/operations/stats.py).
 
-Event counts are the caller's tenant's (every tenant's with `admin`); the notification,
+Event counts are the caller's tenant's (every tenant's with `operator`); the notification,
 latency and DLQ figures come from the stack's metrics and queues and are stack-wide.
 """
 
@@ -36,7 +36,7 @@ def _summary(services: Services, tenant: Tenant) -> dict[str, Any]:
             clients.dynamodb,
             clients.names.table,
             WINDOW,
-            tenant=None if tenant.admin else tenant.name,
+            tenant=None if tenant.operator else tenant.name,
         ),
         "notifications": stats.notifications_by_channel(registry),
         "end_to_end_seconds": stats.latency_quantiles(registry),

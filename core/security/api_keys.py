@@ -21,8 +21,12 @@ from core.aws import errors as aws_errors
 from core.catalogue.models import iso, utcnow
 from core.security.tenants import DEFAULT_TENANT, Tenant, check_tenant
 
-SCOPES = ("events:write", "events:read", "users:write", "admin")
+SCOPES = ("events:write", "events:read", "users:write", "admin", "operator")
+#: Every scope on its own tenant's things (keys, dead letters stay the operator's).
 ADMIN = "admin"
+#: Every scope on every tenant's things: dead letters, rules, any key. Made only from the
+#: command line (AWS credentials) or as the bootstrap key; no request creates one.
+OPERATOR = "operator"
 ENTITY = "APIKEY"
 PREFIX = "hk"
 
@@ -62,10 +66,14 @@ class ApiKey:
     owner: str = DEFAULT_TENANT
 
     def allows(self, scope: str) -> bool:
-        return not self.revoked and (scope in self.scopes or ADMIN in self.scopes)
+        if self.revoked:
+            return False
+        if scope in self.scopes or OPERATOR in self.scopes:
+            return True
+        return scope != OPERATOR and ADMIN in self.scopes
 
     def tenant(self) -> Tenant:
-        return Tenant(self.owner, admin=ADMIN in self.scopes)
+        return Tenant(self.owner, operator=OPERATOR in self.scopes)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -138,11 +146,25 @@ class ApiKeyStore:
         return key, token
 
     def ensure(self, token: str, name: str, scopes: tuple[str, ...]) -> ApiKey:
-        """Create this exact key unless it exists (the development bootstrap key)."""
+        """Create this exact key unless it exists (the development bootstrap key); an
+        existing one gains the scopes it lacks (a stack made before a scope existed)."""
         found = self.verify(token)
-        if found is not None:
+        if found is None:
+            return self.create(name, scopes, token)[0]
+        missing = [s for s in scopes if s not in found.scopes]
+        if not missing:
             return found
-        return self.create(name, scopes, token)[0]
+        _check_scopes(scopes)
+        merged = (*found.scopes, *missing)
+        self._db.update_item(
+            TableName=self._table,
+            Key=_key(found.key_id),
+            UpdateExpression="SET scopes = :s",
+            ExpressionAttributeValues={":s": dynamo.to_item({"s": list(merged)})["s"]},
+        )
+        return ApiKey(
+            found.key_id, found.name, merged, found.created_at, found.revoked, found.owner
+        )
 
     def verify(self, token: str) -> ApiKey | None:
         key_id = parse(token)
@@ -170,6 +192,18 @@ class ApiKeyStore:
                 return False
             raise
         return True
+
+    def owner_of(self, key_id: str) -> str | None:
+        """The tenant of a key, None when there is no such key."""
+        item = self._db.get_item(
+            TableName=self._table,
+            Key=_key(key_id),
+            ProjectionExpression="#o, key_id",
+            ExpressionAttributeNames={"#o": "owner"},
+        ).get("Item")
+        if item is None:
+            return None
+        return str(dynamo.from_item(item).get("owner") or DEFAULT_TENANT)
 
     def list_keys(self) -> list[ApiKey]:
         """Every key, newest first (a Query on the entity index, never a Scan)."""

@@ -1,7 +1,9 @@
 """Tenants: who owns an API key, and so which events, users and topics it sees.
 
 Every API key has an owner. What a key creates belongs to its owner, and a key sees only
-its owner's things; a key with the `admin` scope also reads and lists every tenant's events.
+its owner's things. The `admin` scope is every scope on its own tenant's things; only the
+`operator` scope (made from the command line, or the bootstrap key) reads and lists every
+tenant's events and works on dead letters, rules and every tenant's keys.
 
 - Events carry their `tenant`; reads check it (a foreign event is a 404, as if it did not
   exist, so ids leak nothing) and listings query the
@@ -42,7 +44,8 @@ def check_tenant(name: str) -> str:
 @dataclass(frozen=True)
 class Tenant:
     name: str = DEFAULT_TENANT
-    admin: bool = False
+    #: An operator's key: it reads every tenant's events (but writes as its own tenant).
+    operator: bool = False
 
     def qualify(self, local_id: str) -> str:
         """The stored form of a user id or topic name of this tenant."""
@@ -60,7 +63,7 @@ class Tenant:
         return (tenant or DEFAULT_TENANT) == self.name
 
     def can_read(self, tenant: str | None) -> bool:
-        return self.admin or self.owns(tenant)
+        return self.operator or self.owns(tenant)
 
     def event_id_for(self, idempotency_key: str) -> str:
         namespace = IDEMPOTENCY_NAMESPACE
@@ -70,4 +73,4 @@ class Tenant:
 
 
 #: Auth switched off (HERALD_AUTH_ENABLED=false): one tenant that sees everything.
-UNAUTHENTICATED = Tenant(DEFAULT_TENANT, admin=True)
+UNAUTHENTICATED = Tenant(DEFAULT_TENANT, operator=True)

@@ -81,14 +81,18 @@ def test_users_scope(anonymous: TestClient, keys: ApiKeyStore) -> None:
     assert anonymous.get("/users/u-9", headers=users).status_code == 200
 
 
-def test_admin_scope_guards_dead_letters_and_allows_everything(
+def test_operator_scope_guards_dead_letters_and_admin_allows_the_rest(
     anonymous: TestClient, keys: ApiKeyStore
 ) -> None:
     everything_else = key_with(keys, "events:write", "events:read", "users:write")
     admin = key_with(keys, "admin")
+    operator = key_with(keys, "operator")
     assert anonymous.get("/dlq", headers=everything_else).status_code == 403
-    assert anonymous.get("/dlq", headers=admin).status_code == 200
+    denied = anonymous.get("/dlq", headers=admin)
+    assert denied.status_code == 403 and "'operator'" in denied.json()["message"]
+    assert anonymous.get("/dlq", headers=operator).status_code == 200
     assert anonymous.post("/events", json=FOLLOW, headers=admin).status_code == 202
+    assert anonymous.post("/events", json=FOLLOW, headers=operator).status_code == 202
 
 
 def test_bearer_header_works_too(anonymous: TestClient, keys: ApiKeyStore) -> None:

@@ -32,6 +32,9 @@ class CountingStore:
     def list_keys(self) -> list[ApiKey]:
         return self.store.list_keys()
 
+    def owner_of(self, key_id: str) -> str | None:
+        return self.store.owner_of(key_id)
+
 
 @pytest.fixture
 def keys(stack: Stack) -> ApiKeyStore:
