@@ -152,6 +152,13 @@ FIGURES: list[tuple[str, str, str, Callable[[float], bool], Getter]] = [
         lambda d: lookup(d, "priority", "critical_ms", "p99"),
     ),
     (
+        "AWS requests/s of the whole stack when idle",
+        "/s",
+        "≤ 1",
+        lambda v: v <= 1.0,
+        lambda d: lookup(d, "idle", "requests_per_s"),
+    ),
+    (
         "Peak RSS, API",
         "MB",
         "≤ 150",

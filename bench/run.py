@@ -23,6 +23,9 @@ separate processes. Phases (`--only` names them):
    and SNS requests, $ per million notifications, Herald CPU per notification, from the
    emulators' meters. Alone: `python -m bench.run --only capacity` (splices its section
    into the existing report).
+8. idle (`bench/idle.py`): every long-running process on an empty stack, no traffic: AWS
+   requests per second by process and operation (target: at most 1 in total). Alone:
+   `python -m bench.run --only idle` (splices its section into the existing report).
 Peak RSS (VmHWM) of the API and of each worker comes with every phase.
 
 `make bench` leaves out what takes long: the capacity phase's topic of 100,000 subscribers
@@ -50,7 +53,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import capacity, capacity_report, figures, report, rules
+from bench import capacity, capacity_report, figures, idle, report, rules
 from bench.api_load import phase_api
 from bench.emulator_probe import phase_emulator
 from bench.pipeline import phase_latency, phase_priority, phase_requests
@@ -160,8 +163,20 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         help="also write this run's capacity figures here (e.g. bench/before_capacity.json)",
     )
     parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=60.0,
+        help="the idle phase's window of no traffic, in which every AWS call is counted",
+    )
+    parser.add_argument(
+        "--idle-settle",
+        type=float,
+        default=20.0,
+        help="seconds the idle phase's processes run before its window opens",
+    )
+    parser.add_argument(
         "--only",
-        default="api,requests,latency,priority,emulator,rules,capacity",
+        default="api,requests,latency,priority,emulator,rules,capacity,idle",
         help="phases to run, comma-separated",
     )
     parser.add_argument(
@@ -245,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                 set(args.capacity_workloads.split(",")),
             ),
         ),
+        ("idle", lambda: idle.phase_idle(stack, results, args.idle_seconds, args.idle_settle)),
     ]
     try:
         stack.start()
@@ -272,6 +288,15 @@ def main(argv: list[str] | None = None) -> int:
         text = "\n".join(capacity_report.section(results["capacity"], before_cap))
         out.write_text(capacity_report.splice(out.read_text() if out.exists() else "", text))
         log(f"wrote the capacity section of {args.out}")
+        return 0
+    if phases == {"idle"}:  # its own section of the report, the rest as it was
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+        out = Path(args.out)
+        text = "\n".join(idle.section(results["idle"]))
+        out.write_text(idle.splice(out.read_text() if out.exists() else "", text))
+        log(f"wrote the idle section of {args.out}")
         return 0
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -34,11 +34,14 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Long polls as long as SQS allows: idle receivers then cost few requests. The emulator
 # can take seconds per call under load (one process for every service): calls get 30 s
 # and messages 120 s of visibility, so its slowness shows as latency, not as timed-out
-# calls and redelivered messages that would be done twice and counted twice.
+# calls and redelivered messages that would be done twice and counted twice. A record
+# counts as stranded only past the longest retry wait plus that visibility (the settings
+# refuse less).
 PIPELINE_ENV = {
     "HERALD_WAIT_TIME_SECONDS": "20",
     "HERALD_AWS_TIMEOUT_SECONDS": "30",
     "HERALD_VISIBILITY_TIMEOUT_SECONDS": "120",
+    "HERALD_RECONCILE_STRANDED_SECONDS": "600",
 }
 
 
