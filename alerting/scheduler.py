@@ -11,6 +11,15 @@ next due time (BatchWriteItem). A minute's shards are worked in parallel, in a r
 per scheduler, so two schedulers mostly work different shards instead of waiting on each
 other's leases.
 
+Idle: no cursor means no rule was ever written (the API makes the cursor with the first
+rule), and a pass is one GetItem. A pass that sent nothing lengthens the pause before the
+next, doubling from HERALD_SCHEDULER_TICK_SECONDS up to HERALD_SCHEDULER_IDLE_MAX_SECONDS,
+but never past the start of the next minute while rules exist (that minute's runs, the
+usual cron times, go out on time); a pass that sent something goes back to the tick. A rule
+written while the scheduler pauses (its due item is the API's write) is picked up by the
+next pass: its first run is at most the idle maximum late. Before provisioning has made
+the table the scheduler waits quietly, a log line per attempt and no traceback.
+
 Catching up: a run found late (the schedulers were down) is sent as the latest due time not
 after now, carrying how many due times it skipped; the evaluator records them. Nothing
 fires a burst of stale runs.
@@ -34,9 +43,12 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from alerting.due import DueStore, bucket_of, bucket_time, due_pk, next_bucket
 from alerting.schedule import catch_up, next_due
 from core.aws import dynamo
+from core.aws import errors as aws_errors
 from core.aws.clients import AwsClients
 from core.catalogue.event_types import LANES, Lane
 from core.catalogue.models import iso, utcnow
@@ -55,6 +67,7 @@ MAX_BUCKETS_PER_PASS = 24 * 60
 
 @dataclass
 class PassStats:
+    rules: bool = True  # False: no cursor yet, so no rule was ever written
     sent: int = 0
     skipped_runs: int = 0
     lags: list[float] = field(default_factory=list)  # seconds from each run's time to its send
@@ -87,9 +100,10 @@ class Scheduler:
         now = self.clock()
         current = bucket_of(now)
         cursor = self.due.cursor()
-        if cursor is None:
-            self.due.advance_cursor(None, current)
-            cursor = current
+        if cursor is None:  # no rule yet: the API makes the cursor with the first
+            stats.rules = False
+            metrics.scheduled(stats)
+            return stats
         bucket, closing = cursor, True
         for _ in range(MAX_BUCKETS_PER_PASS):
             if bucket > current:
@@ -192,8 +206,24 @@ class Scheduler:
             if resp.get("Failed"):  # the shard's lease lapses and the next pass resends
                 raise RuntimeError(f"{len(resp['Failed'])} rule run(s) not sent")
 
+    def pause(self, stats: PassStats | None, idle: float) -> float:
+        """The pause after a pass: the tick after one that sent something (or failed),
+        else twice the last idle pause up to the idle maximum, cut at the start of the next
+        minute while rules exist."""
+        tick = self.settings.scheduler_tick_seconds
+        if stats is None or stats.sent:
+            return tick
+        wait = min(max(idle * 2, tick), max(self.settings.scheduler_idle_max_seconds, tick))
+        if stats.rules:
+            now = self.clock()
+            minute = bucket_time(next_bucket(bucket_of(now)))
+            wait = min(wait, max((minute - now).total_seconds(), tick))
+        return wait
+
     def run(self, stop: threading.Event) -> None:
+        idle = 0.0
         while not stop.is_set():
+            stats: PassStats | None = None
             try:
                 stats = self.run_pass()
                 if stats.sent:
@@ -202,9 +232,17 @@ class Scheduler:
                         stats.sent,
                         stats.skipped_runs,
                     )
+            except ClientError as exc:
+                if aws_errors.error_code(exc) != "ResourceNotFoundException":
+                    log.exception("scheduler pass failed")
+                else:  # provisioning has not made the table yet: nothing to report
+                    log.info("waiting for the table %s", self.clients.names.table)
+                    stats = PassStats(rules=False)
             except Exception:  # AWS down, a bug: log and try again next tick
                 log.exception("scheduler pass failed")
-            stop.wait(self.settings.scheduler_tick_seconds)
+            wait = self.pause(stats, idle)
+            idle = 0.0 if stats is None or stats.sent else wait
+            stop.wait(wait)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,11 @@ visibility 0 that returns messages with their `SentTimestamp`, of which the olde
 A peek counts as a receive of the messages it sees, so it runs only on queues with waiting
 messages and can be switched off (`HERALD_QUEUE_PEEK_OLDEST=false`).
 
+Idle: a round that finds every queue empty (nothing waiting, nothing in flight) doubles
+the pause before the next, up to `HERALD_QUEUE_DEPTH_IDLE_MAX_SECONDS`; a round that finds
+a message goes back to the interval. Queue URLs are looked up once per process
+(`AwsClients.queue_url` caches them).
+
 One collector per stack, not one per consumer: depth reads cost AWS calls and do not get
 truer by being repeated.
 """
@@ -92,10 +97,24 @@ class QueueDepths:
         sent = [s for s in sent if s > 0]
         return max(self._clock() - min(sent), 0.0) if sent else 0.0
 
-    def run_forever(self, stop: threading.Event, interval: float) -> None:
+    def run_forever(self, stop: threading.Event, interval: float, idle_max: float = 0.0) -> None:
+        wait = interval
         while not stop.is_set():
-            self.collect()
-            stop.wait(interval)
+            found = self.collect()
+            every = len(found) == len(self.queues)  # an unreadable queue is not an empty one
+            wait = pause(found if every else {}, interval, wait, idle_max)
+            stop.wait(wait)
+
+
+def pause(
+    found: dict[str, dict[str, float]], interval: float, last: float, idle_max: float
+) -> float:
+    """The interval after a round that saw a message (or could not read a queue), else
+    twice the last pause, up to `idle_max`."""
+    empty = bool(found) and all(not r["visible"] and not r["in_flight"] for r in found.values())
+    if not empty:
+        return interval
+    return min(max(last * 2, interval), max(idle_max, interval))
 
 
 def all_queues(clients: AwsClients) -> list[str]:
@@ -119,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info(
         "reading %d queues every %ss", len(collector.queues), settings.queue_depth_interval_seconds
     )
-    collector.run_forever(stop, settings.queue_depth_interval_seconds)
+    collector.run_forever(
+        stop, settings.queue_depth_interval_seconds, settings.queue_depth_idle_max_seconds
+    )
     return 0
 
 

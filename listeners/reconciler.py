@@ -20,6 +20,11 @@ newer ones:
   - after `reconcile_max_repairs` repairs, the records still stranded are FAILED with the
     reason, an unfinished fan-out fails the event, and the event settles.
 
+Idle: a pass that found no stale event at all lengthens the pause before the next, doubling
+from `reconcile_interval_seconds` up to `reconcile_grace_seconds` (an event goes stale only
+a grace after its last touch, so it is still seen within about two graces); a pass that
+found one goes back to the interval.
+
 Silence is not loss while the queue the message would wait in has a backlog
 (`listeners/backlog.py`): the republish, repair or give-up waits for a pass that finds the
 queue caught up, and the event counts as deferred.
@@ -66,6 +71,7 @@ class PassReport:
     repaired: int = 0
     stranded_failed: int = 0
     deferred: int = 0  # due, but the queue its message would wait in has a backlog
+    examined: int = 0  # stale events the walks found
     watermarks: dict[str, Any] = field(default_factory=dict)
 
 
@@ -81,6 +87,7 @@ class Reconciler:
         self.settlement = ledger.settlement
         self.transitions = ledger.transitions
         self._watermarks: dict[EventStatus, dict[str, Any] | None] = {}
+        self._examined = 0
         self.backlog = Backlog(clients.sqs, clients.queue_url)
         self._router_queues = [clients.names.router_queue(lane) for lane in LANES]
 
@@ -106,6 +113,7 @@ class Reconciler:
         for _ in range(self.settings.reconcile_pages_per_pass):
             items, last = self.stale.stale(status, cutoff, self._watermarks.get(status), PAGE_SIZE)
             found += items
+            self._examined += len(items)
             self._watermarks[status] = last
             if last is None:
                 break
@@ -263,18 +271,32 @@ class Reconciler:
     def run_pass(self) -> PassReport:
         report = PassReport()
         self.backlog.forget()
+        self._examined = 0
         self._started(report)
         self._processing(report)
+        report.examined = self._examined
         metrics.reconciled(report)
         return report
 
+    def pause(self, report: PassReport | None, idle: float) -> float:
+        """The interval after a pass that found something (or failed), else twice the
+        last idle pause, up to the grace."""
+        interval = self.settings.reconcile_interval_seconds
+        if report is None or report.examined:
+            return interval
+        return min(max(idle * 2, interval), max(self.settings.reconcile_grace_seconds, interval))
+
     def run_forever(self, stop: threading.Event) -> None:
+        idle = 0.0
         while not stop.is_set():
+            report: PassReport | None = None
             try:
-                self.run_pass()
+                report = self.run_pass()
             except (ClientError, BotoCoreError) as exc:
                 log.warning("reconcile pass failed, will retry: %s", exc)
-            stop.wait(self.settings.reconcile_interval_seconds)
+            wait = self.pause(report, idle)
+            idle = 0.0 if report is None or report.examined else wait
+            stop.wait(wait)
 
 
 def _stranded(state: dict[str, Any], before: float) -> bool:

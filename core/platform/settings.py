@@ -89,6 +89,12 @@ class Settings(BaseSettings):
         gt=0,
         description="How often the queue-depth collector reads every queue's depth.",
     )
+    queue_depth_idle_max_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="Longest pause of the queue-depth collector while every queue is empty "
+        "(it doubles from the interval; a message anywhere brings it back).",
+    )
     queue_peek_oldest: bool = Field(
         default=True,
         description="The collector peeks (visibility 0) at a queue with waiting messages for "
@@ -366,6 +372,13 @@ class Settings(BaseSettings):
     )
     scheduler_tick_seconds: float = Field(
         default=1.0, gt=0, description="Pause between the rule scheduler's passes."
+    )
+    scheduler_idle_max_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest pause of a rule scheduler whose passes send nothing (it doubles "
+        "from the tick, cut at the next minute while rules exist): the most a rule written "
+        "meanwhile can run late on its first run.",
     )
     scheduler_lease_seconds: float = Field(
         default=30.0,

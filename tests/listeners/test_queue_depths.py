@@ -7,7 +7,7 @@ import time
 
 from prometheus_client import REGISTRY
 
-from listeners.queue_depths import QueueDepths, all_queues
+from listeners.queue_depths import QueueDepths, all_queues, pause
 from tests.conftest import Stack
 
 
@@ -51,3 +51,28 @@ def test_without_peeking_the_age_is_not_read(stack: Stack) -> None:
         QueueUrl=stack.clients.queue_url(queue), AttributeNames=["ApproximateReceiveCount"]
     )
     assert resp["Messages"][0]["Attributes"]["ApproximateReceiveCount"] == "1"
+
+
+def test_rounds_that_find_every_queue_empty_back_off(stack: Stack) -> None:
+    collector = QueueDepths(stack.clients.sqs, stack.clients.queue_url, all_queues(stack.clients))
+    calls: list[str] = []
+
+    def count(model: object, **_: object) -> None:
+        calls.append(model.name)  # type: ignore[attr-defined]
+
+    stack.clients.sqs.meta.events.register("after-call", count)
+    try:
+        found = collector.collect()
+        collector.collect()
+    finally:
+        stack.clients.sqs.meta.events.unregister("after-call", count)
+    # One depth read per queue a round; queue URLs are looked up once per process.
+    assert calls.count("GetQueueAttributes") == 2 * len(collector.queues)
+    assert calls.count("GetQueueUrl") <= len(collector.queues)
+    waits = [pause(found, 15.0, 15.0, 120.0)]
+    for _ in range(3):
+        waits.append(pause(found, 15.0, waits[-1], 120.0))
+    assert waits == [30.0, 60.0, 120.0, 120.0]
+    busy = {**found, "q": {"visible": 1, "in_flight": 0, "oldest_age_seconds": 0.0}}
+    assert pause(busy, 15.0, 120.0, 120.0) == 15.0
+    assert pause({}, 15.0, 120.0, 120.0) == 15.0  # nothing read: the interval
