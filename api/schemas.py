@@ -24,6 +24,9 @@ ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 TOPIC_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 #: A client's event_id, or the UUID Herald makes.
 EVENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+#: An event id in a path: the tenant's own id, or (for an operator's key) another tenant's
+#: qualified one, `<tenant>~<id>`, as GET /events lists them to an operator.
+EVENT_PATH_PATTERN = r"^([a-z0-9][a-z0-9-]{0,31}~)?[A-Za-z0-9_-]{1,64}$"
 # Deeper `data` serves no template and costs every JSON encoder on the way a recursion;
 # past a few hundred levels the event cannot even be encoded for the queue.
 MAX_DATA_DEPTH = 32

@@ -61,7 +61,12 @@ class AlertPage(BaseModel):
     next_cursor: str | None
 
 
-def to_alert_out(item: dict[str, Any], with_sends: bool = False, services: Any = None) -> AlertOut:
+def to_alert_out(
+    item: dict[str, Any],
+    with_sends: bool = False,
+    services: Any = None,
+    tenant: Tenant | None = None,
+) -> AlertOut:
     data = json.loads(item.get("data_json") or "{}")
     caused = [AlertNotification(**n) for n in item.get("notifications", [])]
     if with_sends and services is not None:
@@ -82,6 +87,12 @@ def to_alert_out(item: dict[str, Any], with_sends: bool = False, services: Any =
                     for n in found[1]
                 ]
     fields = {k: v for k, v in item.items() if k in AlertOut.model_fields and k != "notifications"}
+    if tenant is not None:  # event ids as the tenant knows them
+        for entry in caused:
+            entry.event_id = tenant.local(entry.event_id)
+        for field in ("opened_by", "last_event_id"):
+            if isinstance(fields.get(field), str):
+                fields[field] = tenant.local(fields[field])
     return AlertOut(**{**fields, "data": data, "notifications": caused})
 
 
@@ -97,7 +108,7 @@ async def list_alerts(
 ) -> AlertPage:
     only = None if tenant.operator else tenant.name
     items, next_cursor = await run_in_threadpool(services.alerts.list, state, limit, cursor, only)
-    return AlertPage(items=[to_alert_out(i) for i in items], next_cursor=next_cursor)
+    return AlertPage(items=[to_alert_out(i, tenant=tenant) for i in items], next_cursor=next_cursor)
 
 
 def _readable(services: Services, alert_id: str, tenant: Tenant) -> dict[str, Any] | None:
@@ -108,7 +119,7 @@ def _readable(services: Services, alert_id: str, tenant: Tenant) -> dict[str, An
 
 def _get_with_sends(services: Services, alert_id: str, tenant: Tenant) -> AlertOut | None:
     item = _readable(services, alert_id, tenant)
-    return None if item is None else to_alert_out(item, True, services)
+    return None if item is None else to_alert_out(item, True, services, tenant)
 
 
 @router.get(
@@ -136,7 +147,7 @@ async def ack_alert(alert_id: AlertId, services: ServicesDep, tenant: TenantDep)
     item = await run_in_threadpool(services.alerts.ack, alert_id, tenant.name)
     if item is None:
         raise HTTPException(409, f"alert_id: alert {alert_id!r} is resolved")
-    return to_alert_out(item)
+    return to_alert_out(item, tenant=tenant)
 
 
 @silences_router.put(

@@ -15,7 +15,7 @@ from alerting.inline import chat_url_problem
 from api.deps import PageCursor, ServicesDep, TenantDep
 from api.errors import validation_problem
 from api.schemas import (
-    EVENT_ID_PATTERN,
+    EVENT_PATH_PATTERN,
     BatchIn,
     BatchItemResult,
     BatchResult,
@@ -61,12 +61,13 @@ NOTIFICATIONS_PAGE = 100
 
 
 def resolve_event_id(body: EventIn, key: str | None, tenant: Tenant) -> str:
-    """Idempotency keys are the tenant's own (two tenants' `k` are two events); a client's
-    event_id is global, and another tenant's is a 409 (`duplicate_or_conflict`)."""
+    """The stored id. Idempotency keys and a client's event_id are the tenant's own (two
+    tenants' `k` or `ev-1` are two events): a client's id is stored qualified by its
+    tenant, a key's id comes from the tenant's own namespace, and Herald's own are random."""
     if key is not None and body.event_id is not None:
         raise HTTPException(422, "give either the Idempotency-Key header or event_id, not both")
     if body.event_id is not None:
-        return body.event_id
+        return tenant.qualify(body.event_id)
     if key is not None:
         return tenant.event_id_for(key)
     return str(uuid.uuid4())
@@ -114,9 +115,12 @@ def is_repeat(existing: EventRecord, fingerprint: str, tenant: Tenant) -> bool:
 def duplicate_or_conflict(existing: EventRecord, fingerprint: str, tenant: Tenant) -> EventAccepted:
     if not is_repeat(existing, fingerprint, tenant):
         raise HTTPException(
-            409, f"event_id {existing.event_id} was already used for a different event"
+            409,
+            f"event_id {tenant.local(existing.event_id)} was already used for a different event",
         )
-    return EventAccepted(event_id=existing.event_id, status=existing.status, duplicate=True)
+    return EventAccepted(
+        event_id=tenant.local(existing.event_id), status=existing.status, duplicate=True
+    )
 
 
 @router.post(
@@ -145,7 +149,7 @@ async def post_event(
     except EventExists as exc:
         response.status_code = status.HTTP_200_OK
         return duplicate_or_conflict(exc.existing, event.fingerprint(), tenant)
-    return EventAccepted(event_id=event.event_id, status=EventStatus.START)
+    return EventAccepted(event_id=tenant.local(event.event_id), status=EventStatus.START)
 
 
 def _accept_batch(
@@ -195,7 +199,7 @@ async def post_batch(
             items[index] = BatchItemResult(
                 index=index,
                 result="error",
-                event_id=event.event_id,
+                event_id=tenant.local(event.event_id),
                 error=f"event_id repeats item {seen[event.event_id]} of this batch",
             )
             continue
@@ -205,27 +209,28 @@ async def post_batch(
     outcome = await run_in_threadpool(_accept_batch, services, [e for _, e, _ in pending])
     for index, event, fingerprint in pending:
         result = outcome[event.event_id]
+        local_id = tenant.local(event.event_id)
         if result is None:
             items[index] = BatchItemResult(
-                index=index, result="accepted", event_id=event.event_id, status=EventStatus.START
+                index=index, result="accepted", event_id=local_id, status=EventStatus.START
             )
         elif isinstance(result, EventRecord):
             if is_repeat(result, fingerprint, tenant):
                 items[index] = BatchItemResult(
-                    index=index, result="duplicate", event_id=event.event_id, status=result.status
+                    index=index, result="duplicate", event_id=local_id, status=result.status
                 )
             else:
                 items[index] = BatchItemResult(
                     index=index,
                     result="error",
-                    event_id=event.event_id,
-                    error=f"event_id {event.event_id} was already used for a different event",
+                    event_id=local_id,
+                    error=f"event_id {local_id} was already used for a different event",
                 )
         else:
             items[index] = BatchItemResult(
                 index=index,
                 result="error",
-                event_id=event.event_id,
+                event_id=local_id,
                 error="storage unavailable; retry this event",
             )
     done = [i for i in items if i is not None]
@@ -238,8 +243,8 @@ async def post_batch(
 
 
 def local_view(values: dict[str, Any], tenant: Tenant) -> dict[str, Any]:
-    """An event's user id and topic as its tenant knows them."""
-    for field in ("user_id", "topic"):
+    """An event's id, user id and topic as its tenant knows them."""
+    for field in ("event_id", "user_id", "topic"):
         if values.get(field):
             values[field] = tenant.local(values[field])
     return values
@@ -282,16 +287,17 @@ def to_event_out(
     summary="One event, its counts and the first page of its notifications",
 )
 async def get_event(
-    event_id: Annotated[str, Path(pattern=EVENT_ID_PATTERN)],
+    event_id: Annotated[str, Path(pattern=EVENT_PATH_PATTERN)],
     services: ServicesDep,
     tenant: TenantDep,
 ) -> EventOut:
-    record, notifications, cursor = await run_in_threadpool(
-        services.events.get_page, event_id, NOTIFICATIONS_PAGE
-    )
-    if record is None or not tenant.can_read(record.tenant):
-        raise HTTPException(404, f"event_id: no event {event_id!r}")
-    return to_event_out(record, notifications, tenant, cursor)
+    for stored_id in tenant.event_lookups(event_id):
+        record, notifications, cursor = await run_in_threadpool(
+            services.events.get_page, stored_id, NOTIFICATIONS_PAGE
+        )
+        if record is not None and tenant.can_read(record.tenant):
+            return to_event_out(record, notifications, tenant, cursor)
+    raise HTTPException(404, f"event_id: no event {event_id!r}")
 
 
 @router.get(
@@ -304,7 +310,7 @@ async def get_event(
     summary="An event's notifications, a page at a time",
 )
 async def get_event_notifications(
-    event_id: Annotated[str, Path(pattern=EVENT_ID_PATTERN)],
+    event_id: Annotated[str, Path(pattern=EVENT_PATH_PATTERN)],
     services: ServicesDep,
     tenant: TenantDep,
     cursor: Annotated[
@@ -313,22 +319,23 @@ async def get_event_notifications(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=NOTIFICATIONS_PAGE)] = NOTIFICATIONS_PAGE,
 ) -> NotificationPage:
-    if cursor is None:  # the event's own first read also tells its owner
-        record, notifications, next_cursor = await run_in_threadpool(
-            services.events.get_page, event_id, limit
-        )
-        exists, owner = record is not None, record.tenant if record else None
-    else:
-        exists, owner = await run_in_threadpool(services.events.owner_of, event_id)
-        if exists and tenant.can_read(owner):
-            _, notifications, next_cursor = await run_in_threadpool(
-                services.events.get_page, event_id, limit, cursor
+    for stored_id in tenant.event_lookups(event_id):
+        if cursor is None:  # the event's own first read also tells its owner
+            record, notifications, next_cursor = await run_in_threadpool(
+                services.events.get_page, stored_id, limit
             )
-    if not exists or not tenant.can_read(owner):
-        raise HTTPException(404, f"event_id: no event {event_id!r}")
-    return NotificationPage(
-        items=[to_notification_out(n) for n in notifications], next_cursor=next_cursor
-    )
+            exists, owner = record is not None, record.tenant if record else None
+        else:
+            exists, owner = await run_in_threadpool(services.events.owner_of, stored_id)
+            if exists and tenant.can_read(owner):
+                _, notifications, next_cursor = await run_in_threadpool(
+                    services.events.get_page, stored_id, limit, cursor
+                )
+        if exists and tenant.can_read(owner):
+            return NotificationPage(
+                items=[to_notification_out(n) for n in notifications], next_cursor=next_cursor
+            )
+    raise HTTPException(404, f"event_id: no event {event_id!r}")
 
 
 @router.get("", response_model=EventPage, summary="Events, newest first, a page at a time")

@@ -14,6 +14,10 @@ tenant's events and works on dead letters, rules and every tenant's keys.
 - The tenant `default` keeps unqualified ids: keys made before tenants existed, and the
   bootstrap key of `make run`, go on addressing the same users and topics.
 - Idempotency keys are per tenant: two tenants sending `Idempotency-Key: k` get two events.
+- A client's `event_id` is stored qualified too (`<tenant>~<id>`, bare for `default`): two
+  tenants' `ev-1` are two events, and a tenant can neither take another's id nor learn that
+  it exists. Herald's own ids (random, or from the tenant's idempotency namespace) are bare
+  and never collide; a tenant's lookup tries both forms and answers only its own event.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ DEFAULT_TENANT = "default"
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
 SEPARATOR = "~"  # never in a client's user id or topic name (their patterns exclude it)
 _TENANT = re.compile(TENANT_PATTERN)
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 # Keys map to event ids through a fixed namespace, so every API instance agrees; each
 # tenant but `default` (whose ids predate tenants) gets its own namespace derived from it.
@@ -64,6 +69,15 @@ class Tenant:
 
     def can_read(self, tenant: str | None) -> bool:
         return self.operator or self.owns(tenant)
+
+    def event_lookups(self, local_id: str) -> tuple[str, ...]:
+        """The stored ids an event id of this tenant may have: a client's (qualified) and
+        Herald's (bare, or a client's made before client ids were qualified), the likelier
+        first; the caller checks the owner of what it finds."""
+        qualified = self.qualify(local_id)
+        if qualified == local_id:
+            return (local_id,)
+        return (local_id, qualified) if _UUID.match(local_id) else (qualified, local_id)
 
     def event_id_for(self, idempotency_key: str) -> str:
         namespace = IDEMPOTENCY_NAMESPACE

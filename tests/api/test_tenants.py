@@ -69,13 +69,38 @@ def test_a_foreign_event_is_404_and_not_listed(
     assert {acme, beta} <= everything
 
 
-def test_a_foreign_client_event_id_is_a_conflict_that_reveals_nothing(
+def test_client_event_ids_are_the_tenants_own(
     api: TestClient, tenants: dict[str, dict[str, str]]
 ) -> None:
-    assert post(api, tenants["acme"], body={"event_id": "ev-shared"}).status_code == 202
-    taken = post(api, tenants["beta"], body={"event_id": "ev-shared"})
-    assert taken.status_code == 409
-    assert "status" not in taken.json()
+    acme, beta = tenants["acme"], tenants["beta"]
+    first = post(api, acme, body={"event_id": "ev-shared"})
+    assert first.status_code == 202 and first.json()["event_id"] == "ev-shared"
+    # beta's ev-shared is beta's: it neither collides with acme's nor tells it exists
+    assert api.get("/events/ev-shared", headers=beta).status_code == 404
+    assert api.get("/events/ev-shared/notifications", headers=beta).status_code == 404
+    second = post(api, beta, body={"event_id": "ev-shared", "data": {"actor": "Bo"}})
+    assert second.status_code == 202 and second.json()["event_id"] == "ev-shared"
+    assert post(api, beta, body={"event_id": "ev-shared", "data": {"actor": "Bo"}}).json()[
+        "duplicate"
+    ]
+    mine = api.get("/events/ev-shared", headers=acme).json()
+    assert (mine["event_id"], mine["data"]) == ("ev-shared", {"actor": "Ana"})
+    theirs = api.get("/events/ev-shared", headers=beta).json()
+    assert (theirs["event_id"], theirs["data"]) == ("ev-shared", {"actor": "Bo"})
+    # within a tenant an id still means one event
+    other = post(api, acme, body={"event_id": "ev-shared", "data": {"actor": "Eve"}})
+    assert other.status_code == 409 and "status" not in other.json()
+    # a batch's ids are the tenant's too
+    batch = api.post(
+        "/events/batch", json={"events": [{**FOLLOW, "event_id": "ev-b"}]}, headers=beta
+    ).json()
+    assert batch["items"][0]["event_id"] == "ev-b"
+    assert api.get("/events/ev-b", headers=acme).status_code == 404
+    # an operator lists them qualified and reads them so
+    listed = {e["event_id"] for e in api.get("/events", headers=AUTH).json()["items"]}
+    assert {"acme~ev-shared", "beta~ev-shared"} <= listed
+    assert api.get("/events/beta~ev-shared", headers=AUTH).json()["data"] == {"actor": "Bo"}
+    assert api.get("/events/beta~ev-shared", headers=acme).status_code == 404
 
 
 def test_users_and_topics_belong_to_their_tenant(
