@@ -15,7 +15,9 @@ Work before authentication is bounded, because anybody can send keys:
   so junk keys can neither cost a read each time nor push valid keys out);
 - each client address may fail `HERALD_AUTH_FAILURE_BURST` times and then
   `HERALD_AUTH_FAILURE_RATE_PER_SECOND`; past that its keys are 429 without a lookup unless
-  they are already verified. (Behind a proxy every client shares the proxy's address.)
+  they are already verified. The client address is the TCP peer, or, when the peer is one
+  of `HERALD_TRUSTED_PROXIES`, the right-most untrusted hop of `X-Forwarded-For`
+  (`core.security.client_address`): behind a load balancer each client is counted apart.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.concurrency import run_in_threadpool
 
 from core.security.api_keys import ApiKey, parse
+from core.security.client_address import Network, client_address
 from core.security.rate_limit import TokenBucket
 
 #: Verified keys held (only real keys get in, so this is the number of keys in use).
@@ -74,7 +77,9 @@ class Authenticator:
         valid_max: int = VALID_MAX,
         refused_max: int = REFUSED_MAX,
         clients_max: int = CLIENTS_MAX,
+        trusted_proxies: tuple[Network, ...] = (),
     ) -> None:
+        self.trusted_proxies = trusted_proxies
         self.store = store
         self.enabled = enabled
         self.cache_seconds = cache_seconds
@@ -177,7 +182,8 @@ def _unauthorized(message: str) -> HTTPException:
 async def authenticate(request: Request, token: str | None) -> ApiKey:
     """The verified key of `token`, or the 401 / 429 that refuses it."""
     auth: Authenticator = request.app.state.services.auth
-    client = request.client.host if request.client else "unknown"
+    peer = request.client.host if request.client else "unknown"
+    client = client_address(peer, request.headers.getlist("x-forwarded-for"), auth.trusted_proxies)
     if not token:
         raise _unauthorized("X-API-Key: an API key is required")
     found, key = auth.cached(token)

@@ -63,6 +63,7 @@ class Services:
                 cache_seconds=settings.api_key_cache_seconds,
                 failure_rate=settings.auth_failure_rate_per_second,
                 failure_burst=settings.auth_failure_burst,
+                trusted_proxies=settings.trusted_proxy_networks,
             ),
             alerts=AlertStore(clients.dynamodb, clients.names.table, settings.event_retention_days),
             silences=SilenceStore(clients.dynamodb, clients.names.table),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+import ipaddress
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Twilio credentials of the sandbox: public (they are in this file), so anybody could sign
@@ -21,6 +23,23 @@ DEFAULT_CHAT_WEBHOOK_HOSTS = (
 def parse_hosts(value: str) -> tuple[str, ...]:
     """`a.example,*.b.example` → lower-cased patterns; `*.` matches any subdomain."""
     return tuple(h.strip().lower() for h in value.split(",") if h.strip())
+
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(value: str) -> tuple[IpNetwork, ...]:
+    """`10.0.0.0/8, 192.168.1.7` as networks (a bare address is a /32 or /128); a value
+    that is neither raises ValueError naming it."""
+    networks: list[IpNetwork] = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"not a CIDR or an IP address: {part!r}") from None
+    return tuple(networks)
 
 
 class Settings(BaseSettings):
@@ -148,6 +167,13 @@ class Settings(BaseSettings):
     )
     auth_failure_burst: float = Field(
         default=20.0, ge=1, description="Burst of failed authentications per client address."
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated CIDRs (or addresses) of the load balancers and proxies "
+        "in front of the API. Only a request whose peer is one of them has its "
+        "X-Forwarded-For read, from the right past every trusted hop, for the client address "
+        "that failed authentications are counted by; empty trusts no header.",
     )
     health_cache_seconds: float = Field(
         default=10.0,
@@ -425,6 +451,16 @@ class Settings(BaseSettings):
                     "HERALD_SANDBOX=true for local runs"
                 )
         return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: str) -> str:
+        parse_networks(value)  # a ValueError names the bad entry
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IpNetwork, ...]:
+        return parse_networks(self.trusted_proxies)
 
     @property
     def chat_webhook_host_patterns(self) -> tuple[str, ...]:

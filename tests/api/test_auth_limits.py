@@ -172,3 +172,69 @@ def test_health_details_need_the_admin_scope(stack: Stack, keys: ApiKeyStore) ->
         assert client.get("/health/details", headers=reader).status_code == 403
         details = client.get("/health/details", headers=AUTH)
         assert details.json()["checks"] == {"dynamodb": "ok", "sns": "ok"}
+
+
+_GUESSES = iter(range(1_000_000))
+
+
+def _guesses(client: TestClient, forwarded_for: str, count: int) -> list[int]:
+    """`count` new junk keys (a refused key is answered from memory, not counted again)."""
+    return [
+        client.get(
+            "/events",
+            headers={
+                "X-API-Key": f"hk_xff{next(_GUESSES)}_secret",
+                "X-Forwarded-For": forwarded_for,
+            },
+        ).status_code
+        for _ in range(count)
+    ]
+
+
+def test_behind_a_trusted_proxy_failures_are_counted_per_forwarded_client(stack: Stack) -> None:
+    settings = stack.settings.model_copy(
+        update={
+            "auth_failure_burst": 2,
+            "auth_failure_rate_per_second": 0.01,
+            "trusted_proxies": "10.0.0.0/8",
+        }
+    )
+    app = create_app(settings, stack.clients)
+    with TestClient(app, client=("10.0.0.5", 5000)) as balancer:
+        # one client guessing behind the balancer is limited ...
+        assert _guesses(balancer, "203.0.113.9", 3) == [401, 401, 429]
+        # ... whatever it writes to the left of what the balancer appended ...
+        assert _guesses(balancer, "198.51.100.1, 203.0.113.9", 1) == [429]
+        # ... and another client behind the same balancer is not
+        assert _guesses(balancer, "203.0.113.10", 1) == [401]
+        # a chain of trusted proxies is walked past to the client
+        assert _guesses(balancer, "203.0.113.11, 10.1.2.3", 2) == [401, 401]
+        assert _guesses(balancer, "203.0.113.11, 10.9.9.9", 1) == [429]
+
+
+def test_an_untrusted_peer_cannot_choose_its_address_with_the_header(stack: Stack) -> None:
+    settings = stack.settings.model_copy(
+        update={
+            "auth_failure_burst": 2,
+            "auth_failure_rate_per_second": 0.01,
+            "trusted_proxies": "10.0.0.0/8",
+        }
+    )
+    with TestClient(create_app(settings, stack.clients), client=("192.0.2.7", 5000)) as direct:
+        codes = [
+            direct.get(
+                "/events",
+                headers={"X-API-Key": f"hk_guess{i}_secret", "X-Forwarded-For": f"203.0.113.{i}"},
+            ).status_code
+            for i in range(3)
+        ]
+        assert codes == [401, 401, 429]
+
+
+def test_trusted_proxies_must_be_networks(stack: Stack) -> None:
+    from pydantic import ValidationError
+
+    from core.platform.settings import Settings
+
+    with pytest.raises(ValidationError, match=r"not a CIDR or an IP address: 'lb\.internal'"):
+        Settings(trusted_proxies="10.0.0.0/8, lb.internal")
