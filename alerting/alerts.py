@@ -31,6 +31,12 @@ the same answer, so a router retry notifies exactly as the first try would have.
 
 Alerts are listed through the table's existing GSIs: `entity = ALERT` (by_entity, newest
 first) and `status = ALERT_OPEN | ALERT_RESOLVED` (by_status).
+
+An alert keeps the last `NOTIFYING_EVENTS_KEPT` events that notified for it (`notifications`,
+oldest first) and how many notified in all (`notifying_events`), so reminders cannot grow
+the item towards DynamoDB's 400 KB limit. The list is rewritten under the condition that
+guards the notification (the `last_notified_at` that was read), so no concurrent entry is
+lost. An alert written before the count existed counts the entries it holds.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ from core.security.tenants import DEFAULT_TENANT
 ENTITY_ALERT = "ALERT"
 STATUS = {"open": "ALERT_OPEN", "resolved": "ALERT_RESOLVED"}
 DECISION_ATTEMPTS = 8
+# Notifying events an alert item keeps (the newest); older ones are only counted.
+NOTIFYING_EVENTS_KEPT = 50
 
 Kind = Literal["open", "remind", "suppress", "resolve", "ignore"]
 
@@ -122,6 +130,21 @@ def _newer(event: Event, than: str) -> bool:
         return at is not None and at > datetime.fromisoformat(than)
     except ValueError:
         return True
+
+
+def notifying_events(item: dict[str, Any]) -> int:
+    """How many events notified for the alert in all (an older item: those it lists)."""
+    kept = item.get("notifications") or []
+    return int(item.get("notifying_events", len(kept)))
+
+
+def _with_notification(
+    current: dict[str, Any], entry: dict[str, Any]
+) -> tuple[list[dict[str, Any]], int]:
+    """The alert's kept list with `entry` appended, cut to the newest kept, and the new
+    count of notifying events."""
+    kept = [*(current.get("notifications") or []), entry]
+    return kept[-NOTIFYING_EVENTS_KEPT:], notifying_events(current) + 1
 
 
 def parse_alert_id(alert_id: str) -> tuple[str, int] | None:
@@ -228,10 +251,14 @@ class AlertStore:
                 ":ttl": int(time.time()) + self._retention,
                 ":open": "open",
             }
-            if notify:
-                sets.append("notifications = list_append(notifications, :n)")
-                values[":n"] = [{"event_id": event.event_id, "kind": "resolve", "at": now}]
-            update = self._update(key, sets, values, "#st = :open")
+            condition = "#st = :open"
+            if notify:  # the list as read, unless a reminder changed it (then decide again)
+                entry = {"event_id": event.event_id, "kind": "resolve", "at": now}
+                values[":n"], values[":total"] = _with_notification(current, entry)
+                sets += ["notifications = :n", "notifying_events = :total"]
+                condition += " AND last_notified_at = :last"
+                values[":last"] = current["last_notified_at"]
+            update = self._update(key, sets, values, condition)
             return Decision("resolve", notify, aid, f"alert {aid} {why}"), [update]
         if not is_open:
             if current is not None and _older(event, current.get("resolved_event_at")):
@@ -267,6 +294,7 @@ class AlertStore:
                 "notifications": (
                     [{"event_id": event.event_id, "kind": "open", "at": now}] if notify else []
                 ),
+                "notifying_events": 1 if notify else 0,
             }
             put = {
                 "Put": {
@@ -292,8 +320,10 @@ class AlertStore:
             update = self._update(key, sets, values, "#st = :open", add_count=True)
             reason = f"alert {aid} {why}: trigger counted, no notification"
             return Decision("suppress", False, aid, reason), [update]
-        sets += ["last_notified_at = :now", "notifications = list_append(notifications, :n)"]
-        values[":n"] = [{"event_id": event.event_id, "kind": "remind", "at": now}]
+        # the list as read: the condition on last_notified_at below keeps it current
+        entry = {"event_id": event.event_id, "kind": "remind", "at": now}
+        values[":n"], values[":total"] = _with_notification(current, entry)
+        sets += ["last_notified_at = :now", "notifications = :n", "notifying_events = :total"]
         if last is None:
             cond = "#st = :open AND attribute_not_exists(last_notified_at)"
         else:

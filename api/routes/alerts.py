@@ -9,8 +9,10 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from alerting.alerts import notifying_events
 from alerting.silences import Silence, SilenceIn
 from api.deps import ServicesDep, TenantDep
+from api.routes.events import to_notification_out
 from api.schemas import NotificationOut, Problem
 from api.services import Services
 from core.security.tenants import Tenant
@@ -25,6 +27,12 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such alert."}
 }
 
+# An alert answer shows its most recent notifying events only; GET /alerts/{id} reads a page
+# of each one's notifications, newest event first, and no more records in all than the budget.
+EVENTS_SHOWN = 20
+SENDS_PER_EVENT = 10
+SENDS_READ_BUDGET = 100
+
 
 class AlertNotification(BaseModel):
     event_id: str
@@ -35,7 +43,20 @@ class AlertNotification(BaseModel):
     )
 
 
-class AlertOut(BaseModel):
+class AlertEventSends(AlertNotification):
+    notifications_cursor: str | None = Field(
+        default=None,
+        description="More of this event's notifications: "
+        "GET /events/{event_id}/notifications?cursor=...",
+    )
+    notifications_read: bool = Field(
+        default=True,
+        description="False when the request's read budget was spent on newer events: "
+        "read this one's at GET /events/{event_id}.",
+    )
+
+
+class AlertFields(BaseModel):
     alert_id: str
     type: str
     dedupe_key: str
@@ -53,7 +74,26 @@ class AlertOut(BaseModel):
     opened_by: str = Field(description="The event that opened it.")
     last_event_id: str
     data: dict[str, Any] = Field(default_factory=dict, description="The opening event's data.")
-    notifications: list[AlertNotification] = Field(default_factory=list)
+    notifying_events: int = Field(0, description="Events that notified for it, in all.")
+    more_notifying_events: int = Field(
+        0,
+        description=f"Older notifying events not shown: an answer shows the {EVENTS_SHOWN} "
+        "most recent (read any event at GET /events/{event_id}).",
+    )
+
+
+class AlertOut(AlertFields):
+    notifications: list[AlertNotification] = Field(
+        default_factory=list, description=f"The {EVENTS_SHOWN} most recent, oldest first."
+    )
+
+
+class AlertDetail(AlertFields):
+    notifications: list[AlertEventSends] = Field(
+        default_factory=list,
+        description=f"The {EVENTS_SHOWN} most recent, oldest first, each with up to "
+        f"{SENDS_PER_EVENT} of its notifications.",
+    )
 
 
 class AlertPage(BaseModel):
@@ -61,39 +101,61 @@ class AlertPage(BaseModel):
     next_cursor: str | None
 
 
-def to_alert_out(
-    item: dict[str, Any],
-    with_sends: bool = False,
-    services: Any = None,
-    tenant: Tenant | None = None,
-) -> AlertOut:
-    data = json.loads(item.get("data_json") or "{}")
-    caused = [AlertNotification(**n) for n in item.get("notifications", [])]
-    if with_sends and services is not None:
-        for entry in caused:
-            found = services.events.get(entry.event_id)
-            if found is not None:
-                entry.notifications = [
-                    NotificationOut(
-                        notification_id=n.get("notification_id", ""),
-                        channel=n.get("channel", ""),
-                        recipient=n.get("recipient_masked"),
-                        status=n.get("status", ""),
-                        attempts=n.get("attempts", 0),
-                        last_error=n.get("last_error"),
-                        provider_message_id=n.get("provider_message_id"),
-                        history=n.get("history", []),
-                    )
-                    for n in found[1]
-                ]
-    fields = {k: v for k, v in item.items() if k in AlertOut.model_fields and k != "notifications"}
-    if tenant is not None:  # event ids as the tenant knows them
-        for entry in caused:
-            entry.event_id = tenant.local(entry.event_id)
+def _fields(item: dict[str, Any], tenant: Tenant | None) -> dict[str, Any]:
+    """The alert's own fields (not its notifications), event ids as the tenant knows them."""
+    fields = {k: v for k, v in item.items() if k in AlertFields.model_fields}
+    if tenant is not None:
         for field in ("opened_by", "last_event_id"):
             if isinstance(fields.get(field), str):
                 fields[field] = tenant.local(fields[field])
-    return AlertOut(**{**fields, "data": data, "notifications": caused})
+    total = notifying_events(item)
+    fields["data"] = json.loads(item.get("data_json") or "{}")
+    fields["notifying_events"] = total
+    fields["more_notifying_events"] = max(0, total - len(_shown(item)))
+    return fields
+
+
+def _shown(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """The most recent notifying events the alert lists, oldest first."""
+    return list(item.get("notifications") or [])[-EVENTS_SHOWN:]
+
+
+def _local(entry: dict[str, Any], tenant: Tenant | None) -> dict[str, Any]:
+    event_id = str(entry.get("event_id", ""))
+    return {**entry, "event_id": tenant.local(event_id) if tenant is not None else event_id}
+
+
+def to_alert_out(item: dict[str, Any], tenant: Tenant | None = None) -> AlertOut:
+    caused = [AlertNotification(**_local(n, tenant)) for n in _shown(item)]
+    return AlertOut(**_fields(item, tenant), notifications=caused)
+
+
+def _sends(
+    services: Services, event_id: str, limit: int
+) -> tuple[list[NotificationOut], str | None]:
+    """A page of the event's notifications (one bounded read) and the cursor of the rest."""
+    record, found, cursor = services.events.get_page(event_id, limit)
+    if record is None:  # expired with its retention, or never stored
+        return [], None
+    return [to_notification_out(n) for n in found], cursor
+
+
+def to_alert_detail(services: Services, item: dict[str, Any], tenant: Tenant) -> AlertDetail:
+    """The alert with a page of each shown event's notifications: newest event first, while
+    the request's read budget lasts."""
+    shown = _shown(item)
+    caused = [AlertEventSends(**_local(n, tenant)) for n in shown]
+    budget = SENDS_READ_BUDGET
+    for raw, entry in zip(reversed(shown), reversed(caused), strict=True):
+        limit = min(SENDS_PER_EVENT, budget)
+        if limit < 1:
+            entry.notifications_read = False
+            continue
+        entry.notifications, entry.notifications_cursor = _sends(
+            services, str(raw.get("event_id", "")), limit
+        )
+        budget -= max(len(entry.notifications), 1)
+    return AlertDetail(**_fields(item, tenant), notifications=caused)
 
 
 @router.get(
@@ -117,18 +179,24 @@ def _readable(services: Services, alert_id: str, tenant: Tenant) -> dict[str, An
     return item if item is not None and tenant.can_read(item.get("tenant")) else None
 
 
-def _get_with_sends(services: Services, alert_id: str, tenant: Tenant) -> AlertOut | None:
+def _get_with_sends(services: Services, alert_id: str, tenant: Tenant) -> AlertDetail | None:
     item = _readable(services, alert_id, tenant)
-    return None if item is None else to_alert_out(item, True, services, tenant)
+    return None if item is None else to_alert_detail(services, item, tenant)
 
 
 @router.get(
     "/{alert_id}",
-    response_model=AlertOut,
+    response_model=AlertDetail,
     responses=NOT_FOUND,
     summary="One alert with the notifications it caused",
+    description=f"The alert and its {EVENTS_SHOWN} most recent notifying events (oldest "
+    f"first), each with up to {SENDS_PER_EVENT} of its notifications and, when it has more, "
+    "`notifications_cursor` for GET /events/{event_id}/notifications. One answer reads at "
+    f"most {SENDS_READ_BUDGET} notifications in all, for the newest events first; an event "
+    "past that budget says `notifications_read: false`. `notifying_events` counts every "
+    "event that notified, `more_notifying_events` those not shown.",
 )
-async def get_alert(alert_id: AlertId, services: ServicesDep, tenant: TenantDep) -> AlertOut:
+async def get_alert(alert_id: AlertId, services: ServicesDep, tenant: TenantDep) -> AlertDetail:
     found = await run_in_threadpool(_get_with_sends, services, alert_id, tenant)
     if found is None:
         raise HTTPException(404, f"alert_id: no alert {alert_id!r}")
