@@ -103,8 +103,11 @@ typecheck: install
 pytest: install
 	$(VENV)/bin/pytest $(if $(PYTEST_WORKERS),-n $(PYTEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
+# lint and typecheck run beside the tests (make -j: their few lines land among pytest's);
+# `make test` fails if any of the three fails.
 test: PYTEST_WORKERS ?= auto
-test: lint typecheck pytest
+test: install
+	@$(MAKE) --no-print-directory -j3 lint typecheck pytest PYTEST_WORKERS=$(PYTEST_WORKERS)
 
 # The fault-injection suite at full size (`make test` runs it small); prints a table.
 chaos: install

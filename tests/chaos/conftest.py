@@ -3,6 +3,7 @@ scenario's outcome handed on for the table printed at the end of the run."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator, Iterator
 
 import pytest
@@ -24,6 +25,11 @@ def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack
     try:
         yield stack
     finally:
+        # Every program told to stop at once: supervisord's own shutdown stops them one
+        # after the other (about ten seconds, a worker's long poll each).
+        with contextlib.suppress(Exception):
+            stack.resume("emulator")
+            stack.rpc().stopAllProcesses(False)
         stack.stop()
 
 

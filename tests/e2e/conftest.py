@@ -156,7 +156,8 @@ def herald(
     }
     base = f"http://127.0.0.1:{port}"
     try:
-        assert wait_until(lambda: http_ok(f"{base}/health"), timeout=30), "API did not start"
+        # Patient: seven processes start at once, beside whatever else the machine runs.
+        assert wait_until(lambda: http_ok(f"{base}/health"), timeout=90), "API did not start"
         with httpx.Client(base_url=base, timeout=10, headers=AUTH) as api:
             herald = Herald(api, sandbox_server, clients, settings, processes)
             yield herald
