@@ -11,6 +11,7 @@ shared stack on one worker and bring the chaos table back to the terminal.
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import json
@@ -18,7 +19,7 @@ import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -210,6 +211,18 @@ def shared_stack(nodeid: str) -> str | None:
     return next((g for folder, g in SHARED_STACKS.items() if nodeid.startswith(folder)), None)
 
 
+def numbered_alike(nodeids: Sequence[str]) -> list[str]:
+    """Test ids made unique: the scheduler keys its work by test id, and tests that share
+    one (schemathesis names the test of every API operation alike) would all but the first
+    never run. The workers are sent positions in the collection, not ids."""
+    seen: collections.Counter[str] = collections.Counter()
+    numbered = []
+    for nodeid in nodeids:
+        seen[nodeid] += 1
+        numbered.append(nodeid if seen[nodeid] == 1 else f"{nodeid}#{seen[nodeid]}")
+    return numbered
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if config.getvalue("dist") != "loadgroup":
@@ -217,6 +230,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     from xdist.scheduler import LoadGroupScheduling
 
     class SharedStackScheduling(LoadGroupScheduling):
+        def add_node_collection(self, node: Any, collection: Sequence[str]) -> None:
+            super().add_node_collection(node, numbered_alike(collection))
+
         def _split_scope(self, nodeid: str) -> str:
             return shared_stack(nodeid) or str(super()._split_scope(nodeid))
 
