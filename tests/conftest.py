@@ -239,6 +239,21 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return SharedStackScheduling(config, log)
 
 
+# Every collected test must have reported an outcome: a scheduler that loses tests would
+# otherwise pass a run that ran less than it collected.
+_outcomes = collections.Counter[str]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if exitstatus != 0 or not session.config.pluginmanager.hasplugin("dsession"):
+        return
+    ran = sum(_outcomes.values())
+    if ran < session.testscollected:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        _outcomes["missing"] = session.testscollected - ran  # reported by the summary
+
+
 # Chaos outcomes travel on the test reports (`user_properties`, which pytest-xdist sends to
 # the controlling process), so the table is printed whether or not the run is split.
 CHAOS_OUTCOME = "chaos_outcome"
@@ -246,12 +261,17 @@ _chaos_outcomes: list[dict[str, Any]] = []
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        _outcomes[report.outcome] += 1
     for name, value in report.user_properties:
         if name == CHAOS_OUTCOME and isinstance(value, dict):
             _chaos_outcomes.append(value)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _outcomes["missing"]:
+        missing = _outcomes["missing"]
+        terminalreporter.write_sep("=", f"{missing} collected tests never ran", red=True)
     if not _chaos_outcomes:
         return
     from tests.chaos.accounting import Outcome
