@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bench import sections
 from bench.stack import Stack, start_python
 from bench.workload import log
 
@@ -109,8 +110,4 @@ def section(idle: dict[str, Any] | None) -> list[str]:
 
 def splice(report: str, text: str) -> str:
     """`report` with its idle section replaced by `text` (appended if it has none)."""
-    if START in report and END in report:
-        head, rest = report.split(START, 1)
-        _, tail = rest.split(END, 1)
-        return head + text.rstrip("\n") + tail
-    return report.rstrip("\n") + "\n\n" + text
+    return sections.splice(report, text, START, END)
