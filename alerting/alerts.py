@@ -41,7 +41,6 @@ lost. An alert written before the count existed counts the entries it holds.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -50,10 +49,18 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
+from alerting.alert_ids import (
+    alert_id_of,
+    alert_pk,
+    alert_sk,
+    key_hash,
+    parse_alert_id,
+    tenant_of,
+)
+from alerting.event_order import event_time, newer, older
 from core.aws import dynamo
 from core.aws import errors as aws_errors
 from core.catalogue.models import Event, iso, utcnow
-from core.security.tenants import DEFAULT_TENANT
 
 ENTITY_ALERT = "ALERT"
 STATUS = {"open": "ALERT_OPEN", "resolved": "ALERT_RESOLVED"}
@@ -84,54 +91,6 @@ class AlertPolicy:
     notify_resolved: bool
 
 
-def key_hash(tenant: str, type_: str, dedupe_key: str) -> str:
-    """Two tenants' alerts of one type and key are two alerts."""
-    raw = f"{tenant}\0{type_}\0{dedupe_key}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:24]
-
-
-def tenant_of(event: Event) -> str:
-    return event.tenant or DEFAULT_TENANT
-
-
-def alert_pk(khash: str) -> str:
-    return f"ALERT#{khash}"
-
-
-def alert_sk(seq: int) -> str:
-    return f"A#{seq:08d}"
-
-
-def alert_id_of(khash: str, seq: int) -> str:
-    return f"{khash}-{seq}"
-
-
-def event_time(event: Event) -> datetime | None:
-    try:
-        return datetime.fromisoformat(event.created_at)
-    except (TypeError, ValueError):
-        return None
-
-
-def _older(event: Event, than: Any) -> bool:
-    """Whether the event happened strictly before the stored time `than`."""
-    at = event_time(event)
-    if at is None or not isinstance(than, str):
-        return False
-    try:
-        return at < datetime.fromisoformat(than)
-    except ValueError:
-        return False
-
-
-def _newer(event: Event, than: str) -> bool:
-    at = event_time(event)
-    try:
-        return at is not None and at > datetime.fromisoformat(than)
-    except ValueError:
-        return True
-
-
 def notifying_events(item: dict[str, Any]) -> int:
     """How many events notified for the alert in all (an older item: those it lists)."""
     kept = item.get("notifications") or []
@@ -145,13 +104,6 @@ def _with_notification(
     count of notifying events."""
     kept = [*(current.get("notifications") or []), entry]
     return kept[-NOTIFYING_EVENTS_KEPT:], notifying_events(current) + 1
-
-
-def parse_alert_id(alert_id: str) -> tuple[str, int] | None:
-    khash, _, seq = alert_id.partition("-")
-    if len(khash) != 24 or not seq.isdigit() or not 0 < int(seq) < 10**8:
-        return None
-    return khash, int(seq)
 
 
 class AlertStore:
@@ -226,7 +178,7 @@ class AlertStore:
                     khash, current, event
                 )
             aid = current["alert_id"]
-            if _older(event, current.get("trigger_event_at")):
+            if older(event, current.get("trigger_event_at")):
                 why = f"resolve older than alert {aid}'s last trigger: nothing resolved"
                 return Decision("ignore", False, aid, why), []
             notify = bool(
@@ -261,7 +213,7 @@ class AlertStore:
             update = self._update(key, sets, values, condition)
             return Decision("resolve", notify, aid, f"alert {aid} {why}"), [update]
         if not is_open:
-            if current is not None and _older(event, current.get("resolved_event_at")):
+            if current is not None and older(event, current.get("resolved_event_at")):
                 why = "trigger older than the last resolve of its key: nothing opened"
                 return Decision("ignore", False, None, why), []
             seq = (current["seq"] + 1) if current else 1
@@ -312,7 +264,7 @@ class AlertStore:
         due = last is None or at - datetime.fromisoformat(last) >= interval
         values = {":now": now, ":eid": event.event_id, ":one": 1, ":open": "open"}
         sets = ["last_seen = :now", "last_event_id = :eid"]
-        if not _older(event, current.get("trigger_event_at")):
+        if not older(event, current.get("trigger_event_at")):
             sets.append("trigger_event_at = :et")
             values[":et"] = event.created_at
         if current.get("acked") or silenced or not due:
@@ -355,7 +307,7 @@ class AlertStore:
             }
             return [{"Put": put}]
         known = current.get("resolved_event_at")
-        if known is not None and not _newer(event, known):
+        if known is not None and not newer(event, known):
             return []  # it knows of a resolve as new already
         key = {dynamo.PK: {"S": alert_pk(khash)}, dynamo.SK: {"S": alert_sk(current["seq"])}}
         values: dict[str, Any] = {":et": event.created_at, ":resolved": "resolved"}

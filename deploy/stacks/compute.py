@@ -28,30 +28,15 @@ from constructs import Construct, IConstruct
 from core.resources.declaration import Resources
 from deploy import sizing
 from deploy.config import DeployConfig
+from deploy.image import IMAGE_CONTEXT
 from deploy.services import Service, services
 from deploy.stacks import acknowledge
+from deploy.stacks.backlog_scaling import backlog_policy
 from deploy.stacks.data import DataStack
 from deploy.stacks.messaging import MessagingStack
 
 ROOT = Path(__file__).resolve().parents[2]
 API_PORT = 8000
-#: The image's build context: what the Dockerfiles copy, nothing else (no .venv, no tests).
-IMAGE_CONTEXT = [
-    "*",
-    "!Dockerfile",
-    "!deploy/lambda.Dockerfile",
-    "!pyproject.toml",
-    "!README.md",
-    "!supervisord.conf",
-    "!locustfile.py",
-    "!core",
-    "!api",
-    "!listeners",
-    "!notifiers",
-    "!localstack",
-    "!alerting",
-    "**/__pycache__",
-]
 
 
 def log_group_name(prefix: str, service: str) -> str:
@@ -337,51 +322,13 @@ class ComputeStack(Stack):
             min_capacity=max(low, 1),  # the metric divides by running tasks
             max_capacity=high,
         )
-        queries: list[Any] = []
-        ids = []
-        for i, queue in enumerate(service.consumes):
-            ids.append(f"m{i}")
-            queries.append(
-                _query(
-                    f"m{i}",
-                    "AWS/SQS",
-                    "ApproximateNumberOfMessagesVisible",
-                    "Sum",
-                    {"QueueName": queue},
-                )
-            )
-        queries.append(
-            _query(
-                "running",
-                "ECS/ContainerInsights",
-                "RunningTaskCount",
-                "Average",
-                {"ClusterName": self.cluster.cluster_name, "ServiceName": fargate.service_name},
-            )
-        )
-        queries.append(
-            appscaling.CfnScalingPolicy.TargetTrackingMetricDataQueryProperty(
-                id="backlog_per_task",
-                expression=f"({' + '.join(ids)}) / running",
-                label="Visible messages per running task",
-                return_data=True,
-            )
-        )
-        kind = "router" if service.name == "router" else "worker"
-        appscaling.CfnScalingPolicy(
+        backlog_policy(
             self,
-            f"BacklogPolicy-{service.name}",
-            policy_name=f"{self.prefix}-{service.name}-backlog-per-task",
-            policy_type="TargetTrackingScaling",
-            scaling_target_id=target.scalable_target_id,
-            target_tracking_scaling_policy_configuration=appscaling.CfnScalingPolicy.TargetTrackingScalingPolicyConfigurationProperty(
-                target_value=float(sizing.TARGET_BACKLOG[kind]),
-                customized_metric_specification=appscaling.CfnScalingPolicy.CustomizedMetricSpecificationProperty(
-                    metrics=queries
-                ),
-                scale_out_cooldown=60,
-                scale_in_cooldown=300,
-            ),
+            prefix=self.prefix,
+            service=service,
+            cluster_name=self.cluster.cluster_name,
+            service_name=fargate.service_name,
+            target_id=target.scalable_target_id,
         )
 
     # --- Lambda ----------------------------------------------------------------------------
@@ -487,25 +434,3 @@ class ComputeStack(Stack):
                 "ecr:GetAuthorizationToken, which ECS needs to pull the image, has no "
                 "resource-level permission.",
             )
-
-
-def _query(
-    id: str, namespace: str, metric: str, stat: str, dimensions: dict[str, str]
-) -> appscaling.CfnScalingPolicy.TargetTrackingMetricDataQueryProperty:
-    return appscaling.CfnScalingPolicy.TargetTrackingMetricDataQueryProperty(
-        id=id,
-        metric_stat=appscaling.CfnScalingPolicy.TargetTrackingMetricStatProperty(
-            metric=appscaling.CfnScalingPolicy.TargetTrackingMetricProperty(
-                namespace=namespace,
-                metric_name=metric,
-                dimensions=[
-                    appscaling.CfnScalingPolicy.TargetTrackingMetricDimensionProperty(
-                        name=k, value=v
-                    )
-                    for k, v in dimensions.items()
-                ],
-            ),
-            stat=stat,
-        ),
-        return_data=False,
-    )
