@@ -19,9 +19,18 @@ BLOCK = re.compile(
 )
 
 
+def settings_in_declared_order() -> list[str]:
+    """Settings' own fields, then each field group it is composed of, in the order named."""
+    names = list(Settings.__annotations__)
+    for group in Settings.__bases__:
+        names += list(getattr(group, "model_fields", {}))
+    return [name for name in dict.fromkeys(names) if name in Settings.model_fields]
+
+
 def settings_table() -> str:
     rows = []
-    for name, field in Settings.model_fields.items():
+    for name in settings_in_declared_order():
+        field = Settings.model_fields[name]
         env = field.validation_alias if isinstance(field.validation_alias, str) else None
         env = env or f"HERALD_{name.upper()}"
         default = "unset" if field.default is None else f"`{field.default}`"

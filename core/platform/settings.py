@@ -13,6 +13,8 @@ from core.platform.setting_values import (
     parse_hosts,
     parse_networks,
 )
+from core.platform.settings_alerting import AlertingSettings
+from core.platform.settings_providers import ProviderSettings
 
 __all__ = [
     "DEFAULT_CHAT_WEBHOOK_HOSTS",
@@ -25,7 +27,7 @@ __all__ = [
 ]
 
 
-class Settings(BaseSettings):
+class Settings(ProviderSettings, AlertingSettings, BaseSettings):
     """Every tunable of Herald. Field names map to `HERALD_<NAME>` environment variables.
 
     AWS settings keep the names boto3 itself uses (`AWS_ENDPOINT_URL`, `AWS_DEFAULT_REGION`)
@@ -278,124 +280,6 @@ class Settings(BaseSettings):
         default=10, ge=1, description="Concurrent provider calls per worker process."
     )
 
-    # --- providers -------------------------------------------------------------------------
-    # Base URLs are settings so the real SDKs can be pointed at the local sandbox.
-    twilio_account_sid: str = Field(
-        default=SANDBOX_TWILIO_ACCOUNT_SID,
-        description="Twilio account SID; outside sandbox mode the sandbox value is refused.",
-    )
-    twilio_auth_token: str = Field(
-        default=SANDBOX_TWILIO_AUTH_TOKEN,
-        repr=False,
-        description="Twilio auth token; also verifies status callbacks. Outside sandbox mode "
-        "the sandbox value is refused: no process starts with it.",
-    )
-    twilio_from_number: str = Field(default="+15005550006", description="SMS sender number.")
-    twilio_whatsapp_from: str = Field(default="+14155238886", description="WhatsApp sender number.")
-    twilio_messaging_service_sid: str | None = Field(
-        default=None, description="Send through a Messaging Service instead of a number."
-    )
-    twilio_base_url: str | None = Field(
-        default=None, description="Twilio API base URL; unset means api.twilio.com."
-    )
-    twilio_status_callback_url: str | None = Field(
-        default=None,
-        description="Public URL Twilio posts delivery receipts to; each message's callback "
-        "carries `?notification_id=`.",
-    )
-    sendgrid_api_key: str = Field(default="SG.sandbox", repr=False, description="SendGrid API key.")
-    sendgrid_host: str | None = Field(
-        default=None, description="SendGrid API host; unset means api.sendgrid.com."
-    )
-    sendgrid_webhook_public_key: str | None = Field(
-        default=None, description="Base64 public key that signs SendGrid event webhooks."
-    )
-    email_from: str = Field(
-        default="notifications@herald.example", description="Sender of every email."
-    )
-    email_reply_to: str | None = Field(default=None, description="Reply-To of every email.")
-    chat_webhook_base_url: str | None = Field(
-        default=None,
-        description="Post chat webhooks to `{this}/{slack|teams}/{host}{path}` instead of "
-        "their own origin (a proxy or the sandbox; trusted, so it may be a private address); "
-        "unset means the webhook URL itself, through a transport that refuses non-public "
-        "addresses.",
-    )
-    chat_webhook_hosts: str = Field(
-        default=DEFAULT_CHAT_WEBHOOK_HOSTS,
-        description="Comma-separated hosts a user's chat webhook URL may name (`*.` for any "
-        "subdomain); https only. Add self-hosted chat here.",
-    )
-    provider_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="Timeout of one provider HTTP call."
-    )
-    provider_rate_per_second: float = Field(
-        default=100.0, gt=0, description="Token-bucket rate per provider per worker process."
-    )
-    sandbox: bool = Field(
-        default=True, description="Start the local fake providers (make run) when true."
-    )
-    sandbox_port: int = Field(default=8025, description="Port of the provider sandbox.")
-
-    # --- alerting --------------------------------------------------------------------------
-    alert_silence_cache_seconds: float = Field(
-        default=5.0,
-        ge=0,
-        description="The router rereads silences this often: a new silence takes effect "
-        "within this time.",
-    )
-    datasources: str | None = Field(
-        default=None,
-        repr=False,
-        description="Named SQL data sources of alert rules, as JSON {name: SQLAlchemy URL or "
-        "`secretsmanager:<secret id>`}. URLs are credentials: never shown or logged.",
-    )
-    sql_statement_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="Longest run of one alert rule's query."
-    )
-    sql_row_cap: int = Field(
-        default=1000, ge=1, description="Most rows an alert rule's query may return."
-    )
-    sql_connect_timeout_seconds: float = Field(
-        default=5.0,
-        ge=2,
-        description="Longest wait to connect to an alert rule's data source (PostgreSQL "
-        "counts whole seconds, at least 2).",
-    )
-    sql_datasource_concurrency: int = Field(
-        default=4,
-        ge=1,
-        le=64,
-        description="Queries one evaluator runs at once against one data source; a run that "
-        "finds them all busy for the statement timeout is an error evaluation, so one slow "
-        "data source holds at most this many connections and threads.",
-    )
-    http_check_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="Timeout of one alert rule's HTTP check."
-    )
-    scheduler_shards: int = Field(
-        default=8,
-        ge=1,
-        le=256,
-        description="Partitions per minute of due rule runs (spreads a busy minute's writes).",
-    )
-    scheduler_tick_seconds: float = Field(
-        default=1.0, gt=0, description="Pause between the rule scheduler's passes."
-    )
-    scheduler_idle_max_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        description="Longest pause of a rule scheduler whose passes send nothing (it doubles "
-        "from the tick, cut at the next minute while rules exist): the most a rule written "
-        "meanwhile can run late on its first run.",
-    )
-    scheduler_lease_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        description="A scheduler holds a claimed shard this long; a dead scheduler's shard "
-        "is taken over after it.",
-    )
-
     @property
     def retry_after_ceiling(self) -> float:
         """The longest Retry-After waited out (`retry_after_max_seconds`, else the cap)."""
@@ -444,7 +328,3 @@ class Settings(BaseSettings):
     @property
     def trusted_proxy_networks(self) -> tuple[IpNetwork, ...]:
         return parse_networks(self.trusted_proxies)
-
-    @property
-    def chat_webhook_host_patterns(self) -> tuple[str, ...]:
-        return parse_hosts(self.chat_webhook_hosts)
