@@ -40,6 +40,9 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, clients: AwsClients) -> Services:
+        # The Twilio webhook verifies receipts with the auth token: refuse the public
+        # sandbox one outside sandbox mode, before serving a request.
+        settings.real_twilio_credentials()
         ledger = build_ledger(clients.dynamodb, clients.names.table, settings.event_retention_days)
         return cls(
             settings=settings,

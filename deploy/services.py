@@ -23,8 +23,9 @@ SECRETS: dict[str, tuple[str, ...]] = {
     "sendgrid": ("api_key",),
     "datasources": (),  # the whole string: HERALD_DATASOURCES' JSON
 }
-#: environment variable -> (secret, JSON key). Outside sandbox mode the settings refuse to
-#: start without real Twilio credentials, so every service reads the Twilio secret.
+#: environment variable -> (secret, JSON key). Only the processes that talk to a provider
+#: read its secret: the API (it verifies Twilio's receipts), the SMS and WhatsApp workers
+#: (Twilio), the email worker (SendGrid), the evaluator (the data sources).
 TWILIO = {
     "HERALD_TWILIO_ACCOUNT_SID": ("twilio", "account_sid"),
     "HERALD_TWILIO_AUTH_TOKEN": ("twilio", "auth_token"),
@@ -94,7 +95,6 @@ def services(resources: Resources) -> list[Service]:
             consumes=router_queues,
             sends_to=channel_queues + router_queues + dlqs(router_queues),
             reads_depth_of=channel_queues,
-            secrets=tuple(TWILIO.items()),
             scaling="backlog",
             lambda_handler="listeners.lambda_entry.router",
         ),
@@ -102,7 +102,6 @@ def services(resources: Resources) -> list[Service]:
             "scheduler",
             ("python", "-m", "alerting.scheduler"),
             sends_to=rules_queues,
-            secrets=tuple(TWILIO.items()),
         ),
         Service(
             "evaluator",
@@ -110,7 +109,7 @@ def services(resources: Resources) -> list[Service]:
             consumes=rules_queues,
             sends_to=dlqs(rules_queues),
             publishes=True,
-            secrets=tuple({**TWILIO, **DATASOURCES}.items()),
+            secrets=tuple(DATASOURCES.items()),
             scaling="backlog",
         ),
         # The reconciler republishes, re-enqueues stranded notifications and waits while
@@ -121,12 +120,11 @@ def services(resources: Resources) -> list[Service]:
             sends_to=router_queues + channel_queues,
             reads_depth_of=router_queues + channel_queues,
             publishes=True,
-            secrets=tuple(TWILIO.items()),
         ),
     ]
     for channel in CHANNELS:
         own = tuple(q.name for q in resources.channel_queues(channel))
-        secrets = {**TWILIO, **SENDGRID} if channel == "email" else TWILIO
+        secrets = {"sms": TWILIO, "whatsapp": TWILIO, "email": SENDGRID}.get(channel, {})
         found.append(
             Service(
                 f"worker-{channel}",

@@ -57,7 +57,7 @@ def build_worker(
     heartbeat = Heartbeat(clients.sqs, clients.queue_url, settings.visibility_timeout_seconds)
     ledger = build_ledger(clients.dynamodb, names.table, settings.event_retention_days)
     handler = DeliveryHandler(
-        notifier=build_notifiers(settings, clients)[channel],
+        notifier=build_notifiers(settings, clients, [channel])[channel],
         ledger=ledger,
         policy=RetryPolicy(
             settings.retry_base_seconds,

@@ -7,9 +7,11 @@ an explicit URL setting always wins, so one provider can be real while the other
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from core.aws.clients import AwsClients
+from core.catalogue.event_types import CHANNELS
 from core.platform.settings import Settings
 from notifiers.base import Notifier
 from notifiers.chat import ChatNotifier
@@ -52,25 +54,23 @@ def provider_urls(settings: Settings) -> ProviderUrls:
     )
 
 
-def build_notifiers(settings: Settings, clients: AwsClients) -> dict[str, Notifier]:
+def build_notifiers(
+    settings: Settings, clients: AwsClients, channels: Iterable[str] = CHANNELS
+) -> dict[str, Notifier]:
+    """The notifiers of `channels` only: a worker builds its own channel's, so the email
+    worker needs no Twilio credentials and the SMS worker no SendGrid key."""
     urls = provider_urls(settings)
     timeout = settings.provider_timeout_seconds
-    twilio = TwilioMessaging(
-        account_sid=settings.twilio_account_sid,
-        auth_token=settings.twilio_auth_token,
-        timeout=timeout,
-        connections=settings.send_concurrency,
-        base_url=urls.twilio_base_url,
-        status_callback_url=urls.twilio_status_callback_url,
-    )
-    notifiers: list[Notifier] = [
-        SmsNotifier(
-            twilio,
+    builders: dict[str, Callable[[], Notifier]] = {
+        "sms": lambda: SmsNotifier(
+            _twilio(settings, urls),
             from_number=settings.twilio_from_number,
             messaging_service_sid=settings.twilio_messaging_service_sid,
         ),
-        WhatsAppNotifier(twilio, from_number=settings.twilio_whatsapp_from),
-        EmailNotifier(
+        "whatsapp": lambda: WhatsAppNotifier(
+            _twilio(settings, urls), from_number=settings.twilio_whatsapp_from
+        ),
+        "email": lambda: EmailNotifier(
             api_key=settings.sendgrid_api_key,
             from_email=settings.email_from,
             reply_to=settings.email_reply_to,
@@ -78,11 +78,23 @@ def build_notifiers(settings: Settings, clients: AwsClients) -> dict[str, Notifi
             timeout=timeout,
             connections=settings.send_concurrency,
         ),
-        PushNotifier(clients.sns),
-        ChatNotifier(
+        "push": lambda: PushNotifier(clients.sns),
+        "chat": lambda: ChatNotifier(
             timeout=timeout,
             redirect_base_url=urls.chat_webhook_base_url,
             allowed_hosts=settings.chat_webhook_host_patterns,
         ),
-    ]
-    return {notifier.channel: notifier for notifier in notifiers}
+    }
+    return {channel: builders[channel]() for channel in channels}
+
+
+def _twilio(settings: Settings, urls: ProviderUrls) -> TwilioMessaging:
+    account_sid, auth_token = settings.real_twilio_credentials()
+    return TwilioMessaging(
+        account_sid=account_sid,
+        auth_token=auth_token,
+        timeout=settings.provider_timeout_seconds,
+        connections=settings.send_concurrency,
+        base_url=urls.twilio_base_url,
+        status_callback_url=urls.twilio_status_callback_url,
+    )

@@ -302,23 +302,6 @@ class Settings(ProviderSettings, AlertingSettings, BaseSettings):
             )
         return self
 
-    @model_validator(mode="after")
-    def real_credentials_outside_the_sandbox(self) -> Settings:
-        """The sandbox's public Twilio token would let anybody forge delivery receipts (the
-        webhook verifies signatures with it): refuse to start with it unless sandboxed."""
-        if not self.sandbox:
-            if self.twilio_auth_token == SANDBOX_TWILIO_AUTH_TOKEN:
-                raise ValueError(
-                    "HERALD_TWILIO_AUTH_TOKEN: set the real Twilio auth token (the sandbox "
-                    "value is public), or HERALD_SANDBOX=true for local runs"
-                )
-            if self.twilio_account_sid == SANDBOX_TWILIO_ACCOUNT_SID:
-                raise ValueError(
-                    "HERALD_TWILIO_ACCOUNT_SID: set the real Twilio account SID, or "
-                    "HERALD_SANDBOX=true for local runs"
-                )
-        return self
-
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies_are_networks(cls, value: str) -> str:

@@ -26,7 +26,7 @@ class ProviderSettings(BaseModel):
         default=SANDBOX_TWILIO_AUTH_TOKEN,
         repr=False,
         description="Twilio auth token; also verifies status callbacks. Outside sandbox mode "
-        "the sandbox value is refused: no process starts with it.",
+        "the sandbox value is refused: no process that uses Twilio starts with it.",
     )
     twilio_from_number: str = Field(default="+15005550006", description="SMS sender number.")
     twilio_whatsapp_from: str = Field(default="+14155238886", description="WhatsApp sender number.")
@@ -74,6 +74,25 @@ class ProviderSettings(BaseModel):
         default=True, description="Start the local fake providers (make run) when true."
     )
     sandbox_port: int = Field(default=8025, description="Port of the provider sandbox.")
+
+    def real_twilio_credentials(self) -> tuple[str, str]:
+        """The Twilio account SID and auth token, refusing the sandbox's public ones outside
+        sandbox mode: that token would let anybody forge delivery receipts (the webhook
+        verifies signatures with it). Checked where Twilio is used (the SMS and WhatsApp
+        workers, the API's receipt webhook), so a process that never talks to Twilio needs
+        no Twilio secret."""
+        if not self.sandbox:
+            if self.twilio_auth_token == SANDBOX_TWILIO_AUTH_TOKEN:
+                raise ValueError(
+                    "HERALD_TWILIO_AUTH_TOKEN: set the real Twilio auth token (the sandbox "
+                    "value is public), or HERALD_SANDBOX=true for local runs"
+                )
+            if self.twilio_account_sid == SANDBOX_TWILIO_ACCOUNT_SID:
+                raise ValueError(
+                    "HERALD_TWILIO_ACCOUNT_SID: set the real Twilio account SID, or "
+                    "HERALD_SANDBOX=true for local runs"
+                )
+        return self.twilio_account_sid, self.twilio_auth_token
 
     @property
     def chat_webhook_host_patterns(self) -> tuple[str, ...]:

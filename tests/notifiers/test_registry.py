@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from core.aws.clients import AwsClients
 from core.catalogue.event_types import CHANNELS
-from core.platform.settings import Settings
+from core.platform.settings import SANDBOX_TWILIO_AUTH_TOKEN, Settings
 from localstack.sandbox import Sandbox
 from notifiers.base import Notifier
 from notifiers.registry import build_notifiers, provider_urls
@@ -87,3 +89,16 @@ def test_built_notifiers_deliver_to_the_sandbox_with_their_notification_ids(
         sent["email"].notification_id: "sendgrid",
         sent["chat"].notification_id: "slack",
     }
+
+
+def test_only_the_twilio_channels_need_real_twilio_credentials() -> None:
+    """Outside sandbox mode a process builds its own channels' notifiers only, so the email,
+    push and chat workers start without a Twilio secret, and the SMS worker refuses the
+    public sandbox token."""
+    outside = make_settings(sandbox=False, twilio_auth_token=SANDBOX_TWILIO_AUTH_TOKEN)
+    clients = AwsClients(make_settings())
+    built = build_notifiers(outside, clients, ["email", "push", "chat"])
+    assert set(built) == {"email", "push", "chat"}
+    for channel in ("sms", "whatsapp"):
+        with pytest.raises(ValueError, match="HERALD_TWILIO_AUTH_TOKEN"):
+            build_notifiers(outside, clients, [channel])
