@@ -11,7 +11,14 @@ import re
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from alerting.durations import parse_duration
 from alerting.inline import InlineRecipients
@@ -19,6 +26,7 @@ from core.catalogue.event_types import EVENT_TYPES, Category, Priority
 
 RULE_ID = r"^[A-Za-z0-9_.-]{1,64}$"
 COLUMN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+LISTEN_CHANNEL = r"^[a-z_][a-z0-9_]{0,62}$"  # a PostgreSQL identifier, quoted or not alike
 SEVERITY_PRIORITY: dict[str, Priority] = {
     "critical": Priority.critical,
     "warning": Priority.high,
@@ -185,6 +193,25 @@ class RuleIn(BaseModel):
         default_factory=dict, description="Fixed template variables (the type's variables)."
     )
     recipients: Recipients
+    notify_initial: bool = Field(
+        default=False,
+        description="The first run notifies on what it finds (new_rows: every row; changed: "
+        "the result) instead of only taking it as the baseline.",
+    )
+    listen: str | None = Field(
+        default=None,
+        pattern=LISTEN_CHANNEL,
+        description="A PostgreSQL channel: the rule also runs within seconds of a NOTIFY on "
+        "it (debounced; the schedule still runs). Only for a PostgreSQL data source.",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def listen_on_sql(cls, value: str | None, info: ValidationInfo) -> str | None:
+        source = info.data.get("source")
+        if value is not None and source is not None and source.kind != "sql":
+            raise ValueError("only a rule with an SQL source on PostgreSQL can listen")
+        return value
 
     @field_validator("data")
     @classmethod
