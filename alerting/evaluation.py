@@ -43,6 +43,9 @@ ROW_COLUMNS_MAX = 32
 ROW_CHARS_MAX = 1024  # a row's values together, about
 
 Outcome = Literal["ok", "pending", "firing", "error"]
+INITIAL_MEMORY: dict[str, dict[str, Any]] = {"new_rows": {"digests": []}, "changed": {"hash": ""}}
+"""`notify_initial`: what an edge kind's first run compares with, as if the previous run had
+returned nothing (an empty hash resolves nothing)."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,10 @@ def evaluate_rule(
     error = result.error
     if error and kind != "unreachable":
         return Evaluation("error", error, result.duration_s, result.rows, error, state)
+    if rule.notify_initial and not memory and kind in INITIAL_MEMORY and result.rows:
+        # The first run reports what it finds: compared with an empty result, not taken as
+        # the baseline (a first run with no rows still only sets the baseline).
+        memory = dict(INITIAL_MEMORY[kind])
     try:
         verdict = evaluate(rule.condition, result, memory, now)
     except ValueError as exc:
