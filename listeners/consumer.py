@@ -5,6 +5,11 @@ the next batch to process: critical first, but every `1/normal_share`-th batch g
 normal when both have work, so a critical flood cannot starve normal traffic. Holding one
 prefetched batch per lane keeps critical latency low (its batch is already in hand) without
 hiding more messages than one processing round from other consumers.
+
+A prefetched batch is on the heartbeat from the moment it is received, not only once its
+turn comes: while a slow batch takes longer than the visibility timeout, the one waiting
+behind it would otherwise become visible, be received by another consumer and spend a
+receive of its budget there (and be worked twice, once by each holder).
 """
 
 from __future__ import annotations
@@ -114,6 +119,8 @@ class Consumer:
                 self._stop.wait(min(2**failures * 0.1, 5.0))
                 continue
             if batch:
+                if self._heartbeat is not None:
+                    self._heartbeat.track_many(batch)  # kept hidden while it waits its turn
                 with self._cond:
                     slot.batch = batch
                     if self._stop.is_set():  # came back after the stop: hand it straight back
@@ -184,6 +191,8 @@ class Consumer:
         for slot in self._slots.values():
             if not slot.batch:
                 continue
+            if self._heartbeat is not None:
+                self._heartbeat.done_many(slot.batch)
             entries = [
                 {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": 0}
                 for i, m in enumerate(slot.batch)
