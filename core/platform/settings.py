@@ -14,6 +14,7 @@ from core.platform.setting_values import (
     parse_networks,
 )
 from core.platform.settings_alerting import AlertingSettings
+from core.platform.settings_listen import ListenSettings
 from core.platform.settings_providers import ProviderSettings
 
 __all__ = [
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 
-class Settings(ProviderSettings, AlertingSettings, BaseSettings):
+class Settings(ProviderSettings, AlertingSettings, ListenSettings, BaseSettings):
     """Every tunable of Herald. Field names map to `HERALD_<NAME>` environment variables.
 
     AWS settings keep the names boto3 itself uses (`AWS_ENDPOINT_URL`, `AWS_DEFAULT_REGION`)
