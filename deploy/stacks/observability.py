@@ -29,6 +29,11 @@ PROVIDER_ERROR_RATIO = 0.2
 API_5XX_PERCENT = 5
 
 
+#: A due rule run sent later than this (seconds) is behind: rules run at most once a
+#: minute, so two minutes late means runs pile up.
+SCHEDULER_LAG_SECONDS = 120
+
+
 def _pattern(prefix: str) -> logs.IFilterPattern:
     return logs.FilterPattern.any(
         logs.FilterPattern.string_value("$.msg", "=", prefix),
@@ -136,9 +141,36 @@ class ObservabilityStack(Stack):
                 "calls fail or retry: check the provider's status and credentials.",
             )
 
-        # Scheduler lag: passes that fail leave due rule runs unsent.
+        # Scheduler lag: how late the latest due rule run went out (`lag_seconds` on the
+        # scheduler's "sent" log line), and passes that fail, which send nothing to measure.
         scheduler_logs = logs.LogGroup.from_log_group_name(
             self, "SchedulerLogs", log_group_name(prefix, "scheduler")
+        )
+        logs.MetricFilter(
+            self,
+            "Filter-SchedulerLag",
+            log_group=scheduler_logs,
+            filter_pattern=logs.FilterPattern.number_value("$.lag_seconds", ">=", 0),
+            metric_namespace=NAMESPACE,
+            metric_name="SchedulerLagSeconds",
+            metric_value="$.lag_seconds",
+        )
+        scheduler_lag = cw.Metric(
+            namespace=NAMESPACE,
+            metric_name="SchedulerLagSeconds",
+            statistic="Maximum",
+            period=Duration.minutes(5),
+        )
+        alarm(
+            "scheduler-lag",
+            metric=scheduler_lag,
+            threshold=SCHEDULER_LAG_SECONDS,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=2,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            alarm_description=f"Due alert rule runs went out over {SCHEDULER_LAG_SECONDS} s "
+            "late for 10 minutes: the scheduler falls behind (too few schedulers, or the "
+            "table throttles).",
         )
         logs.MetricFilter(
             self,
@@ -157,14 +189,14 @@ class ObservabilityStack(Stack):
             period=Duration.minutes(5),
         )
         alarm(
-            "scheduler-lag",
+            "scheduler-failing",
             metric=scheduler_failed,
             threshold=3,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=2,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             alarm_description="Scheduler passes keep failing: due alert rule runs are not "
-            "sent and fall behind (the lag histogram itself is a Prometheus metric).",
+            "sent, so no lag is measured either.",
         )
 
         published = cw.Metric(
@@ -319,7 +351,11 @@ class ObservabilityStack(Stack):
         dashboard.add_widgets(
             cw.GraphWidget(title="Running tasks by service", left=tasks("RunningTaskCount")),
             cw.GraphWidget(title="CPU by service (units)", left=tasks("CpuUtilized")),
-            cw.GraphWidget(title="Alert rule scheduler: failed passes", left=[scheduler_failed]),
+            cw.GraphWidget(
+                title="Alert rule scheduler: lag (s), failed passes",
+                left=[scheduler_lag],
+                right=[scheduler_failed],
+            ),
             cw.GraphWidget(
                 title="DynamoDB throttled requests",
                 left=[

@@ -170,7 +170,11 @@ def test_alarms_notify_the_alarm_topic(fargate: Synthesized) -> None:
     assert sum(n.startswith(f"{PREFIX}-dlq-not-empty-") for n in names) == 14
     assert sum(n.startswith(f"{PREFIX}-oldest-message-") for n in names) == 14
     assert {f"{PREFIX}-provider-errors-{c}" for c in CHANNELS} <= names
-    assert {f"{PREFIX}-api-5xx-rate", f"{PREFIX}-scheduler-lag"} <= names
+    assert {
+        f"{PREFIX}-api-5xx-rate",
+        f"{PREFIX}-scheduler-lag",
+        f"{PREFIX}-scheduler-failing",
+    } <= names
     assert f"{PREFIX}-no-events-accepted" in names
     for alarm in alarms.values():
         assert json.dumps(alarm["Properties"]["AlarmActions"]).count(f"{PREFIX}-alarms") or (
@@ -204,3 +208,17 @@ def test_compute_lambda_runs_the_router_and_workers_as_functions(on_lambda: Synt
     for function in functions.values():
         env = function["Properties"]["Environment"]["Variables"]
         assert not {k for k in env if "TOKEN" in k or "API_KEY" in k}
+
+
+def test_the_scheduler_lag_alarm_reads_the_lag_the_scheduler_logs(fargate: Synthesized) -> None:
+    filters = fargate.resources("observability", "AWS::Logs::MetricFilter").values()
+    (lag,) = [
+        f["Properties"]
+        for f in filters
+        if f["Properties"]["MetricTransformations"][0]["MetricName"] == "SchedulerLagSeconds"
+    ]
+    assert lag["MetricTransformations"][0]["MetricValue"] == "$.lag_seconds"
+    assert "$.lag_seconds" in lag["FilterPattern"]
+    alarms = fargate.resources("observability", "AWS::CloudWatch::Alarm").values()
+    (alarm,) = [a["Properties"] for a in alarms if a["Properties"]["AlarmName"].endswith("-lag")]
+    assert alarm["MetricName"] == "SchedulerLagSeconds" and alarm["Statistic"] == "Maximum"
