@@ -122,6 +122,16 @@ class EventRecord(Event):
 SELF_COUNTED_MAX = 25
 
 
+class Attachment(BaseModel):
+    """A file sent with a notification (email only): made by the worker at send time, so it
+    never rides on a queue message."""
+
+    filename: str = Field(max_length=200)
+    type: str = Field(max_length=100, description="MIME type, e.g. text/csv.")
+    content: str = Field(description="The file's bytes, base64.")
+    disposition: Literal["attachment", "inline"] = "attachment"
+
+
 class NotificationMessage(BaseModel):
     """One notification on a channel queue: everything a worker needs to send it
     without reading the database. Rendered by the router."""
@@ -150,6 +160,9 @@ class NotificationMessage(BaseModel):
     # The event's records (their sort keys) when they are its counts (core.ledger.record_counts):
     # the outcome then writes the record alone, no counter, and reads them back to settle.
     counted_records: list[str] = Field(default_factory=list, max_length=SELF_COUNTED_MAX)
+    # Files the worker rendered just before the send (core.catalogue.reports); excluded
+    # from every dump, so a queued message never carries them.
+    attachments: list[Attachment] = Field(default_factory=list, exclude=True)
 
 
 def notification_id(event_id: str, channel: str, recipient_id: str) -> str:
