@@ -6,9 +6,12 @@ from it and must change together in one reviewed commit.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Lane = Literal["critical", "normal"]
 LANES: tuple[Lane, Lane] = ("critical", "normal")
@@ -68,6 +71,59 @@ def accepts(kind: VariableType, value: object) -> bool:
     return isinstance(value, str)
 
 
+DIGEST_WINDOW_MIN_SECONDS = 60
+DIGEST_WINDOW_MAX_SECONDS = 7 * 86400
+DIGEST_MAX_ITEMS_MAX = 1000
+DIGEST_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
+_WINDOW = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def window_seconds(text: str) -> int:
+    """Seconds in a digest window such as `90s`, `10m`, `2h` or `1d`; ValueError naming the
+    bounds otherwise. One number and one unit: a window is a product's setting, not a sum."""
+    match = _WINDOW.match(text.strip().lower())
+    if match is None:
+        raise ValueError(f"{text[:40]!r} is not a window such as 90s, 10m, 2h or 1d")
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not DIGEST_WINDOW_MIN_SECONDS <= seconds <= DIGEST_WINDOW_MAX_SECONDS:
+        raise ValueError(f"{text!r} is outside 1m to 7d")
+    return seconds
+
+
+class Digest(BaseModel):
+    """How events of one type for one recipient (and one value of `key`) are gathered into
+    one notification: a window opens with the first event and closes `window` later, or at
+    `max_items` events; `leading` sends the event that opens a window at once and gathers
+    only the rest. The catalogue gives some types one; an event may carry its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: str = Field(description="How long a digest gathers events: 1m to 7d, e.g. 10m.")
+    key: str | None = Field(
+        default=None,
+        pattern=DIGEST_KEY_PATTERN,
+        description="A data field: events with different values of it are digested apart.",
+    )
+    max_items: int = Field(
+        default=100,
+        ge=2,
+        le=DIGEST_MAX_ITEMS_MAX,
+        description="The digest is sent as soon as it holds this many events.",
+    )
+    leading: bool = Field(default=False, description="Send the event that opens a window at once.")
+
+    @field_validator("window")
+    @classmethod
+    def bounded_window(cls, value: str) -> str:
+        window_seconds(value)
+        return value
+
+    @property
+    def seconds(self) -> int:
+        return window_seconds(self.window)
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
@@ -83,6 +139,8 @@ class EventType:
     numbers: tuple[str, ...] = field(default=())
     """Variables that hold numbers; every other variable holds a string. Templates print
     what they get, so an object or null would reach the user as Python's repr."""
+    digest: Digest | None = None
+    """Events of this type are digested so unless one says otherwise (never a critical one)."""
 
     @property
     def variable_types(self) -> dict[str, VariableType]:
@@ -97,17 +155,38 @@ class EventType:
         }
 
 
+# The activity a busy account gets in bursts: the first of a burst goes at once (a single
+# like still says who liked what), the rest of the window comes as one notification.
+_LIKES = Digest(window="10m", key="post", leading=True)
+_COMMENTS = Digest(window="10m", key="post", max_items=50, leading=True)
+_FOLLOWS = Digest(window="1h", leading=True)
+
 _TYPES = (
-    EventType("like", Category.activity, Priority.low, "Someone liked a post", ("actor", "post")),
+    EventType(
+        "like",
+        Category.activity,
+        Priority.low,
+        "Someone liked a post",
+        ("actor", "post"),
+        digest=_LIKES,
+    ),
     EventType(
         "comment",
         Category.activity,
         Priority.normal,
         "Someone commented",
         ("actor", "post", "text"),
+        digest=_COMMENTS,
     ),
     EventType("share", Category.activity, Priority.low, "Someone shared a post", ("actor", "post")),
-    EventType("follow", Category.activity, Priority.normal, "Someone followed", ("actor",)),
+    EventType(
+        "follow",
+        Category.activity,
+        Priority.normal,
+        "Someone followed",
+        ("actor",),
+        digest=_FOLLOWS,
+    ),
     EventType("mention", Category.activity, Priority.high, "Someone mentioned", ("actor", "post")),
     EventType(
         "trend.top_artist_changed",

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from core.catalogue.event_types import Category, Priority
+from core.catalogue.event_types import Category, Digest, Priority
 
 
 class EventStatus(StrEnum):
@@ -18,6 +18,9 @@ class EventStatus(StrEnum):
     PROCESSING = "PROCESSING"
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"
+    # Absorbed into a digest (core.digests): settled, sent as part of the digest's own
+    # event, which `digest_event_id` names.
+    DIGESTED = "DIGESTED"
 
 
 class NotificationStatus(StrEnum):
@@ -60,12 +63,23 @@ class Event(BaseModel):
     to: dict[str, list[str]] | None = None
     """Inline recipients by channel (on-call lists), instead of a user or a topic."""
     tenant: str | None = None  # None: made before tenants (`default`); see core.security.tenants
+    digest: Digest | None = None
+    """This event's own digest, over its type's (core.catalogue.event_types)."""
+    digest_id: str | None = None
+    """Set on a digest's own event (core.digests): it is routed, never digested again."""
 
     def fingerprint(self) -> str:
         """What a repeat must match to count as the same event (the id and time excluded)."""
         base = payload_hash(self.type, self.priority, self.user_id, self.topic, self.data)
         extra = self.model_dump(
-            include={"dedupe_key", "action", "repeat_interval_seconds", "notify_resolved", "to"},
+            include={
+                "dedupe_key",
+                "action",
+                "repeat_interval_seconds",
+                "notify_resolved",
+                "to",
+                "digest",
+            },
             exclude_none=True,
         )
         if not extra:  # events without alert fields keep the hash they always had
@@ -116,6 +130,7 @@ class EventRecord(Event):
     last_published_at: str | None = None
     reason: str | None = None
     fanout_complete: bool = False
+    digest_event_id: str | None = None  # DIGESTED: the digest's event, which notifies
 
 
 # At most this many records make an event counted from its records (core.ledger.record_counts).
