@@ -72,6 +72,7 @@ def evaluation_record(
         "lag_ms": round((at - run).total_seconds() * 1000, 1),
         "skipped_runs": int(body.get("skipped", 0)),
         "scheduled_at": body.get("scheduled_at"),
+        "trigger": body.get("trigger", "schedule"),  # or a NOTIFY's (alerting/listener.py)
         "outcome": evaluation.outcome,
         "summary": evaluation.summary,
         "values": evaluation.values,
@@ -180,6 +181,7 @@ class Evaluator:
             "run": run,
             "evaluated_at": iso(self.clock()),
             "scheduled_at": body.get("scheduled_at"),
+            "trigger": body.get("trigger", "schedule"),
             "outcome": outcome,
             "summary": why,
             "error": why if outcome == "error" else None,
