@@ -211,6 +211,13 @@ _TYPES = (
         numbers=("change_pct",),
     ),
     EventType(
+        "trend.report",
+        Category.trend,
+        Priority.normal,
+        "A scheduled report (a report rule's query result, with CSV and PDF)",
+        ("rule", "summary"),
+    ),
+    EventType(
         "alert.pipeline_failed",
         Category.alert,
         Priority.high,
