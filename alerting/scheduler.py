@@ -70,6 +70,7 @@ class PassStats:
     rules: bool = True  # False: no cursor yet, so no rule was ever written
     sent: int = 0
     skipped_runs: int = 0
+    behind: float = 0.0  # seconds the most overdue item waited past its due time
     lags: list[float] = field(default_factory=list)  # seconds from each run's time to its send
 
 
@@ -183,6 +184,14 @@ class Scheduler:
         with self._stats_lock:
             stats.sent += len(following)
             stats.skipped_runs += sum(b["skipped"] for bodies in messages.values() for b in bodies)
+            stats.behind = max(
+                [stats.behind]
+                + [
+                    (sent_at - datetime.fromisoformat(b["due"])).total_seconds()
+                    for bodies in messages.values()
+                    for b in bodies
+                ]
+            )
             stats.lags += [
                 (sent_at - datetime.fromisoformat(b["run"])).total_seconds()
                 for bodies in messages.values()
@@ -231,6 +240,9 @@ class Scheduler:
                         "sent %d rule run(s), %d due time(s) skipped",
                         stats.sent,
                         stats.skipped_runs,
+                        # how far behind the pass was (the most overdue item's wait past its
+                        # due time, skipped runs included): the deployed scheduler-lag alarm
+                        extra={"lag_seconds": round(stats.behind, 3)},
                     )
             except ClientError as exc:
                 if aws_errors.error_code(exc) != "ResourceNotFoundException":

@@ -14,6 +14,9 @@ from datetime import UTC, datetime
 from core.platform.masking import mask_text
 
 CONTEXT_FIELDS = ("event_id", "notification_id", "channel", "queue")
+#: Numbers a log line may carry for a CloudWatch Logs metric filter to read (the deployed
+#: stack's scheduler-lag alarm reads `lag_seconds`), kept numeric in the JSON.
+METRIC_FIELDS = ("lag_seconds",)
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,7 +25,7 @@ class JsonFormatter(logging.Formatter):
         self.process = process
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {
+        line: dict[str, object] = {
             "at": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "process": self.process,
@@ -33,6 +36,10 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, name, None)
             if value is not None:
                 line[name] = str(value)
+        for name in METRIC_FIELDS:
+            value = getattr(record, name, None)
+            if isinstance(value, int | float):
+                line[name] = value
         if record.exc_info:
             line["exc"] = mask_text(self.formatException(record.exc_info))
         return json.dumps(line, ensure_ascii=False)
