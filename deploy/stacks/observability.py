@@ -141,7 +141,7 @@ class ObservabilityStack(Stack):
                 "calls fail or retry: check the provider's status and credentials.",
             )
 
-        # Scheduler lag: how late the latest due rule run went out (`lag_seconds` on the
+        # Scheduler lag: how long the most overdue run waited past its due (`lag_seconds` on the
         # scheduler's "sent" log line), and passes that fail, which send nothing to measure.
         scheduler_logs = logs.LogGroup.from_log_group_name(
             self, "SchedulerLogs", log_group_name(prefix, "scheduler")
