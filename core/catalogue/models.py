@@ -21,6 +21,11 @@ class EventStatus(StrEnum):
     # Absorbed into a digest (core.digests): settled, sent as part of the digest's own
     # event, which `digest_event_id` names.
     DIGESTED = "DIGESTED"
+    # Waiting for its time (core.timing): a delayed event not yet published, or a routed
+    # one whose every notification still pending is SCHEDULED. Nothing of it was sent.
+    SCHEDULED = "SCHEDULED"
+    # Cancelled while SCHEDULED (POST /events/{id}/cancel): final, nothing was sent.
+    CANCELLED = "CANCELLED"
 
 
 class NotificationStatus(StrEnum):
@@ -33,6 +38,10 @@ class NotificationStatus(StrEnum):
     DELIVERED = "DELIVERED"
     UNDELIVERED = "UNDELIVERED"
     BOUNCED = "BOUNCED"
+    # Deferred (quiet hours, send_at_local) until `deliver_at`; released to QUEUED then.
+    SCHEDULED = "SCHEDULED"
+    # Its event was cancelled while it waited: final, never sent.
+    CANCELLED = "CANCELLED"
 
 
 def utcnow() -> datetime:
@@ -67,6 +76,10 @@ class Event(BaseModel):
     """This event's own digest, over its type's (core.catalogue.event_types)."""
     digest_id: str | None = None
     """Set on a digest's own event (core.digests): it is routed, never digested again."""
+    send_at: str | None = None
+    """A delayed event's due time (core.timing): it is published then."""
+    send_at_local: str | None = None
+    """HH:MM: each recipient's notifications wait for the next such time in their zone."""
 
     def fingerprint(self) -> str:
         """What a repeat must match to count as the same event (the id and time excluded)."""
@@ -79,6 +92,8 @@ class Event(BaseModel):
                 "notify_resolved",
                 "to",
                 "digest",
+                "send_at",
+                "send_at_local",
             },
             exclude_none=True,
         )

@@ -59,7 +59,17 @@ INDEXES: dict[str, tuple[str, tuple[str, ...]]] = {
     BY_TENANT: ("tenant_shard", ()),
     BY_USER: ("user_key", ()),
 }
-INDEXED_STATUSES = frozenset({EventStatus.START, EventStatus.PROCESSING, EventStatus.FAILED})
+# SCHEDULED (waiting: GET /events?status=SCHEDULED) and CANCELLED have keys of their own,
+# apart from `OPEN`, so the reconciler never walks an event that is only waiting.
+INDEXED_STATUSES = frozenset(
+    {
+        EventStatus.START,
+        EventStatus.PROCESSING,
+        EventStatus.FAILED,
+        EventStatus.SCHEDULED,
+        EventStatus.CANCELLED,
+    }
+)
 STATUS_ATTR = INDEXES[BY_STATUS][0]
 
 

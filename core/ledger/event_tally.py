@@ -26,6 +26,9 @@ TALLY_SHARDS = 8
 # claiming and recording a notification take about six write units, so at 1,000
 # notifications a second 32 partitions keep each under a fifth of its 1,000.
 RECORD_SHARDS = 32
+# Records created SCHEDULED (counted at creation on shard 0, never taken back): at the end
+# of a fan-out, all pending records SCHEDULED means the event waits (core.timing).
+SCHEDULED_COUNT = "scheduled"
 
 
 class TallyAdds(TypedDict, total=False):
@@ -81,7 +84,7 @@ class EventTally:
         """The update of tally `shard`: ADD the counts, and with `complete` mark the fan-out
         complete; on shard 0 of a sharded tally, how many shards it has. Unconditional:
         the item is made by its first update."""
-        present = [k for k in dynamo.COUNT_FIELDS if adds.get(k)]
+        present = [k for k in (*dynamo.COUNT_FIELDS, SCHEDULED_COUNT) if adds.get(k)]
         values: dict[str, Any] = {
             ":now": {"S": iso(utcnow())},
             ":ttl": {"N": str(int(time.time()) + self._retention_days * 86400)},

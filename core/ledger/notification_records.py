@@ -5,6 +5,7 @@
       │                  └──────▶ RETRYING ──claim──▶ SENDING ...
       └── redrive (FAILED → QUEUED)
     SKIPPED (opted out, quiet hours, no contact): created settled, never queued
+    SCHEDULED ──due (core.timing)──▶ QUEUED | SKIPPED | FAILED; ──event cancelled──▶ CANCELLED
 
 Every transition is one conditional update naming the statuses it may start from; a
 transition that finds another status changes nothing and says so (returns None/False).
@@ -62,6 +63,8 @@ class NewNotification:
     message: NotificationMessage
     status: NotificationStatus = NotificationStatus.QUEUED
     reason: str | None = None
+    # SCHEDULED: when it is due (ISO, UTC); `reason` says why it waits (history only).
+    deliver_at: str | None = None
 
 
 class EventNotFound(Exception):
@@ -173,6 +176,9 @@ class RecordWrites:
             "last_error": new.reason and mask_text(new.reason),
             "updated_at": now,
         }
+        if new.deliver_at is not None:  # waiting is not an error: the reason is history only
+            values["deliver_at"] = new.deliver_at
+            values["last_error"] = None
         item = {**self.immutable(m, now), **dynamo.to_item(values)}
         item["history"] = {"L": [history_entry(new.status.value, new.reason)]}
         return item

@@ -63,6 +63,8 @@ SETTLED_BUCKETS = {
     "BOUNCED": "sent",
     "FAILED": "failed",
     "SKIPPED": "skipped",
+    # Final and never sent; only a cancelled event has them (it is CANCELLED itself).
+    "CANCELLED": "skipped",
 }
 
 

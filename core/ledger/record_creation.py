@@ -20,7 +20,7 @@ from core.aws import errors as aws_errors
 from core.aws.dynamo import TRANSACT_MAX, TRANSACT_ROUNDS
 from core.catalogue.models import EventStatus, NotificationStatus, iso, utcnow
 from core.ledger import event_index, record_counts
-from core.ledger.event_tally import EventTally
+from core.ledger.event_tally import SCHEDULED_COUNT, EventTally
 from core.ledger.notification_records import (
     NewNotification,
     RecordWrites,
@@ -198,6 +198,7 @@ class RecordCreation:
             "total": len(chunk),
             "skipped": sum(n.status is NotificationStatus.SKIPPED for n in chunk),
             "failed": sum(n.status is NotificationStatus.FAILED for n in chunk),
+            SCHEDULED_COUNT: sum(n.status is NotificationStatus.SCHEDULED for n in chunk),
         }
         shards = max((n.message.tally_shards for n in chunk), default=1)
         records = max((n.message.record_shards for n in chunk), default=1)

@@ -16,7 +16,7 @@ from typing import Any, Unpack
 
 from core.aws import dynamo
 from core.aws import errors as aws_errors
-from core.catalogue.models import EventStatus
+from core.catalogue.models import EventStatus, NotificationStatus
 from core.ledger import record_counts
 from core.ledger.event_status import EventStatusChanges
 from core.ledger.event_tally import EventTally, TallyAdds
@@ -150,6 +150,8 @@ class Settlement:
         counts = record_counts.counts_of(statuses)
         self._write_true_counts(event_id, counts, int(tally.get("tally_shards", 1)))
         final, reason = final_status(counts)
+        if statuses and all(s == NotificationStatus.CANCELLED for s in statuses):
+            final, reason = EventStatus.CANCELLED, "every notification was cancelled"
         attrs: dict[str, Any] = {"reason": reason} if reason else {}
         moved = self._status.transition(event_id, EventStatus.PROCESSING, final, **attrs)
         return final if moved else None
