@@ -4,6 +4,7 @@
     herald dlq list | peek Q | redrive Q  dead letters (listeners.dlq)
     herald keys create | list | revoke    API keys (api.keys)
     herald events get EVENT_ID            an event with its notifications and history
+    herald audit --since 1h               events that disagree with their records (cli.audit)
 
 Run in any terminal while `make run` runs: the stack's settings come from its
 `var/local.env` (core.platform.local_stack); every command first says, on stderr, which endpoint it
@@ -86,11 +87,18 @@ def _keys(argv: list[str]) -> int:
     return keys_main(argv)
 
 
+def _audit(argv: list[str]) -> int:
+    from cli.audit import main as audit_main
+
+    return audit_main(argv)
+
+
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "where": (where, "which endpoint and stack the tools use"),
     "dlq": (_dlq, "dead-letter queues: list, peek, redrive"),
     "keys": (_keys, "API keys: create, list, revoke"),
     "events": (get_event, "events: get EVENT_ID"),
+    "audit": (_audit, "status, tallies, records and providers in agreement"),
 }
 
 
