@@ -18,12 +18,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alerting.durations import format_duration, parse_duration
+from alerting.report import report_summary
 from alerting.rules import (
     AnyRows,
     Changed,
     Condition,
     Freshness,
     NewRows,
+    Report,
     Threshold,
     Unreachable,
 )
@@ -85,6 +87,8 @@ def evaluate(
         return _freshness(condition, rows, now)
     if isinstance(condition, NewRows):
         return _new_rows(condition, rows, memory, result.truncated)
+    if isinstance(condition, Report):  # every run sends: an edge each time, no memory
+        return Verdict(edges=[("", rows)], summary=report_summary(len(rows), result.truncated))
     assert isinstance(condition, Changed)
     return _changed(condition, rows, memory)
 

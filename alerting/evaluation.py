@@ -30,7 +30,8 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from alerting.conditions import evaluate
-from alerting.rules import STATEFUL, Changed, HttpSource, Rule
+from alerting.report import report_table
+from alerting.rules import STATEFUL, Changed, HttpSource, Report, Rule
 from alerting.sources import DataSources, SourceResult, run_http
 from core.catalogue.event_types import EVENT_TYPES
 from core.catalogue.models import Event, iso
@@ -56,13 +57,22 @@ class Send:
     action: Literal["trigger", "resolve"]
     rows: list[dict[str, Any]]
     summary: str
+    report: dict[str, Any] | None = None
+    """A report rule's table (alerting/report.py), which its event carries."""
 
     def plain(self) -> dict[str, Any]:
-        return {"key": self.key, "action": self.action, "rows": self.rows, "summary": self.summary}
+        plain = {"key": self.key, "action": self.action, "rows": self.rows, "summary": self.summary}
+        return plain if self.report is None else {**plain, "report": self.report}
 
     @classmethod
     def from_plain(cls, value: dict[str, Any]) -> Send:
-        return cls(value["key"], value["action"], list(value["rows"]), value["summary"])
+        return cls(
+            value["key"],
+            value["action"],
+            list(value["rows"]),
+            value["summary"],
+            value.get("report"),
+        )
 
 
 @dataclass
@@ -160,6 +170,9 @@ def evaluate_rule(
             resolves.append((str(memory["hash"]), dict(memory.get("row", {}))))
     sends = [Send(key, "trigger", bounded_rows(rows), summary) for key, rows in triggers]
     sends += [Send(key, "resolve", [bounded_row(row)], "resolved") for key, row in resolves]
+    if isinstance(rule.condition, Report):
+        table = report_table(rule.name, result.rows, source_truncated=result.truncated, now=now)
+        sends = [Send(key, "trigger", bounded_rows(rows), summary, table) for key, rows in triggers]
     outcome: Outcome = "firing" if triggers else "pending" if pending else "ok"
     new_state = {"alerts": alerts, "memory": verdict.memory or memory}
     return Evaluation(
@@ -179,7 +192,9 @@ def events_of(rule: Rule, run_id: str, now: datetime, sends: list[Send]) -> list
     return [
         event
         for send in sends
-        for event in rule_event(rule, run_id, now, send.key, send.action, send.rows, send.summary)
+        for event in rule_event(
+            rule, run_id, now, send.key, send.action, send.rows, send.summary, report=send.report
+        )
     ]
 
 
@@ -201,11 +216,19 @@ def rule_event(
     summary: str,
     *,
     test: bool = False,
+    report: dict[str, Any] | None = None,
 ) -> list[Event]:
-    """The events of one alert key: one per user, or one for the topic or inline list."""
+    """The events of one alert key: one per user, or one for the topic or inline list.
+    A report rule's carry its table (`report`) instead of the first row and `values`, and
+    no alert fields: each run's report is an event of its own, never deduplicated."""
     spec = EVENT_TYPES[rule.event_type]
     row = _first_row(rows)
-    data: dict[str, Any] = {k: v for k, v in row.items() if isinstance(v, str | int | float)}
+    reporting = isinstance(rule.condition, Report)
+    if reporting and report is None:  # a test send: the rows it was given
+        report = report_table(rule.name, rows, source_truncated=False, now=now)
+    data: dict[str, Any] = {
+        k: v for k, v in row.items() if isinstance(v, str | int | float) and not reporting
+    }
     data.update(rule.data)
     data.update(
         {
@@ -213,10 +236,14 @@ def rule_event(
             "rule_id": rule.id,
             "summary": summary,
             "severity": rule.severity,
-            "values": [_row_text(r) for r in rows[:VALUES_SHOWN]],
             "evaluated_at": iso(now),
         }
     )
+    if reporting:
+        data["report"] = report
+    else:
+        data["values"] = [_row_text(r) for r in rows[:VALUES_SHOWN]]
+    alerting = not (test or reporting)
     if test:
         data["test"] = True
     base = dedupe_key(rule, key)
@@ -240,10 +267,10 @@ def rule_event(
                 priority=rule.priority,
                 data=data,
                 created_at=iso(now),
-                dedupe_key=None if test else dkey,
-                action=None if test else action,
-                repeat_interval_seconds=None if test else rule.repeat_interval_seconds,
-                notify_resolved=None if test else rule.notify_resolved,
+                dedupe_key=dkey if alerting else None,
+                action=action if alerting else None,
+                repeat_interval_seconds=rule.repeat_interval_seconds if alerting else None,
+                notify_resolved=rule.notify_resolved if alerting else None,
                 **target,
             )
         )

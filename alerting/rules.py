@@ -23,6 +23,7 @@ from pydantic import (
 from alerting.durations import parse_duration
 from alerting.inline import InlineRecipients
 from core.catalogue.event_types import EVENT_TYPES, Category, Priority
+from core.catalogue.reports import REPORT_EVENT_TYPE
 
 RULE_ID = r"^[A-Za-z0-9_.-]{1,64}$"
 COLUMN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -145,8 +146,15 @@ class Unreachable(BaseModel):
         return None if value is None else _duration(value)
 
 
+class Report(BaseModel):
+    """Sends the query's result on every run: no baseline, no alert (alerting/report.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["report"]
+
+
 Condition = Annotated[
-    AnyRows | NewRows | Changed | Threshold | Freshness | Unreachable,
+    AnyRows | NewRows | Changed | Threshold | Freshness | Unreachable | Report,
     Field(discriminator="kind"),
 ]
 STATEFUL = ("any_rows", "threshold", "freshness", "unreachable")
@@ -257,6 +265,21 @@ class RuleIn(BaseModel):
         if spec.category not in (Category.alert, Category.trend):
             raise ValueError("must be an alert.* or trend.* type")
         return value
+
+    @model_validator(mode="after")
+    def report_type(self) -> RuleIn:
+        """A report's templates and attachments are the report type's: a report rule
+        sends it, and only a report rule does."""
+        if isinstance(self.condition, Report):
+            if "event_type" not in self.model_fields_set:
+                self.event_type = REPORT_EVENT_TYPE
+            elif self.event_type != REPORT_EVENT_TYPE:
+                raise ValueError(f"event_type: a report rule sends {REPORT_EVENT_TYPE}")
+        elif self.event_type == REPORT_EVENT_TYPE:
+            raise ValueError(
+                f'event_type: {REPORT_EVENT_TYPE} needs condition {{"kind": "report"}}'
+            )
+        return self
 
     @model_validator(mode="after")
     def typed_data(self) -> RuleIn:
