@@ -12,6 +12,8 @@ From the bottom up (a package imports only those below it):
 - `directory`: who gets what: users, their profiles, preferences and devices, topics.
 - `ledger`: what happened to each event and notification: the event items, their listing
   and tally, the notification records' state machine, outcomes, receipts, settlement.
+- `digests`: events of one type for one recipient gathered into one notification: the
+  digest items, absorbing events into them and closing them, with conditional writes.
 - `operations`: what operators read and replay: dead letters and the numbers of GET /stats.
 - `resources`: every AWS resource as data, read by provisioning and by the CDK app
   (`deploy/`).
