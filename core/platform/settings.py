@@ -16,6 +16,8 @@ from core.platform.setting_values import (
 from core.platform.settings_alerting import AlertingSettings
 from core.platform.settings_listen import ListenSettings
 from core.platform.settings_providers import ProviderSettings
+from core.platform.settings_scale import ScaleSettings
+from core.platform.settings_timing import TimingSettings
 
 __all__ = [
     "DEFAULT_CHAT_WEBHOOK_HOSTS",
@@ -28,7 +30,14 @@ __all__ = [
 ]
 
 
-class Settings(ProviderSettings, AlertingSettings, ListenSettings, BaseSettings):
+class Settings(
+    ProviderSettings,
+    AlertingSettings,
+    ListenSettings,
+    TimingSettings,
+    ScaleSettings,
+    BaseSettings,
+):
     """Every tunable of Herald. Field names map to `HERALD_<NAME>` environment variables.
 
     AWS settings keep the names boto3 itself uses (`AWS_ENDPOINT_URL`, `AWS_DEFAULT_REGION`)
@@ -95,7 +104,7 @@ class Settings(ProviderSettings, AlertingSettings, ListenSettings, BaseSettings)
         description="How often the queue-depth collector reads every queue's depth.",
     )
     queue_depth_idle_max_seconds: float = Field(
-        default=120.0,
+        default=300.0,
         gt=0,
         description="Longest pause of the queue-depth collector while every queue is empty "
         "(it doubles from the interval; a message anywhere brings it back).",
