@@ -17,7 +17,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from alerting.durations import parse_duration
 from alerting.inline import InlineRecipients
-from core.catalogue.event_types import EVENT_TYPES, Priority
+from core.catalogue.event_types import EVENT_TYPES, Digest, Priority
 from core.catalogue.models import EventCounts, EventStatus, StatusChange
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -116,6 +116,12 @@ class EventIn(BaseModel):
         default=None,
         description="With dedupe_key: whether resolving notifies (default: the type's).",
     )
+    digest: Digest | None = Field(
+        default=None,
+        description="Gather this type's events for the user (and one value of `key`, a data "
+        'field) into one notification, e.g. {"window": "10m", "key": "post", "max_items": '
+        '100, "leading": false}; window 1m to 7d. Overrides the type\'s own digest.',
+    )
 
     @field_validator("repeat_interval")
     @classmethod
@@ -135,6 +141,33 @@ class EventIn(BaseModel):
         if value not in EVENT_TYPES:
             raise ValueError(f"unknown event type {value!r}; known types: {', '.join(EVENT_TYPES)}")
         return value
+
+    @model_validator(mode="after")
+    def digest_applies(self) -> EventIn:
+        """A digest gathers one user's events by a field their data has; a critical event
+        is never held back."""
+        if self.digest is None:
+            return self
+        problem: tuple[tuple[str, ...], str] | None = None
+        if self.user_id is None:
+            problem = ("digest",), "only an event for one user_id is digested"
+        elif (self.priority or EVENT_TYPES[self.type].priority) is Priority.critical:
+            problem = ("digest",), "a critical event is never digested"
+        elif self.digest.key is not None and self.digest.key not in self.data:
+            problem = ("digest", "key"), f"data has no field {self.digest.key!r}"
+        if problem is not None:
+            loc, message = problem
+            raise ValidationError.from_exception_data(
+                "EventIn",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("digest", message),
+                        loc=loc,
+                        input=self.digest.model_dump(),
+                    )
+                ],
+            )
+        return self
 
     @model_validator(mode="after")
     def one_recipient_and_variables(self) -> EventIn:

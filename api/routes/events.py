@@ -100,6 +100,7 @@ def to_event(body: EventIn, event_id: str, tenant: Tenant) -> Event:
         ),
         notify_resolved=body.notify_resolved,
         tenant=tenant.name,
+        digest=body.digest,
     )
     if len(event.model_dump_json().encode()) > MAX_EVENT_BYTES:
         raise HTTPException(413, f"data: the event is over {MAX_EVENT_BYTES} bytes once encoded")
