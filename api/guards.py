@@ -11,8 +11,9 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
-# Provider webhooks post form-encoded bodies; they are checked by signature instead.
-FORM_PREFIXES = ("/webhooks/",)
+# Provider webhooks post form-encoded bodies; they are checked by signature instead. The
+# console's HTML forms post form-encoded bodies too (checked by session and CSRF token).
+FORM_PREFIXES = ("/webhooks/", "/console/")
 
 
 async def _problem(send: Send, status: int, message: str) -> None:

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from api import docs_ui, errors, examples
+from api import console, docs_ui, errors, examples
 from api.auth import scoped
 from api.guards import RequestGuard
 from api.observability import RequestMetrics
@@ -100,5 +100,7 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     app.include_router(metrics.router, dependencies=scoped("events:read"))
     app.include_router(stats.router, dependencies=[*scoped("events:read"), *strict])
     docs_ui.install(app)
+    # The operator console's pages (/console): HTML over the same services and checks.
+    console.install(app)
     examples.install(app)
     return app
