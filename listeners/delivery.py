@@ -56,6 +56,10 @@ CLAIM_CONFLICT_DELAY = 5
 # whose record is still FAILED: reopens the record; True when it did.
 RedrivenHook = Callable[[NotificationMessage], bool]
 
+# What is made of a notification when it is sent, not when it was routed (a report's CSV
+# and PDF): the message to send, or a DeliveryError, which is that send's outcome.
+PrepareHook = Callable[[NotificationMessage], NotificationMessage]
+
 # Told which addresses the provider says are gone for good (e.g. disabled push endpoints),
 # so they can be disabled on the user and not tried again.
 DeadAddressHook = Callable[[NotificationMessage, list[str]], None]
@@ -87,8 +91,10 @@ class DeliveryHandler:
         receive_budget: int = 40,
         outcome_deadline_seconds: float = 300.0,
         on_redriven: RedrivenHook | None = None,
+        prepare: PrepareHook | None = None,
     ) -> None:
         self.on_redriven = on_redriven
+        self.prepare = prepare
         self.notifier = notifier
         self.transitions = ledger.transitions
         self.settlement = ledger.settlement
@@ -246,6 +252,8 @@ class DeliveryHandler:
                 metrics.PROVIDER_SECONDS.labels(message.channel).time(),
                 tracing.child(message.notification_id, "herald.provider", channel=message.channel),
             ):
+                if self.prepare is not None:
+                    message = self.prepare(message)
                 result = self.notifier.send(message)
             if not isinstance(result, DeliveryResult):
                 return RetryableError(f"notifier returned {type(result).__name__}, not a result")

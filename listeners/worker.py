@@ -9,24 +9,36 @@ in flight finish and releases prefetched messages at once.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
 import threading
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from core.aws import dynamo
 from core.aws.clients import AwsClients
 from core.catalogue.event_types import CHANNELS
 from core.catalogue.models import NotificationMessage
+from core.catalogue.reports import REPORT_EVENT_TYPE, ReportInvalid, report_files
 from core.directory.users import UserStore
 from core.ledger.wiring import Ledger, build_ledger
 from core.operations.dead_letters import reopen
 from core.platform import tracing
+from core.platform.errors import PermanentError, RetryableError
 from core.platform.logs import configure_logging
 from core.platform.runtime import freeze_startup_objects
 from core.platform.settings import Settings
 from core.security.rate_limit import TokenBucket
 from listeners.consumer import Consumer, wait_for_queues
-from listeners.delivery import DeadAddressHook, DeliveryHandler, RedrivenHook, RetryPolicy
+from listeners.delivery import (
+    DeadAddressHook,
+    DeliveryHandler,
+    PrepareHook,
+    RedrivenHook,
+    RetryPolicy,
+)
 from listeners.heartbeat import Heartbeat
 from notifiers.registry import build_notifiers
 
@@ -42,6 +54,36 @@ def disable_push_endpoints(clients: AwsClients) -> DeadAddressHook:
             users.disable_push_endpoint(message.recipient_id, arn)
 
     return disable
+
+
+def report_attachments(clients: AwsClients) -> PrepareHook:
+    """A report's CSV and PDF, rendered from the table its event carries when the email is
+    sent (a queue message could not carry them); one read of the event per report email."""
+    db, table = clients.dynamodb, clients.names.table
+
+    def prepare(message: NotificationMessage) -> NotificationMessage:
+        if message.event_type != REPORT_EVENT_TYPE:
+            return message
+        try:
+            item = db.get_item(
+                TableName=table,
+                Key=dynamo.event_key(message.event_id),
+                ProjectionExpression="data_json",
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise RetryableError(f"report: event unreadable: {exc}", code="report") from exc
+        if item is None:
+            raise PermanentError("report: its event is gone", code="report")
+        report = json.loads(item["data_json"]["S"]).get("report")
+        if report is None:  # an event of the type with no table: the email alone
+            return message
+        try:
+            files = report_files(report)
+        except ReportInvalid as exc:
+            raise PermanentError(str(exc), code="report") from exc
+        return message.model_copy(update={"attachments": files})
+
+    return prepare
 
 
 def reopen_redriven(ledger: Ledger) -> RedrivenHook:
@@ -73,6 +115,7 @@ def build_worker(
         receive_budget=settings.receive_budget,
         outcome_deadline_seconds=settings.outcome_deadline_seconds,
         on_redriven=reopen_redriven(ledger),
+        prepare=report_attachments(clients) if channel == "email" else None,
     )
     consumer = Consumer(
         sqs=clients.sqs,

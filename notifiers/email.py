@@ -4,6 +4,9 @@ The notification id goes out as the custom arg `notification_id`: SendGrid echoe
 args on every event webhook (delivered, bounce, spam report), so receipts map back to the
 notification without storing SendGrid's message id first.
 
+Attachments (a report's CSV and PDF, rendered by the worker just before the send) go out
+through the SDK's `Attachment` helper: base64 content, MIME type, file name, disposition.
+
 The SDK builds the request and its errors; `notifiers.pooled_http` carries it over
 connections kept open between sends (the SDK alone opens one per email).
 """
@@ -17,8 +20,18 @@ from typing import Any
 
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import CustomArg, Mail, ReplyTo
+from sendgrid.helpers.mail import (
+    Attachment,
+    CustomArg,
+    Disposition,
+    FileContent,
+    FileName,
+    FileType,
+    Mail,
+    ReplyTo,
+)
 
+from core.catalogue.models import Attachment as FileAttachment
 from core.catalogue.models import DeliveryResult, NotificationMessage
 from core.platform.errors import DeliveryError, PermanentError, RetryableError
 from notifiers.base import header, retry_after_seconds, status_error
@@ -28,6 +41,8 @@ PROVIDER = "sendgrid"
 DEFAULT_HOST = "https://api.sendgrid.com"
 #: Validation errors on these fields mean the recipient's address is unusable.
 RECIPIENT_FIELD = re.compile(r"^personalizations\.\d+\.to\.\d+\.email$")
+#: SendGrid takes at most 30 MB per message, attachments included (as base64).
+ATTACHMENTS_MAX_BYTES = 20 * 1024 * 1024
 
 
 class EmailNotifier:
@@ -81,6 +96,10 @@ class EmailNotifier:
             mail.reply_to = ReplyTo(self._reply_to)
         mail.custom_arg = CustomArg("notification_id", notification.notification_id)
         mail.custom_arg = CustomArg("event_id", notification.event_id)
+        if sum(len(a.content) for a in notification.attachments) > ATTACHMENTS_MAX_BYTES:
+            raise PermanentError(f"attachments over {ATTACHMENTS_MAX_BYTES} bytes (base64)")
+        for file in notification.attachments:
+            mail.attachment = sendgrid_attachment(file)
         return mail
 
     def send(self, notification: NotificationMessage) -> DeliveryResult:
@@ -91,6 +110,15 @@ class EmailNotifier:
             raise _translate(exc) from exc
         message_id = header(response.headers, "X-Message-Id")
         return DeliveryResult(provider=PROVIDER, provider_message_id=message_id)
+
+
+def sendgrid_attachment(file: FileAttachment) -> Attachment:
+    return Attachment(
+        FileContent(file.content),
+        FileName(file.filename),
+        FileType(file.type),
+        Disposition(file.disposition),
+    )
 
 
 def _translate(exc: Exception) -> DeliveryError:

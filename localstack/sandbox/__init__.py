@@ -21,6 +21,9 @@ Provider endpoints
 Control endpoints
     GET    /sandbox/messages[?provider=&notification_id=]   recorded requests, oldest first
     DELETE /sandbox/messages                                forget them
+    GET    /sandbox/messages/<seq>/attachments/<index>     a recorded email's attachment
+                                                            (the recorded request lists
+                                                            them in `attachments`)
     GET    /sandbox/faults     POST /sandbox/faults     DELETE /sandbox/faults
     GET    /sandbox/health
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PROVIDERS = ("twilio", "sendgrid", "slack", "teams")
+FILES_KEPT_BYTES = 64 * 1024 * 1024  # attachments' bytes kept, newest first
 
 
 @dataclass
@@ -95,6 +96,8 @@ class SandboxState:
         self._lock = threading.Lock()
         self._records: list[dict[str, Any]] = []
         self._faults: list[Fault] = []
+        # A request's seq -> its attachments as (MIME type, bytes).
+        self._files: dict[int, list[tuple[str, bytes]]] = {}
         self._seq = 0
         self.stopping = threading.Event()
 
@@ -104,6 +107,22 @@ class SandboxState:
             entry["seq"] = self._seq
             self._records.append(entry)
         return entry
+
+    def keep_files(self, seq: int, files: list[tuple[str, bytes]]) -> None:
+        """Keep a request's attachments; the oldest are forgotten past FILES_KEPT_BYTES."""
+        with self._lock:
+            self._files[seq] = files
+            total = sum(len(f) for kept in self._files.values() for _, f in kept)
+            for oldest in sorted(self._files):
+                if total <= FILES_KEPT_BYTES or oldest == seq:
+                    break
+                total -= sum(len(f) for _, f in self._files.pop(oldest))
+
+    def file(self, seq: int, index: int) -> tuple[str, bytes] | None:
+        """A kept attachment of request `seq`: (MIME type, bytes)."""
+        with self._lock:
+            files = self._files.get(seq) or []
+            return files[index] if 0 <= index < len(files) else None
 
     def update(self, entry: dict[str, Any], **values: Any) -> None:
         with self._lock:
@@ -123,6 +142,7 @@ class SandboxState:
     def clear(self) -> None:
         with self._lock:
             self._records.clear()
+            self._files.clear()
 
     def add_fault(self, fault: Fault) -> Fault:
         with self._lock:

@@ -2,12 +2,17 @@
 `X-Message-Id`, or SendGrid's error body; any address @invalid.example -> 400.
 
 A request's notification id is `custom_args.notification_id` (top level or a
-personalization's).
+personalization's). Attachments are kept apart from the record (`take_attachments`): the
+recorded request lists each one's file name, type, disposition and size, and its bytes
+are fetched on their own, so listing messages stays small.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import json
+import re
 import uuid
 from typing import Any
 
@@ -16,6 +21,7 @@ from localstack.sandbox.reply import Reply
 NAME = "sendgrid"
 PATH = "/v3/mail/send"
 INVALID_EMAIL_DOMAIN = "@invalid.example"
+MIME = re.compile(r"^[A-Za-z0-9.+-]{1,64}/[A-Za-z0-9.+-]{1,64}$")  # served back as a header
 
 
 def matches(path: str) -> bool:
@@ -32,6 +38,38 @@ def notification_id(entry: dict[str, Any]) -> str | None:
             args = {**(personalization.get("custom_args") or {}), **args}
     value = args.get("notification_id")
     return str(value) if value is not None else None
+
+
+def take_attachments(entry: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """Moves the attachments' content out of a recorded mail send: `entry["attachments"]`
+    lists them (filename, type, disposition, size in bytes), the request's `json` and
+    `body` keep them without content, and (MIME type, decoded bytes) are returned, in
+    order."""
+    mail = entry["json"]
+    if not isinstance(mail, dict) or not isinstance(mail.get("attachments"), list):
+        return []
+    files: list[tuple[str, bytes]] = []
+    listed: list[dict[str, Any]] = []
+    for given in mail["attachments"]:
+        if not isinstance(given, dict):
+            continue
+        try:
+            content = base64.b64decode(str(given.pop("content", "")), validate=True)
+        except (binascii.Error, ValueError):
+            content = b""
+        kind = str(given.get("type") or "application/octet-stream")
+        files.append((kind if MIME.match(kind) else "application/octet-stream", content))
+        listed.append(
+            {
+                "filename": given.get("filename"),
+                "type": given.get("type"),
+                "disposition": given.get("disposition"),
+                "size": len(content),
+            }
+        )
+    entry["attachments"] = listed
+    entry["body"] = json.dumps(mail)
+    return files
 
 
 def error(status: int, message: str, field_: str | None = None) -> Reply:

@@ -6,7 +6,9 @@ thread (tests, the benchmarks), `main` in the foreground (`python -m localstack.
 Every request records `received_at` (epoch seconds), method, path, query, headers, raw
 `body`, parsed `form` / `json`, `provider`, `auth`, `status` (what was answered),
 `message_id`, `fault` and `notification_id`: the `X-Herald-Notification-Id` header for any
-provider, else where the provider's module finds it.
+provider, else where the provider's module finds it. A SendGrid send with attachments also
+records `attachments` (name, type, disposition, size) without their content, which
+`GET /sandbox/messages/<seq>/attachments/<index>` answers.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import base64
 import contextlib
 import json
 import logging
+import re
 import signal
 import socket
 import sys
@@ -34,6 +37,7 @@ log = logging.getLogger("herald.sandbox")
 # The header the chat notifier sets (`notifiers.base.NOTIFICATION_ID_HEADER`); repeated
 # here because localstack/ does not import notifiers/.
 NOTIFICATION_ID_HEADER = "X-Herald-Notification-Id"
+ATTACHMENT_PATH = re.compile(r"^/sandbox/messages/(\d{1,12})/attachments/(\d{1,3})$")
 
 
 class _Server(ThreadingHTTPServer):
@@ -106,8 +110,11 @@ class _Handler(BaseHTTPRequestHandler):
         }
         _parse_body(entry, raw, self.headers.get("Content-Type", ""))
         entry["notification_id"] = _notification_id(entry)
+        files = sendgrid.take_attachments(entry) if provider == sendgrid.NAME else []
         # Recorded before answering, so a request still waiting in a latency fault counts.
         self.server.state.record(entry)
+        if files:
+            self.server.state.keep_files(entry["seq"], files)
         reply = self._provider_reply(entry, provider)
         self.server.state.update(entry, status=reply.status, message_id=reply.message_id)
         log.info(
@@ -149,6 +156,13 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command == "DELETE":
                 state.clear()
                 return Reply(204)
+        attachment = ATTACHMENT_PATH.match(path)
+        if attachment and self.command == "GET":
+            seq, index = int(attachment[1]), int(attachment[2])
+            found = state.file(seq, index)
+            if found is None:
+                return Reply.json(404, {"error": f"no attachment {index} of message {seq}"})
+            return Reply(200, found[1], content_type=found[0])
         if path == "/sandbox/faults":
             if self.command == "GET":
                 return Reply.json(200, state.faults())
