@@ -21,9 +21,10 @@ newer ones:
     reason, an unfinished fan-out fails the event, and the event settles.
 
 Idle: a pass that found no stale event at all lengthens the pause before the next, doubling
-from `reconcile_interval_seconds` up to `reconcile_grace_seconds` (an event goes stale only
-a grace after its last touch, so it is still seen within about two graces); a pass that
-found one goes back to the interval.
+from `reconcile_interval_seconds` up to `reconcile_idle_max_seconds` (never past the
+stranded period: this is a safety net for what AWS lost, and a notification is not taken
+for lost before that period anyway); a pass that found one goes back to the interval. An
+event that goes stale while the reconciler pauses is seen at most the idle maximum later.
 
 Silence is not loss while the queue the message would wait in has a backlog
 (`listeners/backlog.py`): the republish, repair or give-up waits for a pass that finds the
@@ -280,11 +281,14 @@ class Reconciler:
 
     def pause(self, report: PassReport | None, idle: float) -> float:
         """The interval after a pass that found something (or failed), else twice the
-        last idle pause, up to the grace."""
+        last idle pause, up to the idle maximum (at most the stranded period)."""
         interval = self.settings.reconcile_interval_seconds
         if report is None or report.examined:
             return interval
-        return min(max(idle * 2, interval), max(self.settings.reconcile_grace_seconds, interval))
+        most = min(
+            self.settings.reconcile_idle_max_seconds, self.settings.reconcile_stranded_seconds
+        )
+        return min(max(idle * 2, interval), max(most, interval))
 
     def run_forever(self, stop: threading.Event) -> None:
         idle = 0.0

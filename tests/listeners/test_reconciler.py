@@ -140,22 +140,32 @@ def test_events_with_notifications_in_flight_are_left_alone(stack: Stack) -> Non
     assert stored(ledger, event.event_id).status == EventStatus.PROCESSING
 
 
-def test_passes_that_find_nothing_back_off_up_to_the_grace(stack: Stack) -> None:
+def test_passes_that_find_nothing_back_off_up_to_the_idle_maximum(stack: Stack) -> None:
     settings = stack.settings.model_copy(
-        update={"reconcile_interval_seconds": 10.0, "reconcile_grace_seconds": 60.0}
+        update={
+            "reconcile_interval_seconds": 10.0,
+            "reconcile_grace_seconds": 60.0,
+            "reconcile_idle_max_seconds": 300.0,
+            "reconcile_stranded_seconds": 420.0,
+        }
     )
     reconciler = Reconciler(settings, stack.clients)
     quiet = reconciler.run_pass()
     assert quiet.examined == 0
     pauses = [reconciler.pause(quiet, 0.0)]
-    for _ in range(4):
+    for _ in range(6):
         pauses.append(reconciler.pause(quiet, pauses[-1]))
-    assert pauses == [10.0, 20.0, 40.0, 60.0, 60.0]
-    assert reconciler.pause(None, 60.0) == 10.0  # a failed pass: the interval
+    assert pauses == [10.0, 20.0, 40.0, 80.0, 160.0, 300.0, 300.0]
+    assert reconciler.pause(None, 300.0) == 10.0  # a failed pass: the interval
+    # Never past the stranded period, whatever the idle maximum says.
+    short = Reconciler(
+        settings.model_copy(update={"reconcile_stranded_seconds": 100.0}), stack.clients
+    )
+    assert short.pause(quiet, 80.0) == 100.0
 
     ledger = ledger_of(stack)
     processing_event(ledger, topic="chart-fans")
     stale = Reconciler(settings.model_copy(update={"reconcile_grace_seconds": 0.0}), stack.clients)
     busy = stale.run_pass()
     assert busy.examined >= 1
-    assert stale.pause(busy, 60.0) == 10.0  # a stale event: back to the interval
+    assert stale.pause(busy, 300.0) == 10.0  # a stale event: back to the interval
