@@ -14,6 +14,8 @@ From the bottom up (a package imports only those below it):
   and tally, the notification records' state machine, outcomes, receipts, settlement.
 - `digests`: events of one type for one recipient gathered into one notification: the
   digest items, absorbing events into them and closing them, with conditional writes.
+- `timing`: work that waits for its time (deferred notifications, delayed events) in
+  sharded minute buckets, and the event's waiting states (SCHEDULED, CANCELLED).
 - `operations`: what operators read and replay: dead letters and the numbers of GET /stats.
 - `resources`: every AWS resource as data, read by provisioning and by the CDK app
   (`deploy/`).

@@ -1,15 +1,16 @@
 """From an event and its recipients to the notifications to record. No I/O.
 
 One notification per (recipient, channel the event asks for): QUEUED with its rendered
-content, SKIPPED with the preference that stopped it, or FAILED when its template could not
-render. Skips and failures are recorded, not dropped, so `GET /events/{id}` says why a user
+content, SKIPPED with the preference that stopped it, FAILED when its template could not
+render, or SCHEDULED with when it is due (quiet hours deferred it, or `send_at_local`),
+rendered then. Skips and failures are recorded, not dropped, so `GET /events/{id}` says why a user
 got nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +50,7 @@ def plan(
             profile=profile,
             now=now,
             subscription_channels=recipient.channels,
+            send_at_local=event.send_at_local,
         )
         for decision in decisions:
             fields: dict[str, Any] = {
@@ -71,6 +73,16 @@ def plan(
                 planned.append(
                     NewNotification(
                         _record_only(fields), NotificationStatus.SKIPPED, decision.skip_reason
+                    )
+                )
+                continue
+            if decision.deliver_at is not None:  # rendered when due (listeners/deferral.py)
+                planned.append(
+                    NewNotification(
+                        NotificationMessage(**fields),
+                        NotificationStatus.SCHEDULED,
+                        decision.wait_reason,
+                        deliver_at=iso(decision.deliver_at),
                     )
                 )
                 continue
@@ -98,9 +110,7 @@ def plan(
     # Few records on the event's own partition: they are their own tally.
     listed = [notification_sk(n.message.channel, n.message.recipient_id) for n in planned]
     return [
-        NewNotification(
-            n.message.model_copy(update={"counted_records": listed}), n.status, n.reason
-        )
+        replace(n, message=n.message.model_copy(update={"counted_records": listed}))
         for n in planned
     ]
 

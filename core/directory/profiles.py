@@ -92,10 +92,18 @@ class ChatWebhook(BaseModel):
 
 
 class QuietHours(BaseModel):
-    """A daily window in the user's time zone; `end` before `start` crosses midnight."""
+    """A daily window in the user's time zone; `end` before `start` crosses midnight.
+
+    `defer` (the default) holds what would interrupt until the window ends, so nothing is
+    lost; `skip` drops it, as Herald did before deferral existed."""
 
     start: ClockTime
     end: ClockTime
+    mode: Literal["defer", "skip"] = Field(
+        default="defer",
+        description="defer: send interrupting channels when the window ends (in the user's "
+        "time zone); skip: do not send them at all.",
+    )
 
     @model_validator(mode="after")
     def not_empty(self) -> QuietHours:
@@ -115,7 +123,9 @@ class Preferences(BaseModel):
         default_factory=list, description="Channels never used, whatever the event."
     )
     quiet_hours: QuietHours | None = Field(
-        default=None, description="Only critical events interrupt inside this window."
+        default=None,
+        description="Only critical events interrupt inside this window; the rest wait for "
+        "its end (mode defer, the default) or are skipped (mode skip).",
     )
 
 
