@@ -14,6 +14,7 @@ from core.platform.setting_values import (
     parse_networks,
 )
 from core.platform.settings_alerting import AlertingSettings
+from core.platform.settings_inline import InlineRecipientSettings
 from core.platform.settings_listen import ListenSettings
 from core.platform.settings_providers import ProviderSettings
 from core.platform.settings_scale import ScaleSettings
@@ -36,6 +37,7 @@ class Settings(
     ListenSettings,
     TimingSettings,
     ScaleSettings,
+    InlineRecipientSettings,
     BaseSettings,
 ):
     """Every tunable of Herald. Field names map to `HERALD_<NAME>` environment variables.
