@@ -49,6 +49,7 @@ class Outcome:
     unexpected: list[str] = field(default_factory=list)
     unsettled_events: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    audit: str = "not run"  # `herald audit` after the scenario (tests/chaos/harness.py)
 
     def row(self) -> dict[str, Any]:
         return {
@@ -61,6 +62,7 @@ class Outcome:
             "duplicates": sum(self.duplicates.values()),
             "beyond window": len(self.beyond_window),
             "events unsettled": len(self.unsettled_events),
+            "audit": self.audit,
         }
 
 

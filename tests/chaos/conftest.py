@@ -8,7 +8,7 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from tests.chaos.harness import ChaosStack
+from tests.chaos.harness import ChaosStack, audit_scenario
 from tests.chaos.report import RESULTS
 from tests.chaos.scale import Scale, current
 from tests.conftest import chaos_outcome_property
@@ -40,6 +40,26 @@ def chaos(chaos_stack: ChaosStack) -> ChaosStack:
     chaos_stack.kills.clear()
     assert chaos_stack.all_running(), chaos_stack.processes()
     return chaos_stack
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """Every scenario that ran on the chaos stack ends with `herald audit` of its events,
+    whichever file it is in: a disagreement fails it. A scenario that failed already is
+    audited for the table only; a skipped one not at all."""
+    stack = getattr(item, "funcargs", {}).get("chaos")
+    if not isinstance(stack, ChaosStack):
+        return (yield)
+    try:
+        result = yield
+    except pytest.skip.Exception:
+        raise
+    except BaseException:
+        with contextlib.suppress(Exception):
+            audit_scenario(stack, RESULTS, strict=False)
+        raise
+    audit_scenario(stack, RESULTS)
+    return result
 
 
 @pytest.hookimpl(wrapper=True)

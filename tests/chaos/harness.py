@@ -7,6 +7,11 @@ drives it over its XML-RPC socket: a test can ask for a program's pid, `kill -9`
 wait for supervisord to bring it back, or freeze the emulator with SIGSTOP.
 
 Every program logs to its own file in the folder, so a test can read what each process wrote.
+
+Every scenario ends with `herald audit` over the events it made (`audit_scenario`, run by
+tests/chaos/conftest.py after the test body, whatever scenario it is): each event's status,
+tally and records must agree with each other and with what the sandbox accepted. The
+result is the chaos table's `audit` column; a disagreement fails the scenario.
 """
 
 from __future__ import annotations
@@ -20,15 +25,18 @@ import sys
 import time
 import urllib.request
 import xmlrpc.client
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from cli.audit import run_audit
 from core.aws.clients import AwsClients
 from core.catalogue.event_types import CHANNELS
+from core.operations.audit import AuditReport
 from core.platform.settings import Settings
 from localstack.provision import provision
 from tests.support import ROOT, free_port, http_ok, wait_until
@@ -144,6 +152,7 @@ class ChaosStack:
     faults_port: int = 0
     supervisord: subprocess.Popen[bytes] | None = None
     kills: list[Kill] = field(default_factory=list)
+    scenario_started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     # --- building ----------------------------------------------------------------------
 
@@ -382,9 +391,47 @@ class ChaosStack:
         provision(self.settings, self.clients())
         self.sandbox("DELETE", "/sandbox/faults")
         self.sandbox("DELETE", "/sandbox/messages")
+        self.scenario_started = datetime.now(UTC) - timedelta(seconds=1)
 
     def sandbox(self, method: str, path: str, body: Any = None) -> Any:
         return _http(method, f"{self.sandbox_url}{path}", body)
+
+
+# How long the audit may wait for the reconciler to finish what it is still setting right
+# (its pass interval and grace are seconds here) before a disagreement counts.
+AUDIT_PATIENCE_SECONDS = 45.0
+
+
+def audit(stack: ChaosStack, patience: float = AUDIT_PATIENCE_SECONDS) -> AuditReport:
+    """`herald audit` over this scenario's events against the sandbox, again every few
+    seconds while it finds something, up to `patience`; the last report."""
+    deadline = time.monotonic() + patience
+    while True:
+        report = run_audit(
+            stack.settings,
+            stack.scenario_started,
+            datetime.now(UTC),
+            stack.sandbox_url,
+            moving_seconds=0,
+        )
+        if report.clean or time.monotonic() >= deadline:
+            return report
+        time.sleep(3)
+
+
+def audit_scenario(stack: ChaosStack, outcomes: Sequence[Any], strict: bool = True) -> None:
+    """The audit at the end of a scenario: its summary onto the scenario's outcomes (the
+    table's `audit` column) and the disagreements into their notes; with `strict`, an
+    AssertionError listing them when it found any."""
+    report = audit(stack)
+    for outcome in outcomes:
+        outcome.audit = report.summary()
+        outcome.notes += [f"audit: {d.event_id}: {d.what}" for d in report.disagreements[:5]]
+    if strict and not report.clean:
+        raise AssertionError(
+            f"herald audit: {report.summary()}\n"
+            + "\n".join(f"{d.event_id}: {d.what}" for d in report.disagreements[:20])
+        )
 
 
 def _http(method: str, url: str, body: Any = None, timeout: float = 30) -> Any:
