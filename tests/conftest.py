@@ -203,7 +203,11 @@ def faulty_settings(settings: Settings, fault_proxy: FaultProxy) -> Settings:
 # the largest groups being handed out first, the two start on different workers; every other
 # test is handed out on its own. (Grouped here by the scheduler, from the test's path: the
 # `xdist_group` marker does not reach the scheduler under this pytest.)
-SHARED_STACKS = {"tests/chaos/": "chaos", "tests/e2e/": "e2e"}
+SHARED_STACKS = {
+    "tests/chaos/": "chaos",
+    "tests/e2e/": "e2e",
+    "tests/console/test_browser.py": "console",  # one stack and one browser
+}
 
 
 def shared_stack(nodeid: str) -> str | None:
