@@ -183,7 +183,8 @@ async def new_rule(request: Request) -> Response:
 async def edit_rule(request: Request, rule_id: str) -> Response:
     found = await viewer(request, "operator")
     rule = await call(rules.get_rule(_rule_id(rule_id), found.services))
-    return _edit_page(request, found, rule_id, shown_values(rule.model_dump(by_alias=True)))
+    shown = shown_values(rule.model_dump(by_alias=True, mode="json", exclude_none=True))
+    return _edit_page(request, found, rule_id, shown)
 
 
 @router.post("/rules")
