@@ -34,15 +34,18 @@ import zlib
 from typing import Any
 
 from core.catalogue.models import EventStatus
+from core.ledger.shard_layout import DEFAULT_LAYOUT, ShardLayout
 from core.security.tenants import DEFAULT_TENANT
 
-# 8 shards: at 1,000 events per second (1,000 single-channel notifications) a day's
-# shard takes 125 write units per second, an eighth of DynamoDB's per-partition limit.
-LISTING_SHARDS = 8
-# 16 for the status index: an event enters and leaves `START` (a put and a delete), so at
-# 1,000 events per second a status shard takes 2,000 / 16 = 125 write units per second,
-# with room for the uneven spread of a hash over few keys.
-STATUS_SHARDS = 16
+# The counts of the default layout (1,000 notifications a second; `core.ledger.shard_layout`
+# gives them for any rate). 8 listing shards: at 1,000 events per second (1,000
+# single-channel notifications) a day's shard takes 125 write units per second, an eighth
+# of DynamoDB's per-partition limit.
+LISTING_SHARDS = DEFAULT_LAYOUT.listing
+# 16 for the status index: an event is put, rewritten and deleted there, so at 1,000 events
+# per second a status shard takes 3,000 / 16 = 188 write units per second, with room for
+# the uneven spread of a hash over few keys.
+STATUS_SHARDS = DEFAULT_LAYOUT.status
 
 EVENT_SORT = "event_key"
 BY_DAY = "events_by_day"
@@ -73,12 +76,12 @@ INDEXED_STATUSES = frozenset(
 STATUS_ATTR = INDEXES[BY_STATUS][0]
 
 
-def shard_of(event_id: str) -> int:
-    return zlib.crc32(event_id.encode()) % LISTING_SHARDS
+def shard_of(event_id: str, shards: int = LISTING_SHARDS) -> int:
+    return zlib.crc32(event_id.encode()) % shards
 
 
-def status_shard_of(event_id: str) -> int:
-    return zlib.crc32(event_id.encode()) % STATUS_SHARDS
+def status_shard_of(event_id: str, shards: int = STATUS_SHARDS) -> int:
+    return zlib.crc32(event_id.encode()) % shards
 
 
 def day_of(created_at: str) -> str:
@@ -100,9 +103,10 @@ def status_partition(status: EventStatus | str, shard: int) -> str:
     return f"{OPEN if value in OPEN_STATUSES else value.value}#{shard}"
 
 
-def day_partitions(prefix: str, day: str) -> list[str]:
-    """Every shard of one day's bucket under `prefix` ("" for all events)."""
-    return [f"{prefix}{day}#{s}" for s in range(LISTING_SHARDS)]
+def day_partitions(prefix: str, day: str, shards: int = LISTING_SHARDS) -> list[str]:
+    """Every shard of one day's bucket under `prefix` ("" for all events); `shards`: the
+    most any layout whose entries may be read has (`ShardLayout.listing_read`)."""
+    return [f"{prefix}{day}#{s}" for s in range(shards)]
 
 
 def listing_attributes(
@@ -112,14 +116,15 @@ def listing_attributes(
     type_: str,
     tenant: str | None,
     user_id: str | None,
+    layout: ShardLayout = DEFAULT_LAYOUT,
 ) -> dict[str, Any]:
     """The attributes that place a new event in its indexes (None ones are left out)."""
-    shard, day = shard_of(event_id), day_of(created_at)
+    shard, day = shard_of(event_id, layout.listing), day_of(created_at)
     return {
         EVENT_SORT: event_sort_key(created_at, event_id),
         "day_shard": f"{day}#{shard}",
         STATUS_ATTR: (
-            status_partition(status, status_shard_of(event_id))
+            status_partition(status, status_shard_of(event_id, layout.status))
             if status in INDEXED_STATUSES
             else None
         ),
@@ -129,19 +134,25 @@ def listing_attributes(
     }
 
 
-def status_update(event_id: str, status: EventStatus) -> tuple[str | None, str | None, dict]:
+def status_update(
+    event_id: str, status: EventStatus, layout: ShardLayout = DEFAULT_LAYOUT
+) -> tuple[str | None, str | None, dict]:
     """What an update that moves the event to `status` adds: a SET clause, or a REMOVE
-    clause (the event leaves the status index), and its values."""
+    clause (the event leaves the status index), and its values. The shard is the current
+    layout's: an event written under an older one moves to its new shard here, which a
+    reader covering both layouts finds either way."""
     if status in INDEXED_STATUSES:
-        value = status_partition(status, status_shard_of(event_id))
+        value = status_partition(status, status_shard_of(event_id, layout.status))
         return f"{STATUS_ATTR} = :status_key", None, {":status_key": {"S": value}}
     return None, STATUS_ATTR, {}
 
 
-def update_expression(sets: list[str], event_id: str, status: EventStatus) -> tuple[str, dict]:
+def update_expression(
+    sets: list[str], event_id: str, status: EventStatus, layout: ShardLayout = DEFAULT_LAYOUT
+) -> tuple[str, dict]:
     """`SET ...` for an update that sets the event's status to `status`, with the status
     index key moved along; and the values that adds."""
-    set_clause, remove, values = status_update(event_id, status)
+    set_clause, remove, values = status_update(event_id, status, layout)
     clauses = [*sets, set_clause] if set_clause else list(sets)
     expression = "SET " + ", ".join(clauses)
     if remove:

@@ -12,6 +12,7 @@ from core.aws import dynamo
 from core.catalogue.models import EventRecord
 from core.ledger import event_index, record_counts
 from core.ledger.record_counts import COUNTED_RECORDS, MASKED_RECIPIENTS
+from core.ledger.shard_layout import DEFAULT_LAYOUT, ShardLayout
 
 
 class EventExists(Exception):
@@ -32,7 +33,9 @@ _NOT_THE_RECORD = _LISTING_ATTRIBUTES | {
 }
 
 
-def event_to_item(record: EventRecord, retention_days: int) -> dict[str, Any]:
+def event_to_item(
+    record: EventRecord, retention_days: int, layout: ShardLayout = DEFAULT_LAYOUT
+) -> dict[str, Any]:
     # Counts live on the tally item (dynamo.TALLY_SK): counting never rewrites this one.
     values = record.model_dump(mode="json", exclude={"data", "counts", "fanout_complete"})
     values.update(
@@ -43,6 +46,7 @@ def event_to_item(record: EventRecord, retention_days: int) -> dict[str, Any]:
             record.type,
             record.tenant,
             record.user_id,
+            layout,
         )
     )
     values.update(

@@ -8,6 +8,12 @@ entries still missing from the page, so no round reads more than shards times th
 size; a request has a read budget (`LIST_QUERY_BUDGET`, `LIST_READ_PAGES`) and past it
 answers a short page with a cursor ("more may follow"). The cursor names the day and the
 last key returned, which is all the next page needs: every shard resumes below that key.
+
+The shard counts are the layout's (`core.ledger.shard_layout`): a reader covers the largest
+count any layout whose entries may still be read had, so a table whose layout changed is
+read whole. A round's queries go out in parallel (at most `FAN_OUT_THREADS` at once), so a
+round over a hundred shards takes a few round trips, not a hundred; the query budget is two
+rounds over the widest group, so it grows with the shards and no further.
 """
 
 from __future__ import annotations
@@ -16,15 +22,20 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from core.aws import dynamo
 from core.catalogue.models import EventStatus, utcnow
 from core.ledger import event_index
 from core.security.tenants import DEFAULT_TENANT
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # What one listing request may read: at most this many queries (four rounds over every
 # shard of a day, so a request walks back past at most four empty days; two rounds over
@@ -32,6 +43,8 @@ from core.security.tenants import DEFAULT_TENANT
 # worth of entries. A filter that matches nothing reads that much, not the whole index.
 LIST_QUERY_BUDGET = 2 * event_index.STATUS_SHARDS
 LIST_READ_PAGES = 3
+# Queries of one round in flight at once.
+FAN_OUT_THREADS = 16
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 ALL_GROUP = "all"
 
@@ -51,15 +64,32 @@ class Source:
         return event_index.INDEXES[self.index][0]
 
 
-def day_source(index: str, prefix: str, retention_days: int) -> Source:
+def day_source(
+    index: str, prefix: str, retention_days: int, shards: int = event_index.LISTING_SHARDS
+) -> Source:
     today = utcnow()
     days = [(today - timedelta(days=n)).strftime("%Y-%m-%d") for n in range(retention_days + 1)]
-    return Source(index, [(day, event_index.day_partitions(prefix, day)) for day in days])
+    return Source(index, [(day, event_index.day_partitions(prefix, day, shards)) for day in days])
 
 
-def status_source(status: EventStatus) -> Source:
-    partitions = [event_index.status_partition(status, s) for s in range(event_index.STATUS_SHARDS)]
+def status_source(status: EventStatus, shards: int = event_index.STATUS_SHARDS) -> Source:
+    partitions = [event_index.status_partition(status, s) for s in range(shards)]
     return Source(event_index.BY_STATUS, [(ALL_GROUP, partitions)], status.value)
+
+
+def fan_out(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """`work` of every item, in order, up to `FAN_OUT_THREADS` at once (boto3 clients are
+    thread-safe); one item is done in the caller's thread."""
+    if len(items) <= 1:
+        return [work(i) for i in items]
+    with ThreadPoolExecutor(min(FAN_OUT_THREADS, len(items))) as pool:
+        return list(pool.map(work, items))
+
+
+def query_budget(source: Source) -> int:
+    """Two rounds over the widest group of `source` (at least `LIST_QUERY_BUDGET`)."""
+    widest = max((len(p) for _, p in source.groups), default=0)
+    return max(LIST_QUERY_BUDGET, 2 * widest)
 
 
 def user_source(user_id: str) -> Source:
@@ -97,7 +127,7 @@ class ShardedReader:
         self._db = dynamodb
         self._table = table
 
-    def _query(self, source: Source, partition: str, below: str | None, limit: int) -> dict:
+    def _query(self, source: Source, partition: str, *, below: str | None, limit: int) -> dict:
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": source.index,
@@ -119,10 +149,11 @@ class ShardedReader:
         limit: int,
         cursor: str | None,
         load: Loader,
-        budget: int = LIST_QUERY_BUDGET,
+        budget: int | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """A page of up to `limit` listed items, newest first, and the cursor of the rest
         (None when nothing older exists)."""
+        budget = query_budget(source) if budget is None else budget
         labels = [label for label, _ in source.groups]
         group, below = 0, None
         if cursor:
@@ -139,9 +170,9 @@ class ShardedReader:
             need = limit - len(out)
             entries: list[dict[str, Any]] = []
             more = False
-            for partition in partitions:
-                resp = self._query(source, partition, below, need)
-                queries += 1
+            answers = fan_out(partial(self._query, source, below=below, limit=need), partitions)
+            queries += len(partitions)
+            for resp in answers:
                 entries.extend(resp.get("Items", []))
                 more = more or "LastEvaluatedKey" in resp
             read += len(entries)
@@ -164,16 +195,17 @@ class ShardedReader:
         touched: str,
         watermark: dict[str, Any] | None,
         limit: int,
+        shards: int = event_index.STATUS_SHARDS,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """Up to `limit` `status` index entries created and last `touched` before `cutoff`,
-        shard after shard (oldest first within each), from `watermark` on (a shard and a
-        key); and the next watermark, None once every shard has been read to its end.
-        `Limit` applies before the filter, so one call reads at most `limit` entries per
-        shard it reaches."""
+        shard after shard (oldest first within each) of `shards` (the most any layout still
+        read has), from `watermark` on (a shard and a key); and the next watermark, None
+        once every shard has been read to its end. `Limit` applies before the filter, so one
+        call reads at most `limit` entries per shard it reaches."""
         shard = int((watermark or {}).get("shard", 0))
         start = (watermark or {}).get("key")
         found: list[dict[str, Any]] = []
-        while shard < event_index.STATUS_SHARDS and len(found) < limit:
+        while shard < shards and len(found) < limit:
             kwargs: dict[str, Any] = {
                 "TableName": self._table,
                 "IndexName": event_index.BY_STATUS,
@@ -201,7 +233,7 @@ class ShardedReader:
                 shard += 1
             elif resp.get("Count", 0) == 0:
                 break  # a page of entries the filter dropped: the next call reads on
-        if shard >= event_index.STATUS_SHARDS:
+        if shard >= shards:
             return found, None
         return found, {"shard": shard, "key": start}
 
@@ -271,8 +303,8 @@ def days_since(since: str) -> list[str]:
         day -= timedelta(days=1)
 
 
-def recent_day_source(since: str) -> Source:
+def recent_day_source(since: str, shards: int = event_index.LISTING_SHARDS) -> Source:
     return Source(
         event_index.BY_DAY,
-        [(d, event_index.day_partitions("", d)) for d in days_since(since)],
+        [(d, event_index.day_partitions("", d, shards)) for d in days_since(since)],
     )

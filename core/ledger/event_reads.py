@@ -13,6 +13,7 @@ from core.ledger import event_index, event_listing, record_counts
 from core.ledger.event_items import event_items_by_pk, record_from_values, tally_among
 from core.ledger.event_tally import EventTally
 from core.ledger.record_counts import COUNTED_RECORDS, MASKED_RECIPIENTS
+from core.ledger.shard_layout import DEFAULT_LAYOUT, ShardLayout
 from core.security.tenants import DEFAULT_TENANT
 
 
@@ -68,12 +69,18 @@ class EventReads:
     """Reads of events and their notifications."""
 
     def __init__(
-        self, dynamodb: Any, table: str, tally: EventTally, retention_days: int = 30
+        self,
+        dynamodb: Any,
+        table: str,
+        tally: EventTally,
+        retention_days: int = 30,
+        layout: ShardLayout = DEFAULT_LAYOUT,
     ) -> None:
         self._db = dynamodb
         self._table = table
         self._tally = tally
         self._retention_days = retention_days
+        self._layout = layout
 
     def get_page(
         self, event_id: str, limit: int, cursor: str | None = None
@@ -262,17 +269,19 @@ class EventReads:
         if user_id is not None:
             source = event_listing.user_source(user_id)
         elif indexed:
-            source = event_listing.status_source(EventStatus(str(status)))
+            source = event_listing.status_source(EventStatus(str(status)), self._layout.status_read)
         elif type_ is not None:
             source = event_listing.day_source(
-                event_index.BY_TYPE, f"{type_}#", self._retention_days
+                event_index.BY_TYPE, f"{type_}#", self._retention_days, self._layout.listing_read
             )
         elif tenant is not None:
             source = event_listing.day_source(
-                event_index.BY_TENANT, f"{tenant}#", self._retention_days
+                event_index.BY_TENANT, f"{tenant}#", self._retention_days, self._layout.listing_read
             )
         else:
-            source = event_listing.day_source(event_index.BY_DAY, "", self._retention_days)
+            source = event_listing.day_source(
+                event_index.BY_DAY, "", self._retention_days, self._layout.listing_read
+            )
 
         def load(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             pks = [e[dynamo.PK]["S"] for e in entries]

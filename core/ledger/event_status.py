@@ -14,6 +14,7 @@ from core.aws import errors as aws_errors
 from core.catalogue.models import EventStatus, iso, utcnow
 from core.ledger import event_index
 from core.ledger.notification_records import closed_or_missing
+from core.ledger.shard_layout import DEFAULT_LAYOUT, ShardLayout
 
 # Set on an event the router gave up on: its message is in the events DLQ, and a redrive
 # of that message may reopen it.
@@ -23,9 +24,10 @@ ROUTING_FAILED = "routing_failed"
 class EventStatusChanges:
     """The conditional writes that move an event item between statuses."""
 
-    def __init__(self, dynamodb: Any, table: str) -> None:
+    def __init__(self, dynamodb: Any, table: str, layout: ShardLayout = DEFAULT_LAYOUT) -> None:
         self._db = dynamodb
         self._table = table
+        self._layout = layout
 
     def transition(
         self, event_id: str, expected: EventStatus, new: EventStatus, **attrs: Any
@@ -37,7 +39,7 @@ class EventStatusChanges:
         for i, (name, value) in enumerate(attrs.items()):
             sets.append(f"{name} = :a{i}")
             values[f":a{i}"] = dynamo.to_value(value)
-        update, index_values = event_index.update_expression(sets, event_id, new)
+        update, index_values = event_index.update_expression(sets, event_id, new, self._layout)
         return self._conditional(event_id, update, "#s = :expected", {**values, **index_values})
 
     def open_for_routing(self, event_id: str) -> None:
@@ -46,7 +48,10 @@ class EventStatusChanges:
         not route it: a FAILED event stays failed, whatever retried) and `EventNotFound`
         for a missing one; the refused write returns the stored item, so no second read."""
         update, index_values = event_index.update_expression(
-            ["#s = :processing", "updated_at = :now"], event_id, EventStatus.PROCESSING
+            ["#s = :processing", "updated_at = :now"],
+            event_id,
+            EventStatus.PROCESSING,
+            self._layout,
         )
         values = {
             **index_values,
@@ -89,7 +94,9 @@ class EventStatusChanges:
         sets = ["#s = :failed", "reason = :reason", "updated_at = :now"]
         if routing:
             sets.append(f"{ROUTING_FAILED} = :true")
-        update, index_values = event_index.update_expression(sets, event_id, EventStatus.FAILED)
+        update, index_values = event_index.update_expression(
+            sets, event_id, EventStatus.FAILED, self._layout
+        )
         values = {
             **index_values,
             ":failed": {"S": EventStatus.FAILED.value},
@@ -116,7 +123,10 @@ class EventStatusChanges:
         any other way (its notifications failed, it was never routed at all) stays FAILED
         and this is False."""
         update, index_values = event_index.update_expression(
-            ["#s = :processing", "updated_at = :now"], event_id, EventStatus.PROCESSING
+            ["#s = :processing", "updated_at = :now"],
+            event_id,
+            EventStatus.PROCESSING,
+            self._layout,
         )
         values = {
             **index_values,
@@ -137,7 +147,10 @@ class EventStatusChanges:
         """A transaction's Update that reopens the event for a redriven notification:
         FAILED (that failure had settled it) or PROCESSING → PROCESSING, its reason gone."""
         update, index_values = event_index.update_expression(
-            ["#s = :processing", "updated_at = :now"], event_id, EventStatus.PROCESSING
+            ["#s = :processing", "updated_at = :now"],
+            event_id,
+            EventStatus.PROCESSING,
+            self._layout,
         )
         update += ", reason" if " REMOVE " in update else " REMOVE reason"
         return {

@@ -19,6 +19,7 @@ from core.aws import errors as aws_errors
 from core.aws.dynamo import TRANSACT_ROUNDS, item_bytes, transact_chunks
 from core.catalogue.models import Event, EventRecord, EventStatus
 from core.ledger.event_items import EventExists, event_items_by_pk, event_to_item, item_to_event
+from core.ledger.shard_layout import DEFAULT_LAYOUT, ShardLayout
 
 
 def _same_write(stored: dict[str, Any], item: dict[str, Any]) -> bool:
@@ -37,7 +38,14 @@ def _retryable(outcome: EventExists | Exception | None) -> bool:
 class EventWrites:
     """Conditional puts of new event items."""
 
-    def __init__(self, dynamodb: Any, table: str, retention_days: int = 30) -> None:
+    def __init__(
+        self,
+        dynamodb: Any,
+        table: str,
+        retention_days: int = 30,
+        layout: ShardLayout = DEFAULT_LAYOUT,
+    ) -> None:
+        self._layout = layout
         self._db = dynamodb
         self._table = table
         self._retention_days = retention_days
@@ -92,7 +100,7 @@ class EventWrites:
             first.setdefault(record.event_id, index)
         pending = sorted(first.values())
         token = uuid.uuid4().hex
-        items = {i: event_to_item(records[i], self._retention_days) for i in pending}
+        items = {i: event_to_item(records[i], self._retention_days, self._layout) for i in pending}
         for item in items.values():
             item["accept_token"] = {"S": token}
         for round_ in range(TRANSACT_ROUNDS):

@@ -28,6 +28,7 @@ from core.ledger.notification_records import (
     closed_or_missing,
     refused_items,
 )
+from core.ledger.shard_layout import DEFAULT_LAYOUT, ShardLayout
 from core.platform.masking import mask_address
 
 CHUNK_MAX = TRANSACT_MAX - 2  # records per counted chunk: the tally and the event check take two
@@ -46,10 +47,17 @@ class RecordCreation:
     """The router's writes: records created with their counts, and events moved to
     PROCESSING with them."""
 
-    def __init__(self, table: str, records: RecordWrites, tally: EventTally) -> None:
+    def __init__(
+        self,
+        table: str,
+        records: RecordWrites,
+        tally: EventTally,
+        layout: ShardLayout = DEFAULT_LAYOUT,
+    ) -> None:
         self._table = table
         self._records = records
         self._tally = tally
+        self._layout = layout
 
     def create_counted(
         self, notifications: Sequence[NewNotification], *, redelivered: bool = False
@@ -232,7 +240,9 @@ class RecordCreation:
         if listed:
             more, values = record_counts.list_expression(listed)
             sets += more
-        update, index_values = event_index.update_expression(sets, event_id, EventStatus.PROCESSING)
+        update, index_values = event_index.update_expression(
+            sets, event_id, EventStatus.PROCESSING, self._layout
+        )
         return {
             "TableName": self._table,
             "Key": dynamo.event_key(event_id),

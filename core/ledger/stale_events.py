@@ -11,14 +11,16 @@ from core.catalogue.models import EventStatus
 from core.ledger import event_listing, record_counts
 from core.ledger.event_items import event_items_by_pk
 from core.ledger.event_reads import all_records, tally_layout
+from core.ledger.shard_layout import DEFAULT_LAYOUT, ShardLayout
 
 
 class StaleEvents:
     """The reconciler's queries."""
 
-    def __init__(self, dynamodb: Any, table: str) -> None:
+    def __init__(self, dynamodb: Any, table: str, layout: ShardLayout = DEFAULT_LAYOUT) -> None:
         self._db = dynamodb
         self._table = table
+        self._layout = layout
 
     def stale(
         self,
@@ -36,7 +38,7 @@ class StaleEvents:
         ever reads."""
         touched = "last_published_at" if status is EventStatus.START else "updated_at"
         entries, nxt = event_listing.ShardedReader(self._db, self._table).oldest(
-            status, cutoff, touched, start_key, limit
+            status, cutoff, touched, start_key, limit, self._layout.status_read
         )
         pks = [e[dynamo.PK]["S"] for e in entries]
         events = event_items_by_pk(self._db, self._table, pks, consistent=True)

@@ -20,6 +20,7 @@ from core.ledger.receipts import ReceiptLedger
 from core.ledger.record_creation import RecordCreation
 from core.ledger.record_transitions import RecordTransitions
 from core.ledger.settlement import Settlement
+from core.ledger.shard_layout import DEFAULT_LAYOUT, ShardLayout
 from core.ledger.stale_events import StaleEvents
 
 
@@ -38,24 +39,29 @@ class Ledger:
     outcomes: OutcomeRecords
     settlement: Settlement
     receipts: ReceiptLedger
+    layout: ShardLayout = DEFAULT_LAYOUT
 
 
-def build_ledger(dynamodb: Any, table: str, retention_days: int = 30) -> Ledger:
-    """The stores of `table`, composed: items written now expire after `retention_days`."""
+def build_ledger(
+    dynamodb: Any, table: str, retention_days: int = 30, layout: ShardLayout = DEFAULT_LAYOUT
+) -> Ledger:
+    """The stores of `table`, composed: items written now expire after `retention_days`;
+    spread keys follow `layout` (`ShardLayout.of(settings)`)."""
     records = RecordWrites(dynamodb, table, retention_days)
     tally = EventTally(dynamodb, table, retention_days)
-    status = EventStatusChanges(dynamodb, table)
-    stale = StaleEvents(dynamodb, table)
+    status = EventStatusChanges(dynamodb, table, layout)
+    stale = StaleEvents(dynamodb, table, layout)
     return Ledger(
-        event_writes=EventWrites(dynamodb, table, retention_days),
-        event_reads=EventReads(dynamodb, table, tally, retention_days),
+        event_writes=EventWrites(dynamodb, table, retention_days, layout),
+        event_reads=EventReads(dynamodb, table, tally, retention_days, layout),
         event_status=status,
         stale_events=stale,
         records=records,
         tally=tally,
-        creation=RecordCreation(table, records, tally),
+        creation=RecordCreation(table, records, tally, layout),
         transitions=RecordTransitions(dynamodb, table, records),
         outcomes=OutcomeRecords(records, tally),
         settlement=Settlement(dynamodb, table, tally=tally, status=status, stale=stale),
         receipts=ReceiptLedger(dynamodb, table),
+        layout=layout,
     )

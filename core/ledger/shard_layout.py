@@ -1,0 +1,96 @@
+"""How many shards each spread key of the table has, from the notification rate it must
+carry (`HERALD_TARGET_NOTIFICATIONS_PER_SECOND`).
+
+DynamoDB throttles one partition key at about 1,000 write units a second. A key family that
+takes `u` write units per notification across all its shards, at `rate` notifications a
+second, keeps each shard at 30% of that limit with
+
+    shards = ceil(rate x u / (0.30 x 1,000))
+
+`u` is the worst workload's, measured by the capacity bench (docs/benchmarks.md): one
+notification per event for the event's indexes, one large topic for its records. The
+counts that served 1,000 notifications a second are kept as floors (they leave room for the
+uneven spread of a hash over few keys and, on the tally, for transactions that conflict on
+one item), so the default layout is the one every table already has.
+
+Changing the layout of a live table: writers use the new counts at once; items written
+under the old ones keep their keys. Shard keys are numbered from 0 whatever the count, so a
+reader that reads shards 0 .. max(old, new) - 1 covers both layouts
+(`HERALD_PREVIOUS_TARGET_NOTIFICATIONS_PER_SECOND` names the old rate until its items have
+aged out). A topic's record and tally shards ride on its messages and its tally, so each
+event keeps the layout it was routed with.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+# Of a partition's 1,000 write units a second, the share one shard may take at the target.
+PARTITION_WCU = 1000
+HEADROOM = 0.30
+# Write units per notification on each family (all its shards together), worst workload.
+UNITS = {
+    # Listing indexes by day, type, tenant: one entry per event, written once at accept;
+    # an event of one notification puts one unit per notification on each.
+    "listing": 1.0,
+    # Status index: put at accept, rewritten when routed, deleted when settled.
+    "status": 3.0,
+    # A topic's records: created (2, transactional), claimed (2) and recorded (2), plus
+    # growth: 6.3 measured on the 100,000-subscriber topic; 7 with room.
+    "records": 7.0,
+    # A topic's tally: one transactional counter update (2 units) per outcome transaction
+    # of up to 10 notifications, and the creation counts of each page of 100.
+    "tally": 0.25,
+}
+# The counts of the layout for 1,000 notifications a second (and the floors).
+FLOORS = {"listing": 8, "status": 16, "records": 32, "tally": 8}
+
+
+def shards_for(rate: int, units: float, floor: int) -> int:
+    """ceil(rate x units / (30% of 1,000)), at least `floor`."""
+    return max(floor, math.ceil(rate * units / (HEADROOM * PARTITION_WCU)))
+
+
+class _RateSettings(Protocol):
+    target_notifications_per_second: int
+    previous_target_notifications_per_second: int | None
+
+
+@dataclass(frozen=True)
+class ShardLayout:
+    """Shard counts writers use now, and the largest each reader must cover (`*_read`:
+    this layout's or a previous one's, while its items may still be read)."""
+
+    listing: int = FLOORS["listing"]
+    status: int = FLOORS["status"]
+    records: int = FLOORS["records"]
+    tally: int = FLOORS["tally"]
+    listing_read: int = FLOORS["listing"]
+    status_read: int = FLOORS["status"]
+
+    @classmethod
+    def for_rate(cls, rate: int, previous: int | None = None) -> ShardLayout:
+        listing = shards_for(rate, UNITS["listing"], FLOORS["listing"])
+        status = shards_for(rate, UNITS["status"], FLOORS["status"])
+        old = cls.for_rate(previous) if previous is not None else None
+        return cls(
+            listing=listing,
+            status=status,
+            records=shards_for(rate, UNITS["records"], FLOORS["records"]),
+            tally=shards_for(rate, UNITS["tally"], FLOORS["tally"]),
+            listing_read=max(listing, old.listing if old else 0),
+            status_read=max(status, old.status if old else 0),
+        )
+
+    @classmethod
+    def of(cls, settings: _RateSettings) -> ShardLayout:
+        """The layout `settings` declare (Settings' target and previous rates)."""
+        return cls.for_rate(
+            settings.target_notifications_per_second,
+            settings.previous_target_notifications_per_second,
+        )
+
+
+DEFAULT_LAYOUT = ShardLayout()
