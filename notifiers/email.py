@@ -98,7 +98,7 @@ class EmailNotifier:
         mail.custom_arg = CustomArg("event_id", notification.event_id)
         if sum(len(a.content) for a in notification.attachments) > ATTACHMENTS_MAX_BYTES:
             raise PermanentError(f"attachments over {ATTACHMENTS_MAX_BYTES} bytes (base64)")
-        for file in notification.attachments:
+        for file in reversed(notification.attachments):  # the SDK puts each one first
             mail.attachment = sendgrid_attachment(file)
         return mail
 

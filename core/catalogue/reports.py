@@ -75,8 +75,11 @@ def parse_report(value: Any) -> ReportTable:
         return ReportTable.model_validate(value)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "report"
-        raise ReportInvalid(f"data.report.{where}: {first['msg']}"[:300]) from exc
+        where = "".join(f".{part}" for part in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if not where and first["type"] == "value_error":  # `bounded` names the row itself
+            raise ReportInvalid(f"data.report.{message}"[:300]) from exc
+        raise ReportInvalid(f"data.report{where}: {message}"[:300]) from exc
 
 
 def csv_cell(value: Cell) -> str:
@@ -92,13 +95,17 @@ def csv_cell(value: Cell) -> str:
 
 
 def to_csv(table: ReportTable) -> bytes:
-    """Header, rows, and when rows are missing a last line starting with `#` saying so."""
+    """Header, rows, and a last line starting with `#` when rows are missing (saying why)
+    or there are none."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([csv_cell(c) for c in table.columns])
+    if table.columns:
+        writer.writerow([csv_cell(c) for c in table.columns])
     writer.writerows([csv_cell(v) for v in row] for row in table.rows)
     if table.note:
         writer.writerow([f"# {table.note}"])
+    elif not table.rows:
+        writer.writerow(["# The query returned no rows."])
     return out.getvalue().encode("utf-8")
 
 
