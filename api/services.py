@@ -16,6 +16,7 @@ from core.directory.devices import DeviceRegistry
 from core.directory.listing import Directory
 from core.directory.users import UserStore
 from core.ledger.event_reads import EventReads
+from core.ledger.shard_layout import ShardLayout
 from core.ledger.wiring import Ledger, build_ledger
 from core.platform.settings import Settings
 from core.security.api_keys import ApiKeyStore
@@ -43,7 +44,12 @@ class Services:
         # The Twilio webhook verifies receipts with the auth token: refuse the public
         # sandbox one outside sandbox mode, before serving a request.
         settings.real_twilio_credentials()
-        ledger = build_ledger(clients.dynamodb, clients.names.table, settings.event_retention_days)
+        ledger = build_ledger(
+            clients.dynamodb,
+            clients.names.table,
+            settings.event_retention_days,
+            ShardLayout.of(settings),
+        )
         return cls(
             settings=settings,
             clients=clients,

@@ -14,6 +14,7 @@ from dataclasses import asdict
 
 from core.aws.clients import AwsClients
 from core.directory.users import UserStore
+from core.ledger.shard_layout import ShardLayout
 from core.ledger.wiring import build_ledger
 from core.operations.dead_letters import DeadLetters, UnknownQueue
 from core.platform.settings import Settings
@@ -24,7 +25,9 @@ def build(settings: Settings) -> DeadLetters:
     table = clients.names.table
     return DeadLetters(
         clients,
-        build_ledger(clients.dynamodb, table, settings.event_retention_days),
+        build_ledger(
+            clients.dynamodb, table, settings.event_retention_days, ShardLayout.of(settings)
+        ),
         UserStore(clients.dynamodb, table),
     )
 

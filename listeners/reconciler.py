@@ -51,6 +51,7 @@ from core.catalogue.models import EventStatus, NotificationStatus, iso, utcnow
 from core.ledger.event_items import record_from_values
 from core.ledger.publisher import publish_events
 from core.ledger.record_counts import ABSENT, SETTLED_BUCKETS
+from core.ledger.shard_layout import ShardLayout
 from core.ledger.wiring import build_ledger
 from core.platform import metrics
 from core.platform.logs import configure_logging
@@ -81,7 +82,9 @@ class Reconciler:
         self.settings = settings
         self.clients = clients
         table = clients.names.table
-        ledger = build_ledger(clients.dynamodb, table, settings.event_retention_days)
+        ledger = build_ledger(
+            clients.dynamodb, table, settings.event_retention_days, ShardLayout.of(settings)
+        )
         self.stale = ledger.stale_events
         self.events = ledger.event_status
         self.tally = ledger.tally

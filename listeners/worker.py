@@ -23,6 +23,7 @@ from core.catalogue.event_types import CHANNELS
 from core.catalogue.models import NotificationMessage
 from core.catalogue.reports import REPORT_EVENT_TYPE, ReportInvalid, report_files
 from core.directory.users import UserStore
+from core.ledger.shard_layout import ShardLayout
 from core.ledger.wiring import Ledger, build_ledger
 from core.operations.dead_letters import reopen
 from core.platform import tracing
@@ -97,7 +98,9 @@ def build_worker(
 ) -> tuple[Consumer, DeliveryHandler, Heartbeat]:
     names = clients.names
     heartbeat = Heartbeat(clients.sqs, clients.queue_url, settings.visibility_timeout_seconds)
-    ledger = build_ledger(clients.dynamodb, names.table, settings.event_retention_days)
+    ledger = build_ledger(
+        clients.dynamodb, names.table, settings.event_retention_days, ShardLayout.of(settings)
+    )
     handler = DeliveryHandler(
         notifier=build_notifiers(settings, clients, [channel])[channel],
         ledger=ledger,
