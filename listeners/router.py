@@ -56,6 +56,7 @@ from core.platform import metrics, tracing
 from core.platform.logs import configure_logging
 from core.platform.runtime import freeze_startup_objects
 from core.platform.settings import Settings
+from listeners import due_handlers
 from listeners.backoff import backoff_seconds
 from listeners.channel_queues import ChannelQueues, EnqueueFailed
 from listeners.consumer import Consumer, wait_for_queues
@@ -101,7 +102,9 @@ class Router:
         self.clients = clients
         self.users = users or UserStore(clients.dynamodb, table)
         ledger = ledger or build_ledger(clients.dynamodb, table, retention)
-        self.creation = ledger.creation
+        # Deferred notifications' due items are put as their records are created.
+        self.deferral = due_handlers.build_deferral(settings, clients, ledger=ledger)
+        self.creation = self.deferral.creating()
         self.tally = ledger.tally
         self.settlement = ledger.settlement
         self.events = ledger.event_status
@@ -359,6 +362,8 @@ class Router:
         final = self.settlement.add_and_settle(event.event_id, fanout_complete=True)
         if final is not None:
             log.info("event settled: %s", final.value, extra={"event_id": event.event_id})
+        else:  # every pending notification deferred: the event waits (listeners/deferral.py)
+            self.deferral.park(event)
 
 
 def build_consumer(

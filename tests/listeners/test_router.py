@@ -237,7 +237,7 @@ def test_opt_outs_and_quiet_hours_skip_with_the_reason(stack: Stack) -> None:
         {
             "categories": {"activity": ["push", "email", "sms"]},
             "opt_out": ["sms"],
-            "quiet_hours": {"start": "22:00", "end": "07:00"},
+            "quiet_hours": {"start": "22:00", "end": "07:00", "mode": "skip"},
         },
         phone="+14155550123",
         email="ana@example.com",
