@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from alerting.evaluation import Evaluation, evaluate_rule, rule_event, run_source
 from alerting.inline import chat_url_problem
+from alerting.listen_connection import datasource_backend
 from alerting.rule_store import RuleConflict
 from alerting.rules import RULE_ID, Rule, RuleIn
 from api.deps import ServicesDep
@@ -76,6 +77,14 @@ def _check_datasource(services: Services, body: RuleIn) -> None:
         raise HTTPException(
             422, f"source.datasource: unknown data source {source.datasource!r} (known: {known})"
         )
+    if body.listen is not None and source.kind == "sql":
+        backend = datasource_backend(services.datasources, source.datasource)
+        if backend != "postgresql":
+            raise HTTPException(
+                422,
+                f"listen: data source {source.datasource!r} is {backend or 'unreadable'}, "
+                "not PostgreSQL: only PostgreSQL delivers NOTIFY",
+            )
 
 
 @router.put(
@@ -92,7 +101,7 @@ def _check_datasource(services: Services, body: RuleIn) -> None:
 async def put_rule(
     rule_id: RuleId, body: RuleIn, services: ServicesDep, response: Response
 ) -> Rule:
-    _check_datasource(services, body)
+    await run_in_threadpool(_check_datasource, services, body)  # may read a secret
     for _ in range(WRITE_ATTEMPTS):
         try:
             rule, created = await run_in_threadpool(services.rules.put, rule_id, body)

@@ -183,42 +183,72 @@ def _pg_copy(bindir: Path, into: Path) -> Path:
     return into / package.name / pginstall.name / bindir.name
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL server on a free loopback port, for the session (binaries: `_pg_bin`).
-    As root it runs as an unprivileged user, since initdb refuses root."""
-    bindir = _pg_bin()
-    # Not under pytest's temporary tree: the server's user must be able to reach it.
-    root = Path(tempfile.mkdtemp(prefix="herald-pg-"))
-    data = root / "data"
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        user = _pg_user()
-        as_user = ["runuser", "-u", user, "--"]
-        shutil.chown(root, user)
-        if not bindir.is_relative_to(DISTRIBUTION_PG):
-            bindir = _pg_copy(bindir, root / "install")
+class PostgresServer:
+    """A PostgreSQL server of its own on a free loopback port (binaries: `_pg_bin`), which a
+    test may stop and start again. As root it runs as an unprivileged user, since initdb
+    refuses root."""
 
-    def run(*args: str, check: bool = True) -> None:
+    def __init__(self) -> None:
+        self.bindir = _pg_bin()
+        # Not under pytest's temporary tree: the server's user must be able to reach it.
+        self.root = Path(tempfile.mkdtemp(prefix="herald-pg-"))
+        self.data = self.root / "data"
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            user = _pg_user()
+            self.as_user = ["runuser", "-u", user, "--"]
+            shutil.chown(self.root, user)
+            if not self.bindir.is_relative_to(DISTRIBUTION_PG):
+                self.bindir = _pg_copy(self.bindir, self.root / "install")
+        self.port = free_port()
+        self.url = f"postgresql+psycopg://herald@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str, check: bool = True) -> None:
         # cwd: the user may not be able to reach the caller's (a clone under a 700 directory)
-        done = subprocess.run([*as_user, *args], capture_output=True, text=True, cwd=root)
+        done = subprocess.run([*self.as_user, *args], capture_output=True, text=True, cwd=self.root)
         if check and done.returncode != 0:
-            log = root / "pg.log"
+            log = self.root / "pg.log"
             tail = log.read_text()[-2000:] if log.exists() else ""
             pytest.fail(f"{' '.join(args)}: {done.stderr}{done.stdout}{tail}", pytrace=False)
 
-    pg_ctl = str(bindir / "pg_ctl")
+    def init(self) -> PostgresServer:
+        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "herald")
+        return self
+
+    def start(self) -> None:
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off"
+        pg_ctl = str(self.bindir / "pg_ctl")
+        self._run(
+            pg_ctl, "-D", str(self.data), "-o", options, "-w", "-l", f"{self.root}/pg.log", "start"
+        )
+
+    def stop(self, check: bool = True) -> None:
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop", check=check
+        )
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer()
     try:
-        run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "herald")
-        port = free_port()
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
+        server.init().start()
         try:
-            run(pg_ctl, "-D", str(data), "-o", options, "-w", "-l", f"{root}/pg.log", "start")
-            yield f"postgresql+psycopg://herald@127.0.0.1:{port}/postgres"
+            yield server
         finally:
-            run(pg_ctl, "-D", str(data), "-m", "fast", "stop", check=False)
+            server.stop(check=False)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        server.remove()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server for the session (`PostgresServer`)."""
+    with postgres_server() as server:
+        yield server.url
 
 
 @contextlib.contextmanager
