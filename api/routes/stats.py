@@ -37,6 +37,7 @@ def _summary(services: Services, tenant: Tenant) -> dict[str, Any]:
             clients.names.table,
             WINDOW,
             tenant=None if tenant.operator else tenant.name,
+            layout=services.ledger.layout,
         ),
         "notifications": stats.notifications_by_channel(registry),
         "end_to_end_seconds": stats.latency_quantiles(registry),

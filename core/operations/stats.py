@@ -20,6 +20,7 @@ from core.aws.names import ResourceNames
 from core.catalogue.models import EventStatus, iso, utcnow
 from core.ledger import event_index
 from core.ledger.event_listing import ShardedReader, recent_day_source, status_source
+from core.ledger.shard_layout import DEFAULT_LAYOUT, ShardLayout
 
 QUANTILES = (0.5, 0.95, 0.99)
 
@@ -30,6 +31,7 @@ def events_by_status(
     window: timedelta,
     tenant: str | None = None,
     max_pages: int = 5,
+    layout: ShardLayout = DEFAULT_LAYOUT,
 ) -> dict[str, Any]:
     """Events created within `window` by status; with `tenant`, that tenant's only (events
     without a tenant are `default`'s).
@@ -43,10 +45,12 @@ def events_by_status(
     for status in EventStatus:
         if status in event_index.INDEXED_STATUSES:
             counts[status.value], cut = reader.count(
-                status_source(status), since, tenant, max_pages
+                status_source(status, layout.status_read), since, tenant, max_pages
             )
             truncated = truncated or cut
-    total, cut = reader.count(recent_day_source(since), since, tenant, max_pages)
+    total, cut = reader.count(
+        recent_day_source(since, layout.listing_read), since, tenant, max_pages
+    )
     counts[EventStatus.SUCCESS.value] = max(0, total - sum(counts.values()))
     counts = {status.value: counts[status.value] for status in EventStatus}
     return {
