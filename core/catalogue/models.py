@@ -92,7 +92,7 @@ class Event(BaseModel):
                 "notify_resolved",
                 "to",
                 "digest",
-                "send_at",
+                # send_at is not: a repeat of a `delay` request computes another one
                 "send_at_local",
             },
             exclude_none=True,
