@@ -151,6 +151,9 @@ def test_a_rule_is_edited_refused_then_saved_and_tested(page: Any, running: Cons
     rows = page.locator("section").filter(has=page.get_by_role("heading", name=re.compile("Rows")))
     assert rows.get_by_role("columnheader", name="status").count() == 1
     assert "200" in rows.get_by_role("cell").first.inner_text()
+    would_send = page.locator("article.would-send").first
+    assert would_send.locator("h4").all_inner_texts() == ["email", "sms", "chat"]
+    assert "API health" in would_send.inner_text()  # the rule's name, rendered
     shot(page, "rule-test")
 
 
