@@ -2,7 +2,7 @@
 
     herald where                          which AWS endpoint and stack the tools use
     herald dlq list | peek Q | redrive Q  dead letters (listeners.dlq)
-    herald keys create | list | revoke    API keys (api.keys)
+    herald keys create | list | revoke    API keys (cli.keys)
     herald events get EVENT_ID            an event with its notifications and history
     herald audit --since 1h               events that disagree with their records (cli.audit)
 
@@ -82,7 +82,7 @@ def _dlq(argv: list[str]) -> int:
 
 
 def _keys(argv: list[str]) -> int:
-    from api.keys import main as keys_main
+    from cli.keys import main as keys_main
 
     return keys_main(argv)
 

@@ -6,7 +6,7 @@ import logging
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Request, Response, status
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -31,6 +31,7 @@ from api.services import Services
 from core.catalogue.event_types import EVENT_TYPES
 from core.catalogue.models import Event, EventRecord, EventStatus, iso, utcnow
 from core.ledger.event_items import EventExists
+from core.security.inline_recipients import InlineLimitExceeded, build_limits, check_for_key
 from core.security.tenants import Tenant
 
 log = logging.getLogger("herald.api.events")
@@ -79,6 +80,20 @@ def check_inline(body: EventIn, services: Services) -> None:
         problem = chat_url_problem(body.to, services.settings.chat_webhook_host_patterns)
         if problem is not None:
             raise HTTPException(422, problem)
+
+
+async def limit_inline(body: EventIn, services: Services, request: Request, event_id: str) -> None:
+    """Inline numbers within the allowed prefixes, and the key's daily quota of inline
+    recipients counted, before the event is accepted (core/security/inline_recipients.py)."""
+    if body.to is None:
+        return
+    clients = services.clients
+    limits = build_limits(services.settings, clients.dynamodb, clients.names.table)
+    key = getattr(request.state, "api_key", None)
+    try:
+        await run_in_threadpool(check_for_key, limits, body.to.plain(), event_id, key)
+    except InlineLimitExceeded as exc:
+        raise HTTPException(exc.status, exc.message, exc.headers) from None
 
 
 def to_event(body: EventIn, event_id: str, tenant: Tenant) -> Event:
@@ -131,6 +146,8 @@ def duplicate_or_conflict(existing: EventRecord, fingerprint: str, tenant: Tenan
     responses={
         200: {"model": EventAccepted, "description": "A repeat: the original event."},
         **ERRORS,
+        403: {"model": Problem, "description": "An inline number outside the allowed prefixes."},
+        429: {"model": Problem, "description": "The key's daily inline recipients are spent."},
     },
     summary="Accept one event",
 )
@@ -139,11 +156,13 @@ async def post_event(
     services: ServicesDep,
     response: Response,
     tenant: TenantDep,
+    request: Request,
     idempotency_key: IdempotencyKey = None,
     traceparent: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> EventAccepted:
     check_inline(body, services)
     event = to_event(body, resolve_event_id(body, idempotency_key, tenant), tenant)
+    await limit_inline(body, services, request, event.event_id)
     try:
         # A producer's W3C trace context, if it sends one, becomes the event trace's parent.
         await services.intake.accept(event, {"traceparent": traceparent} if traceparent else None)
@@ -171,7 +190,11 @@ def _accept_batch(
     summary="Accept up to max_batch_events events; each succeeds or fails on its own",
 )
 async def post_batch(
-    body: BatchIn, services: ServicesDep, tenant: TenantDep, idempotency_key: IdempotencyKey = None
+    body: BatchIn,
+    services: ServicesDep,
+    tenant: TenantDep,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
 ) -> BatchResult:
     limit = services.settings.max_batch_events
     if len(body.events) > limit:
@@ -187,6 +210,7 @@ async def post_batch(
             key = None if idempotency_key is None else f"{idempotency_key}#{index}"
             check_inline(parsed, services)
             event = to_event(parsed, resolve_event_id(parsed, key, tenant), tenant)
+            await limit_inline(parsed, services, request, event.event_id)
         except ValidationError as exc:
             problem = validation_problem(exc.errors())
             items[index] = BatchItemResult(

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from core.aws import dynamo
 from core.aws import errors as aws_errors
 from core.catalogue.models import iso, utcnow
+from core.platform.settings_inline import parse_prefixes
 from core.security.tenants import DEFAULT_TENANT, Tenant, check_tenant
 
 SCOPES = ("events:write", "events:read", "users:write", "admin", "operator")
@@ -64,6 +65,11 @@ class ApiKey:
     created_at: str
     revoked: bool = False
     owner: str = DEFAULT_TENANT
+    #: E.164 prefixes this key's inline SMS/WhatsApp numbers must start with (None: the
+    #: deployment's only); see core/security/inline_recipients.py.
+    inline_prefixes: tuple[str, ...] | None = None
+    #: Inline recipients a UTC day for this key (None: the deployment's; 0: no quota).
+    inline_daily_quota: int | None = None
 
     def allows(self, scope: str) -> bool:
         if self.revoked:
@@ -83,11 +89,26 @@ class ApiKey:
             "created_at": self.created_at,
             "revoked": self.revoked,
             "owner": self.owner,
+            "inline_prefixes": list(self.inline_prefixes) if self.inline_prefixes else None,
+            "inline_daily_quota": self.inline_daily_quota,
         }
 
 
 class UnknownScope(ValueError):
     pass
+
+
+def check_inline_limits(
+    prefixes: str | None, quota: int | None
+) -> tuple[tuple[str, ...] | None, int | None]:
+    """A new key's own inline limits from what its creator wrote (`+1,+44`, a count);
+    ValueError naming what is wrong."""
+    parsed = parse_prefixes(prefixes) if prefixes is not None else None
+    if prefixes is not None and not parsed:
+        raise ValueError("inline prefixes: give at least one, such as +44")
+    if quota is not None and quota < 0:
+        raise ValueError(f"inline daily quota: 0 (none) or more, got {quota}")
+    return parsed, quota
 
 
 def _check_scopes(scopes: tuple[str, ...]) -> None:
@@ -107,10 +128,16 @@ class ApiKeyStore:
         scopes: tuple[str, ...],
         token: str | None = None,
         owner: str = DEFAULT_TENANT,
+        inline_prefixes: tuple[str, ...] | None = None,
+        inline_daily_quota: int | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key of tenant `owner`; the token is returned once and never stored."""
         _check_scopes(scopes)
         check_tenant(owner)
+        inline_prefixes, inline_daily_quota = check_inline_limits(
+            ",".join(inline_prefixes) if inline_prefixes is not None else None,
+            inline_daily_quota,
+        )
         if token is None:
             token = f"{PREFIX}_{secrets.token_hex(6)}_{secrets.token_urlsafe(24)}"
         key_id = parse(token)
@@ -120,9 +147,23 @@ class ApiKeyStore:
                 f"dashes, at most {TOKEN_MAX} characters in all"
             )
         created = iso(utcnow())
-        key = ApiKey(key_id, name, scopes, created, owner=owner)
+        key = ApiKey(
+            key_id,
+            name,
+            scopes,
+            created,
+            owner=owner,
+            inline_prefixes=inline_prefixes,
+            inline_daily_quota=inline_daily_quota,
+        )
+        limits: dict[str, Any] = {}
+        if inline_prefixes is not None:
+            limits["inline_prefixes"] = list(inline_prefixes)
+        if inline_daily_quota is not None:
+            limits["inline_daily_quota"] = inline_daily_quota
         item = dynamo.to_item(
             {
+                **limits,
                 "entity": ENTITY,
                 dynamo.GSI_SORT: f"{created}#{key_id}",
                 "key_id": key_id,
@@ -163,7 +204,14 @@ class ApiKeyStore:
             ExpressionAttributeValues={":s": dynamo.to_item({"s": list(merged)})["s"]},
         )
         return ApiKey(
-            found.key_id, found.name, merged, found.created_at, found.revoked, found.owner
+            found.key_id,
+            found.name,
+            merged,
+            found.created_at,
+            found.revoked,
+            found.owner,
+            found.inline_prefixes,
+            found.inline_daily_quota,
         )
 
     def verify(self, token: str) -> ApiKey | None:
@@ -231,4 +279,10 @@ def _from_values(values: dict[str, Any]) -> ApiKey:
         created_at=str(values.get("created_at", "")),
         revoked=bool(values.get("revoked", False)),
         owner=str(values.get("owner") or DEFAULT_TENANT),  # keys older than tenants
+        inline_prefixes=tuple(values["inline_prefixes"]) if values.get("inline_prefixes") else None,
+        inline_daily_quota=(
+            int(values["inline_daily_quota"])
+            if values.get("inline_daily_quota") is not None
+            else None
+        ),
     )
