@@ -14,6 +14,7 @@ from core.platform.setting_values import (
     parse_networks,
 )
 from core.platform.settings_alerting import AlertingSettings
+from core.platform.settings_digests import DigestSettings
 from core.platform.settings_inline import InlineRecipientSettings
 from core.platform.settings_listen import ListenSettings
 from core.platform.settings_providers import ProviderSettings
@@ -38,6 +39,7 @@ class Settings(
     TimingSettings,
     ScaleSettings,
     InlineRecipientSettings,
+    DigestSettings,
     BaseSettings,
 ):
     """Every tunable of Herald. Field names map to `HERALD_<NAME>` environment variables.
