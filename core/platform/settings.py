@@ -14,6 +14,7 @@ from core.platform.setting_values import (
     parse_networks,
 )
 from core.platform.settings_alerting import AlertingSettings
+from core.platform.settings_fanout import FanoutPacingSettings
 from core.platform.settings_digests import DigestSettings
 from core.platform.settings_inline import InlineRecipientSettings
 from core.platform.settings_listen import ListenSettings
@@ -40,6 +41,7 @@ class Settings(
     ScaleSettings,
     InlineRecipientSettings,
     DigestSettings,
+    FanoutPacingSettings,
     BaseSettings,
 ):
     """Every tunable of Herald. Field names map to `HERALD_<NAME>` environment variables.
