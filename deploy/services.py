@@ -25,7 +25,7 @@ SECRETS: dict[str, tuple[str, ...]] = {
 }
 #: environment variable -> (secret, JSON key). Only the processes that talk to a provider
 #: read its secret: the API (it verifies Twilio's receipts), the SMS and WhatsApp workers
-#: (Twilio), the email worker (SendGrid), the evaluator (the data sources).
+#: (Twilio), the email worker (SendGrid), the evaluator and the listener (the data sources).
 TWILIO = {
     "HERALD_TWILIO_ACCOUNT_SID": ("twilio", "account_sid"),
     "HERALD_TWILIO_AUTH_TOKEN": ("twilio", "auth_token"),
@@ -111,6 +111,14 @@ def services(resources: Resources) -> list[Service]:
             publishes=True,
             secrets=tuple(DATASOURCES.items()),
             scaling="backlog",
+        ),
+        # The listener reads the rules and its data sources' leases in the table, LISTENs on
+        # the data sources (their secret) and sends NOTIFY-triggered runs to the rules queues.
+        Service(
+            "listener",
+            ("python", "-m", "alerting.listener"),
+            sends_to=rules_queues,
+            secrets=tuple(DATASOURCES.items()),
         ),
         # The reconciler republishes, re-enqueues stranded notifications and waits while
         # the queue a message would join has a backlog.

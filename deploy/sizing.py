@@ -81,6 +81,7 @@ TASK_SIZES: dict[str, TaskSize] = {
     "worker": TaskSize(0.25, 0.5),
     "scheduler": TaskSize(0.25, 0.5),
     "evaluator": TaskSize(0.25, 0.5),
+    "listener": TaskSize(0.25, 0.5),
     "reconciler": TaskSize(0.25, 0.5),
 }
 #: The smallest deployment: tasks always running (2 API tasks behind the ALB, one of every
@@ -91,6 +92,7 @@ FLOOR_TASKS: dict[str, int] = {
     "worker": 5,
     "scheduler": 1,
     "evaluator": 1,
+    "listener": 1,
     "reconciler": 1,
 }
 ALARM_COUNT = 40  # 28 queues' alarms, API 5xx, providers, scheduler, silence; rounded up

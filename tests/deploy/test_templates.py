@@ -11,7 +11,7 @@ from aws_cdk.assertions import Match
 from core.catalogue.event_types import CHANNELS
 from tests.deploy.conftest import PREFIX, Synthesized
 
-SERVICES = ["api", "router", "scheduler", "evaluator", "reconciler"]
+SERVICES = ["api", "router", "scheduler", "evaluator", "listener", "reconciler"]
 SERVICES += [f"worker-{c}" for c in CHANNELS]
 
 
@@ -101,7 +101,8 @@ def test_credentials_come_from_secrets_manager_never_from_the_environment(
         uses_twilio = container["Name"] in {"api", "worker-sms", "worker-whatsapp"}
         assert (twilio <= secrets) == uses_twilio and (bool(twilio & secrets) == uses_twilio)
         assert ("HERALD_SENDGRID_API_KEY" in secrets) == (container["Name"] == "worker-email")
-        assert ("HERALD_DATASOURCES" in secrets) == (container["Name"] == "evaluator")
+        uses_datasources = container["Name"] in {"evaluator", "listener"}
+        assert ("HERALD_DATASOURCES" in secrets) == uses_datasources
 
 
 def test_each_role_names_only_what_its_service_touches(fargate: Synthesized) -> None:
@@ -186,7 +187,8 @@ def test_alarms_notify_the_alarm_topic(fargate: Synthesized) -> None:
 def test_compute_lambda_runs_the_router_and_workers_as_functions(on_lambda: Synthesized) -> None:
     template = on_lambda.templates["compute"]
     template.resource_count_is("AWS::Lambda::Function", 1 + len(CHANNELS))
-    template.resource_count_is("AWS::ECS::Service", 4)  # api, scheduler, evaluator, reconciler
+    # api, scheduler, evaluator, listener, reconciler
+    template.resource_count_is("AWS::ECS::Service", 5)
     template.resource_count_is("AWS::Lambda::EventSourceMapping", 2 * (1 + len(CHANNELS)))
     template.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
