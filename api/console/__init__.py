@@ -24,11 +24,13 @@ def install(app: FastAPI) -> None:
         app.include_router(module.router, include_in_schema=False)
 
     async def on_page_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, PageError)
+        if not isinstance(exc, PageError):
+            raise exc
         return render(request, "error.html", status=exc.status, error=exc.message, code=exc.status)
 
     async def on_sign_in(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, SignInNeeded)
+        if not isinstance(exc, SignInNeeded):
+            raise exc
         return redirect(sign_in_url(exc.back_to))
 
     app.add_exception_handler(PageError, on_page_error)
