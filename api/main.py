@@ -18,6 +18,7 @@ from api.query_guard import reject_unknown_query
 from api.routes import (
     alerts,
     dlq,
+    event_cancel,
     event_types,
     events,
     health,
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, clients: AwsClients | None = No
     # Scopes per router: read for GET, write for the rest. Webhooks verify signatures.
     read_write = scoped("events:read", "events:write")
     app.include_router(events.router, dependencies=[*read_write, *strict])
+    app.include_router(event_cancel.router, dependencies=[*read_write, *strict])
     app.include_router(event_types.router, dependencies=[*read_write, *strict])
     app.include_router(users.router, dependencies=[*scoped("users:write"), *strict])
     app.include_router(topics.router, dependencies=[*scoped("users:write"), *strict])

@@ -18,7 +18,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from alerting.durations import parse_duration
 from alerting.inline import InlineRecipients
 from core.catalogue.event_types import EVENT_TYPES, Digest, Priority
-from core.catalogue.models import EventCounts, EventStatus, StatusChange
+from core.catalogue.models import EventCounts, EventStatus, StatusChange, utcnow
+from core.timing.delays import due_time, parse_delay
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 TOPIC_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
@@ -122,6 +123,24 @@ class EventIn(BaseModel):
         'field) into one notification, e.g. {"window": "10m", "key": "post", "max_items": '
         '100, "leading": false}; window 1m to 7d. Overrides the type\'s own digest.',
     )
+    send_at: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Send at this time, RFC 3339 with its offset (e.g. "
+        "2026-12-24T09:00:00+01:00), at most 365 days ahead: accepted as SCHEDULED, "
+        "cancellable with POST /events/{id}/cancel until then.",
+    )
+    delay: str | None = Field(
+        default=None,
+        max_length=64,
+        description='Send after this long, e.g. "90s", "2h", "3d" (at most 365 days): as send_at.',
+    )
+    send_at_local: str | None = Field(
+        default=None,
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+        description="HH:MM: each recipient gets it at the next such time on their own clock "
+        "(their profile's time zone); the event is routed at once, its notifications wait.",
+    )
 
     @field_validator("repeat_interval")
     @classmethod
@@ -134,6 +153,40 @@ class EventIn(BaseModel):
     @classmethod
     def encodable_data(cls, value: dict[str, Any]) -> dict[str, Any]:
         return check_data(value)
+
+    @field_validator("send_at")
+    @classmethod
+    def rfc3339_with_offset(cls, value: str | None) -> str | None:
+        if value is not None:
+            due_time(value, None, utcnow())  # the ValueError names what is wrong
+        return value
+
+    @field_validator("delay")
+    @classmethod
+    def bounded_delay(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_delay(value)
+        return value
+
+    @model_validator(mode="after")
+    def one_time(self) -> EventIn:
+        """At most one way of saying when: a delayed event waits whole, `send_at_local`
+        makes each recipient's notifications wait."""
+        given = [n for n in ("send_at", "delay", "send_at_local") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise ValidationError.from_exception_data(
+                "EventIn",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "timing", "give one of send_at, delay and send_at_local, not both"
+                        ),
+                        loc=(given[1],),
+                        input=getattr(self, given[1]),
+                    )
+                ],
+            )
+        return self
 
     @field_validator("type")
     @classmethod
@@ -244,6 +297,9 @@ class NotificationOut(BaseModel):
     attempts: int = 0
     last_error: str | None = None
     provider_message_id: str | None = None
+    deliver_at: str | None = Field(
+        default=None, description="SCHEDULED: when it is due (quiet hours, send_at_local)."
+    )
     history: list[StatusChange] = Field(default_factory=list)
 
 
@@ -262,6 +318,8 @@ class EventOut(BaseModel):
     reason: str | None = None
     dedupe_key: str | None = None
     action: str | None = None
+    send_at: str | None = Field(default=None, description="A delayed event's due time.")
+    send_at_local: str | None = None
     tenant: str | None = Field(
         default=None, description="The tenant (API key owner) whose event this is."
     )

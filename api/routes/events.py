@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from alerting.durations import parse_duration
 from alerting.inline import chat_url_problem
+from api import scheduled_events
 from api.deps import PageCursor, ServicesDep, TenantDep
 from api.errors import validation_problem
 from api.schemas import (
@@ -116,6 +117,8 @@ def to_event(body: EventIn, event_id: str, tenant: Tenant) -> Event:
         notify_resolved=body.notify_resolved,
         tenant=tenant.name,
         digest=body.digest,
+        send_at=scheduled_events.delayed_until(body.send_at, body.delay),
+        send_at_local=body.send_at_local,
     )
     if len(event.model_dump_json().encode()) > MAX_EVENT_BYTES:
         raise HTTPException(413, f"data: the event is over {MAX_EVENT_BYTES} bytes once encoded")
@@ -164,6 +167,10 @@ async def post_event(
     event = to_event(body, resolve_event_id(body, idempotency_key, tenant), tenant)
     await limit_inline(body, services, request, event.event_id)
     try:
+        if event.send_at is not None:  # recorded SCHEDULED, published when due
+            await run_in_threadpool(scheduled_events.accept_delayed, services, event)
+            local_id, waits = tenant.local(event.event_id), EventStatus.SCHEDULED
+            return EventAccepted(event_id=local_id, status=waits)
         # A producer's W3C trace context, if it sends one, becomes the event trace's parent.
         await services.intake.accept(event, {"traceparent": traceparent} if traceparent else None)
     except EventExists as exc:
@@ -175,11 +182,10 @@ async def post_event(
 def _accept_batch(
     services: Services, events: list[Event]
 ) -> dict[str, EventRecord | Exception | None]:
-    """Record then publish; None marks a newly accepted event."""
-    outcomes = services.intake.accept_now(events)
+    """Record then publish (delayed: with a due item); None marks a newly accepted event."""
     return {
         event.event_id: outcome.existing if isinstance(outcome, EventExists) else outcome
-        for event, outcome in zip(events, outcomes, strict=True)
+        for event, outcome in scheduled_events.accept_batch(services, events)
     }
 
 
@@ -236,8 +242,9 @@ async def post_batch(
         result = outcome[event.event_id]
         local_id = tenant.local(event.event_id)
         if result is None:
+            waits = EventStatus.SCHEDULED if event.send_at else EventStatus.START
             items[index] = BatchItemResult(
-                index=index, result="accepted", event_id=local_id, status=EventStatus.START
+                index=index, result="accepted", event_id=local_id, status=waits
             )
         elif isinstance(result, EventRecord):
             if is_repeat(result, fingerprint, tenant):
@@ -284,6 +291,7 @@ def to_notification_out(n: dict[str, Any]) -> NotificationOut:
         attempts=n.get("attempts", 0),
         last_error=n.get("last_error"),
         provider_message_id=n.get("provider_message_id"),
+        deliver_at=n.get("deliver_at"),
         history=n.get("history", []),
     )
 

@@ -23,7 +23,7 @@ ANA = {
 PREFERENCES = {
     "categories": {"activity": ["push", "email"]},
     "opt_out": ["sms"],
-    "quiet_hours": {"start": "22:00", "end": "07:00"},
+    "quiet_hours": {"start": "22:00", "end": "07:00", "mode": "defer"},
 }
 
 

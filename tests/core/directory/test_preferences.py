@@ -138,12 +138,12 @@ def test_quiet_hours_within_a_day_and_across_a_dst_change() -> None:
     assert not in_quiet_hours(window, "America/New_York", datetime(2024, 7, 15, 18, 30, tzinfo=UTC))
 
 
-def test_quiet_hours_silence_interrupting_channels_but_not_email() -> None:
+def test_quiet_hours_in_skip_mode_silence_interrupting_channels_but_not_email() -> None:
     user = profile(
         timezone="Asia/Tokyo",
         preferences={
             "categories": {"activity": ["push", "sms", "email", "chat"]},
-            "quiet_hours": {"start": "22:00", "end": "07:00"},
+            "quiet_hours": {"start": "22:00", "end": "07:00", "mode": "skip"},
         },
     )
     late = datetime(2024, 1, 15, 13, 30, tzinfo=UTC)
@@ -156,10 +156,53 @@ def test_quiet_hours_silence_interrupting_channels_but_not_email() -> None:
 def test_critical_priority_ignores_quiet_hours_but_not_opt_outs() -> None:
     user = profile(
         timezone="Asia/Tokyo",
-        preferences={"opt_out": ["push"], "quiet_hours": {"start": "22:00", "end": "07:00"}},
+        preferences={
+            "opt_out": ["push"],
+            "quiet_hours": {"start": "22:00", "end": "07:00", "mode": "skip"},
+        },
     )
     late = datetime(2024, 1, 15, 13, 30, tzinfo=UTC)
     decisions = run(user, Category.security, priority=Priority.critical, now=late)
     assert decisions == {"sms": None, "email": None, "push": "opted out of push"}
     high = run(user, Category.security, priority=Priority.high, now=late)
     assert high["sms"] == "quiet hours (22:00-07:00 Asia/Tokyo)"
+
+
+def test_quiet_hours_defer_interrupting_channels_to_the_windows_end_by_default() -> None:
+    user = profile(
+        timezone="Asia/Tokyo",
+        preferences={
+            "categories": {"activity": ["push", "sms", "email"]},
+            "quiet_hours": {"start": "22:00", "end": "07:00"},
+        },
+    )
+    late = datetime(2024, 1, 15, 13, 30, tzinfo=UTC)  # 22:30 in Tokyo
+    decisions = {
+        d.channel: d
+        for d in decide(
+            category=Category.activity, priority=Priority.normal, profile=user, now=late
+        )
+    }
+    assert {c: d.skip_reason for c, d in decisions.items()} == dict.fromkeys(decisions)
+    seven_in_tokyo = datetime(2024, 1, 15, 22, 0, tzinfo=UTC)
+    assert decisions["push"].deliver_at == seven_in_tokyo
+    assert decisions["sms"].deliver_at == seven_in_tokyo
+    assert decisions["push"].wait_reason == "quiet hours (22:00-07:00 Asia/Tokyo)"
+    assert decisions["email"].deliver_at is None  # email does not ring: sent now
+    # Critical goes through at once.
+    critical = decide(
+        category=Category.security, priority=Priority.critical, profile=user, now=late
+    )
+    assert {d.deliver_at for d in critical} == {None}
+
+
+def test_send_at_local_waits_for_the_time_on_each_users_clock() -> None:
+    tokyo = profile(timezone="Asia/Tokyo", preferences={"categories": {"activity": ["email"]}})
+    berlin = profile(timezone="Europe/Berlin", preferences={"categories": {"activity": ["email"]}})
+    now = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)  # 21:00 in Tokyo, 13:00 in Berlin
+    kwargs: dict[str, Any] = {"category": Category.activity, "priority": Priority.normal}
+    [t] = decide(profile=tokyo, now=now, send_at_local="09:00", **kwargs)
+    [b] = decide(profile=berlin, now=now, send_at_local="09:00", **kwargs)
+    assert t.deliver_at == datetime(2024, 1, 16, 0, 0, tzinfo=UTC)  # 09:00 tomorrow in Tokyo
+    assert b.deliver_at == datetime(2024, 1, 16, 8, 0, tzinfo=UTC)  # 09:00 tomorrow in Berlin
+    assert t.wait_reason == "send_at_local 09:00 (Asia/Tokyo)"
