@@ -116,3 +116,20 @@ def test_a_key_is_offered_only_the_pages_its_scopes_allow(
     assert browser_like.get("/console/rules").status_code == 403
     alerts = browser_like.get("/console/alerts")
     assert alerts.status_code == 200 and "Acknowledge" not in alerts.text
+
+
+def test_the_overview_charts_each_part_of_the_stats() -> None:
+    from api.console.pages_ops import overview_charts
+
+    summary = {
+        "events": {"counts": {"SUCCESS": 8, "FAILED": 2, "SOMETHING_NEW": 1}},
+        "notifications": {"sms": {"created": {}, "sends": {"sent": 10, "failed": 0}}},
+        "end_to_end_seconds": {"sms": {"count": 10, "p50": 0.12, "p99": None}},
+        "dlq_depths": {"herald-sms-normal-dlq": 3, "herald-email-normal-dlq": None},
+    }
+    charts = overview_charts(summary)
+    events = {m.label: m.shown for m in charts["events"].marks}
+    assert events == {"SUCCESS": "8", "FAILED": "2", "SOMETHING_NEW": "1"}
+    assert [m.shown for m in charts["latency"].marks] == ["0.12 s", "n/a"]
+    assert {m.label: m.width for m in charts["dlq"].marks}["herald-email-normal-dlq"] == 0
+    assert [m.label for m in charts["sends"].marks] == ["sms failed", "sms sent"]
