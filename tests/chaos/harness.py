@@ -1,8 +1,9 @@
 """The whole process stack under supervisord, for fault injection.
 
 `ChaosStack` writes a supervisord config into a temporary folder, modelled on the project's
-`supervisord.conf` (emulator, sandbox, provisioning, API, router, reconciler and one worker
-program per channel, all with `autorestart=true`), starts supervisord in the foreground and
+`supervisord.conf` (emulator, sandbox, provisioning, API, router, reconciler, one worker
+program per channel, and the alert rules' scheduler, evaluator and listener, all with
+`autorestart=true`), starts supervisord in the foreground and
 drives it over its XML-RPC socket: a test can ask for a program's pid, `kill -9` it and
 wait for supervisord to bring it back, or freeze the emulator with SIGSTOP.
 
@@ -65,7 +66,18 @@ PIPELINE_ENV = {
     "HERALD_RECONCILE_INTERVAL_SECONDS": "2",
     "HERALD_RECONCILE_STRANDED_SECONDS": "20",
     "HERALD_OUTCOME_DEADLINE_SECONDS": "60",
+    # Alert rules: a hung data source answers an error within seconds, a dead listener's
+    # data source is taken over within seconds.
+    "HERALD_SQL_CONNECT_TIMEOUT_SECONDS": "2",
+    "HERALD_SQL_STATEMENT_TIMEOUT_SECONDS": "3",
+    "HERALD_LISTEN_LEASE_SECONDS": "6",
+    "HERALD_LISTEN_RULES_REFRESH_SECONDS": "1",
+    "HERALD_LISTEN_RECONNECT_MAX_SECONDS": "2",
 }
+#: The alert rules' data sources, each a loopback port where a scenario puts a proxy in
+#: front of its PostgreSQL server (`tests/chaos/tcp_proxy.py`); nothing listens there
+#: otherwise, and no rule uses them outside that scenario.
+DATASOURCES = ("steady", "hung", "dropping")
 
 
 @dataclass(frozen=True)
@@ -89,8 +101,12 @@ class Kill:
 
 
 def _quote(value: str) -> str:
-    """A supervisord `environment=` value: double-quoted, with `%` escaped."""
-    return '"' + value.replace("%", "%%").replace('"', '\\"') + '"'
+    """A supervisord `environment=` value: quoted (single quotes around JSON, whose double
+    quotes supervisord's parser does not take escaped), with `%` escaped."""
+    value = value.replace("%", "%%")
+    if '"' in value and "'" not in value:
+        return "'" + value + "'"
+    return '"' + value.replace('"', '\\"') + '"'
 
 
 def render_config(
@@ -150,6 +166,7 @@ class ChaosStack:
     api_port: int
     settings: Settings
     faults_port: int = 0
+    datasource_ports: dict[str, int] = field(default_factory=dict)
     supervisord: subprocess.Popen[bytes] | None = None
     kills: list[Kill] = field(default_factory=list)
     scenario_started: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -176,6 +193,7 @@ class ChaosStack:
             **timings,
         )
         stack = cls(folder, emulator_port, sandbox_port, api_port, settings, free_port())
+        stack.datasource_ports = {name: free_port() for name in DATASOURCES}
         programs = stack.programs(workers, routers)
         (folder / "supervisord.conf").write_text(
             render_config(folder, programs, stack.environment(), sys.executable)
@@ -194,7 +212,15 @@ class ChaosStack:
             "HERALD_SANDBOX": "true",
             "HERALD_SANDBOX_PORT": str(self.sandbox_port),
             "PYTHONUNBUFFERED": "1",
+            "HERALD_DATASOURCES": json.dumps(self.datasource_urls),
             **PIPELINE_ENV,
+        }
+
+    @property
+    def datasource_urls(self) -> dict[str, str]:
+        return {
+            name: f"postgresql+psycopg://herald@127.0.0.1:{port}/postgres"
+            for name, port in self.datasource_ports.items()
         }
 
     def programs(self, workers: int, routers: int) -> list[Program]:
@@ -243,6 +269,9 @@ class ChaosStack:
             ),
             Program("router", ["-m", "listeners.router"], routers),
             Program("reconciler", ["-m", "listeners.reconciler"]),
+            Program("scheduler", ["-m", "alerting.scheduler"]),
+            Program("evaluator", ["-m", "alerting.evaluator"]),
+            Program("listener", ["-m", "alerting.listener"]),
             *[
                 Program(f"worker-{c}", ["-m", "listeners.worker", "--channel", c], workers)
                 for c in CHANNELS
