@@ -1,0 +1,227 @@
+"""Deferred notifications against the emulator: quiet hours defer, the due sender releases
+them rendered as things are then, a cancel and a release never both win, and a due
+sender killed mid-claim loses and doubles nothing."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+from core.catalogue.models import EventStatus, NotificationMessage, utcnow
+from core.timing.due_claims import DueClaims
+from core.timing.due_work import DueStore, DueWork, bucket_of, shard_of
+from core.timing.waiting_events import WaitingEvents
+from listeners.due_handlers import build_deferral, build_due_handlers
+from listeners.due_sender import DueSender
+from tests.conftest import Stack
+from tests.factories import claim, ledger_of
+from tests.listeners.test_router import (
+    ARN,
+    add_user,
+    drain,
+    post_event,
+    route_all,
+    router,
+    stored,
+)
+
+TREND = {"chart": "Global Top 50", "artist": "Nova"}
+TYPE = "trend.top_artist_changed"
+
+
+def quiet_now(now: datetime, ends_in: timedelta) -> dict[str, str]:
+    """A quiet-hours window (UTC) that `now` is in and that ends `ends_in` later."""
+    start = (now - timedelta(minutes=30)).strftime("%H:%M")
+    end = (now + ends_in).strftime("%H:%M")
+    return {"start": start, "end": end}
+
+
+def waiting_user(stack: Stack, user_id: str, channels: list[str], ends_in: timedelta) -> None:
+    add_user(
+        stack,
+        user_id,
+        {"categories": {"trend": channels}, "quiet_hours": quiet_now(utcnow(), ends_in)},
+        email=f"{user_id}@example.com",
+        push_endpoints=[ARN.format(user_id)],
+    )
+
+
+def sender(stack: Stack, at: datetime, **kwargs: Any) -> DueSender:
+    due = DueStore(stack.clients.dynamodb, stack.clients.names.table, stack.settings.due_shards)
+    handlers = build_due_handlers(stack.settings, stack.clients, due)
+    return DueSender(stack.settings, stack.clients, handlers, clock=lambda: at, **kwargs)
+
+
+def waiting(stack: Stack) -> WaitingEvents:
+    return WaitingEvents(stack.clients.dynamodb, stack.clients.names.table)
+
+
+def test_quiet_hours_defer_and_the_due_sender_sends_rendered_at_the_windows_end(
+    stack: Stack,
+) -> None:
+    waiting_user(stack, "u-1", ["push", "email"], timedelta(minutes=2))
+    event = post_event(stack, TYPE, TREND, user_id="u-1")
+    assert route_all(stack, router(stack, utcnow()))
+    record, notes = stored(stack, event.event_id)
+    assert notes["push"]["status"] == "SCHEDULED"
+    deliver_at = datetime.fromisoformat(notes["push"]["deliver_at"].replace("Z", "+00:00"))
+    assert timedelta(0) < deliver_at - utcnow() <= timedelta(minutes=2)
+    assert notes["email"]["status"] == "QUEUED"  # email does not ring: sent now
+    assert record.status is EventStatus.PROCESSING  # the email is on its way
+    assert drain(stack, "push-normal") == []
+    assert len(drain(stack, "email-normal")) == 1
+
+    # Before its time nothing is handed out; after it, once, rendered.
+    assert sender(stack, deliver_at - timedelta(seconds=1)).run_pass().handed == 0
+    assert sender(stack, deliver_at + timedelta(seconds=1)).run_pass().handed == 1
+    [pushed] = drain(stack, "push-normal")
+    assert pushed["notification_id"] == f"{event.event_id}:push:u-1"
+    assert "Nova" in pushed["content"]["body"]
+    _, notes = stored(stack, event.event_id)
+    assert notes["push"]["status"] == "QUEUED"
+    assert sender(stack, deliver_at + timedelta(seconds=2)).run_pass().handed == 0
+
+
+def test_skip_mode_and_critical_events_do_not_wait(stack: Stack) -> None:
+    window = {**quiet_now(utcnow(), timedelta(minutes=5)), "mode": "skip"}
+    add_user(
+        stack,
+        "u-2",
+        {"categories": {"trend": ["push"]}, "quiet_hours": window},
+        push_endpoints=[ARN.format("u-2")],
+    )
+    event = post_event(stack, TYPE, TREND, user_id="u-2")
+    assert route_all(stack, router(stack, utcnow()))
+    _, notes = stored(stack, event.event_id)
+    assert notes["push"]["status"] == "SKIPPED"
+    assert notes["push"]["last_error"].startswith("quiet hours")
+
+
+def test_an_event_whose_notifications_all_wait_is_scheduled_and_a_cancel_sends_nothing(
+    stack: Stack,
+) -> None:
+    waiting_user(stack, "u-3", ["push"], timedelta(minutes=2))
+    event = post_event(stack, TYPE, TREND, user_id="u-3")
+    assert route_all(stack, router(stack, utcnow()))
+    record, notes = stored(stack, event.event_id)
+    assert record.status is EventStatus.SCHEDULED
+    deliver_at = datetime.fromisoformat(notes["push"]["deliver_at"].replace("Z", "+00:00"))
+
+    assert waiting(stack).cancel(event.event_id) is None
+    assert waiting(stack).cancel(event.event_id) is None  # a repeat is no error
+    DueStore(stack.clients.dynamodb, stack.clients.names.table, stack.settings.due_shards).schedule(
+        DueWork(kind="cancel", ref=event.event_id, due_at=utcnow(), tenant="")
+    )
+    sender(stack, deliver_at + timedelta(seconds=1)).run_pass()
+    record, notes = stored(stack, event.event_id)
+    assert record.status is EventStatus.CANCELLED
+    assert notes["push"]["status"] == "CANCELLED"
+    assert drain(stack, "push-normal") == []
+
+
+def test_a_release_first_refuses_the_cancel(stack: Stack) -> None:
+    waiting_user(stack, "u-4", ["push"], timedelta(minutes=1))
+    event = post_event(stack, TYPE, TREND, user_id="u-4")
+    assert route_all(stack, router(stack, utcnow()))
+    assert stored(stack, event.event_id)[0].status is EventStatus.SCHEDULED
+    assert sender(stack, utcnow() + timedelta(minutes=3)).run_pass().handed == 1
+    assert waiting(stack).cancel(event.event_id) == "PROCESSING"
+    assert len(drain(stack, "push-normal")) == 1
+
+
+def race(stack: Stack, release: Any, event_id: str) -> dict[str, Any]:
+    """A release and a cancel started together; what the cancel answered."""
+    gate = threading.Barrier(2)
+    outcome: dict[str, Any] = {}
+
+    def releasing() -> None:
+        gate.wait()
+        release()
+
+    def cancelling() -> None:
+        gate.wait()
+        outcome["cancel"] = waiting(stack).cancel(event_id)
+
+    threads = [threading.Thread(target=releasing), threading.Thread(target=cancelling)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcome
+
+
+def test_a_cancel_racing_the_release_never_both_win(stack: Stack) -> None:
+    deferral = build_deferral(stack.settings, stack.clients)
+    for n in range(4):
+        user = f"u-race-{n}"
+        waiting_user(stack, user, ["push"], timedelta(minutes=1))
+        event = post_event(stack, TYPE, TREND, user_id=user)
+        assert route_all(stack, router(stack, utcnow()))
+        work = DueWork(
+            kind="notification",
+            ref=f"{event.event_id}:push:{user}",
+            due_at=utcnow(),
+            tenant="",
+            data={"record_shards": 1, "tally_shards": 1},
+        )
+        outcome = race(stack, partial(deferral.release, work), event.event_id)
+        record, notes = stored(stack, event.event_id)
+        sent = drain(stack, "push-normal")
+        if outcome["cancel"] is None:  # the cancel won: nothing goes out, ever
+            assert record.status is EventStatus.CANCELLED
+            assert notes["push"]["status"] == "CANCELLED"
+            assert sent == []
+        else:  # the release won: the cancel was refused
+            assert outcome["cancel"] == "PROCESSING"
+            assert notes["push"]["status"] == "QUEUED"
+            assert len(sent) == 1
+
+
+def test_a_due_sender_killed_mid_claim_loses_and_doubles_nothing(stack: Stack) -> None:
+    waiting_user(stack, "u-5", ["push"], timedelta(minutes=1))
+    event = post_event(stack, TYPE, TREND, user_id="u-5")
+    assert route_all(stack, router(stack, utcnow()))
+    _, notes = stored(stack, event.event_id)
+    deliver_at = datetime.fromisoformat(notes["push"]["deliver_at"].replace("Z", "+00:00"))
+    ref = f"{event.event_id}:push:u-5"
+    work = DueWork(kind="notification", ref=ref, due_at=deliver_at, tenant="")
+    bucket = bucket_of(deliver_at)
+    shard = shard_of(work.kind, work.ref, stack.settings.due_shards)
+
+    # Sender A claims the shard, runs the handler (the record is released and its message
+    # sent to the queue) and dies before deleting the item or giving the lease back.
+    late = deliver_at + timedelta(seconds=1)
+    dead = DueClaims(stack.clients.dynamodb, stack.clients.names.table, "sender-a")
+    assert dead.claim(bucket, shard, late, stack.settings.due_lease_seconds)
+    build_deferral(stack.settings, stack.clients).release(
+        DueWork(**{**work.__dict__, "data": {"record_shards": 1, "tally_shards": 1}})
+    )
+
+    # Sender B cannot take the shard while A's lease holds; once it lapses it hands the
+    # item out again, and the handler finds the record released: nothing happens twice.
+    assert sender(stack, late, owner="sender-b").run_pass().handed == 0
+    lapsed = late + timedelta(seconds=stack.settings.due_lease_seconds + 1)
+    assert sender(stack, lapsed, owner="sender-b").run_pass().handed == 1
+    assert sender(stack, lapsed, owner="sender-b").run_pass().handed == 0
+    messages = drain(stack, "push-normal")
+    assert {m["notification_id"] for m in messages} == {ref}
+    _, notes = stored(stack, event.event_id)
+    assert [h["status"] for h in notes["push"]["history"]] == ["SCHEDULED", "QUEUED"]
+    # Two messages, one send: the worker's claim lets one through.
+    ledger = ledger_of(stack)
+    claims = [claim(ledger, NotificationMessage.model_validate(m)) for m in messages]
+    assert sum(c is not None for c in claims) == 1
+
+
+def test_an_idle_sender_sleeps_until_the_next_due_time_it_knows(stack: Stack) -> None:
+    now = datetime.now(UTC).replace(second=5, microsecond=0)
+    due = DueStore(stack.clients.dynamodb, stack.clients.names.table, 1, clock=lambda: now)
+    due.schedule(DueWork(kind="probe", ref="p-1", due_at=now + timedelta(seconds=20), tenant=""))
+    single = stack.settings.model_copy(update={"due_shards": 1, "due_idle_max_seconds": 60})
+    quiet = DueSender(single, stack.clients, {"probe": lambda _: None}, clock=lambda: now)
+    stats = quiet.run_pass()
+    assert stats.handed == 0
+    assert stats.next_due == now + timedelta(seconds=20)
+    assert quiet.pause(stats, 30.0) == 20.0
