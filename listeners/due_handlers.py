@@ -4,6 +4,7 @@ the dict). Each must be idempotent: a lapsed lease hands an item out twice.
     notification  a deferred notification is due: render and release it (listeners/deferral.py)
     event         a delayed event is due: publish it (listeners/delayed_events.py)
     cancel        a cancelled event's SCHEDULED notifications: cancel them
+    digest        a digest's window ends: close it and send its event (listeners/digest_closing.py)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from core.timing.waiting_events import WaitingEvents
 from listeners.channel_queues import ChannelQueues
 from listeners.deferral import CANCEL, NOTIFICATION, Deferral
 from listeners.delayed_events import EVENT, DelayedEvents
+from listeners.digest_closing import DIGEST_KIND, build_digest_closer
 
 Handler = Callable[[DueWork], None]
 
@@ -57,4 +59,5 @@ def build_due_handlers(
         NOTIFICATION: deferral.release,
         EVENT: delayed.publish,
         CANCEL: deferral.cancel_records,
+        DIGEST_KIND: build_digest_closer(settings, clients),
     }

@@ -60,6 +60,7 @@ from listeners import due_handlers
 from listeners.backoff import backoff_seconds
 from listeners.channel_queues import ChannelQueues, EnqueueFailed
 from listeners.consumer import Consumer, wait_for_queues
+from listeners.digesting import build_digesting
 from listeners.fanout import Poison, RouterWork, continuation, decode, unreached_reason
 from listeners.fanout_pacing import FanoutPacer
 from listeners.grouped_routing import GroupRouting
@@ -116,6 +117,7 @@ class Router:
         self.together = GroupRouting(
             clients, self.creation, self.queues, self.renderer, clock, self._complete
         )
+        self.digesting = build_digesting(settings, clients, self.users)
 
     @tracing.traced_batch("herald.route", tracing.event_id_of)
     def __call__(self, messages: Sequence[QueueMessage]) -> list[Result]:
@@ -123,6 +125,7 @@ class Router:
         together: list[tuple[int, QueueMessage, RouterWork]] = []
         alone: list[tuple[int, QueueMessage, RouterWork]] = []
         seen: set[str] = set()
+        digested: list[tuple[int, QueueMessage, RouterWork]] = []
         for index, message in enumerate(messages):
             try:
                 work = decode(message.body)
@@ -138,10 +141,13 @@ class Router:
             first_time = message.receive_count <= 1 and event_id not in seen and not work.repair
             seen.add(event_id)
             # Alert events take the one-event path, where `route` asks the alert gate.
-            if work.event.user_id is not None and first_time and not work.event.dedupe_key:
+            if self.digesting.takes(work):  # absorbed, not routed (listeners/digesting.py)
+                digested.append((index, message, work))
+            elif work.event.user_id is not None and first_time and not work.event.dedupe_key:
                 together.append((index, message, work))
             else:
                 alone.append((index, message, work))
+        alone += self.digesting.absorb_all(digested, results, self._failed)  # leading ones
         read_first: set[int] = set()
         if together:
             try:

@@ -45,14 +45,15 @@ def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def digest_of(event: Event) -> Digest | None:
+def digest_of(event: Event, *, type_defaults: bool = True) -> Digest | None:
     """The digest this event joins, or None: a critical event, an alert's, one not for a
-    single user, or a digest's own event is never digested."""
+    single user, or a digest's own event is never digested. Without `type_defaults` only
+    an event's own digest counts, not its type's."""
     if event.digest_id is not None or event.priority.value == "critical":
         return None
     if event.user_id is None or event.dedupe_key is not None:
         return None
-    if event.digest is not None:
+    if event.digest is not None or not type_defaults:
         return event.digest
     spec = EVENT_TYPES.get(event.type)
     return spec.digest if spec else None
