@@ -4,10 +4,11 @@ baseline and no alert: the trend tracker's daily report.
 A run's result becomes the table its event carries (`core.catalogue.reports.ReportTable`
 as plain JSON in `data.report`). The event travels as one DynamoDB item (400 KB), one SNS
 message (256 KiB) and, before it is published, in the rule's outbox; so the rows are
-carried only up to `REPORT_BYTES_MAX` (128 KiB as JSON), the rest dropped and the drop
-stated in `note`, which the email and the CSV both print. Rows are already capped by
-HERALD_SQL_ROW_CAP; a result that hit the cap says so too. Values are cut to
-`CELL_CHARS_MAX` characters and the table to `REPORT_COLUMNS_MAX` columns.
+carried only up to `REPORT_BYTES_MAX` (128 KiB as ASCII JSON, which is never shorter than
+its UTF-8), the rest dropped and the drop stated in `note`, which the email and the CSV
+both print. Rows are already capped by HERALD_SQL_ROW_CAP; a result that hit the cap says
+so too. Values are cut to `CELL_CHARS_MAX` characters and the table to
+`REPORT_COLUMNS_MAX` columns.
 
 The CSV and PDF are not made here: the email worker renders them from this table when it
 sends (`core.catalogue.reports.report_files`).
@@ -60,7 +61,8 @@ def report_table(
     size = 0
     for row in rows:
         values = [report_cell(row.get(column)) for column in columns]
-        size += len(json.dumps(values, ensure_ascii=False).encode()) + 1
+        # Measured escaped (`\u00e9`), the longest of its forms: the outbox stores it so.
+        size += len(json.dumps(values)) + 1
         if size > budget:
             break
         kept.append(values)

@@ -87,3 +87,9 @@ def test_a_huge_table_makes_a_bounded_pdf() -> None:
     streams = re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S)
     segments = sum(len(re.findall(rb" l\s", zlib.decompress(s))) for s in streams)
     assert 100 < segments <= 1_100  # the chart's points are thinned to at most 1,000
+
+
+def test_the_budget_counts_text_as_escaped_json_its_longest_form() -> None:
+    rows = [{"text": "☃" * 100} for _ in range(100)]  # 300 bytes of UTF-8, 600 escaped
+    table = report_table("T", rows, source_truncated=False, now=NOW, budget=6_500)
+    assert len(table["rows"]) == 10
