@@ -19,7 +19,7 @@ from alerting.durations import parse_duration
 from alerting.inline import InlineRecipients
 from core.catalogue.event_types import EVENT_TYPES, Digest, Priority
 from core.catalogue.models import EventCounts, EventStatus, StatusChange, utcnow
-from core.timing.delays import due_time, parse_delay
+from core.timing.delays import MAX_AHEAD, parse_delay, parse_send_at
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 TOPIC_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
@@ -157,8 +157,8 @@ class EventIn(BaseModel):
     @field_validator("send_at")
     @classmethod
     def rfc3339_with_offset(cls, value: str | None) -> str | None:
-        if value is not None:
-            due_time(value, None, utcnow())  # the ValueError names what is wrong
+        if value is not None and parse_send_at(value) - utcnow() > MAX_AHEAD:
+            raise ValueError(f"more than {MAX_AHEAD.days} days ahead")
         return value
 
     @field_validator("delay")
@@ -322,6 +322,10 @@ class EventOut(BaseModel):
     send_at_local: str | None = None
     tenant: str | None = Field(
         default=None, description="The tenant (API key owner) whose event this is."
+    )
+    digest_event_id: str | None = Field(
+        default=None,
+        description="DIGESTED: the digest's own event, whose notifications carry this one.",
     )
     notifications: list[NotificationOut] = Field(
         default_factory=list, description="The first page of the event's notifications."
