@@ -48,7 +48,7 @@ def cell_text(value: Cell, limit: int = PDF_CELL_CHARS) -> str:
 
 def as_time(value: Cell) -> float | None:
     """Epoch seconds of an ISO date or timestamp (how sources give times), else None."""
-    if not isinstance(value, str) or not 8 <= len(value) <= 40 or not value[:4].isdigit():
+    if not isinstance(value, str) or not 10 <= len(value) <= 40 or value[4:5] != "-":
         return None
     try:
         parsed = datetime.fromisoformat(value.replace(" ", "T", 1))

@@ -247,3 +247,20 @@ def test_a_report_event_from_the_api_with_a_bad_table_fails_with_the_reason(
     assert "data.report.rows.0: 2 values for 1 columns" in email["last_error"]
     [sent] = emails(sandbox)  # the event without a table: the email alone
     assert sent["json"]["subject"] == "Hand made: 2 row(s)" and "attachments" not in sent
+
+
+def test_a_test_send_of_a_report_rule_is_a_marked_report_with_its_files(
+    stack: Stack, client: TestClient, pipeline: Pipeline, sandbox: Any
+) -> None:
+    add_user(stack, "analyst", email="analyst@example.com")
+    put_report(client, DAILY)
+    tested = client.post("/rules/daily/test").json()
+    assert tested["outcome"] == "firing"
+    assert [w["email_subject"] for w in tested["would_send"]] == ["Daily plays: 30 row(s)"]
+    assert emails(sandbox) == []  # a preview sends nothing
+    assert client.post("/rules/daily/test", params={"send": "true"}).status_code == 200
+    route_pending(stack, pipeline.router)
+    pipeline.deliver_pending()
+    [sent] = emails(sandbox)
+    assert sent["json"]["subject"] == "[TEST] Daily plays: 30 row(s)"
+    assert [a["type"] for a in sent["attachments"]] == ["text/csv", "application/pdf"]
