@@ -55,6 +55,11 @@ def item_to_subscription(item: dict[str, Any]) -> Subscription:
     return Subscription.model_validate(dynamo.from_item(item))
 
 
+# Tries of a subscription's transaction that others on the same count shard cancel (a
+# burst of subscribes to one topic): full-jitter backoff, about 6 s at most in all.
+CONFLICT_ATTEMPTS = 8
+
+
 class SubscriptionStore:
     """A user's topic subscriptions; `UserStore` adds their profile."""
 
@@ -79,7 +84,12 @@ class SubscriptionStore:
         """
         for _ in range(2):  # twice: the subscription may vanish between the two writes
             try:
-                self._add_subscription(topic, user_id, channels, max_subscribers)
+                # A transaction cancelled by another on the same count shard (or throttled)
+                # wrote nothing: tried again. A refusal is not retried and is read below.
+                aws_errors.retry(
+                    lambda: self._add_subscription(topic, user_id, channels, max_subscribers),
+                    attempts=CONFLICT_ATTEMPTS,
+                )
                 break
             except ClientError as exc:
                 # Refused items of [user exists, not yet subscribed, room left].
@@ -202,17 +212,20 @@ class SubscriptionStore:
             return False
         shard = int(found["Item"].get("count_shard", {}).get("N", "0"))
         try:
-            self._db.transact_write_items(
-                TransactItems=[
-                    {
-                        "Delete": {
-                            "TableName": self._table,
-                            "Key": subscription_key(topic, user_id),
-                            "ConditionExpression": "attribute_exists(PK)",
-                        }
-                    },
-                    {"Update": topic_counts.count_update(self._table, topic, shard, -1)},
-                ]
+            aws_errors.retry(  # a conflicting transaction on the shard wrote nothing
+                lambda: self._db.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Delete": {
+                                "TableName": self._table,
+                                "Key": subscription_key(topic, user_id),
+                                "ConditionExpression": "attribute_exists(PK)",
+                            }
+                        },
+                        {"Update": topic_counts.count_update(self._table, topic, shard, -1)},
+                    ]
+                ),
+                attempts=CONFLICT_ATTEMPTS,
             )
         except ClientError as exc:
             if 0 in aws_errors.refused_items(exc):

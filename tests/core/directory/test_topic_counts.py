@@ -3,16 +3,20 @@ transact on one; the count stays exact and the limit is never passed."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from core.aws import dynamo
+from core.aws.clients import AwsClients
 from core.directory import topic_counts
 from core.directory.listing import Directory
 from core.directory.profiles import ProfileFields
 from core.directory.subscriptions import TopicFull
 from core.directory.users import UserStore
+from core.platform.settings import Settings
+from localstack.faults import FaultProxy, FaultRule
 from tests.conftest import Stack
 
 TOPIC = "charts.big"
@@ -109,3 +113,30 @@ def test_shards_follow_the_limit(limit: int) -> None:
     shards = topic_counts.shards_for(limit)
     assert 1 <= shards <= topic_counts.MAX_SHARDS
     assert shards * (limit // shards) <= limit
+
+
+@pytest.mark.parametrize("limit", [100_000, 100])  # 16 count shards, and one
+def test_concurrent_subscribes_all_succeed_and_are_all_counted(
+    stack: Stack, fault_proxy: FaultProxy, faulty_settings: Settings, limit: int
+) -> None:
+    """Subscribes racing on one topic, a quarter of whose transactions DynamoDB cancels as
+    conflicting (what concurrent transactions on one count item get on AWS): every one
+    succeeds and the count is exact; the same for the unsubscribes."""
+    users(stack, 30)
+    faulty = AwsClients(faulty_settings)
+    store = UserStore(faulty.dynamodb, faulty.names.table)
+    fault_proxy.set_rules(
+        [FaultRule("dynamodb", "transaction_conflict", 0.25, frozenset({"TransactWriteItems"}))]
+    )
+    with ThreadPoolExecutor(10) as pool:
+        made = list(
+            pool.map(lambda i: store.subscribe(TOPIC, f"u-{i}", max_subscribers=limit), range(30))
+        )
+        assert all(m is not None and m.user_id == f"u-{i}" for i, m in enumerate(made))
+        # Conflicts did happen.
+        assert fault_proxy.stats().get("transaction_conflict:TransactWriteItems", 0) > 0
+        assert store.counts.total(TOPIC) == 30 == sum(count_items(stack).values())
+        gone = list(pool.map(lambda i: store.unsubscribe(TOPIC, f"u-{i}"), range(12)))
+    fault_proxy.set_rules([])
+    assert gone == [True] * 12
+    assert store.counts.total(TOPIC) == 18
