@@ -12,6 +12,7 @@ import json
 import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +45,11 @@ templates = Environment(
     lstrip_blocks=True,
 )
 templates.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
+templates.filters["epoch_ms"] = lambda value: (
+    datetime.fromtimestamp(int(value) / 1000, UTC).isoformat(timespec="seconds")
+    if str(value).isdigit() and len(str(value)) <= 15
+    else value
+)
 templates.filters["slug"] = lambda value: "".join(
     c if c.isalnum() else "-" for c in str(value).lower()
 )
