@@ -24,7 +24,8 @@ separate processes. Phases (`--only` names them):
    emulators' meters. Alone: `python -m bench.run --only capacity` (splices its section
    into the existing report).
 8. idle (`bench/idle.py`): every long-running process on an empty stack, no traffic: AWS
-   requests per second by process and operation (target: at most 1 in total). Alone:
+   requests per second by process and operation once they have backed off, over five
+   minutes (target: at most 1 in total); ten minutes in all. Alone:
    `python -m bench.run --only idle` (splices its section into the existing report).
 Peak RSS (VmHWM) of the API and of each worker comes with every phase.
 
@@ -165,14 +166,15 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--idle-seconds",
         type=float,
-        default=60.0,
-        help="the idle phase's window of no traffic, in which every AWS call is counted",
+        default=300.0,
+        help="the idle phase's window of no traffic, in which every AWS call is counted (long "
+        "enough to hold a pass of each background process at its idle maximum)",
     )
     parser.add_argument(
         "--idle-settle",
         type=float,
-        default=20.0,
-        help="seconds the idle phase's processes run before its window opens",
+        default=300.0,
+        help="seconds the idle phase's processes run (and back off) before its window opens",
     )
     parser.add_argument(
         "--only",
