@@ -119,6 +119,8 @@ class SessionStore:
         now = time.monotonic()
         cached = self._keys.get(session.key_id)
         if cached is None or cached[0] <= now:
+            # The key's record read by id, with the key store's own key layout and decoding
+            # (there is no token to verify again: the session kept only its hash).
             resp = aws_errors.retry(
                 lambda: self._db.get_item(TableName=self._table, Key=api_keys._key(session.key_id))
             )
