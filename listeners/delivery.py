@@ -244,7 +244,16 @@ class DeliveryHandler:
             return self._storage_failed(queued, exc, ctx), False
 
     def _send(self, message: NotificationMessage) -> DeliveryResult | DeliveryError:
-        """The provider call, behind the rate limit; never raises."""
+        """What is made at send time, then the provider call behind the rate limit; never
+        raises."""
+        try:
+            if self.prepare is not None:
+                message = self.prepare(message)
+        except DeliveryError as exc:
+            return exc
+        except Exception as exc:  # a rendering bug fails this send, not the worker
+            log.exception("preparing the send failed", extra=_ctx(message))
+            return RetryableError(f"unexpected {type(exc).__name__} preparing the send")
         if self.rate_limit is not None:
             metrics.rate_limit_waited(message.channel, self.rate_limit.acquire())
         try:
@@ -252,8 +261,6 @@ class DeliveryHandler:
                 metrics.PROVIDER_SECONDS.labels(message.channel).time(),
                 tracing.child(message.notification_id, "herald.provider", channel=message.channel),
             ):
-                if self.prepare is not None:
-                    message = self.prepare(message)
                 result = self.notifier.send(message)
             if not isinstance(result, DeliveryResult):
                 return RetryableError(f"notifier returned {type(result).__name__}, not a result")
