@@ -218,11 +218,13 @@ def tally(
 
 
 def unsettled(clients: AwsClients, event_ids: Sequence[str]) -> list[str]:
-    """Events not SUCCESS or FAILED, with their status and tally."""
+    """Events not SUCCESS, FAILED or DIGESTED (settled into a digest), with their status
+    and tally."""
     out = []
     for event_id in event_ids:
         item = event_item(clients, event_id)
-        if item.get("status") not in (EventStatus.SUCCESS, EventStatus.FAILED):
+        settled = (EventStatus.SUCCESS, EventStatus.FAILED, EventStatus.DIGESTED)
+        if item.get("status") not in settled:
             out.append(
                 f"{event_id}: {item.get('status')} counts={item.get('counts')} "
                 f"fanout_complete={item.get('fanout_complete')}"
