@@ -38,7 +38,8 @@ class EvaluationPage(BaseModel):
     items: list[dict[str, Any]] = Field(
         description="Newest first: run, evaluated_at, outcome (ok|pending|firing|error|"
         "skipped), "
-        "summary, values, duration_ms, error, events, skipped_runs, lag_ms."
+        "summary, values, duration_ms, error, events, skipped_runs, lag_ms, trigger "
+        "(schedule|notify|connect: what asked for the run)."
     )
     next_cursor: str | None
 
