@@ -5,7 +5,9 @@
                   when the reconciler republished it to repair a stranded fan-out
     continuation  body: {"kind": "continuation", "event": {...Event...},
                          "cursor": "<opaque subscriber cursor>", "page": <n >= 1>,
-                         "repair": true (only in a repair's chain)}
+                         "repair": true (only in a repair's chain),
+                         "channels": [the channels earlier pages queued],
+                         "waiting_since": <epoch seconds this page first waited>}
                   attributes: kind=continuation, priority, type, category, event_id, page
 
 A topic's subscribers are routed one page per message: page 0 is the event itself, and each
@@ -20,9 +22,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from core.catalogue.event_types import EVENT_TYPES
+from core.catalogue.event_types import CHANNELS, EVENT_TYPES
 from core.catalogue.models import Event
 from core.security.tenants import SEPARATOR
 
@@ -47,6 +49,16 @@ class RouterWork:
     repair: bool = False
     """Sent by the reconciler for an event whose fan-out or notifications were stranded:
     every page is routed again, and every record not yet settled is enqueued again."""
+    channels: frozenset[str] | None = None
+    """The channels the fan-out's earlier pages queued: its pace counts only their queues
+    (None: a page from before this was carried, which counts every channel)."""
+    waiting_since: float | None = None
+    """When this page first waited for its lane (epoch seconds); it waits at most
+    `fanout_max_wait_seconds` from then."""
+
+    def channels_after(self, used: set[str]) -> frozenset[str]:
+        """The channels of this page and those before it, for the next page."""
+        return frozenset(used) | (self.channels or frozenset())
 
 
 class ContinuationBody(BaseModel):
@@ -55,6 +67,16 @@ class ContinuationBody(BaseModel):
     cursor: str = Field(min_length=1)
     page: int = Field(ge=1)
     repair: bool = False
+    channels: list[str] | None = Field(default=None, max_length=len(CHANNELS))
+    waiting_since: float | None = Field(default=None, ge=0)
+
+    @field_validator("channels")
+    @classmethod
+    def known_channels(cls, value: list[str] | None) -> list[str] | None:
+        unknown = [c for c in value or () if c not in CHANNELS]
+        if unknown:
+            raise ValueError(f"unknown channel {unknown[0][:20]!r}")
+        return value
 
 
 def decode(body: str) -> RouterWork:
@@ -72,7 +94,12 @@ def decode(body: str) -> RouterWork:
         if value.get("kind") == KIND_CONTINUATION:
             continuation = ContinuationBody.model_validate(value)
             work = RouterWork(
-                continuation.event, continuation.page, continuation.cursor, continuation.repair
+                continuation.event,
+                continuation.page,
+                continuation.cursor,
+                continuation.repair,
+                None if continuation.channels is None else frozenset(continuation.channels),
+                continuation.waiting_since,
             )
         else:
             work = RouterWork(Event.model_validate(value))
@@ -92,7 +119,14 @@ def decode(body: str) -> RouterWork:
     return work
 
 
-def continuation(event: Event, cursor: str, page: int, repair: bool = False) -> dict[str, Any]:
+def continuation(
+    event: Event,
+    cursor: str,
+    page: int,
+    repair: bool = False,
+    channels: frozenset[str] | None = None,
+    waiting_since: float | None = None,
+) -> dict[str, Any]:
     """SendMessage arguments (without QueueUrl) for fan-out page `page` of `event`."""
     body: dict[str, Any] = {
         "kind": KIND_CONTINUATION,
@@ -102,6 +136,10 @@ def continuation(event: Event, cursor: str, page: int, repair: bool = False) -> 
     }
     if repair:
         body["repair"] = True
+    if channels is not None:
+        body["channels"] = sorted(channels)
+    if waiting_since is not None:
+        body["waiting_since"] = waiting_since
     attributes = {
         "kind": KIND_CONTINUATION,
         "priority": event.priority.value,

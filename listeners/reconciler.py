@@ -27,8 +27,9 @@ for lost before that period anyway); a pass that found one goes back to the inte
 event that goes stale while the reconciler pauses is seen at most the idle maximum later.
 
 Silence is not loss while the queue the message would wait in has a backlog
-(`listeners/backlog.py`): the republish, repair or give-up waits for a pass that finds the
-queue caught up, and the event counts as deferred.
+(`listeners/backlog.py`; a router queue's delayed messages are fan-out pages waiting on
+purpose, not backlog: `listeners/fanout_pacing.py`): the republish, repair or give-up
+waits for a pass that finds the queue caught up, and the event counts as deferred.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from core.platform import metrics
 from core.platform.logs import configure_logging
 from core.platform.settings import Settings
 from listeners.backlog import Backlog
+from listeners.fanout_pacing import VisibleBacklog
 from listeners.router import REPAIR_ATTRIBUTE
 
 log = logging.getLogger("herald.reconciler")
@@ -93,11 +95,14 @@ class Reconciler:
         self._watermarks: dict[EventStatus, dict[str, Any] | None] = {}
         self._examined = 0
         self.backlog = Backlog(clients.sqs, clients.queue_url)
+        self.router_backlog = VisibleBacklog(clients.sqs, clients.queue_url)
         self._router_queues = [clients.names.router_queue(lane) for lane in LANES]
 
     def _behind(self, queues: list[str], event: dict[str, Any], report: PassReport) -> bool:
         """Whether any of `queues` has messages waiting: then the event is deferred."""
-        waiting = self.backlog.behind(queues)
+        routers = [q for q in queues if q in self._router_queues]
+        others = [q for q in queues if q not in self._router_queues]
+        waiting = self.backlog.behind(others) + self.router_backlog.behind(routers)
         if waiting:
             report.deferred += 1
             log.info("deferred: %s has messages waiting", ", ".join(waiting), extra=_ctx(event))
@@ -275,6 +280,7 @@ class Reconciler:
     def run_pass(self) -> PassReport:
         report = PassReport()
         self.backlog.forget()
+        self.router_backlog.forget()
         self._examined = 0
         self._started(report)
         self._processing(report)

@@ -293,9 +293,9 @@ class Router:
                 len(page.items) - len(recipients),
                 extra={"event_id": event.event_id},
             )
-        self._fan_out(event, recipients, work.page, redelivered, work.repair)
+        used = self._fan_out(event, recipients, work.page, redelivered, work.repair)
         if page.next_cursor:
-            self._continue(event, page.next_cursor, work.page + 1, queue, work.repair)
+            self._continue(work, page.next_cursor, queue, used)
         else:
             self._complete(event)
 
@@ -319,10 +319,11 @@ class Router:
         page: int,
         redelivered: bool,
         repair: bool = False,
-    ) -> None:
+    ) -> set[str]:
+        """One page's notifications; returns the channels it queued (the pace's)."""
         planned = plan(event, recipients, self.renderer, self.clock())
         if not planned:
-            return
+            return set()
         outcome = self.creation.create_counted(planned, redelivered=redelivered)
         metrics.notifications_planned(outcome.created)
         queued = NotificationStatus.QUEUED
@@ -351,17 +352,16 @@ class Router:
             len(to_send),
             extra={"event_id": event.event_id},
         )
+        return {n.message.channel for n in planned if n.status is queued}
 
-    def _continue(
-        self, event: Event, cursor: str, page: int, queue: str, repair: bool = False
-    ) -> None:
+    def _continue(self, work: RouterWork, cursor: str, queue: str, used: set[str]) -> None:
         """A repair sends the next page again even if it was sent once: that message may
         be the one that was lost."""
-        if not repair and self.tally.continuation_sent(event.event_id, page):
+        event, page = work.event, work.page + 1
+        if not work.repair and self.tally.continuation_sent(event.event_id, page):
             return
-        self.clients.sqs.send_message(
-            QueueUrl=self.clients.queue_url(queue), **continuation(event, cursor, page, repair)
-        )
+        body = continuation(event, cursor, page, work.repair, work.channels_after(used))
+        self.clients.sqs.send_message(QueueUrl=self.clients.queue_url(queue), **body)
         self.tally.mark_continuation_sent(event.event_id, page)
 
     def _complete(self, event: Event) -> None:
