@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from core.aws.clients import AwsClients
+from core.catalogue.event_types import Category, Priority
 from core.catalogue.models import NotificationMessage
 from core.platform.errors import PermanentError, RetryableError
 from core.platform.settings import Settings
@@ -20,8 +21,8 @@ def message(event_type: str = "trend.report") -> NotificationMessage:
         notification_id="e1:email:analyst",
         event_id="e1",
         event_type=event_type,
-        category="trend",
-        priority="normal",
+        category=Category.trend,
+        priority=Priority.normal,
         channel="email",
         recipient_id="analyst",
         addresses=["analyst@example.com"],
