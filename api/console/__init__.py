@@ -26,7 +26,10 @@ def install(app: FastAPI) -> None:
     async def on_page_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, PageError):
             raise exc
-        return render(request, "error.html", status=exc.status, error=exc.message, code=exc.status)
+        signed_in = getattr(request.state, "console_viewer", None)
+        return render(
+            request, "error.html", signed_in, status=exc.status, error=exc.message, code=exc.status
+        )
 
     async def on_sign_in(_: Request, exc: Exception) -> Response:
         if not isinstance(exc, SignInNeeded):

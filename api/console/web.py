@@ -125,6 +125,7 @@ async def viewer(request: Request, scope: str | None = None) -> Viewer:
     if wait > 0:
         raise PageError(429, "this key's rate limit is reached; retry in a moment")
     found = Viewer(key, session, services_of(request))
+    request.state.console_viewer = found  # an error page still shows the signed-in menu
     if scope is not None:
         found.require(scope)
     return found
