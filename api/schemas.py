@@ -301,6 +301,14 @@ class NotificationOut(BaseModel):
         default=None, description="SCHEDULED: when it is due (quiet hours, send_at_local)."
     )
     history: list[StatusChange] = Field(default_factory=list)
+    history_dropped: int = Field(
+        default=0,
+        description="Receipts that came after the history held its most entries: counted "
+        "here instead of listed (the newest is last_receipt).",
+    )
+    last_receipt: StatusChange | None = Field(
+        default=None, description="The newest receipt, when the history was full."
+    )
 
 
 class EventOut(BaseModel):

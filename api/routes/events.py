@@ -293,6 +293,8 @@ def to_notification_out(n: dict[str, Any]) -> NotificationOut:
         provider_message_id=n.get("provider_message_id"),
         deliver_at=n.get("deliver_at"),
         history=n.get("history", []),
+        history_dropped=n.get("history_dropped", 0),
+        last_receipt=n.get("last_receipt"),
     )
 
 
