@@ -14,9 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import uvicorn
+from twilio.request_validator import RequestValidator
 
 from api.main import create_app
 from core.aws.clients import AwsClients
@@ -57,6 +59,25 @@ class ConsoleStack:
         resp = self.api.post("/events", json=body)
         assert resp.status_code == 202, resp.text
         return str(resp.json()["event_id"])
+
+    def event(self, event_id: str) -> dict[str, Any]:
+        return dict(self.api.get(f"/events/{event_id}").json())
+
+    def twilio_receipt(self, notification_id: str, message_sid: str, status: str) -> None:
+        """Post Twilio's status callback for a notification, signed with the stack's
+        (sandbox) auth token as Twilio signs it."""
+        url = f"{self.base}/webhooks/twilio?{urlencode({'notification_id': notification_id})}"
+        params = {"MessageSid": message_sid, "MessageStatus": status}
+        signature = RequestValidator(self.settings.twilio_auth_token).compute_signature(url, params)
+        resp = httpx.post(
+            url,
+            content=urlencode(params),
+            headers={
+                "content-type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature,
+            },
+        )
+        assert resp.status_code == 200, resp.text
 
     def wait_for_event(self, event_id: str, statuses: set[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}

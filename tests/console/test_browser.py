@@ -57,8 +57,16 @@ def test_an_event_is_found_opened_and_each_notification_is_sent(
     recipients = page.locator(".recipient").all_inner_texts()
     assert "ana@example.com" not in recipients and "+14155550123" not in recipients
     shot(page, "event")
+
+    # Twilio's receipt for the SMS (signed as Twilio signs it) shows on the page.
+    sms = next(n for n in running.event(event_id)["notifications"] if n["channel"] == "sms")
+    running.twilio_receipt(sms["notification_id"], sms["provider_message_id"], "delivered")
+    page.reload()
+    article = page.locator("article.notification").filter(has_text="sms")
+    assert "Provider receipts: DELIVERED" in article.locator(".receipts").inner_text()
+    shot(page, "event-receipt")
     if os.environ.get("UPDATE_DOCS"):
-        shutil.copyfile(SHOTS / "event.png", README_SHOT)
+        shutil.copyfile(SHOTS / "event-receipt.png", README_SHOT)
 
     # Readable on a phone: nothing wider than the screen, and keyboard users skip the menu.
     page.set_viewport_size({"width": 390, "height": 844})
