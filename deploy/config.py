@@ -28,6 +28,7 @@ DEFAULT_BOUNDS: dict[str, tuple[int, int]] = {
     "router": (1, 10),
     "evaluator": (1, 4),
     "scheduler": (1, 1),
+    "due-sender": (1, 1),
     "listener": (1, 1),
     "reconciler": (1, 1),
     "worker": (1, 20),  # each channel's worker

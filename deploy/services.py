@@ -103,6 +103,15 @@ def services(resources: Resources) -> list[Service]:
             ("python", "-m", "alerting.scheduler"),
             sends_to=rules_queues,
         ),
+        # The due sender reads and writes due work and the records it releases in the
+        # table, sends released notifications to the channel queues and publishes delayed
+        # events when due.
+        Service(
+            "due-sender",
+            ("python", "-m", "listeners.due_sender"),
+            sends_to=channel_queues,
+            publishes=True,
+        ),
         Service(
             "evaluator",
             ("python", "-m", "alerting.evaluator"),

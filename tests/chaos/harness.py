@@ -269,6 +269,7 @@ class ChaosStack:
             ),
             Program("router", ["-m", "listeners.router"], routers),
             Program("reconciler", ["-m", "listeners.reconciler"]),
+            Program("due-sender", ["-m", "listeners.due_sender"]),
             Program("scheduler", ["-m", "alerting.scheduler"]),
             Program("evaluator", ["-m", "alerting.evaluator"]),
             Program("listener", ["-m", "alerting.listener"]),

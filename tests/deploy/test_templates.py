@@ -11,7 +11,7 @@ from aws_cdk.assertions import Match
 from core.catalogue.event_types import CHANNELS
 from tests.deploy.conftest import PREFIX, Synthesized
 
-SERVICES = ["api", "router", "scheduler", "evaluator", "listener", "reconciler"]
+SERVICES = ["api", "router", "scheduler", "evaluator", "listener", "reconciler", "due-sender"]
 SERVICES += [f"worker-{c}" for c in CHANNELS]
 
 
@@ -114,6 +114,9 @@ def test_each_role_names_only_what_its_service_touches(fargate: Synthesized) -> 
     assert "sns:Publish" in task_role_policy(fargate, "worker-push")
     scheduler = task_role_policy(fargate, "scheduler")
     assert f"{PREFIX}-rules-critical" in scheduler and "sqs:ReceiveMessage" not in scheduler
+    due = task_role_policy(fargate, "due-sender")
+    assert f"{PREFIX}-push-normal" in due and "sqs:ReceiveMessage" not in due
+    assert "sns:Publish" in due  # delayed events are published when due
     router = task_role_policy(fargate, "router")
     assert f"{PREFIX}-email-normal" in router and f"{PREFIX}-email-normal-dlq" not in router
     for service in SERVICES:
@@ -187,8 +190,8 @@ def test_alarms_notify_the_alarm_topic(fargate: Synthesized) -> None:
 def test_compute_lambda_runs_the_router_and_workers_as_functions(on_lambda: Synthesized) -> None:
     template = on_lambda.templates["compute"]
     template.resource_count_is("AWS::Lambda::Function", 1 + len(CHANNELS))
-    # api, scheduler, evaluator, listener, reconciler
-    template.resource_count_is("AWS::ECS::Service", 5)
+    # api, scheduler, evaluator, listener, reconciler, due-sender
+    template.resource_count_is("AWS::ECS::Service", 6)
     template.resource_count_is("AWS::Lambda::EventSourceMapping", 2 * (1 + len(CHANNELS)))
     template.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",

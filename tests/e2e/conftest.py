@@ -149,6 +149,7 @@ def herald(
     commands = {
         "api": ["-m", "uvicorn", "api.main:create_app", "--factory", "--port", str(port)],
         "router": ["-m", "listeners.router"],
+        "due-sender": ["-m", "listeners.due_sender"],
         **{f"worker-{c}": ["-m", "listeners.worker", "--channel", c] for c in CHANNELS},
     }
     processes = {
@@ -156,7 +157,7 @@ def herald(
     }
     base = f"http://127.0.0.1:{port}"
     try:
-        # Patient: seven processes start at once, beside whatever else the machine runs.
+        # Patient: eight processes start at once, beside whatever else the machine runs.
         assert wait_until(lambda: http_ok(f"{base}/health"), timeout=90), "API did not start"
         with httpx.Client(base_url=base, timeout=10, headers=AUTH) as api:
             herald = Herald(api, sandbox_server, clients, settings, processes)
