@@ -131,3 +131,26 @@ def test_a_revoked_key_ends_its_session(
     app = cast(FastAPI, api.app)
     app.state.console_sessions._keys.clear()
     assert browser_like.get("/console/events", follow_redirects=False).status_code == 303
+
+
+def test_a_session_past_its_expiry_is_gone_before_the_ttl_removes_it(stack: Stack) -> None:
+    from api.console.sessions import SessionStore, _key
+    from core.security.api_keys import ApiKeyStore
+
+    token = new_key(stack, "events:read")
+    key = ApiKeyStore(stack.clients.dynamodb, stack.clients.names.table).verify(token)
+    assert key is not None
+    store = SessionStore(stack.clients.dynamodb, stack.clients.names.table)
+    session = store.create(key, token)
+    assert store.get(session.session_id) == session
+    item = stack.clients.dynamodb.get_item(
+        TableName=stack.clients.names.table, Key=_key(session.session_id)
+    )["Item"]
+    assert token not in str(item) and session.session_id not in str(item)  # hashes only
+    stack.clients.dynamodb.update_item(
+        TableName=stack.clients.names.table,
+        Key=_key(session.session_id),
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": "1000"}},
+    )
+    assert store.get(session.session_id) is None
