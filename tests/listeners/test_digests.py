@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from core.catalogue.event_types import EVENT_TYPES, Digest, Priority
 from core.catalogue.models import Event, EventRecord, EventStatus, iso, utcnow
-from core.digests.items import DigestHead, digest_pk
+from core.digests.items import DigestHead, digest_pk, parse_time
 from core.digests.store import DigestStore
 from core.directory.profiles import Preferences, ProfileFields
 from core.directory.users import UserStore
@@ -22,6 +23,7 @@ from core.timing.due_work import DueStore
 from listeners.batch import BatchSettler
 from listeners.digest_closing import build_digest_closer
 from listeners.digesting import close_work
+from listeners.due_sender import build_sender
 from listeners.messages import Ack, QueueMessage
 from listeners.router import Router
 from listeners.worker import build_worker
@@ -265,3 +267,27 @@ def test_a_critical_event_is_never_digested(live: Stack, sandbox: Any) -> None:
     found, _ = stored(live, event.event_id)
     assert found.status is EventStatus.PROCESSING
     assert received(live, live.clients.names.channel_queue("sms", "critical"))
+
+
+def test_the_due_sender_closes_a_window_at_its_end(live: Stack, sandbox: Any) -> None:
+    first, _ = like(live, "Bo"), like(live, "Ann")
+    assert route(live) == [Ack(), Ack()]
+    head = head_of(live, first)
+    ends = parse_time(head.closes_at)
+    before = build_sender(live.settings, live.clients, clock=lambda: ends - timedelta(seconds=5))
+    try:
+        before.run_pass()
+    finally:
+        before.close()
+    assert head_of(live, first).status == "OPEN"
+    after = build_sender(live.settings, live.clients, clock=lambda: ends + timedelta(seconds=1))
+    try:
+        after.run_pass()
+    finally:
+        after.close()
+    assert head_of(live, first).status == "CLOSED"
+    send_all(live)
+    assert sorted(texts(sandbox)) == [
+        "Bo and 1 other liked your post",
+        "Bo and 1 other liked your post p-7.",
+    ]
