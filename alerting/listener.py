@@ -20,8 +20,9 @@ up to HERALD_LISTEN_RECONNECT_MAX_SECONDS. PostgreSQL keeps no NOTIFY for a list
 is not connected, so every (re)connection asks for one run of each of the data source's
 listening rules: what changed while nobody listened is evaluated at once.
 
-The rules are reread every HERALD_LISTEN_RULES_REFRESH_SECONDS (a page of the rules index):
-a new or changed listening rule is listened for within that time.
+The listening rules are reread every HERALD_LISTEN_RULES_REFRESH_SECONDS (one Query of
+their index, `alerting/listen_index.py`, however many rules there are): a new or changed
+listening rule is listened for within that time.
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
 from alerting.listen_connection import connect
+from alerting.listen_index import listening
 from alerting.listen_lease import ListenLeases
 from alerting.listen_runs import ListenRule, RunRequests
-from alerting.rule_store import RuleStore
 from alerting.sources import DataSources, safe_error
+from core.aws import dynamo
 from core.aws import errors as aws_errors
 from core.aws.clients import AwsClients
 from core.catalogue.event_types import Lane
@@ -59,7 +61,6 @@ TICK_SECONDS = 0.1  # how often due runs are flushed to the queue
 POLL_SECONDS = 0.25  # the longest a connection thread waits before it looks at its rules
 NOTIFY_BATCH = 100
 RECONNECT_MIN_SECONDS = 0.5
-RULES_PAGE = 100
 
 
 class SourceListener:
@@ -162,7 +163,7 @@ class Listener:
         self.settings = settings
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}"
         table = clients.names.table
-        self.rules = RuleStore(clients.dynamodb, table, settings.scheduler_shards)
+        self._dynamodb, self._table = clients.dynamodb, table
         self.leases = ListenLeases(clients.dynamodb, table, self.owner)
         self.datasources = datasources or DataSources(settings, clients.client("secretsmanager"))
         self.runs = RunRequests(clients, settings.listen_debounce_seconds)
@@ -171,24 +172,17 @@ class Listener:
         self._held_until: dict[str, float] = {}
 
     def load_rules(self) -> dict[str, list[ListenRule]]:
-        """The enabled listening rules, by data source (every page of the rules index)."""
+        """The listening rules, by data source (the index of them, one partition)."""
         known = set(self.datasources.names())
         found: dict[str, list[ListenRule]] = {}
-        cursor: str | None = None
-        while True:
-            page, cursor = self.rules.page(RULES_PAGE, cursor)
-            for rule in page:
-                source = rule.source
-                if not (rule.enabled and rule.listen and source.kind == "sql"):
-                    continue
-                if source.datasource not in known:
-                    continue  # taken out of HERALD_DATASOURCES since: its schedule reports it
-                lane: Lane = "critical" if rule.severity == "critical" else "normal"
-                found.setdefault(source.datasource, []).append(
-                    ListenRule(rule.id, rule.listen, lane)
-                )
-            if cursor is None:
-                return found
+        for entry in listening(self._dynamodb, self._table):
+            datasource = str(entry["datasource"])
+            if datasource not in known:
+                continue  # taken out of HERALD_DATASOURCES since: its schedule reports it
+            lane: Lane = "critical" if entry.get("lane") == "critical" else "normal"
+            rule = ListenRule(str(entry[dynamo.SK]), str(entry["channel"]), lane)
+            found.setdefault(datasource, []).append(rule)
+        return found
 
     def keep_leases(self) -> None:
         """Claim or renew each wanted data source's lease; start what was won, stop what

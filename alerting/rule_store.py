@@ -6,6 +6,7 @@
                                SK EVAL#<run>      one evaluation (TTL'd)
                                SK OUT#<run>#<n>   a run's events not yet published
     PK DUE#<minute>#<shard>    SK R#<due>#<id>    a due run (alerting/due.py)
+    PK LISTENING               SK <id>            a listening rule (alerting/listen_index.py)
 
 A rule is written with its next due item in one transaction (conditioned on the version
 read, so concurrent writers conflict instead of overwriting); the due item of the version
@@ -30,7 +31,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from alerting import due
+from alerting import due, listen_index
 from alerting.rules import Rule, RuleIn
 from alerting.schedule import next_due
 from core.aws import dynamo
@@ -126,7 +127,7 @@ class RuleStore:
             put["ExpressionAttributeValues"] = {":v": {"N": str(existing["version"])}}
         else:
             put["ConditionExpression"] = "attribute_not_exists(PK)"
-        ops: list[dict[str, Any]] = [{"Put": put}]
+        ops: list[dict[str, Any]] = [{"Put": put}, *listen_index.index_ops(self._table, old, rule)]
         first_due = None
         if rule.enabled:
             first_due = next_due(rule.schedule, rule.timezone, now)
@@ -157,7 +158,9 @@ class RuleStore:
         existing = self.get_item(rule_id)
         if existing is None:
             return False
+        old = Rule.model_validate_json(existing["rule_json"])
         ops: list[dict[str, Any]] = [
+            *listen_index.index_ops(self._table, old, None),
             {
                 "Delete": {
                     "TableName": self._table,

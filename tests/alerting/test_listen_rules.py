@@ -13,7 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from alerting.listen_connection import connect
+from alerting.listen_index import listening
 from alerting.listen_runs import ListenRule, RunRequests, window_end
+from alerting.rule_store import RuleStore
+from alerting.rules import RuleIn
 from alerting.sources import DataSources
 from api.main import create_app
 from core.catalogue.models import utcnow
@@ -99,3 +102,22 @@ def test_the_listening_connection_is_read_only_and_timed_out(
         conn.execute("LISTEN orders_changed")  # LISTEN is allowed read-only
         with pytest.raises(Exception, match="read-only"):
             conn.execute("CREATE TABLE t (id int)")
+
+
+def test_the_index_of_listening_rules_follows_the_rules(stack: Stack) -> None:
+    table = stack.clients.names.table
+    store = RuleStore(stack.clients.dynamodb, table, 8)
+
+    def indexed() -> dict[str, str]:
+        return {e["SK"]: e["channel"] for e in listening(stack.clients.dynamodb, table)}
+
+    store.put("a", RuleIn.model_validate(RULE))
+    store.put("b", RuleIn.model_validate({**RULE, "listen": None}))
+    store.put("c", RuleIn.model_validate({**RULE, "listen": "other"}))
+    assert indexed() == {"a": "orders_changed", "c": "other"}
+    store.put("a", RuleIn.model_validate({**RULE, "enabled": False}))
+    store.put("c", RuleIn.model_validate({**RULE, "listen": None}))
+    store.put("b", RuleIn.model_validate(RULE))
+    assert indexed() == {"b": "orders_changed"}
+    store.delete("b")
+    assert indexed() == {}
