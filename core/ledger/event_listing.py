@@ -22,7 +22,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -190,18 +190,30 @@ class ShardedReader:
 
     def oldest(
         self,
-        status: EventStatus,
+        kinds: Mapping[EventStatus, str],
         cutoff: str,
-        touched: str,
         watermark: dict[str, Any] | None,
         limit: int,
         shards: int = event_index.STATUS_SHARDS,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """Up to `limit` `status` index entries created and last `touched` before `cutoff`,
-        shard after shard (oldest first within each) of `shards` (the most any layout still
-        read has), from `watermark` on (a shard and a key); and the next watermark, None
-        once every shard has been read to its end. `Limit` applies before the filter, so one
-        call reads at most `limit` entries per shard it reaches."""
+        """Up to `limit` status index entries of the statuses in `kinds` created and last
+        touched (`kinds[status]`: the attribute that says when) before `cutoff`, shard after
+        shard (oldest first within each) of `shards` (the most any layout still read has),
+        from `watermark` on (a shard and a key); and the next watermark, None once every
+        shard has been read to its end. The statuses must share their index key (`OPEN`
+        holds START and PROCESSING): one query per shard reads them all. `Limit` applies
+        before the filter, so one call reads at most `limit` entries per shard it reaches."""
+        first, *_ = kinds
+        partition = event_index.status_partition(first, 0).rsplit("#", 1)[0]
+        if any(event_index.status_partition(s, 0) != f"{partition}#0" for s in kinds):
+            raise ValueError("oldest: the statuses must share one index key")
+        names = {"#p": event_index.STATUS_ATTR, "#k": event_index.EVENT_SORT, "#st": "status"}
+        values: dict[str, Any] = {":cutoff": {"S": cutoff}}
+        terms = []
+        for i, (status, touched) in enumerate(sorted(kinds.items())):
+            names[f"#t{i}"] = touched
+            values[f":s{i}"] = {"S": status.value}
+            terms.append(f"(#st = :s{i} AND #t{i} < :cutoff)")
         shard = int((watermark or {}).get("shard", 0))
         start = (watermark or {}).get("key")
         found: list[dict[str, Any]] = []
@@ -210,18 +222,9 @@ class ShardedReader:
                 "TableName": self._table,
                 "IndexName": event_index.BY_STATUS,
                 "KeyConditionExpression": "#p = :p AND #k < :cutoff",
-                "FilterExpression": "#t < :cutoff AND #st = :status",
-                "ExpressionAttributeNames": {
-                    "#p": event_index.STATUS_ATTR,
-                    "#k": event_index.EVENT_SORT,
-                    "#t": touched,
-                    "#st": "status",
-                },
-                "ExpressionAttributeValues": {
-                    ":p": {"S": event_index.status_partition(status, shard)},
-                    ":cutoff": {"S": cutoff},
-                    ":status": {"S": status.value},
-                },
+                "FilterExpression": " OR ".join(terms),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": {**values, ":p": {"S": f"{partition}#{shard}"}},
                 "Limit": limit - len(found),
             }
             if start:

@@ -220,8 +220,8 @@ class Settings(
     reconcile_pages_per_pass: int = Field(
         default=10,
         ge=1,
-        description="Index pages the reconciler reads per pass and kind; it resumes where it "
-        "stopped, so stuck events never hide newer ones.",
+        description="Index pages the reconciler reads per pass (START and PROCESSING events "
+        "together); it resumes where it stopped, so stuck events never hide newer ones.",
     )
 
     # --- listeners -------------------------------------------------------------------------
