@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -61,6 +62,7 @@ TICK_SECONDS = 0.1  # how often due runs are flushed to the queue
 POLL_SECONDS = 0.25  # the longest a connection thread waits before it looks at its rules
 NOTIFY_BATCH = 100
 RECONNECT_MIN_SECONDS = 0.5
+FOREVER = datetime.max.replace(tzinfo=UTC)
 
 
 class SourceListener:
@@ -274,11 +276,12 @@ class Listener:
             self.close()
 
     def close(self) -> None:
-        """Stop listening, send what is due, give the leases up."""
+        """Stop listening, send every run asked for (its window need not have ended: the
+        next holder of the lease would not know of it), give the leases up."""
         for datasource in list(self.active):
             self._drop(datasource, release=True)
         try:
-            self.runs.flush()
+            self.runs.flush(FOREVER)
         except Exception:
             log.exception("runs not sent at stop")
 

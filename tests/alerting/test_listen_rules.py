@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from alerting.listen_connection import connect
 from alerting.listen_index import listening
 from alerting.listen_runs import ListenRule, RunRequests, window_end
+from alerting.listener import Listener
 from alerting.rule_store import RuleStore
 from alerting.rules import RuleIn
 from alerting.sources import DataSources
@@ -121,3 +122,11 @@ def test_the_index_of_listening_rules_follows_the_rules(stack: Stack) -> None:
     assert indexed() == {"b": "orders_changed"}
     store.delete("b")
     assert indexed() == {}
+
+
+def test_a_stopping_listener_sends_the_runs_asked_for(stack: Stack) -> None:
+    listener = Listener(stack.settings, stack.clients, owner="stopping")
+    listener.runs.ask([ListenRule("late", "c", "normal")], utcnow(), "notify")
+    listener.close()  # before the window ends: sent all the same
+    [sent] = queued_runs(stack)
+    assert (sent["rule_id"], sent["trigger"]) == ("late", "notify")
