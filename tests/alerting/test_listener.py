@@ -271,8 +271,17 @@ def test_a_restarted_database_is_listened_to_again(
 
 
 @pytest.mark.parametrize("initial", [False, True])
+@pytest.mark.parametrize(
+    ("condition", "reported"),
+    [({"kind": "new_rows", "key_column": "id"}, "2 new row(s)"), ({"kind": "changed"}, "changed")],
+)
 def test_notify_initial_reports_the_first_result(
-    stack: Stack, orders: Database, settings_for: Any, initial: bool
+    stack: Stack,
+    orders: Database,
+    settings_for: Any,
+    initial: bool,
+    condition: dict[str, Any],
+    reported: str,
 ) -> None:
     orders.execute("INSERT INTO orders VALUES (1), (2)")
     settings = settings_for(orders)
@@ -281,7 +290,7 @@ def test_notify_initial_reports_the_first_result(
         stack,
         "initial",
         source={"kind": "sql", "datasource": "warehouse", "query": "SELECT id FROM orders"},
-        condition={"kind": "new_rows", "key_column": "id"},
+        condition=condition,
         notify_initial=initial,
         listen=None,
     )
@@ -292,7 +301,8 @@ def test_notify_initial_reports_the_first_result(
     if initial:
         assert outcome == "firing"
         assert recorded["events_total"] == 1
-        assert "2 new row(s)" in recorded["summary"]
+        assert [e["action"] for e in recorded["events"]] == ["trigger"]  # nothing resolved
+        assert reported in recorded["summary"]
     else:
         assert outcome == "ok"
         assert recorded["events_total"] == 0
