@@ -25,9 +25,9 @@ from core.catalogue.models import (
 from core.catalogue.templates import TemplateError, TemplateRenderer
 from core.directory.preferences import decide
 from core.directory.profiles import UserProfile
-from core.ledger.event_tally import RECORD_SHARDS, TALLY_SHARDS
 from core.ledger.notification_records import NewNotification
 from core.ledger.record_counts import SELF_COUNTED_MAX
+from core.ledger.shard_layout import DEFAULT_LAYOUT, ShardLayout
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,15 @@ class Recipient:
 
 
 def plan(
-    event: Event, recipients: Sequence[Recipient], renderer: TemplateRenderer, now: datetime
+    event: Event,
+    recipients: Sequence[Recipient],
+    renderer: TemplateRenderer,
+    now: datetime,
+    layout: ShardLayout = DEFAULT_LAYOUT,
 ) -> list[NewNotification]:
+    """The notifications of `event` to `recipients`; a topic's records and counts spread
+    over `layout`'s shards (each event keeps the counts it was planned with: they ride on
+    its messages and its tally)."""
     planned: list[NewNotification] = []
     for recipient in recipients:
         profile = recipient.profile
@@ -66,8 +73,8 @@ def plan(
                 "addresses": list(decision.addresses),
                 "content": {},
                 "created_at": iso(now),
-                "tally_shards": TALLY_SHARDS if event.topic else 1,
-                "record_shards": RECORD_SHARDS if event.topic else 1,
+                "tally_shards": layout.tally if event.topic else 1,
+                "record_shards": layout.records if event.topic else 1,
             }
             if not decision.send:
                 planned.append(

@@ -51,6 +51,7 @@ from core.catalogue.models import Event, EventStatus, NotificationStatus, utcnow
 from core.catalogue.templates import TemplateRenderer
 from core.directory.users import StoreBusy, UserStore
 from core.ledger.notification_records import EventClosed, EventNotFound
+from core.ledger.shard_layout import ShardLayout
 from core.ledger.wiring import Ledger, build_ledger
 from core.platform import metrics, tracing
 from core.platform.logs import configure_logging
@@ -102,7 +103,9 @@ class Router:
         self.settings = settings
         self.clients = clients
         self.users = users or UserStore(clients.dynamodb, table)
-        ledger = ledger or build_ledger(clients.dynamodb, table, retention)
+        layout = ShardLayout.of(settings)
+        ledger = ledger or build_ledger(clients.dynamodb, table, retention, layout)
+        self.layout = ledger.layout
         # Deferred notifications' due items are put as their records are created.
         self.deferral = due_handlers.build_deferral(settings, clients, ledger=ledger)
         self.creation = self.deferral.creating()
@@ -321,7 +324,7 @@ class Router:
         repair: bool = False,
     ) -> set[str]:
         """One page's notifications; returns the channels it queued (the pace's)."""
-        planned = plan(event, recipients, self.renderer, self.clock())
+        planned = plan(event, recipients, self.renderer, self.clock(), self.layout)
         if not planned:
             return set()
         outcome = self.creation.create_counted(planned, redelivered=redelivered)

@@ -15,17 +15,18 @@ from typing import Any, TypedDict, Unpack
 from core.aws import dynamo
 from core.catalogue.models import NotificationMessage, iso, utcnow
 from core.ledger import record_counts
+from core.ledger.shard_layout import DEFAULT_LAYOUT
 
 # A topic's fan-out counts its outcomes on this many tally items, so that thousands of
 # outcomes a second do not all write one partition key; creation counts, fan-out progress
 # and the shard count stay on shard 0, and readers sum the shards. A transaction's outcomes
 # of one event count together on the shard of the first of them: one counter update per
 # event per transaction, as with a single tally.
-TALLY_SHARDS = 8
+TALLY_SHARDS = DEFAULT_LAYOUT.tally  # 8; `core.ledger.shard_layout` for other rates
 # ... and keeps its records on this many partitions (core.aws.dynamo.record_pk): creating,
 # claiming and recording a notification take about six write units, so at 1,000
 # notifications a second 32 partitions keep each under a fifth of its 1,000.
-RECORD_SHARDS = 32
+RECORD_SHARDS = DEFAULT_LAYOUT.records  # 32
 # Records created SCHEDULED (counted at creation on shard 0, never taken back): at the end
 # of a fan-out, all pending records SCHEDULED means the event waits (core.timing).
 SCHEDULED_COUNT = "scheduled"
