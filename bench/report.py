@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import capacity_report, idle
+from bench import capacity_report, due_lag, idle
 from bench.figures import figures_table, lookup
 
 # The hops of one notification, in the order it takes them.
@@ -396,6 +396,7 @@ def render(
         ]
     out += capacity_report.section(results.get("capacity"), before_capacity)
     out += idle.section(results.get("idle"))
+    out += due_lag.section(results.get("due_lag"))
     peaks = results.get("peak_rss_mb") or {}
     if peaks:
         out += ["## Peak memory", "", "| process (run) | VmHWM MB |", "|---|---|"]

@@ -27,6 +27,10 @@ separate processes. Phases (`--only` names them):
    requests per second by process and operation once they have backed off, over five
    minutes (target: at most 1 in total); ten minutes in all. Alone:
    `python -m bench.run --only idle` (splices its section into the existing report).
+9. due_lag (`bench/due_lag.py`): deferred notifications due in the same minute (10,000 by
+   default): the lag from the due time to the provider (p50, p99), and the due sender's
+   requests and CPU per notification. Alone: `python -m bench.run --only due_lag`
+   (splices its section into the existing report).
 Peak RSS (VmHWM) of the API and of each worker comes with every phase.
 
 `make bench` leaves out what takes long: the capacity phase's topic of 100,000 subscribers
@@ -54,7 +58,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import capacity, capacity_report, figures, idle, report, rules
+from bench import capacity, capacity_report, due_lag, figures, idle, report, rules
 from bench.api_load import phase_api
 from bench.emulator_probe import phase_emulator
 from bench.pipeline import phase_latency, phase_priority, phase_requests
@@ -177,8 +181,17 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         help="seconds the idle phase's processes run (and back off) before its window opens",
     )
     parser.add_argument(
+        "--due-count", type=int, default=10_000, help="notifications of the due_lag phase"
+    )
+    parser.add_argument(
+        "--due-lead",
+        type=float,
+        default=300.0,
+        help="seconds from the due_lag phase's event to its due minute (the fan-out's time)",
+    )
+    parser.add_argument(
         "--only",
-        default="api,requests,latency,priority,emulator,rules,capacity,idle",
+        default="api,requests,latency,priority,emulator,rules,capacity,idle,due_lag",
         help="phases to run, comma-separated",
     )
     parser.add_argument(
@@ -263,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ),
         ("idle", lambda: idle.phase_idle(stack, results, args.idle_seconds, args.idle_settle)),
+        ("due_lag", lambda: due_lag.phase_due_lag(stack, results, args.due_count, args.due_lead)),
     ]
     try:
         stack.start()
@@ -299,6 +313,12 @@ def main(argv: list[str] | None = None) -> int:
         text = "\n".join(idle.section(results["idle"]))
         out.write_text(idle.splice(out.read_text() if out.exists() else "", text))
         log(f"wrote the idle section of {args.out}")
+        return 0
+    if phases == {"due_lag"}:  # its own section of the report, the rest as it was
+        out = Path(args.out)
+        text = "\n".join(due_lag.section(results["due_lag"]))
+        out.write_text(due_lag.splice(out.read_text() if out.exists() else "", text))
+        log(f"wrote the due_lag section of {args.out}")
         return 0
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

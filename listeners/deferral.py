@@ -98,6 +98,7 @@ class Deferral:
         existing = existing or {}
         waits: dict[str, int] = {}
         moves: dict[str, int] = {}
+        works: list[DueWork] = []
         for note in planned:
             m = note.message
             status = existing.get(m.notification_id, note.status.value)
@@ -105,9 +106,10 @@ class Deferral:
                 # A record an earlier routing made SCHEDULED that the plan of now would
                 # send at once: that routing may have died before its due item; due now.
                 waits[m.event_id] = waits.get(m.event_id, 0) + 1
-                self.due.schedule(self._work(m, note.deliver_at or iso(utcnow())))
+                works.append(self._work(m, note.deliver_at or iso(utcnow())))
             elif status in ("QUEUED", "SENDING", "RETRYING"):
                 moves[m.event_id] = moves.get(m.event_id, 0) + 1
+        self.due.schedule_many(works)
         with self._lock:
             if len(self._memo) > MEMO_MAX:
                 self._memo.clear()  # only a hint: park reads the tally without it
