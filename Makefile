@@ -131,4 +131,4 @@ synth: install
 	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
 
 clean:
-	rm -rf $(VENV) var cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var cdk.out test-output .pytest_cache .mypy_cache .ruff_cache
