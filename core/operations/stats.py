@@ -37,7 +37,8 @@ def events_by_status(
     without a tenant are `default`'s).
 
     In-flight and failed events are counted in the status index; every event of the window
-    in the day index; `SUCCESS`, which leaves the status index, is the difference."""
+    in the day index; `SUCCESS`, which leaves the status index, is the difference (and so
+    counts `DIGESTED` events too, which leave it as well)."""
     since = iso(utcnow() - window)
     reader = ShardedReader(db, table)
     counts: dict[str, int] = {}
@@ -52,7 +53,8 @@ def events_by_status(
         recent_day_source(since, layout.listing_read), since, tenant, max_pages
     )
     counts[EventStatus.SUCCESS.value] = max(0, total - sum(counts.values()))
-    counts = {status.value: counts[status.value] for status in EventStatus}
+    counted = event_index.INDEXED_STATUSES | {EventStatus.SUCCESS}
+    counts = {status.value: counts[status.value] for status in EventStatus if status in counted}
     return {
         "window_seconds": int(window.total_seconds()),
         "counts": counts,
