@@ -25,6 +25,15 @@ from core.operations.audit import MAX_EVENTS, AuditReport, ProviderMessage
 SANDBOX_TIMEOUT_SECONDS = 30
 
 
+def stuck_after(settings: Any) -> float:
+    """How long an open event may go unchanged before it is stuck rather than slow: past
+    the reconciler's last repair (each waits twice the one before, from the stranded
+    period) and its last republish (likewise from the grace)."""
+    repairs = settings.reconcile_stranded_seconds * 2 ** min(settings.reconcile_max_repairs + 1, 7)
+    publishes = settings.reconcile_grace_seconds * 2 ** min(settings.reconcile_max_publishes + 1, 7)
+    return float(max(repairs, publishes))
+
+
 def when(value: str, now: datetime | None = None) -> datetime:
     """An ISO time (UTC unless it says), or a duration back from now (`90s`, `15m`, `2h`,
     `1d`)."""
@@ -67,6 +76,7 @@ def run_audit(
     sandbox_url: str | None,
     moving_seconds: float,
     max_events: int = MAX_EVENTS,
+    stuck_seconds: float | None = None,
 ) -> AuditReport:
     """One audit of the stack `settings` names (the chaos harness calls this too)."""
     from core.aws.clients import AwsClients
@@ -78,7 +88,12 @@ def run_audit(
     reads = build_ledger(clients.dynamodb, table, settings.event_retention_days).event_reads
     messages = sandbox_messages(sandbox_url) if sandbox_url else None
     return Auditor(clients.dynamodb, table, reads).run(
-        since, until, messages, moving_seconds=moving_seconds, max_events=max_events
+        since,
+        until,
+        messages,
+        moving_seconds=moving_seconds,
+        stuck_seconds=stuck_seconds,
+        max_events=max_events,
     )
 
 
@@ -96,6 +111,12 @@ def main(argv: list[str]) -> int:
         "--moving-seconds",
         type=float,
         help="leave alone open events touched this recently (default: the reconciler's grace)",
+    )
+    parser.add_argument(
+        "--stuck-seconds",
+        type=float,
+        help="an open event unchanged this long is stuck (default: past the reconciler's "
+        "last repair)",
     )
     parser.add_argument("--max-events", type=int, default=MAX_EVENTS)
     parser.add_argument("--json", action="store_true", help="the whole report as JSON")
@@ -115,6 +136,7 @@ def main(argv: list[str]) -> int:
         None if args.no_provider else sandbox,
         settings.reconcile_grace_seconds if moving is None else moving,
         args.max_events,
+        stuck_after(settings) if args.stuck_seconds is None else args.stuck_seconds,
     )
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))

@@ -15,8 +15,10 @@ instead of a total that is off by one.
   sending), and a complete fan-out that made records has at least one FAILED
   (an event-level failure, such as an unknown user or a given-up fan-out, may have none);
 - START or PROCESSING: not every record settled with the fan-out complete (then it
-  should have settled). An open event touched within `moving_seconds` is not judged at
-  all: its records, tally and status are being written while they are read;
+  should have settled), and, given `stuck_seconds`, not left unchanged (the event and
+  every record) for that long: the reconciler would have republished, repaired or given
+  up by then. An open event changed within `moving_seconds` is not judged at all: its
+  records, tally and status are being written while they are read;
 - with the provider's messages: a record in a sent status (SENT, DELIVERED, ...) was
   accepted by its provider at least once; a FAILED or SKIPPED one never was; and every
   message a provider accepted for one of the events is one of its records.
@@ -241,6 +243,7 @@ class Auditor:
         provider_messages: Sequence[ProviderMessage] | None = None,
         *,
         moving_seconds: float = 0.0,
+        stuck_seconds: float | None = None,
         max_events: int = MAX_EVENTS,
         now: datetime | None = None,
     ) -> AuditReport:
@@ -255,7 +258,9 @@ class Auditor:
             by_event[event_of(message.notification_id)][message.notification_id].append(message)
         if provider_messages is not None:
             report.provider_channels = audited_channels(provider_messages)
-        moving_since = iso((now or datetime.now(UTC)) - timedelta(seconds=moving_seconds))
+        now = now or datetime.now(UTC)
+        moving_since = iso(now - timedelta(seconds=moving_seconds))
+        stuck_since = None if stuck_seconds is None else iso(now - timedelta(seconds=stuck_seconds))
         for event_id in ids:
             found = self._reads.get(event_id)
             if found is None:
@@ -263,11 +268,13 @@ class Auditor:
             record, notifications = found
             report.events += 1
             report.notifications += len(notifications)
-            moving = record.status in OPEN and record.updated_at >= moving_since
-            if moving:
+            last = max([record.updated_at, *(str(n.get("updated_at", "")) for n in notifications)])
+            if record.status in OPEN and last >= moving_since:
                 report.moving += 1
                 continue
             problems = check_event(record, notifications)
+            if record.status in OPEN and stuck_since is not None and last < stuck_since:
+                problems.append(f"still {record.status.value} since {last}: stuck")
             if provider_messages is not None:
                 problems += check_provider(
                     notifications, by_event.get(event_id, {}), report.provider_channels

@@ -430,6 +430,9 @@ class ChaosStack:
 # How long the audit may wait for the reconciler to finish what it is still setting right
 # (its pass interval and grace are seconds here) before a disagreement counts.
 AUDIT_PATIENCE_SECONDS = 45.0
+# An event of the scenario still open this long after its last change is stuck: the
+# scenario has waited for its queues to drain, and the reconciler passes every 2 s here.
+AUDIT_STUCK_SECONDS = 120.0
 
 
 def audit(stack: ChaosStack, patience: float = AUDIT_PATIENCE_SECONDS) -> AuditReport:
@@ -443,6 +446,7 @@ def audit(stack: ChaosStack, patience: float = AUDIT_PATIENCE_SECONDS) -> AuditR
             datetime.now(UTC),
             stack.sandbox_url,
             moving_seconds=0,
+            stuck_seconds=AUDIT_STUCK_SECONDS,
         )
         if report.clean or time.monotonic() >= deadline:
             return report

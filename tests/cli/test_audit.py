@@ -12,7 +12,7 @@ import pytest
 from cli.audit import main as audit_main
 from cli.audit import run_audit
 from core.aws import dynamo
-from core.catalogue.models import NotificationMessage
+from core.catalogue.models import NotificationMessage, iso
 from core.ledger.wiring import Ledger
 from core.platform.settings import Settings
 from listeners.batch import BatchSettler
@@ -29,6 +29,7 @@ from tests.factories import (
     notification,
     processing_event,
     queue_notification,
+    recorded_event,
 )
 
 
@@ -160,3 +161,19 @@ def test_tallies_and_open_or_failed_events_that_disagree_with_their_records(
     assert len(json.loads(capsys.readouterr().out)["disagreements"]) == 3
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert audit_main(["--since", future, "--until", future, "--no-provider"]) == 0
+
+
+def test_an_open_event_unchanged_past_the_stuck_period_is_stuck(stack: Stack) -> None:
+    ledger = ledger_of(stack)
+    abandoned = recorded_event(ledger)  # START, its message lost, nobody republished it
+    then = iso(datetime.now(UTC) - timedelta(minutes=3))
+    set_item(stack, dynamo.event_pk(abandoned.event_id), dynamo.EVENT_SK, updated_at=then)
+    recent = recorded_event(ledger)  # open too, but changed a moment ago
+
+    def audit(stuck: float | None) -> dict[str, list[str]]:
+        report = run_audit(stack.settings, since(), datetime.now(UTC), None, 0, stuck_seconds=stuck)
+        return found(report)
+
+    assert audit(None) == {}  # open is not wrong in itself
+    assert audit(120) == {abandoned.event_id: [f"still START since {then}: stuck"]}
+    assert recent.event_id not in audit(120)
