@@ -93,6 +93,8 @@ class Digesting:
     ) -> list[Entry]:
         """Absorb what can be; set each absorbed message's result and return the entries
         the router routes as usual."""
+        if not entries:
+            return []
         users = {work.event.user_id for _, _, work in entries if work.event.user_id}
         try:
             profiles = self.users.get_many(users, consistent=True)
