@@ -43,6 +43,7 @@ from typing import Any
 
 from core.aws import dynamo
 from core.aws import errors as aws_errors
+from core.aws.clients import AwsClients
 from core.catalogue.models import utcnow
 from core.platform.settings_inline import InlineRecipientSettings, parse_prefixes
 
@@ -243,10 +244,11 @@ def check_for_key(
     limits.check(to, event_id, key.key_id, key.inline_prefixes, key.inline_daily_quota)
 
 
-def build_limits(settings: InlineRecipientSettings, dynamodb: Any, table: str) -> InlineLimits:
-    """The deployment's limits over `table`'s counters (cheap: no state of its own)."""
+def build_limits(settings: InlineRecipientSettings, clients: AwsClients) -> InlineLimits:
+    """The deployment's limits over the stack table's counters (cheap: no state of its
+    own, so built per request)."""
     return InlineLimits(
         parse_prefixes(settings.inline_sms_prefixes),
         settings.inline_daily_quota,
-        InlineQuota(dynamodb, table),
+        InlineQuota(clients.dynamodb, clients.names.table),
     )
