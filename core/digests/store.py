@@ -40,6 +40,7 @@ from core.digests.items import (
     items_json,
     new_head,
 )
+from core.directory.subscriptions import StoreBusy
 from core.ledger import event_index
 from core.ledger.notification_records import closed_or_missing
 
@@ -67,8 +68,9 @@ class Absorption:
     opened: bool = False
 
 
-class DigestBusy(Exception):
-    """Every try lost a race or met a conflict; the message is tried again later."""
+class DigestBusy(StoreBusy):
+    """Every try lost a race or met a conflict; the router tries the message again later,
+    as for any store that is busy."""
 
 
 class DigestStore:
