@@ -84,6 +84,7 @@ class SourceListener:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.connections = 0  # connections made (a test reads it)
+        self._connected_at: float | None = None
         self._thread = threading.Thread(target=self._run, name=f"listen-{datasource}", daemon=True)
 
     def set_rules(self, rules: list[ListenRule]) -> None:
@@ -104,31 +105,37 @@ class SourceListener:
         self._stop.set()
         self._thread.join(wait)
 
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
     def _run(self) -> None:
         delay = RECONNECT_MIN_SECONDS
+        error: Exception
         while not self._stop.is_set():
+            self._connected_at = None
             try:
                 self._listen()
                 return  # stopped
             except (psycopg.Error, OSError) as exc:
-                log.warning(
-                    "listening on %s lost: %s; again in %.1fs",
-                    self.datasource,
-                    safe_error(exc),
-                    delay,
-                )
-            except Exception:  # a secret that cannot be read, a bug: still try again
-                log.exception("listening on %s failed; again in %.1fs", self.datasource, delay)
+                error, unexpected = exc, False
+            except Exception as exc:  # a secret that cannot be read, a bug: still try again
+                error, unexpected = exc, True
+            held = self._connected_at is not None and (
+                time.monotonic() - self._connected_at >= self._reconnect_max
+            )
+            if held:  # a connection that held starts the back-off over; one that keeps
+                delay = RECONNECT_MIN_SECONDS  # dropping at once backs off
+            log.warning(
+                "listening on %s lost: %s; again in %.1fs",
+                self.datasource,
+                safe_error(error),
+                delay,
+                exc_info=error if unexpected else None,
+            )
             self._stop.wait(delay)
             delay = min(delay * 2, self._reconnect_max)
 
     def _listen(self) -> None:
         with self._open() as conn:
             self.connections += 1
+            self._connected_at = time.monotonic()
             listening: set[str] = set()
             first = True
             while not self._stop.is_set():
@@ -249,6 +256,8 @@ class Listener:
                 wanted = {}
             renew = renew or set(wanted) != set(self.wanted)
             self.wanted = wanted
+            for datasource, source in self.active.items():  # new channels at once
+                source.set_rules(wanted.get(datasource, []))
         if renew:
             self.keep_leases()
         self.runs.flush()

@@ -307,3 +307,27 @@ def test_notify_initial_reports_the_first_result(
         assert outcome == "ok"
         assert recorded["events_total"] == 0
         assert recorded["summary"].startswith("baseline")
+
+
+def test_a_rule_moved_to_another_channel_is_heard_there(
+    stack: Stack, orders: Database, settings_for: Any
+) -> None:
+    # The process's own loop: leases renewed every 10 s, rules reread every 0.2 s.
+    settings = settings_for(orders, listen_lease_seconds=30.0)
+    put_rule(settings, stack, "moved", listen="first_channel")
+    evaluator = Evaluator(settings, stack.clients)
+    listener = Listener(settings, stack.clients, owner="moving")
+    stop = threading.Event()
+    loop = threading.Thread(target=listener.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        wait_for_run(stack, evaluator, "moved", "connect")
+        put_rule(settings, stack, "moved")  # now on CHANNEL
+        # LISTEN on the new channel, then UNLISTEN on the old: the last statement it sent.
+        moved = 'UNLISTEN "first_channel"'
+        assert wait_until(lambda: moved in listening_backends(orders), timeout=PATIENCE)
+        before = notify(orders)
+        wait_for_run(stack, evaluator, "moved", "notify", after=before)
+    finally:
+        stop.set()
+        loop.join(10)
