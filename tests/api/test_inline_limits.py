@@ -178,3 +178,13 @@ def test_keys_carry_their_own_limits_from_the_api_and_the_command_line(
         keys_main(["create", "--name", "cli", "--scope", "events:write", "--inline-prefixes", "1"])
         == 2
     )
+
+
+def test_without_authentication_the_deployments_prefixes_still_hold(stack: Stack) -> None:
+    settings = stack.settings.model_copy(
+        update={"auth_enabled": False, "inline_sms_prefixes": "+44", "inline_daily_quota": 1}
+    )
+    with TestClient(create_app(settings, stack.clients)) as api:
+        assert post(api, {}, {"sms": [US]}).status_code == 403
+        for _ in range(2):  # no key to count against
+            assert post(api, {}, {"sms": [UK], "email": ["a@example.com"]}).status_code == 202
