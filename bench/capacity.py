@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bench import seed
+from bench import capacity_scale, seed
 from bench.meter import Meter, usage
 from bench.stack import API_KEY, Stack
 from bench.workload import (
@@ -64,11 +64,15 @@ def _label(table: str, target: str, tables: int) -> str:
     return name if tables == 1 else f"{table}:{name}"
 
 
-def figures(raw: dict[str, Any], notifications: int) -> dict[str, Any]:
-    """Units, hottest keys and charges per notification from one workload's meters."""
+def figures(
+    raw: dict[str, Any], notifications: int, rate: int = NOTIFICATIONS_PER_SECOND
+) -> dict[str, Any]:
+    """Units, hottest keys and charges per notification from one workload's meters (run at
+    the layout of `rate`), and the hottest keys re-spread over 10,000/s's layout."""
     n = max(notifications, 1)
     tables = raw["dynamodb"]["tables"]
     targets: dict[str, Any] = {}
+    kept: dict[str, Any] = {}
     hottest_pct = 0.0
     hottest_at = ""
     wcu = rcu = 0.0
@@ -87,6 +91,7 @@ def figures(raw: dict[str, Any], notifications: int) -> dict[str, Any]:
             }
             wcu += t["wcu"]
             rcu += t["rcu"]
+            kept[label] = {"keys_by_wcu": t["hottest_by_wcu"], "keys_by_rcu": t["hottest_by_rcu"]}
             for unit, ranked in (("wcu", t["hottest_by_wcu"]), ("rcu", t["hottest_by_rcu"])):
                 if not ranked:
                     continue
@@ -124,6 +129,7 @@ def figures(raw: dict[str, Any], notifications: int) -> dict[str, Any]:
         "usd_per_million": cost,
         "hottest_pct_of_limit": hottest_pct,
         "hottest_where": hottest_at,
+        "at_scale": capacity_scale.at_scale(kept, notifications, rate),
         "dynamodb_requests": raw["dynamodb"]["requests"],
         "sqs_actions": raw["sqs"],
         "sns_actions": raw["sns"],
@@ -203,7 +209,7 @@ def activity_run(stack: Stack, activity: int) -> dict[str, Any]:
     stack.capacity_reset()
     log(f"capacity activity: {activity} events x sms, email, chat")
     w = run_workload(stack, clients, base, [activity_body(u) for u in users], activity * 3, 8, 600)
-    a = figures(stack.capacity_read(), w["notifications"]) | _summary(w)
+    a = figures(stack.capacity_read(capacity_scale.TOP), w["notifications"]) | _summary(w)
     a["events"] = activity
     a["peak_rss_mb"] = stack.stop_herald()
     _report("activity", a)
@@ -219,7 +225,7 @@ def topic_run(stack: Stack, topic: int) -> dict[str, Any]:
     stack.capacity_reset()
     log(f"capacity topic: one trend event to {topic} subscribers")
     w = run_workload(stack, clients, base, [trend_body("bench-charts")], topic, 1, 600)
-    t = figures(stack.capacity_read(), w["notifications"]) | _summary(w)
+    t = figures(stack.capacity_read(capacity_scale.TOP), w["notifications"]) | _summary(w)
     t["subscribers"] = topic
     t["peak_rss_mb"] = stack.stop_herald()
     _report("topic", t)
@@ -244,7 +250,7 @@ def steady(stack: Stack, rate: float, seconds: float) -> dict[str, Any]:
     wait_settled(clients, list(sent), timeout=60)
     window = meter.done()
     after = stack.snapshot()
-    raw = stack.capacity_read()
+    raw = stack.capacity_read(capacity_scale.TOP)
     used = usage(stack, before, after, len(arrived))
     s = figures(raw, len(arrived)) | _summary({**used, **window, "events": len(sent)})
     s["rate"] = rate
@@ -280,7 +286,7 @@ def large_topic(stack: Stack, size: int) -> dict[str, Any]:
         wall = time.monotonic() - started
         window = meter.done()
         after = stack.snapshot()
-        raw = stack.capacity_read()
+        raw = stack.capacity_read(capacity_scale.TOP)
         peaks = {n: p.peak_rss_mb() for n, p in stack.herald.items() if p.alive()}
         t1 = time.perf_counter()
         page = api.get(f"/events/{body['event_id']}")

@@ -230,13 +230,18 @@ class _Partition:
     wcu: float = 0.0
     rcu: float = 0.0
     seconds: dict[int, list[float]] = field(default_factory=dict)
+    # "<operation> <item kind>" -> [wcu, rcu]: what makes a hot key hot
+    ops: dict[str, list[float]] = field(default_factory=dict)
 
-    def add(self, at: float, wcu: float, rcu: float) -> None:
+    def add(self, at: float, wcu: float, rcu: float, what: str = "") -> None:
         self.wcu += wcu
         self.rcu += rcu
-        bucket = self.seconds.setdefault(int(at), [0.0, 0.0])
-        bucket[0] += wcu
-        bucket[1] += rcu
+        for cell in (
+            self.seconds.setdefault(int(at), [0.0, 0.0]),
+            self.ops.setdefault(what, [0.0, 0.0]),
+        ):
+            cell[0] += wcu
+            cell[1] += rcu
 
 
 class Meter:
@@ -274,6 +279,7 @@ class Meter:
         at: float,
         wcu: float = 0.0,
         rcu: float = 0.0,
+        kind: str = "",
     ) -> None:
         if not wcu and not rcu:
             return
@@ -281,7 +287,8 @@ class Meter:
         cell[0] += wcu
         cell[1] += rcu
         if partition is not None:
-            self.partitions[(table, target)][partition].add(at, wcu, rcu)
+            what = f"{op} {kind}" if kind else op
+            self.partitions[(table, target)][partition].add(at, wcu, rcu, what)
 
     def write(
         self,
@@ -297,7 +304,10 @@ class Meter:
         largest = max(before.size if before else 0, after.size if after else 0)
         latest = after if after is not None else before
         pk = latest.value(table.hash_key_attr) if latest is not None else None
-        self.charge(name, TABLE, op, pk, at, wcu=write_units(largest) * factor)
+        # The item's sort key up to its second `#`: EVENT, EVENT#TALLY, NOTIF#email, ...
+        sk = latest.value(table.range_key_attr) if latest and table.range_key_attr else None
+        kind = "#".join(sk.split("#")[:2]) if sk else ""
+        self.charge(name, TABLE, op, pk, at, wcu=write_units(largest) * factor, kind=kind)
         for index in table_indexes(table):
             was, now = index.holds(before), index.holds(after)
             units: list[tuple[Image, int]] = []
@@ -383,6 +393,7 @@ def _hottest(parts: dict[str, _Partition], which: int, top: int) -> list[dict[st
                 "rcu": part.rcu,
                 "peak_per_second": max(b[which] for b in part.seconds.values()),
                 "seconds": len(part.seconds),
+                "by_operation": {w: u[which] for w, u in part.ops.items() if u[which]},
             }
         )
     return out

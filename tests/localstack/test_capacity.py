@@ -248,6 +248,25 @@ def test_writes_are_attributed_to_their_partition_keys(db: Any, endpoint: str) -
     assert hottest[0]["peak_per_second"] <= 3.0
 
 
+def test_a_hot_key_says_which_writes_of_which_items_made_it_hot(db: Any, endpoint: str) -> None:
+    table = make_table(db, range_key=True)
+    capacity(endpoint, "DELETE")
+    db.put_item(TableName=table, Item={"pk": {"S": "hot"}, "sk": {"S": "EVENT#TALLY#3"}})
+    for _ in range(2):
+        db.update_item(
+            TableName=table,
+            Key={"pk": {"S": "hot"}, "sk": {"S": "NOTIF#email#u-1"}},
+            UpdateExpression="SET n = :n",
+            ExpressionAttributeValues={":n": {"N": "1"}},
+        )
+    (hot,) = capacity(endpoint)["dynamodb"]["tables"][table]["(table)"]["hottest_by_wcu"]
+    ops = {
+        op.split(" ", 1)[0] + " " + op.rsplit(" ", 1)[-1]: u
+        for op, u in hot["by_operation"].items()
+    }
+    assert ops == {"PutItem EVENT#TALLY": 1.0, "UpdateItem NOTIF#email": 2.0}
+
+
 def test_requests_marked_unmetered_are_not_counted(db: Any, endpoint: str) -> None:
     table = make_table(db)
     capacity(endpoint, "DELETE")
