@@ -42,8 +42,10 @@ from core.catalogue.models import (
     utcnow,
 )
 from core.catalogue.templates import TemplateError, TemplateRenderer
+from core.directory.keys import user_key
 from core.directory.preferences import addresses_for
-from core.directory.users import UserStore
+from core.directory.profiles import UserProfile
+from core.directory.users import UserStore, item_to_profile
 from core.ledger.event_items import record_from_values
 from core.ledger.event_reads import all_records, tally_layout
 from core.ledger.event_tally import SCHEDULED_COUNT, EventTally, tally_shard
@@ -162,8 +164,7 @@ class Deferral:
             return
         event_id, channel, recipient = ids
         shards = int(work.data.get("record_shards", 1))
-        record = self._record(event_id, channel, recipient, shards)
-        stored = self.waiting.item(event_id)
+        record, stored, profile = self._read(event_id, channel, recipient, shards)
         if record is None or stored is None:
             return  # expired or never written: nothing to send
         status = str(record.get("status"))
@@ -172,32 +173,46 @@ class Deferral:
         event = record_from_values(dict(stored))
         base = self._message(event, stored, channel, recipient, work.data)
         if status == NotificationStatus.QUEUED.value:
-            self._enqueue_again(event, base)
+            self._enqueue_again(event, base, profile)
             return
-        outcome, reason, message = self._render(event, base)
+        outcome, reason, message = self._render(event, base, profile)
         if self._transition(event.event_id, stored, message, outcome, reason):
             if outcome is NotificationStatus.QUEUED:
                 self.queues.enqueue([message])
             else:
                 self.ledger.settlement.settle(self.ledger.tally.tally_of(event.event_id))
 
-    def _enqueue_again(self, event: Event, base: NotificationMessage) -> None:
+    def _enqueue_again(
+        self, event: Event, base: NotificationMessage, profile: UserProfile | None
+    ) -> None:
         """A released record no worker has taken: the hand-out that released it may have
         died before enqueueing, and a duplicate message is harmless (claims dedupe)."""
-        outcome, _, message = self._render(event, base)
+        outcome, _, message = self._render(event, base, profile)
         if outcome is NotificationStatus.QUEUED:
             self.queues.enqueue([message])
             log.info("re-enqueued a released notification", extra={"event_id": event.event_id})
 
-    def _record(
+    def _read(
         self, event_id: str, channel: str, recipient: str, shards: int
-    ) -> dict[str, Any] | None:
-        resp = self._db.get_item(
-            TableName=self._table,
-            Key=record_key(event_id, channel, recipient, shards),
-            ConsistentRead=True,
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, UserProfile | None]:
+        """The record, the event item (plain) and the recipient's profile as they are now:
+        one consistent BatchGetItem."""
+        record_keys = record_key(event_id, channel, recipient, shards)
+        keys = [record_keys, dynamo.event_key(event_id), user_key(recipient)]
+        found = {
+            (i[dynamo.PK]["S"], i[dynamo.SK]["S"]): i
+            for i in dynamo.batch_get(self._db, self._table, keys, consistent=True)
+        }
+
+        def get(key: dict[str, Any]) -> dict[str, Any] | None:
+            return found.get((key[dynamo.PK]["S"], key[dynamo.SK]["S"]))
+
+        record, event, user = (get(k) for k in keys)
+        return (
+            dynamo.from_item(record) if record else None,
+            dynamo.from_item(event) if event else None,
+            item_to_profile(user) if user else None,
         )
-        return dynamo.from_item(resp["Item"]) if "Item" in resp else None
 
     def _message(
         self,
@@ -225,10 +240,9 @@ class Deferral:
         )
 
     def _render(
-        self, event: Event, base: NotificationMessage
+        self, event: Event, base: NotificationMessage, profile: UserProfile | None
     ) -> tuple[NotificationStatus, str | None, NotificationMessage]:
         """QUEUED with the content and addresses of now, or why it cannot be sent."""
-        profile = self.users.get(base.recipient_id)
         if profile is None:
             return NotificationStatus.SKIPPED, "the user no longer exists", base
         if base.channel in profile.preferences.opt_out:

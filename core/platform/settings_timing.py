@@ -10,7 +10,7 @@ class TimingSettings(BaseModel):
     """Fields of `Settings` (`HERALD_<NAME>`)."""
 
     due_shards: int = Field(
-        default=4,
+        default=2,
         ge=1,
         le=256,
         description="Partitions per minute of due work (deferred notifications, delayed "
@@ -20,7 +20,7 @@ class TimingSettings(BaseModel):
         default=1.0, gt=0, description="Pause between the due sender's passes while busy."
     )
     due_idle_max_seconds: float = Field(
-        default=30.0,
+        default=60.0,
         gt=0,
         description="Longest pause of a due sender whose passes find nothing due (it doubles "
         "from the tick, cut at the next due time it knows): the most work scheduled "

@@ -21,6 +21,12 @@ from tests.chaos.accounting import Outcome, event_item, tally, wait_settled
 from tests.chaos.harness import ChaosStack
 from tests.chaos.report import RESULTS
 from tests.chaos.scale import Scale
+from tests.chaos.timing_workload import (
+    defer_until,
+    due_minute,
+    post_waiting_events,
+    wait_released,
+)
 from tests.chaos.workload import (
     TREND_DATA,
     Posted,
@@ -224,6 +230,13 @@ def test_aws_failing_under_load(chaos: ChaosStack, scale: Scale) -> None:
         users = create_users(api, "aws", scale.aws_fault_events, TWO_CHANNELS)
         fans = create_users(api, "awsfan", scale.aws_fault_subscribers, ("email",))
         subscribe(api, "charts.aws", fans, ("email",))
+        # Waiting work under the same faults: SMS deferred by quiet hours to a minute just
+        # ahead, and delayed events (tests/chaos/timing_workload.py).
+        waiting = max(4, scale.aws_fault_events // 4)
+        due_at = due_minute()
+        deferred = create_users(api, "awsdefer", waiting, TWO_CHANNELS)
+        defer_until(api, deferred, due_at)
+        delayed = create_users(api, "awsdelay", waiting, TWO_CHANNELS)
         chaos.set_faults([r.to_dict() for r in aws_under_load(0.15, hold_seconds=4.0)])
         topic_event = post_event(
             api,
@@ -234,9 +247,13 @@ def test_aws_failing_under_load(chaos: ChaosStack, scale: Scale) -> None:
         )
         assert topic_event is not None, posted.rejected
         post_user_events(api, posted, users, TWO_CHANNELS)
+        post_waiting_events(api, posted, deferred, delayed)
     wait_until(lambda: len(chaos.sandbox("GET", "/sandbox/messages")) >= 50, timeout=60)
+    # The faults last until the deferred notifications have come due and been handed out.
+    wait_until(lambda: time.time() > due_at.timestamp() + 10, timeout=150)
     fired = chaos.fault_stats()
     chaos.set_faults([])
+    assert wait_released(chaos, list(posted.expected), timeout=scale.settle_seconds)
     outcome = settle_and_tally(chaos, scale, "AWS 15% faults (DynamoDB, SQS, SNS)", posted)
     outcome.notes.append(
         f"{sum(fired.values())} AWS faults injected: "

@@ -15,6 +15,7 @@ from core.timing.due_work import DueStore, DueWork, bucket_of, shard_of
 from core.timing.waiting_events import WaitingEvents
 from listeners.due_handlers import build_deferral, build_due_handlers
 from listeners.due_sender import DueSender
+from listeners.reconciler import Reconciler
 from tests.conftest import Stack
 from tests.factories import claim, ledger_of
 from tests.listeners.test_router import (
@@ -225,3 +226,20 @@ def test_an_idle_sender_sleeps_until_the_next_due_time_it_knows(stack: Stack) ->
     assert stats.handed == 0
     assert stats.next_due == now + timedelta(seconds=20)
     assert quiet.pause(stats, 30.0) == 20.0
+
+
+def test_the_reconciler_never_takes_a_scheduled_record_for_stranded(stack: Stack) -> None:
+    waiting_user(stack, "u-6", ["push"], timedelta(minutes=2))
+    event = post_event(stack, TYPE, TREND, user_id="u-6")
+    assert route_all(stack, router(stack, utcnow()))
+    # As if the router had died before parking it: PROCESSING with only a SCHEDULED record.
+    statuses = ledger_of(stack).event_status
+    assert statuses.transition(event.event_id, EventStatus.SCHEDULED, EventStatus.PROCESSING)
+    eager = stack.settings.model_copy(
+        update={"reconcile_grace_seconds": 0.0, "reconcile_stranded_seconds": 0.0}
+    )
+    report = Reconciler(eager, stack.clients).run_pass()
+    assert (report.repaired, report.stranded_failed) == (0, 0)
+    record, notes = stored(stack, event.event_id)
+    assert record.status is EventStatus.PROCESSING
+    assert notes["push"]["status"] == "SCHEDULED"
