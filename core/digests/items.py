@@ -44,6 +44,12 @@ def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def event_time(event: Event) -> str:
+    """When an event happened for its digest: its accept, or a delayed event's due time
+    (it reaches the router then, and a window it opens starts then)."""
+    return max(event.created_at, event.send_at or "")
+
+
 def digest_of(event: Event, *, type_defaults: bool = True) -> Digest | None:
     """The digest this event joins, or None: a critical event, an alert's, one not for a
     single user, or a digest's own event is never digested. Without `type_defaults` only
@@ -153,7 +159,7 @@ class DigestHead:
 
     def accepts(self, event: Event) -> bool:
         """Whether the event may join this generation: open, in its window, not full."""
-        return self.status == OPEN and event.created_at < self.closes_at and not self.full
+        return self.status == OPEN and event_time(event) < self.closes_at and not self.full
 
     def with_event(self, event: Event) -> DigestHead:
         """This generation with `event` absorbed (count, actors, items, times)."""
@@ -164,8 +170,9 @@ class DigestHead:
         items = self.items
         if len(items) < ITEMS_MAX:
             items = (*items, bounded_data(event))
-        first = event.created_at if self.first_at is None else min(self.first_at, event.created_at)
-        last = event.created_at if self.last_at is None else max(self.last_at, event.created_at)
+        at = event_time(event)
+        first = at if self.first_at is None else min(self.first_at, at)
+        last = at if self.last_at is None else max(self.last_at, at)
         return replace(
             self,
             count=self.count + 1,
@@ -254,7 +261,7 @@ def head_from_item(item: dict[str, Any]) -> DigestHead:
 def new_head(event: Event, spec: Digest, pk: str, generation: int) -> DigestHead:
     """A generation opened by `event`: its window runs from the event's time, so every
     router that sees this event computes the same close."""
-    opened = parse_time(event.created_at)
+    opened = parse_time(event_time(event))
     assert event.user_id is not None
     head = DigestHead(
         pk=pk,
@@ -266,7 +273,7 @@ def new_head(event: Event, spec: Digest, pk: str, generation: int) -> DigestHead
         event_type=event.type,
         category=event.category.value,
         priority=event.priority.value,
-        opened_at=event.created_at,
+        opened_at=event_time(event),
         closes_at=iso(opened + timedelta(seconds=spec.seconds)),
         max_items=spec.max_items,
     )

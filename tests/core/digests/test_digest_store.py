@@ -221,3 +221,24 @@ def test_a_digest_keeps_a_bounded_item(stack: Stack) -> None:
     event = digest_event(head, T0)
     assert event.data["count"] == 15 and event.data["others"] == 14
     assert event.digest_id == head.ref and event.user_id == "u-1"
+
+
+def test_a_delayed_event_opens_its_window_when_it_comes_due(stack: Stack) -> None:
+    digests, scheduled = store(stack), Scheduled()
+    spec = EVENT_TYPES["like"]
+    due = T0 + timedelta(hours=3)
+    event = Event(
+        event_id=str(uuid.uuid4()),
+        type="like",
+        category=spec.category,
+        priority=spec.priority,
+        user_id="u-1",
+        data={"actor": "Bo", "post": "p-7"},
+        created_at=iso(T0),
+        send_at=iso(due),
+    )
+    record(ledger_of(stack), event)
+    result = digests.absorb(event, TEN_MINUTES, scheduled)
+    assert result.head is not None
+    assert result.head.opened_at == iso(due)
+    assert result.head.closes_at == iso(due + timedelta(minutes=10))
