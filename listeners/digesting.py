@@ -7,8 +7,8 @@ digest's own event: `core.digests.items.digest_of`):
     no profile for the user        → routed as usual (which fails it, saying why)
     absorbed                       → DIGESTED, acknowledged; at `max_items` the digest
                                      closes now (`listeners/digest_closing.py`)
-    opens a leading window         → routed as usual (with the receive's other user
-                                     events, one transaction): sent at once
+    opens a leading window         → routed as usual (the router's one-event path):
+                                     sent at once
     absorbed before (redelivery)   → acknowledged
     settled / gone                 → acknowledged / dead-lettered, as the router does
 
