@@ -66,8 +66,9 @@ PIPELINE_ENV = {
     "HERALD_RECONCILE_INTERVAL_SECONDS": "2",
     "HERALD_RECONCILE_STRANDED_SECONDS": "20",
     "HERALD_OUTCOME_DEADLINE_SECONDS": "60",
-    # Alert rules: a hung data source answers an error within seconds, a dead listener's
-    # data source is taken over within seconds.
+    # Alert rules: a dead scheduler's shard and a dead listener's data source are taken
+    # over within seconds, a hung data source answers an error within seconds.
+    "HERALD_SCHEDULER_LEASE_SECONDS": "8",
     "HERALD_SQL_CONNECT_TIMEOUT_SECONDS": "2",
     "HERALD_SQL_STATEMENT_TIMEOUT_SECONDS": "3",
     "HERALD_LISTEN_LEASE_SECONDS": "6",
