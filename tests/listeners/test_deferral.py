@@ -5,11 +5,16 @@ sender killed mid-claim loses and doubles nothing."""
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from core.catalogue.models import EventStatus, NotificationMessage, utcnow
+from core.catalogue.event_types import EVENT_TYPES
+from core.catalogue.models import Event, EventStatus, NotificationMessage, iso, utcnow
+from core.directory.profiles import ProfileFields
+from core.ledger.publisher import publish_events
 from core.timing.due_claims import DueClaims
 from core.timing.due_work import DueStore, DueWork, bucket_of, shard_of
 from core.timing.waiting_events import WaitingEvents
@@ -18,6 +23,7 @@ from listeners.due_sender import DueSender
 from listeners.reconciler import Reconciler
 from tests.conftest import Stack
 from tests.factories import claim, ledger_of
+from tests.factories import record as record_event
 from tests.listeners.test_router import (
     ARN,
     add_user,
@@ -25,7 +31,9 @@ from tests.listeners.test_router import (
     post_event,
     route_all,
     router,
+    seed_subscribers,
     stored,
+    user_store,
 )
 
 TREND = {"chart": "Global Top 50", "artist": "Nova"}
@@ -243,3 +251,36 @@ def test_the_reconciler_never_takes_a_scheduled_record_for_stranded(stack: Stack
     record, notes = stored(stack, event.event_id)
     assert record.status is EventStatus.PROCESSING
     assert notes["push"]["status"] == "SCHEDULED"
+
+
+def test_send_at_local_holds_each_subscriber_to_their_own_clock(stack: Stack) -> None:
+    seed_subscribers(stack, "charts.local", ["tz-tokyo", "tz-berlin"], "email")
+    for user_id, zone in (("tz-tokyo", "Asia/Tokyo"), ("tz-berlin", "Europe/Berlin")):
+        store = user_store(stack)
+        profile = store.get(user_id)
+        assert profile is not None
+        store.put_profile(user_id, ProfileFields(email=profile.email, timezone=zone))
+    spec = EVENT_TYPES[TYPE]
+    event = Event(
+        event_id=str(uuid.uuid4()),
+        type=TYPE,
+        category=spec.category,
+        priority=spec.priority,
+        topic="charts.local",
+        data=TREND,
+        created_at=iso(utcnow()),
+        send_at_local="09:00",
+    )
+    record_event(ledger_of(stack), event)
+    assert publish_events(stack.clients.sns, stack.clients.topic_arn, [event]) == {}
+    assert route_all(stack, router(stack, utcnow()))
+    found = ledger_of(stack).event_reads.get(event.event_id)
+    assert found is not None
+    record, notes = found
+    assert record.status is EventStatus.SCHEDULED  # a topic's fan-out parked from its tally
+    due = {n["recipient_id"]: n["deliver_at"] for n in notes}
+    for user_id, zone in (("tz-tokyo", "Asia/Tokyo"), ("tz-berlin", "Europe/Berlin")):
+        at = datetime.fromisoformat(due[user_id].replace("Z", "+00:00")).astimezone(ZoneInfo(zone))
+        assert (at.hour, at.minute) == (9, 0)
+        assert timedelta(0) < at - utcnow() <= timedelta(days=1)
+    assert drain(stack, "email-normal") == []
