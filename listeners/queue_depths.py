@@ -11,10 +11,12 @@ visibility 0 that returns messages with their `SentTimestamp`, of which the olde
 A peek counts as a receive of the messages it sees, so it runs only on queues with waiting
 messages and can be switched off (`HERALD_QUEUE_PEEK_OLDEST=false`).
 
-Idle: a round that finds every queue empty (nothing waiting, nothing in flight) doubles
-the pause before the next, up to `HERALD_QUEUE_DEPTH_IDLE_MAX_SECONDS`; a round that finds
-a message goes back to the interval. Queue URLs are looked up once per process
-(`AwsClients.queue_url` caches them).
+Idle: a round that finds every work queue empty (nothing waiting, nothing in flight)
+doubles the pause before the next, up to `HERALD_QUEUE_DEPTH_IDLE_MAX_SECONDS`; a round that
+finds a message goes back to the interval. Dead letters do not keep it busy: they wait for
+an operator, and are no traffic. While idle, the dead-letter queues are read every other
+round: a message reaches one only through its work queue, which the rounds between read.
+Queue URLs are looked up once per process (`AwsClients.queue_url` caches them).
 
 One collector per stack, not one per consumer: depth reads cost AWS calls and do not get
 truer by being repeated.
@@ -28,7 +30,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -51,17 +53,20 @@ class QueueDepths:
         queues: list[str],
         peek: bool = True,
         clock: Callable[[], float] = time.time,
+        dead_letters: Collection[str] = (),
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
         self.queues = queues
         self._peek = peek
         self._clock = clock
+        self.dead_letters = frozenset(dead_letters)
 
-    def collect(self) -> dict[str, dict[str, float]]:
-        """Read every queue once and set the gauges; returns what was read, by queue."""
+    def collect(self, skip: Collection[str] = ()) -> dict[str, dict[str, float]]:
+        """Read every queue but `skip` once and set the gauges; returns what was read, by
+        queue."""
         found: dict[str, dict[str, float]] = {}
-        for queue in self.queues:
+        for queue in (q for q in self.queues if q not in skip):
             try:
                 found[queue] = self._read(queue)
             except (BotoCoreError, ClientError) as exc:  # the next round tries again
@@ -98,20 +103,28 @@ class QueueDepths:
         return max(self._clock() - min(sent), 0.0) if sent else 0.0
 
     def run_forever(self, stop: threading.Event, interval: float, idle_max: float = 0.0) -> None:
-        wait = interval
+        wait, quiet = interval, 0
         while not stop.is_set():
-            found = self.collect()
-            every = len(found) == len(self.queues)  # an unreadable queue is not an empty one
-            wait = pause(found if every else {}, interval, wait, idle_max)
+            skip = self.dead_letters if quiet % 2 else frozenset()
+            found = self.collect(skip)
+            # An unreadable queue is not an empty one.
+            every = len(found) == len(self.queues) - len(skip & set(self.queues))
+            wait = pause(found if every else {}, interval, wait, idle_max, self.dead_letters)
+            quiet = quiet + 1 if wait > interval else 0
             stop.wait(wait)
 
 
 def pause(
-    found: dict[str, dict[str, float]], interval: float, last: float, idle_max: float
+    found: dict[str, dict[str, float]],
+    interval: float,
+    last: float,
+    idle_max: float,
+    dead_letters: Collection[str] = (),
 ) -> float:
-    """The interval after a round that saw a message (or could not read a queue), else
-    twice the last pause, up to `idle_max`."""
-    empty = bool(found) and all(not r["visible"] and not r["in_flight"] for r in found.values())
+    """The interval after a round that saw a message in a work queue (or could not read a
+    queue), else twice the last pause, up to `idle_max`."""
+    work = [r for q, r in found.items() if q not in dead_letters]
+    empty = bool(work) and all(not r["visible"] and not r["in_flight"] for r in work)
     if not empty:
         return interval
     return min(max(last * 2, interval), max(idle_max, interval))
@@ -132,8 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    work = clients.names.work_queues()
     collector = QueueDepths(
-        clients.sqs, clients.queue_url, all_queues(clients), settings.queue_peek_oldest
+        clients.sqs,
+        clients.queue_url,
+        all_queues(clients),
+        settings.queue_peek_oldest,
+        dead_letters=[clients.names.dlq_of(q) for q in work],
     )
     log.info(
         "reading %d queues every %ss", len(collector.queues), settings.queue_depth_interval_seconds

@@ -3,7 +3,9 @@ message's age into gauges, against the emulator."""
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
 from prometheus_client import REGISTRY
 
@@ -76,3 +78,38 @@ def test_rounds_that_find_every_queue_empty_back_off(stack: Stack) -> None:
     busy = {**found, "q": {"visible": 1, "in_flight": 0, "oldest_age_seconds": 0.0}}
     assert pause(busy, 15.0, 120.0, 120.0) == 15.0
     assert pause({}, 15.0, 120.0, 120.0) == 15.0  # nothing read: the interval
+
+
+def test_dead_letters_do_not_keep_the_collector_busy() -> None:
+    empty = {"visible": 0, "in_flight": 0, "oldest_age_seconds": 0.0}
+    found = {"work": empty, "work-dlq": {**empty, "visible": 3}}
+    assert pause(found, 15.0, 30.0, 300.0, dead_letters={"work-dlq"}) == 60.0
+    assert pause(found, 15.0, 30.0, 300.0) == 15.0  # taken for traffic without the names
+    busy = {**found, "work": {**empty, "in_flight": 1}}
+    assert pause(busy, 15.0, 60.0, 300.0, dead_letters={"work-dlq"}) == 15.0
+
+
+def test_while_idle_the_dead_letter_queues_are_read_every_other_round(stack: Stack) -> None:
+    work = stack.clients.names.work_queues()
+    dlqs = [stack.clients.names.dlq_of(q) for q in work]
+    collector = QueueDepths(
+        stack.clients.sqs, stack.clients.queue_url, work + dlqs, dead_letters=dlqs
+    )
+    urls = {stack.clients.queue_url(q): q for q in work + dlqs}
+    read: list[str] = []
+    stop = threading.Event()
+
+    def count(params: dict[str, Any], **_: object) -> None:
+        read.append(urls[params["QueueUrl"]])
+        if sum(q in work for q in read) == 4 * len(work):
+            stop.set()  # after the fourth round's work queues
+
+    stack.clients.sqs.meta.events.register("provide-client-params.sqs.GetQueueAttributes", count)
+    try:
+        collector.run_forever(stop, interval=0.001, idle_max=0.004)
+    finally:
+        stack.clients.sqs.meta.events.unregister(
+            "provide-client-params.sqs.GetQueueAttributes", count
+        )
+    # Rounds 1 and 3 read them; rounds 2 and 4 come after an idle round and skip them.
+    assert sum(q in dlqs for q in read) == 2 * len(dlqs)
