@@ -60,7 +60,7 @@ def test_supervisord_accepts_the_conf_and_runs_every_service(
     options = load_supervisor(dockerfile_env(), monkeypatch, tmp_path)
     programs = {group.name: group for group in options.process_group_configs}
     expected = {"emulator", "emulator-dynamodb", "sandbox", "provision", "api", "router"}
-    expected |= {"reconciler"}
+    expected |= {"reconciler", "due-sender"}
     expected |= {"scheduler", "evaluator", "listener", "queue-depths"}
     expected |= {f"worker-{c}" for c in ("sms", "whatsapp", "email", "push", "chat")}
     assert set(programs) == expected
