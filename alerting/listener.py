@@ -184,6 +184,8 @@ class Listener:
         """The listening rules, by data source (the index of them, one partition)."""
         known = set(self.datasources.names())
         found: dict[str, list[ListenRule]] = {}
+        if not known:  # no data source configured: nothing to listen to, no AWS call
+            return found
         for entry in listening(self._dynamodb, self._table):
             datasource = str(entry["datasource"])
             if datasource not in known:

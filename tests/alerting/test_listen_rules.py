@@ -130,3 +130,15 @@ def test_a_stopping_listener_sends_the_runs_asked_for(stack: Stack) -> None:
     listener.close()  # before the window ends: sent all the same
     [sent] = queued_runs(stack)
     assert (sent["rule_id"], sent["trigger"]) == ("late", "notify")
+
+
+def test_a_listener_without_data_sources_reads_nothing(stack: Stack, pg_database: Database) -> None:
+    RuleStore(stack.clients.dynamodb, stack.clients.names.table, 8).put(
+        "live", RuleIn.model_validate(RULE)
+    )
+    urls = json.dumps({pg_database.name: pg_database.url})
+    configured = stack.settings.model_copy(update={"datasources": urls})
+    assert Listener(configured, stack.clients).load_rules() == {
+        "warehouse": [ListenRule("live", "orders_changed", "normal")]
+    }
+    assert Listener(stack.settings, stack.clients).load_rules() == {}
