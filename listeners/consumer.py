@@ -10,6 +10,12 @@ A prefetched batch is on the heartbeat from the moment it is received, not only 
 turn comes: while a slow batch takes longer than the visibility timeout, the one waiting
 behind it would otherwise become visible, be received by another consumer and spend a
 receive of its budget there (and be worked twice, once by each holder).
+
+At a low steady rate a long poll returns with whatever single message just arrived, so
+every message would cost its own receive and delete (and the router its own routing
+round). After a partial batch from the normal queue, its receiver waits
+`receive_window_seconds` before it receives again, so a trickle gathers into batches; the
+critical queue never waits, and a full batch means the queue is busy, so no wait either.
 """
 
 from __future__ import annotations
@@ -73,8 +79,10 @@ class Consumer:
         retry_base: float = 2.0,
         retry_cap: float = 300.0,
         heartbeat: Heartbeat | None = None,
+        receive_window_seconds: float = 0.0,
     ) -> None:
         self._sqs = sqs
+        self._window = receive_window_seconds
         self._heartbeat = heartbeat
         self._queue_url = queue_url
         self._handler = handler
@@ -126,6 +134,8 @@ class Consumer:
                     if self._stop.is_set():  # came back after the stop: hand it straight back
                         self._release_prefetched()
                     self._cond.notify_all()
+                if lane == "normal" and self._window > 0 and len(batch) < SQS_BATCH_MAX:
+                    self._stop.wait(self._window)  # let the next batch gather
 
     # --- processing --------------------------------------------------------------------
 

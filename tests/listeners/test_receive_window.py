@@ -1,0 +1,62 @@
+"""A trickle on a normal queue gathers into batches: after a partial batch the normal
+receiver waits its window before receiving again, so messages that arrive meanwhile share
+one receive, one handler round and one delete. The critical queue never waits."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from listeners.consumer import Consumer
+from listeners.messages import Ack, QueueMessage, Result
+from tests.conftest import Stack
+from tests.listeners.test_batch_core import CRITICAL, NORMAL, depth, send
+from tests.support import wait_until
+
+WINDOW = 3.0  # seconds: far longer than sending a few messages takes
+
+
+def _consume(stack: Stack, window: float) -> tuple[list[list[str]], threading.Event, Consumer]:
+    batches: list[list[str]] = []
+
+    def handler(messages: Sequence[QueueMessage]) -> list[Result]:
+        batches.append(sorted(m.body for m in messages))
+        return [Ack() for _ in messages]
+
+    consumer = Consumer(
+        sqs=stack.clients.sqs,
+        queue_url=stack.clients.queue_url,
+        critical_queue=CRITICAL,
+        normal_queue=NORMAL,
+        handler=handler,
+        wait_time_seconds=1,
+        receive_window_seconds=window,
+    )
+    stop = threading.Event()
+    threading.Thread(target=consumer.run, args=(stop,), daemon=True).start()
+    return batches, stop, consumer
+
+
+def test_messages_arriving_within_the_window_share_one_batch(stack: Stack) -> None:
+    batches, stop, _ = _consume(stack, WINDOW)
+    try:
+        send(stack, NORMAL, ["first"])
+        assert wait_until(lambda: batches == [["first"]], timeout=10)
+        send(stack, NORMAL, ["a", "b", "c"])  # while the receiver waits out its window
+        assert wait_until(lambda: len(batches) == 2, timeout=15)
+    finally:
+        stop.set()
+    assert batches == [["first"], ["a", "b", "c"]]
+    assert wait_until(lambda: depth(stack, NORMAL) == (0, 0), timeout=10)
+
+
+def test_the_critical_queue_does_not_wait(stack: Stack) -> None:
+    batches, stop, _ = _consume(stack, 60.0)  # a window no test would wait out
+    try:
+        send(stack, CRITICAL, ["urgent-1"])
+        assert wait_until(lambda: batches == [["urgent-1"]], timeout=10)
+        send(stack, CRITICAL, ["urgent-2"])
+        assert wait_until(lambda: len(batches) == 2, timeout=15)
+    finally:
+        stop.set()
+    assert batches == [["urgent-1"], ["urgent-2"]]
