@@ -40,15 +40,15 @@ def test_shards_keep_every_key_at_30_percent_of_its_limit(rate: int) -> None:
         assert count >= FLOORS[family]
         # The fewest that do: one shard less would pass 30% (or the floor holds it).
         assert count == FLOORS[family] or rate * UNITS[family] / (count - 1) > 300, family
-    assert ShardLayout.for_rate(10_000).status == 100  # 10,000 x 3 / 300
+    assert ShardLayout.for_rate(10_000).status == 150  # 10,000 x 3 x 1.5 / 300
 
 
 def test_readers_cover_the_larger_of_the_old_and_new_layout() -> None:
     grown = ShardLayout.for_rate(10_000, previous=1000)
-    assert grown.status == grown.status_read == 100
+    assert grown.status == grown.status_read == 150
     shrunk = ShardLayout.for_rate(1000, previous=10_000)
-    assert shrunk.status == 16 and shrunk.status_read == 100
-    assert shrunk.listing == 8 and shrunk.listing_read == 34
+    assert shrunk.status == 16 and shrunk.status_read == 150
+    assert shrunk.listing == 8 and shrunk.listing_read == 50
 
 
 def event(n: int, minutes_ago: float) -> Event:
