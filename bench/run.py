@@ -31,6 +31,10 @@ separate processes. Phases (`--only` names them):
    default): the lag from the due time to the provider (p50, p99), and the due sender's
    requests and CPU per notification. Alone: `python -m bench.run --only due_lag`
    (splices its section into the existing report).
+10. trickle (`bench/trickle.py`): 500 comment events x sms, email and chat in a burst, then
+   600 at a steady 10/s, then the same trickle with the low-rate batching off: the API's
+   and router's CPU and AWS requests per event side by side (target at 10/s: within 1.5x
+   of the burst). Alone: `python -m bench.run --only trickle` (splices its section).
 Peak RSS (VmHWM) of the API and of each worker comes with every phase.
 
 `make bench` leaves out what takes long: the capacity phase's topic of 100,000 subscribers
@@ -58,7 +62,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import capacity, capacity_report, due_lag, figures, idle, report, rules
+from bench import capacity, capacity_report, due_lag, figures, idle, report, rules, trickle
 from bench.api_load import phase_api
 from bench.emulator_probe import phase_emulator
 from bench.pipeline import phase_latency, phase_priority, phase_requests
@@ -189,9 +193,12 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         default=300.0,
         help="seconds from the due_lag phase's event to its due minute (the fan-out's time)",
     )
+    parser.add_argument("--trickle-burst", type=int, default=500, help="the trickle phase's burst")
+    parser.add_argument("--trickle-events", type=int, default=600, help="events of its trickle")
+    parser.add_argument("--trickle-rate", type=float, default=10.0, help="its events per second")
     parser.add_argument(
         "--only",
-        default="api,requests,latency,priority,emulator,rules,capacity,idle,due_lag",
+        default="api,requests,latency,priority,emulator,rules,capacity,idle,due_lag,trickle",
         help="phases to run, comma-separated",
     )
     parser.add_argument(
@@ -277,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("idle", lambda: idle.phase_idle(stack, results, args.idle_seconds, args.idle_settle)),
         ("due_lag", lambda: due_lag.phase_due_lag(stack, results, args.due_count, args.due_lead)),
+        (
+            "trickle",
+            lambda: trickle.phase_trickle(
+                stack, results, args.trickle_burst, args.trickle_events, args.trickle_rate
+            ),
+        ),
     ]
     try:
         stack.start()
@@ -320,10 +333,18 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(due_lag.splice(out.read_text() if out.exists() else "", text))
         log(f"wrote the due_lag section of {args.out}")
         return 0
+    if phases == {"trickle"}:  # its own section of the report, the rest as it was
+        out = Path(args.out)
+        text = "\n".join(trickle.section(results["trickle"]))
+        out.write_text(trickle.splice(out.read_text() if out.exists() else "", text))
+        log(f"wrote the trickle section of {args.out}")
+        return 0
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     text = report.render(results, before, before_path.as_posix(), before_cap)
+    if "trickle" in results:
+        text = trickle.splice(text, "\n".join(trickle.section(results["trickle"])))
     Path(args.out).write_text(text)
     print(figures.summary(results, before))
     log(f"wrote {args.out} in {results['duration_s']:.0f}s")
