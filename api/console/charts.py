@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 ROW = 22
-LABEL_WIDTH = 140
-BAR_WIDTH = 220
+LABEL_WIDTH = 120
+BAR_WIDTH = 150
 COLUMN = 14
 COLUMN_HEIGHT = 90
 
@@ -63,7 +63,7 @@ def bars(title: str, rows: Sequence[tuple[str, float | None]], unit: str = "") -
         )
         for i, (label, value) in enumerate(rows)
     ]
-    return Chart(title, LABEL_WIDTH + BAR_WIDTH + 80, max(ROW * len(rows), ROW), "bars", marks)
+    return Chart(title, LABEL_WIDTH + BAR_WIDTH + 70, max(ROW * len(rows), ROW), "bars", marks)
 
 
 def columns(title: str, points: Sequence[tuple[str, float, str]], unit: str = "") -> Chart:

@@ -21,7 +21,13 @@ QUEUE = re.compile(r"^[a-z0-9-]{1,64}$")
 MESSAGE_ID_MAX = 128
 
 
-def overview_charts(summary: dict[str, Any]) -> dict[str, Any]:
+def queue_label(name: str, prefix: str) -> str:
+    """A DLQ as the console names queues: `herald-sms-normal-dlq` is `sms-normal`."""
+    name = name.removeprefix(f"{prefix}-") if prefix else name
+    return name.removesuffix("-dlq")
+
+
+def overview_charts(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Charts of a /stats answer: events by status, sends by channel and outcome, latency
     quantiles and DLQ depths."""
     events = summary.get("events", {})
@@ -35,7 +41,9 @@ def overview_charts(summary: dict[str, Any]) -> dict[str, Any]:
         for channel, values in sorted(summary.get("end_to_end_seconds", {}).items())
         for q in ("p50", "p99")
     ]
-    depths = [(name, d) for name, d in sorted(summary.get("dlq_depths", {}).items())]
+    depths = [
+        (queue_label(name, prefix), d) for name, d in sorted(summary.get("dlq_depths", {}).items())
+    ]
     return {
         "events": charts.bars(
             "Events by status, last hour",
@@ -55,7 +63,7 @@ async def _overview(request: Request, template: str) -> Response:
         template,
         found,
         summary=summary,
-        charts=overview_charts(summary),
+        charts=overview_charts(summary, found.services.settings.resource_prefix),
         refresh_seconds=REFRESH_SECONDS,
     )
 

@@ -127,9 +127,9 @@ def test_the_overview_charts_each_part_of_the_stats() -> None:
         "end_to_end_seconds": {"sms": {"count": 10, "p50": 0.12, "p99": None}},
         "dlq_depths": {"herald-sms-normal-dlq": 3, "herald-email-normal-dlq": None},
     }
-    charts = overview_charts(summary)
+    charts = overview_charts(summary, "herald")
     events = {m.label: m.shown for m in charts["events"].marks}
     assert events == {"SUCCESS": "8", "FAILED": "2", "SOMETHING_NEW": "1"}
     assert [m.shown for m in charts["latency"].marks] == ["0.12 s", "n/a"]
-    assert {m.label: m.width for m in charts["dlq"].marks}["herald-email-normal-dlq"] == 0
+    assert {m.label: m.width for m in charts["dlq"].marks} == {"email-normal": 0, "sms-normal": 150}
     assert [m.label for m in charts["sends"].marks] == ["sms failed", "sms sent"]
