@@ -133,3 +133,12 @@ def test_the_overview_charts_each_part_of_the_stats() -> None:
     assert [m.shown for m in charts["latency"].marks] == ["0.12 s", "n/a"]
     assert {m.label: m.width for m in charts["dlq"].marks} == {"email-normal": 0, "sms-normal": 150}
     assert [m.label for m in charts["sends"].marks] == ["sms failed", "sms sent"]
+
+
+def test_a_rules_evaluations_chart_as_columns_by_outcome() -> None:
+    from api.console.charts import columns
+
+    chart = columns("evaluations", [("a", 10.0, "ok"), ("b", 40.0, "firing"), ("c", 0.0, "error")])
+    assert [m.kind for m in chart.marks] == ["ok", "firing", "error"]
+    assert [m.height for m in chart.marks] == [22, 90, 2]  # scaled to the longest, never empty
+    assert chart.marks[1].shown == "40 (firing)"
