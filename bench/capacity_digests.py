@@ -87,13 +87,20 @@ def per(figures: dict[str, Any], n: int) -> dict[str, Any]:
     return out
 
 
-def likes(settings: Settings, clients: AwsClients, users: int, per_user: int) -> list[Event]:
+def likes(
+    settings: Settings,
+    clients: AwsClients,
+    users: int,
+    per_user: int,
+    digest: Digest | None = DIGEST,
+    run: str = "dig",
+) -> list[Event]:
     store = UserStore(clients.dynamodb, clients.names.table)
     writes = EventWrites(clients.dynamodb, clients.names.table)
     spec = EVENT_TYPES["like"]
     events = []
     for u in range(users):
-        user_id = f"dig-{u}"
+        user_id = f"{run}-{u}"
         store.put_profile(user_id, ProfileFields(email=f"{user_id}@example.com"))
         store.set_preferences(
             user_id, Preferences.model_validate({"categories": {"activity": ["email"]}})
@@ -108,7 +115,7 @@ def likes(settings: Settings, clients: AwsClients, users: int, per_user: int) ->
                     user_id=user_id,
                     data={"actor": f"fan-{i}", "post": "p-1"},
                     created_at=iso(utcnow()),
-                    digest=DIGEST,
+                    digest=digest,
                 )
             )
     for start in range(0, len(events), 25):
@@ -164,6 +171,20 @@ def measure(url: str, users: int, per_user: int) -> dict[str, Any]:
     closing = units(url)
     n, d = len(events), len(newest)
     per_event, per_digest = per(absorbing, n), per(closing, d)
+    # A leading window's opener is routed as usual: what the digest adds to that.
+    plain = likes(settings, clients, users, 1, None, "plain")
+    http_json("DELETE", f"{url}/_capacity")
+    route_all(settings, clients)
+    alone = units(url)
+    leading = Digest(window="10m", key="post", leading=True)
+    openers = likes(settings, clients, users, 1, leading, "lead")
+    http_json("DELETE", f"{url}/_capacity")
+    route_all(settings, clients)
+    opened = units(url)
+    opener_extra = {
+        k: round((float(opened[k]) - float(alone[k])) / len(openers), 3) for k in ("wcu", "rcu")
+    }
+    assert len(plain) == len(openers)
     usd = lambda u: u["wcu"] * WCU_USD_PER_MILLION + u["rcu"] * RCU_USD_PER_MILLION  # noqa: E731
     return {
         "events": n,
@@ -173,6 +194,7 @@ def measure(url: str, users: int, per_user: int) -> dict[str, Any]:
         "per_digest_close": per_digest,
         "usd_per_million_absorbed_events": usd(per_event),
         "usd_per_million_digests_closed": usd(per_digest),
+        "leading_opener_extra": opener_extra,
     }
 
 
