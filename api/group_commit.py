@@ -8,6 +8,12 @@ Items leave in two ways. A full batch goes at once. Otherwise one partial batch 
 at a time: items that arrive while it is in flight wait for it and leave together in the
 next call, so batches grow with the load by themselves and an idle API adds no wait.
 
+At a low steady rate nothing is in flight when a request arrives, so every request would
+leave alone: a put and a publish per event, the API's whole cost at a trickle. `linger`
+(seconds, 0 for none) lets the first item of a round wait that long for company before its
+partial batch goes; a round in flight already makes the next one wait, so under load the
+linger adds nothing.
+
 `call` runs on a thread of the batcher's own (one call of each kind is in flight at a time,
 while full batches may overlap it, so a few threads do, and the hop costs less than one
 through the request thread pool), takes the batch and returns one outcome per item in order:
@@ -34,6 +40,7 @@ class GroupCommit(Generic[T, R]):
         call: Callable[[list[T]], Sequence[R | BaseException]],
         max_batch: int,
         name: str = "accept",
+        linger: float = 0.0,
     ) -> None:
         self._rounds = metrics.GROUP_COMMIT_ROUND_SIZE.labels(name)
         self._call = call
@@ -41,6 +48,8 @@ class GroupCommit(Generic[T, R]):
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self._partial_inflight = False
+        self._linger = linger
+        self._timer: asyncio.TimerHandle | None = None
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="group-commit")
 
     async def submit(self, item: T) -> R:
@@ -49,11 +58,18 @@ class GroupCommit(Generic[T, R]):
         self._pending.append((item, future))
         while len(self._pending) >= self._max:
             self._send()
-        self._flush()
+        if self._linger > 0 and not self._partial_inflight:
+            if self._pending and self._timer is None:
+                self._timer = loop.call_later(self._linger, self._flush)
+        else:
+            self._flush()
         return await future
 
     def _flush(self) -> None:
         """Send what is pending now as a partial batch, unless one is in flight already."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._pending and not self._partial_inflight:
             self._send()
 
@@ -92,6 +108,9 @@ class GroupCommit(Generic[T, R]):
 
     async def drain(self) -> None:
         """Send what is pending and wait for calls in flight (shutdown)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         while self._pending or self._inflight:
             while self._pending:
                 self._send()

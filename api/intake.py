@@ -5,7 +5,9 @@ botocore call costs the API more CPU than the whole rest of a request. Requests 
 together are therefore accepted together (`GroupCommit`): one TransactWriteItems records
 them all (`EventWrites.put_new_batch`; a lone request is a plain PutItem), then PublishBatch
 calls of ten publish the ones that were new. Recording and publishing in one round lets
-the whole round's requests share both calls; a round in flight gathers the next one.
+the whole round's requests share both calls; a round in flight gathers the next one, and
+at a trickle, when no round is in flight, a short linger (`HERALD_ACCEPT_LINGER_SECONDS`)
+gathers it instead.
 
 A publish that fails is not the request's failure: the event is recorded, so it is logged
 and the reconciler publishes it later (the outbox).
@@ -64,13 +66,20 @@ class AcceptPending(Exception):
 
 class EventIntake:
     def __init__(
-        self, store: EventWrites, sns: Any, topic_arn: str, deadline_seconds: float = 5.0
+        self,
+        store: EventWrites,
+        sns: Any,
+        topic_arn: str,
+        deadline_seconds: float = 5.0,
+        linger_seconds: float = 0.0,
     ) -> None:
         self._store = store
         self._sns = sns
         self._topic_arn = topic_arn
         self._deadline = deadline_seconds
-        self._group: GroupCommit[Event, Outcome] = GroupCommit(self.accept_now, TRANSACT_MAX)
+        self._group: GroupCommit[Event, Outcome] = GroupCommit(
+            self.accept_now, TRANSACT_MAX, linger=linger_seconds
+        )
 
     def accept_now(self, events: Sequence[Event]) -> list[Outcome]:
         """Accept a batch on this thread (POST /events/batch brings its own)."""

@@ -60,6 +60,7 @@ class Services:
                 clients.sns,
                 clients.topic_arn,
                 settings.accept_deadline_seconds,
+                settings.accept_linger_seconds,
             ),
             users=UserStore(clients.dynamodb, clients.names.table),
             directory=Directory(clients.dynamodb, clients.names.table),

@@ -391,6 +391,7 @@ def build_consumer(
         retry_base=settings.retry_base_seconds,
         retry_cap=settings.retry_cap_seconds,
         heartbeat=heartbeat,
+        receive_window_seconds=settings.receive_window_seconds,
     )
 
 

@@ -131,6 +131,7 @@ def build_worker(
         retry_base=settings.retry_base_seconds,
         retry_cap=settings.retry_cap_seconds,
         heartbeat=heartbeat,
+        receive_window_seconds=settings.receive_window_seconds,
     )
     return consumer, handler, heartbeat
 

@@ -21,6 +21,7 @@ from core.platform.settings_listen import ListenSettings
 from core.platform.settings_providers import ProviderSettings
 from core.platform.settings_scale import ScaleSettings
 from core.platform.settings_timing import TimingSettings
+from core.platform.settings_trickle import TrickleSettings
 
 __all__ = [
     "DEFAULT_CHAT_WEBHOOK_HOSTS",
@@ -42,6 +43,7 @@ class Settings(
     InlineRecipientSettings,
     DigestSettings,
     FanoutPacingSettings,
+    TrickleSettings,
     BaseSettings,
 ):
     """Every tunable of Herald. Field names map to `HERALD_<NAME>` environment variables.

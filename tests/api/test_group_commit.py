@@ -129,3 +129,28 @@ def test_full_batches_leave_at_once_and_a_failed_call_fails_only_its_items() -> 
     assert outcomes[0] == 10
     assert all(isinstance(o, ConnectionError) for o in outcomes[1:4])
     assert outcomes[4:] == [50, 60, 70]
+
+
+def test_a_linger_gathers_items_that_come_one_at_a_time() -> None:
+    """Nothing in flight: without a linger the first item leaves alone; with one, items
+    that come within it share the call, and a full batch does not wait for it."""
+
+    async def run(linger: float, max_batch: int) -> list[list[int]]:
+        batches: list[list[int]] = []
+
+        def call(items: list[int]) -> list[int | BaseException]:
+            batches.append(list(items))
+            return [i * 10 for i in items]
+
+        group: GroupCommit[int, int] = GroupCommit(call, max_batch, linger=linger)
+        futures = []
+        for i in range(1, 5):
+            futures.append(asyncio.ensure_future(group.submit(i)))
+            await asyncio.sleep(0.02)  # each alone on the loop for a moment
+        assert await asyncio.gather(*futures) == [10, 20, 30, 40]
+        await group.drain()
+        return batches
+
+    assert asyncio.run(run(linger=0.0, max_batch=100))[0] == [1]
+    assert asyncio.run(run(linger=30.0, max_batch=100)) == [[1, 2, 3, 4]]
+    assert asyncio.run(run(linger=30.0, max_batch=2)) == [[1, 2], [3, 4]]
