@@ -6,6 +6,7 @@ the metric objects themselves stay with the other metrics in `core.platform.metr
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from core.aws import errors as aws_errors
@@ -41,8 +42,15 @@ def after_aws_call_error(event_name: str = "", **_: Any) -> None:
     `after-call-error.<service id>.<operation>`."""
     parts = event_name.split(".")
     service, operation = (parts[1], parts[2]) if len(parts) == 3 else ("unknown", "unknown")
-    AWS_REQUESTS.labels(service, operation, "error").inc()
+    _requests(service, operation, "error").inc()
+
+
+@cache
+def _requests(service: str, operation: str, outcome: str) -> Any:
+    """The counter's child for these labels, looked up once: `labels()` validates and
+    locks on every call, and every AWS call of every process lands here."""
+    return AWS_REQUESTS.labels(service, operation, outcome)
 
 
 def _count_aws(model: Any, outcome: str) -> None:
-    AWS_REQUESTS.labels(model.service_model.service_name, model.name, outcome).inc()
+    _requests(model.service_model.service_name, model.name, outcome).inc()

@@ -201,9 +201,12 @@ class TemplateRenderer:
             autoescape=_autoescape,
             trim_blocks=True,
             lstrip_blocks=True,
+            # Templates ship with the code: no stat of each file on every render.
+            auto_reload=False,
         )
         self.env.globals["range"] = TimedRange
         self._chains: dict[str, list[jinja2.Template]] = {}
+        self._html: dict[str, jinja2.Template] = {}
 
     def chain(self, event_type: str) -> list[jinja2.Template]:
         """The templates whose blocks serve this type, most specific first."""
@@ -267,7 +270,10 @@ class TemplateRenderer:
         raise TemplateError(f"no template defines block {block!r}")
 
     def _email_html(self, event_type: str, context: dict[str, Any], budget: RenderBudget) -> str:
-        template = self.env.select_template([f"{event_type}.html.j2", EMAIL_LAYOUT])
+        template = self._html.get(event_type)
+        if template is None:
+            template = self.env.select_template([f"{event_type}.html.j2", EMAIL_LAYOUT])
+            self._html[event_type] = template
         return budget.collect(template.generate(context)).strip()
 
 

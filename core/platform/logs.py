@@ -61,6 +61,7 @@ def configure_logging(process: str, level: int = logging.INFO) -> None:
         logger.handlers[:] = []
         logger.propagate = True
     # The Twilio SDK logs every request at INFO: ten lines a message, with the account SID
-    # in each URL. Its errors reach our logs as delivery errors, masked.
-    for noisy in ("botocore", "boto3", "urllib3", "twilio"):
+    # in each URL; httpx a line per request (each chat send's webhook URL, masked at a
+    # cost per line). Their errors reach our logs as delivery errors, masked.
+    for noisy in ("botocore", "boto3", "urllib3", "twilio", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -90,3 +90,22 @@ def test_server_log_lines_go_through_the_masking_formatter() -> None:
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
+
+
+def test_http_clients_log_only_their_warnings(capsys: pytest.CaptureFixture[str]) -> None:
+    """A chat send's HTTP client logs a line per request at INFO: not one per notification
+    in Herald's logs, while its warnings still come through."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    client = logging.getLogger("httpx")
+    level = client.level
+    try:
+        configure_logging("worker-chat")
+        client.info("HTTP Request: POST %s", SLACK)
+        client.warning("connection pool is full")
+        lines = capsys.readouterr().out.splitlines()
+    finally:
+        root.handlers[:], root_level = saved
+        root.setLevel(root_level)
+        client.setLevel(level)
+    assert [json.loads(line)["msg"] for line in lines] == ["connection pool is full"]
