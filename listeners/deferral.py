@@ -48,8 +48,8 @@ from core.directory.profiles import UserProfile
 from core.directory.users import UserStore, item_to_profile
 from core.ledger.event_items import record_from_values
 from core.ledger.event_reads import all_records, tally_layout
-from core.ledger.event_tally import SCHEDULED_COUNT, EventTally, tally_shard
-from core.ledger.notification_records import NewNotification, RecordWrites, key_of, record_key
+from core.ledger.event_tally import SCHEDULED_COUNT, tally_shard
+from core.ledger.notification_records import NewNotification, key_of, record_key
 from core.ledger.record_creation import CountedCreation, RecordCreation
 from core.ledger.wiring import Ledger
 from core.timing.due_work import DueStore, DueWork
@@ -151,8 +151,8 @@ class Deferral:
         )
 
     def creating(self) -> RecordCreation:
-        """The router's record creation, scheduling the SCHEDULED records it creates."""
-        return ScheduledCreation(self._table, self.ledger.records, self.ledger.tally, self)
+        """The ledger's record creation, scheduling the SCHEDULED records it creates."""
+        return ScheduledCreation(self.ledger.creation, self)
 
     # --- the due sender's side ------------------------------------------------------------
 
@@ -349,24 +349,26 @@ class Deferral:
 
 
 class ScheduledCreation(RecordCreation):
-    """`RecordCreation` that puts the due items of the SCHEDULED records once they exist:
-    the router's one hook, for every path it creates records by."""
+    """The ledger's `RecordCreation` (wrapped, so a caller's own is kept), putting the due
+    items of the SCHEDULED records once they exist: the router's one hook, for every path
+    it creates records by."""
 
-    def __init__(
-        self, table: str, records: RecordWrites, tally: EventTally, deferral: Deferral
-    ) -> None:
-        super().__init__(table, records, tally)
+    def __init__(self, inner: RecordCreation, deferral: Deferral) -> None:
+        self._inner = inner
         self._deferral = deferral
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)  # anything else is the wrapped creation's
 
     def create_counted(
         self, notifications: Sequence[NewNotification], *, redelivered: bool = False
     ) -> CountedCreation:
-        outcome = super().create_counted(notifications, redelivered=redelivered)
+        outcome = self._inner.create_counted(notifications, redelivered=redelivered)
         self._deferral.scheduled(notifications, outcome.existing)
         return outcome
 
     def create_routed(self, events: Sequence[Sequence[NewNotification]]) -> set[int]:
-        refused = super().create_routed(events)
+        refused = self._inner.create_routed(events)
         self._deferral.scheduled(
             [n for i, notes in enumerate(events) if i not in refused for n in notes]
         )
