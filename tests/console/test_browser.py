@@ -196,3 +196,16 @@ def test_the_overview_charts_the_numbers_and_refreshes(page: Any, running: Conso
         pass
     assert answer.value.status == 200
     shot(page, "overview")
+
+
+def test_every_page_fits_a_phone(page: Any, running: ConsoleStack) -> None:
+    """At a phone's width no page scrolls sideways (wide tables scroll in their own box)."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        for path in ("", "/events", "/alerts", "/silences", "/rules", "/dead-letters"):
+            page.goto(f"/console{path}")
+            fits = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+            assert fits, f"/console{path} is wider than a phone"
+            shot(page, f"phone{path.replace('/', '-') or '-overview'}")
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})
