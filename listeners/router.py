@@ -129,6 +129,7 @@ class Router:
         alone: list[tuple[int, QueueMessage, RouterWork]] = []
         seen: set[str] = set()
         digested: list[tuple[int, QueueMessage, RouterWork]] = []
+        firsts: set[int] = set()  # digested events seen for the first time
         for index, message in enumerate(messages):
             try:
                 work = decode(message.body)
@@ -143,14 +144,16 @@ class Router:
             event_id = work.event.event_id
             first_time = message.receive_count <= 1 and event_id not in seen and not work.repair
             seen.add(event_id)
-            # Alert events take the one-event path, where `route` asks the alert gate.
             if self.digesting.takes(work):  # absorbed, not routed (listeners/digesting.py)
                 digested.append((index, message, work))
+                firsts.update([index] if first_time else [])
+            # Alert events take the one-event path, where `route` asks the alert gate.
             elif work.event.user_id is not None and first_time and not work.event.dedupe_key:
                 together.append((index, message, work))
             else:
                 alone.append((index, message, work))
-        alone += self.digesting.absorb_all(digested, results, self._failed)  # leading ones
+        for entry in self.digesting.absorb_all(digested, results, self._failed):
+            (together if entry[0] in firsts else alone).append(entry)  # opens a leading window
         read_first: set[int] = set()
         if together:
             try:
