@@ -101,3 +101,13 @@ def test_a_repeat_of_a_delayed_event_is_the_same_event(client: TestClient) -> No
     again = client.post("/events", json=EVENT | {"delay": "1h"}, headers={"Idempotency-Key": "k"})
     assert first.status_code == 202 and again.status_code == 200, again.text
     assert again.json() == {**first.json(), "duplicate": True}
+
+
+def test_a_batch_records_its_delayed_events_scheduled(client: TestClient) -> None:
+    resp = client.post(
+        "/events/batch", json={"events": [EVENT | {"delay": "1h"}, EVENT | {"priority": "high"}]}
+    )
+    assert resp.status_code == 200, resp.text
+    items = resp.json()["items"]
+    assert [i["status"] for i in items] == ["SCHEDULED", "START"]
+    assert client.get(f"/events/{items[0]['event_id']}").json()["status"] == "SCHEDULED"

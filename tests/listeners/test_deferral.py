@@ -284,3 +284,20 @@ def test_send_at_local_holds_each_subscriber_to_their_own_clock(stack: Stack) ->
         assert (at.hour, at.minute) == (9, 0)
         assert timedelta(0) < at - utcnow() <= timedelta(days=1)
     assert drain(stack, "email-normal") == []
+
+
+def test_a_window_ending_in_the_spring_forward_gap_defers_to_the_gaps_end(stack: Stack) -> None:
+    add_user(
+        stack,
+        "u-ny",
+        {"categories": {"trend": ["sms"]}, "quiet_hours": {"start": "22:00", "end": "02:30"}},
+        phone="+14155550199",
+        timezone="America/New_York",
+    )
+    event = post_event(stack, TYPE, TREND, user_id="u-ny")
+    late = datetime(2026, 3, 8, 4, 0, tzinfo=UTC)  # 23:00 EST on 2026-03-07
+    assert route_all(stack, router(stack, late))
+    _, notes = stored(stack, event.event_id)
+    assert notes["sms"]["status"] == "SCHEDULED"
+    # 02:30 does not exist that night: the clocks go from 02:00 EST to 03:00 EDT.
+    assert notes["sms"]["deliver_at"] == "2026-03-08T07:00:00.000000Z"
