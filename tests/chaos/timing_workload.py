@@ -15,10 +15,11 @@ from tests.chaos.workload import TREND_DATA, Posted, User, post_event
 from tests.support import wait_until
 
 
-def due_minute(ahead: float = 20.0) -> datetime:
+def due_minute(ahead: float = 10.0) -> datetime:
     """The first whole minute at least `ahead` seconds from now (UTC)."""
-    at = (datetime.now(UTC) + timedelta(seconds=ahead + 60)).replace(second=0, microsecond=0)
-    return at
+    base = datetime.now(UTC) + timedelta(seconds=ahead)
+    at = base.replace(second=0, microsecond=0)
+    return at if at >= base else at + timedelta(minutes=1)
 
 
 def defer_until(api: httpx.Client, users: Sequence[User], until: datetime) -> None:
