@@ -1,18 +1,19 @@
 """Real-time rules: a NOTIFY on a listening rule's channel gets the rule evaluated, through
 the rules queue and the evaluator, against real PostgreSQL and the emulator.
 
-The listener runs in the test's process, driven a turn at a time by a thread (`Driven`),
-so a test can make one listener "die" (its turns stop, its connection closes, its lease is
-left to lapse) without killing the test. Waits have generous deadlines; nothing passes or
-fails on how fast it was."""
+The listener mostly runs in the test's process, its turns taken by a thread (`Driven`);
+the lease is tested with two `python -m alerting.listener` processes, one of them killed.
+Waits have generous deadlines; nothing passes or fails on how fast it was."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from sqlalchemy import create_engine, text
 
 from alerting.evaluator import Evaluator
 from alerting.listen_connection import APPLICATION_NAME
+from alerting.listen_lease import ListenLeases
 from alerting.listener import Listener
 from alerting.rule_store import RuleStore
 from alerting.rules import RuleIn
@@ -29,7 +31,7 @@ from listeners.batch import BatchSettler
 from listeners.messages import QueueMessage
 from tests.alerting.conftest import PREFIX, Database, PostgresServer, postgres_server
 from tests.conftest import Stack
-from tests.support import wait_until
+from tests.support import start_python, stop, wait_until
 
 CHANNEL = "orders_changed"
 PATIENCE = 60.0
@@ -68,8 +70,8 @@ def put_rule(settings: Settings, stack: Stack, rule_id: str, **fields: Any) -> N
 
 
 class Driven:
-    """A listener whose turns a thread takes until `stop` (a clean stop) or `die` (its
-    turns end and its connections close; its lease is left to lapse)."""
+    """A listener whose turns a thread takes until `stop`: each turn rereads the rules and
+    renews the leases, so a test need not wait for the process's intervals."""
 
     def __init__(self, settings: Settings, stack: Stack, owner: str) -> None:
         self.listener = Listener(settings, stack.clients, owner=owner)
@@ -83,12 +85,6 @@ class Driven:
             with contextlib.suppress(Exception):
                 self.listener.step(refresh=True, renew=True)
             self._halt.wait(0.1)
-
-    def die(self) -> None:
-        self._halt.set()
-        self._thread.join(10)
-        for source in self.listener.active.values():
-            source.stop()
 
     def stop(self) -> None:
         self._halt.set()
@@ -217,28 +213,49 @@ def test_a_burst_of_notifies_is_one_run(
     assert len(burst) == 1, burst
 
 
-def test_two_listeners_hold_one_connection_and_one_takes_over(
-    stack: Stack, orders: Database, settings_for: Any, driven: Any
+def test_two_listener_processes_hold_one_connection_and_one_takes_over(
+    stack: Stack, orders: Database, settings_for: Any, tmp_path: Path
 ) -> None:
     settings = settings_for(orders)
     put_rule(settings, stack, "leased")
     evaluator = Evaluator(settings, stack.clients)
-    first, second = driven(settings, "l1"), driven(settings, "l2")
-    assert wait_until(lambda: len(listening_backends(orders)) == 1, timeout=PATIENCE)
-    holder = first if "warehouse" in first.listener.active else second
-    other = second if holder is first else first
-    assert holder.listener.leases.holder("warehouse") == holder.listener.owner
-    assert "warehouse" not in other.listener.active
-    wait_for_run(stack, evaluator, "leased", "connect")
+    env = {
+        **stack.env(),
+        "HERALD_DATASOURCES": json.dumps({orders.name: orders.url}),
+        "HERALD_LISTEN_LEASE_SECONDS": "3",
+        "HERALD_LISTEN_RULES_REFRESH_SECONDS": "0.5",
+        "HERALD_LISTEN_RECONNECT_MAX_SECONDS": "1",
+    }
+    processes = [
+        start_python(["-m", "alerting.listener"], env, tmp_path / f"listener-{i}.log")
+        for i in range(2)
+    ]
+    leases = ListenLeases(stack.clients.dynamodb, stack.clients.names.table, "test")
 
-    died = iso(utcnow())
-    holder.die()  # its lease lapses; the other takes the data source over
-    assert wait_until(lambda: "warehouse" in other.listener.active, timeout=PATIENCE)
-    wait_for_run(stack, evaluator, "leased", "connect", after=died)  # the taking over's
-    assert other.listener.leases.holder("warehouse") == other.listener.owner
-    assert wait_until(lambda: len(listening_backends(orders)) == 1, timeout=PATIENCE)
-    before = notify(orders)
-    wait_for_run(stack, evaluator, "leased", "notify", after=before)
+    def holding() -> subprocess.Popen[bytes] | None:
+        owner = leases.holder("warehouse") or ""
+        return next((p for p in processes if owner.endswith(f"-{p.pid}")), None)
+
+    try:
+        assert wait_until(
+            lambda: holding() is not None and len(listening_backends(orders)) == 1,
+            timeout=PATIENCE,
+        ), [(tmp_path / f"listener-{i}.log").read_text()[-2000:] for i in range(2)]
+        holder = holding()
+        assert holder is not None
+        wait_for_run(stack, evaluator, "leased", "connect")
+        assert len(listening_backends(orders)) == 1  # the other waits for the lease
+        died = iso(utcnow())
+        holder.kill()  # kill -9: its lease lapses, the other takes the data source over
+        holder.wait()
+        assert wait_until(lambda: holding() not in (None, holder), timeout=PATIENCE)
+        wait_for_run(stack, evaluator, "leased", "connect", after=died)  # the taking over's
+        assert wait_until(lambda: len(listening_backends(orders)) == 1, timeout=PATIENCE)
+        before = notify(orders)
+        wait_for_run(stack, evaluator, "leased", "notify", after=before)
+    finally:
+        for process in processes:
+            stop(process)
 
 
 @pytest.fixture
