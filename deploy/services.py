@@ -83,7 +83,9 @@ def services(resources: Resources) -> list[Service]:
             reads_depth_of=every_queue,
             publishes=True,
             push_endpoints="register",
-            secrets=tuple(TWILIO.items()),  # the auth token also verifies Twilio's receipts
+            # The auth token verifies Twilio's receipts; the data sources let it check a SQL
+            # rule's data source when it is written and run POST /rules/{id}/test.
+            secrets=tuple({**TWILIO, **DATASOURCES}.items()),
             scaling="api",
         ),
         # The router consumes its two queues, dead-letters to their DLQs, sends to every

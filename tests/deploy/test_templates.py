@@ -101,7 +101,7 @@ def test_credentials_come_from_secrets_manager_never_from_the_environment(
         uses_twilio = container["Name"] in {"api", "worker-sms", "worker-whatsapp"}
         assert (twilio <= secrets) == uses_twilio and (bool(twilio & secrets) == uses_twilio)
         assert ("HERALD_SENDGRID_API_KEY" in secrets) == (container["Name"] == "worker-email")
-        uses_datasources = container["Name"] in {"evaluator", "listener"}
+        uses_datasources = container["Name"] in {"api", "evaluator", "listener"}
         assert ("HERALD_DATASOURCES" in secrets) == uses_datasources
 
 
