@@ -93,6 +93,13 @@ def one_run(
         f"{row['pipeline_cpu_ms_per_notification']:.2f} ms CPU per notification; latency p50 "
         f"{row['latency_ms']['p50']:.0f} ms"
     )
+    for p in FRONT:
+        ops = {
+            f"{service}.{op}": round(n / events, 3)
+            for service, per in out["calls_by_process"].get(p, {}).items()
+            for op, n in per.items()
+        }
+        log(f"trickle {label}: {p} requests per event by operation: {ops}")
     return row
 
 

@@ -132,10 +132,11 @@ def test_full_batches_leave_at_once_and_a_failed_call_fails_only_its_items() -> 
 
 
 def test_a_linger_gathers_items_that_come_one_at_a_time() -> None:
-    """Nothing in flight: without a linger the first item leaves alone; with one, items
-    that come within it share the call, and a full batch does not wait for it."""
+    """Nothing in flight: without a linger each item leaves alone; with one, items that
+    follow each other closely share a call (a full batch does not wait for the linger),
+    and an item long after the one before it does not wait."""
 
-    async def run(linger: float, max_batch: int) -> list[list[int]]:
+    async def run(linger: float, max_batch: int, gap: float) -> list[list[int]]:
         batches: list[list[int]] = []
 
         def call(items: list[int]) -> list[int | BaseException]:
@@ -143,14 +144,17 @@ def test_a_linger_gathers_items_that_come_one_at_a_time() -> None:
             return [i * 10 for i in items]
 
         group: GroupCommit[int, int] = GroupCommit(call, max_batch, linger=linger)
-        futures = []
-        for i in range(1, 5):
+        futures = [asyncio.ensure_future(group.submit(1))]
+        await futures[0]  # nothing in flight once the first is answered
+        for i in range(2, 5):
+            await asyncio.sleep(gap)  # each alone on the loop for a moment
             futures.append(asyncio.ensure_future(group.submit(i)))
-            await asyncio.sleep(0.02)  # each alone on the loop for a moment
         assert await asyncio.gather(*futures) == [10, 20, 30, 40]
         await group.drain()
         return batches
 
-    assert asyncio.run(run(linger=0.0, max_batch=100))[0] == [1]
-    assert asyncio.run(run(linger=30.0, max_batch=100)) == [[1, 2, 3, 4]]
-    assert asyncio.run(run(linger=30.0, max_batch=2)) == [[1, 2], [3, 4]]
+    assert asyncio.run(run(linger=0.0, max_batch=100, gap=0.02))[0] == [1]
+    # The first has no one before it: it goes at once; the next three come close together.
+    assert asyncio.run(run(linger=30.0, max_batch=3, gap=0.02)) == [[1], [2, 3, 4]]
+    # Gaps longer than the linger: nobody waits.
+    assert asyncio.run(run(linger=0.05, max_batch=100, gap=0.2)) == [[1], [2], [3], [4]]
