@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -129,15 +130,22 @@ def main(argv: list[str]) -> int:
     if sandbox is None and settings.sandbox:
         sandbox = f"http://127.0.0.1:{settings.sandbox_port}"
     moving = args.moving_seconds
-    report = run_audit(
-        settings,
-        args.since,
-        until,
-        None if args.no_provider else sandbox,
-        settings.reconcile_grace_seconds if moving is None else moving,
-        args.max_events,
-        stuck_after(settings) if args.stuck_seconds is None else args.stuck_seconds,
-    )
+    try:
+        report = run_audit(
+            settings,
+            args.since,
+            until,
+            None if args.no_provider else sandbox,
+            settings.reconcile_grace_seconds if moving is None else moving,
+            args.max_events,
+            stuck_after(settings) if args.stuck_seconds is None else args.stuck_seconds,
+        )
+    except urllib.error.URLError as exc:  # the sandbox is not where the settings say
+        print(
+            f"cannot read the sandbox at {sandbox}: {exc.reason}; --no-provider skips it",
+            file=sys.stderr,
+        )
+        return 2
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:

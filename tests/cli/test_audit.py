@@ -159,6 +159,9 @@ def test_tallies_and_open_or_failed_events_that_disagree_with_their_records(
     assert sorted(line.split("\t")[0] for line in lines) == sorted(found(report))
     assert audit_main(["--since", "5m", "--moving-seconds", "0", "--no-provider", "--json"]) == 1
     assert len(json.loads(capsys.readouterr().out)["disagreements"]) == 3
+    closed = ["--since", "5m", "--sandbox", "http://127.0.0.1:9"]  # nothing listens there
+    assert audit_main(closed) == 2
+    assert "--no-provider skips it" in capsys.readouterr().err
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert audit_main(["--since", future, "--until", future, "--no-provider"]) == 0
 
