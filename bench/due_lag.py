@@ -85,6 +85,7 @@ def phase_due_lag(stack: Stack, results: dict[str, Any], count: int, lead_second
     cpu = after.cpu["due-sender"] - before.cpu["due-sender"]
     results["due_lag"] = {
         "notifications": count,
+        "shards": stack.settings().due_shards,
         "delivered": len(found),
         "routed_before_due": early,
         "routed_s": routed_s,
@@ -106,8 +107,10 @@ def section(lag: dict[str, Any] | None) -> list[str]:
         "## Deferred notifications: lag from due time to provider",
         "",
         f"{lag['notifications']:,} notifications (a topic's email subscribers, `send_at_local`) "
-        "due at the start of the same minute, one due sender (`HERALD_DUE_SHARDS` 4), one "
-        "worker per channel; lag = the sandbox's receive time minus the due time.",
+        "due at the start of the same minute, one due sender "
+        f"(`HERALD_DUE_SHARDS` {lag.get('shards', 2)}), one worker per channel; lag = the "
+        "sandbox's receive time minus the due time. The default size is 10,000 "
+        "(`--due-count`).",
         "",
         "| figure | value |",
         "|---|---|",
