@@ -5,19 +5,26 @@ one transaction (`core.timing.waiting_events`) and not published: the due sender
 it when due. The API still sends nothing. A cancel is one conditional write of the event
 (SCHEDULED → CANCELLED), which a release of any of its notifications refuses and which
 refuses every later release; the event's SCHEDULED notifications are then cancelled by a
-due item of kind `cancel`, due at once, so the request reads no records.
+due item of kind `cancel`, due at once (any number of them), and a user's event's few at
+once by the request too (one partition, at most 25 records: a bounded read).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from api.services import Services
 from core.catalogue.models import Event, EventStatus, iso, utcnow
 from core.ledger.event_items import EventExists
+from core.ledger.event_reads import tally_layout
+from core.ledger.record_counts import COUNTED_RECORDS
 from core.timing.delays import due_time
 from core.timing.due_work import DueStore, DueWork
 from core.timing.waiting_events import WaitingEvents
+from core.timing.waiting_records import cancel_scheduled
+
+log = logging.getLogger("herald.api.scheduled_events")
 
 EVENT = "event"  # the due item kinds of listeners/due_handlers.py
 CANCEL = "cancel"
@@ -53,9 +60,19 @@ def cancel(services: Services, event_id: str) -> str | None:
     that refused it."""
     waiting, due = _stores(services)
     refused = waiting.cancel(event_id)
-    if refused is None:
-        due.schedule(DueWork(kind=CANCEL, ref=event_id, due_at=utcnow(), tenant=""))
-    return refused
+    if refused is not None:
+        return refused
+    # The records are the due sender's to cancel (any number of them, durably), and a
+    # user's event's few are cancelled here at once, so GET shows them CANCELLED now.
+    due.schedule(DueWork(kind=CANCEL, ref=event_id, due_at=utcnow(), tenant=""))
+    clients = services.clients
+    layout = tally_layout(clients.dynamodb, clients.names.table, event_id, consistent=True)
+    if layout.get(COUNTED_RECORDS):
+        try:
+            cancel_scheduled(clients.dynamodb, clients.names.table, due, event_id)
+        except Exception as exc:  # the due sender's cancel item does it all the same
+            log.warning("records left to the due sender: %s", exc, extra={"event_id": event_id})
+    return None
 
 
 def delayed_until(send_at: str | None, delay: str | None) -> str | None:

@@ -47,13 +47,13 @@ from core.directory.preferences import addresses_for
 from core.directory.profiles import UserProfile
 from core.directory.users import UserStore, item_to_profile
 from core.ledger.event_items import record_from_values
-from core.ledger.event_reads import all_records, tally_layout
 from core.ledger.event_tally import SCHEDULED_COUNT, tally_shard
-from core.ledger.notification_records import NewNotification, key_of, record_key
+from core.ledger.notification_records import NewNotification, record_key
 from core.ledger.record_creation import CountedCreation, RecordCreation
 from core.ledger.wiring import Ledger
 from core.timing.due_work import DueStore, DueWork
 from core.timing.waiting_events import RELEASED, WaitingEvents
+from core.timing.waiting_records import cancel_scheduled
 from listeners.channel_queues import ChannelQueues
 
 log = logging.getLogger("herald.deferral")
@@ -325,27 +325,9 @@ class Deferral:
         )
 
     def cancel_records(self, work: DueWork) -> None:
-        """A cancelled event's SCHEDULED records → CANCELLED, and their due items deleted
-        (best effort: a due item left behind finds its record CANCELLED)."""
-        event_id = work.ref
-        layout = tally_layout(self._db, self._table, event_id, consistent=True)
-        for partition in dynamo.record_partitions(event_id, int(layout.get("record_shards", 1))):
-            for item in all_records(self._db, self._table, partition, consistent=True):
-                plain = dynamo.from_item(item)
-                if plain.get("status") != SCHEDULED:
-                    continue
-                message = NotificationMessage.model_construct(
-                    notification_id=str(plain["notification_id"]),
-                    event_id=event_id,
-                    channel=str(plain["channel"]),
-                    recipient_id=str(plain["recipient_id"]),
-                    record_shards=int(layout.get("record_shards", 1)),
-                    counted_records=[],
-                )
-                assert key_of(message)[dynamo.PK]["S"] == partition
-                self._cancel_one(message, "the event was cancelled")
-                if plain.get("deliver_at"):
-                    self.due.unschedule(self._work(message, str(plain["deliver_at"])))
+        """A cancelled event's SCHEDULED records → CANCELLED, their due items deleted
+        (`core.timing.waiting_records`)."""
+        cancel_scheduled(self._db, self._table, self.due, work.ref)
 
 
 class ScheduledCreation(RecordCreation):

@@ -12,9 +12,12 @@ from fastapi.testclient import TestClient
 from core.timing.due_work import DueStore, DueWork
 from listeners.due_handlers import build_due_handlers
 from listeners.due_sender import DueSender
+from listeners.messages import QueueMessage
+from listeners.router import Router
 from tests.conftest import Stack
 
 EVENT = {"type": "follow", "user_id": "u-1", "data": {"actor": "Bo"}}
+TREND = {"chart": "Global Top 50", "artist": "Nova"}
 NEXT_MONTH = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT09:00:00+01:00")
 
 
@@ -111,3 +114,29 @@ def test_a_batch_records_its_delayed_events_scheduled(client: TestClient) -> Non
     items = resp.json()["items"]
     assert [i["status"] for i in items] == ["SCHEDULED", "START"]
     assert client.get(f"/events/{items[0]['event_id']}").json()["status"] == "SCHEDULED"
+
+
+def test_cancelling_a_waiting_users_event_cancels_its_notifications_at_once(
+    client: TestClient, stack: Stack
+) -> None:
+    now = datetime.now(UTC)
+    window = {
+        "start": (now - timedelta(minutes=30)).strftime("%H:%M"),
+        "end": (now + timedelta(minutes=5)).strftime("%H:%M"),
+    }
+    client.put("/users/u-9", json={"phone": "+14155550100"}).raise_for_status()
+    client.put(
+        "/users/u-9/preferences",
+        json={"categories": {"trend": ["sms"]}, "quiet_hours": window},
+    ).raise_for_status()
+    body = {"type": "trend.top_artist_changed", "user_id": "u-9", "data": TREND}
+    event_id = client.post("/events", json=body).json()["event_id"]
+    queue = "herald-test-events-normal"
+    messages = [QueueMessage.from_sqs(queue, m) for m in stack.receive_all(queue)]
+    assert Router(stack.settings, stack.clients)(messages)
+    assert client.get(f"/events/{event_id}").json()["status"] == "SCHEDULED"
+
+    assert client.post(f"/events/{event_id}/cancel").json()["status"] == "CANCELLED"
+    shown = client.get(f"/events/{event_id}").json()
+    assert shown["status"] == "CANCELLED"
+    assert [n["status"] for n in shown["notifications"]] == ["CANCELLED"]
