@@ -16,6 +16,7 @@ from tests.conftest import Stack
 def test_stats_counts_recent_events_and_dead_letters(client: TestClient, stack: Stack) -> None:
     for _ in range(2):
         assert client.post("/events", json=COMMENT).status_code == 202
+    assert client.post("/events", json={**COMMENT, "delay": "1h"}).status_code == 202
     dlq = stack.clients.names.dlq_of(stack.clients.names.channel_queue("sms", "normal"))
     stack.clients.sqs.send_message(QueueUrl=stack.clients.queue_url(dlq), MessageBody="x")
     resp = client.get("/stats")
@@ -23,7 +24,14 @@ def test_stats_counts_recent_events_and_dead_letters(client: TestClient, stack: 
     body = resp.json()
     assert body["events"] == {
         "window_seconds": 3600,
-        "counts": {"START": 2, "PROCESSING": 0, "SUCCESS": 0, "FAILED": 0},
+        "counts": {
+            "START": 2,
+            "PROCESSING": 0,
+            "SUCCESS": 0,
+            "FAILED": 0,
+            "SCHEDULED": 1,
+            "CANCELLED": 0,
+        },
         "truncated": False,
     }
     assert body["dlq_depths"][dlq] == 1
