@@ -12,7 +12,7 @@ At a low steady rate nothing is in flight when a request arrives, so every reque
 leave alone: a put and a publish per event, the API's whole cost at a trickle. `linger`
 (seconds, 0 for none) lets the first item of a round wait that long for company before its
 partial batch goes, when the item before it came within that time (company is likely: at
-10 events/s a linger of 0.15 s pairs them); after a longer gap it goes at once, so a
+10 events/s a linger of 0.25 s puts three in a call); after a longer gap it goes at once, so a
 sparse trickle pays no wait for nothing. A round in flight already makes the next one
 wait, so under load the linger adds nothing.
 

@@ -11,19 +11,20 @@ class TrickleSettings(BaseModel):
     """Fields of `Settings` (`HERALD_<NAME>`)."""
 
     accept_linger_seconds: float = Field(
-        default=0.15,
+        default=0.25,
         ge=0,
         le=1.0,
         description="How long an accepted event waits for others to share its put and publish "
         "when no accept call is in flight and the event before it came within this time (at "
-        "10 events/s two share a call; under load a call in flight makes rounds anyway; 0: "
+        "10 events/s three share a call; under load a call in flight makes rounds anyway; 0: "
         "never waits).",
     )
     receive_window_seconds: float = Field(
-        default=0.5,
+        default=1.0,
         ge=0,
         le=5.0,
         description="After a partial batch from a normal queue, how long the router and the "
-        "workers wait before they receive again, so that a trickle gathers into batches; the "
-        "critical queues never wait (0: receive again at once).",
+        "workers wait before they receive again, so that a trickle gathers into batches (at "
+        "10 events/s, ten to a batch); the critical queues never wait (0: receive again at "
+        "once).",
     )
