@@ -301,3 +301,40 @@ def test_a_window_ending_in_the_spring_forward_gap_defers_to_the_gaps_end(stack:
     assert notes["sms"]["status"] == "SCHEDULED"
     # 02:30 does not exist that night: the clocks go from 02:00 EST to 03:00 EDT.
     assert notes["sms"]["deliver_at"] == "2026-03-08T07:00:00.000000Z"
+
+
+def test_a_recipient_gone_by_the_due_time_is_skipped_and_counted(stack: Stack) -> None:
+    seed_subscribers(stack, "charts.gone", ["stay", "gone"], "email")
+    spec = EVENT_TYPES[TYPE]
+    event = Event(
+        event_id=str(uuid.uuid4()),
+        type=TYPE,
+        category=spec.category,
+        priority=spec.priority,
+        topic="charts.gone",
+        data=TREND,
+        created_at=iso(utcnow()),
+        send_at_local="09:00",
+    )
+    record_event(ledger_of(stack), event)
+    assert publish_events(stack.clients.sns, stack.clients.topic_arn, [event]) == {}
+    assert route_all(stack, router(stack, utcnow()))
+    found = ledger_of(stack).event_reads.get(event.event_id)
+    assert found is not None and found[0].status is EventStatus.SCHEDULED
+    user_store(stack).delete("gone")
+
+    deferral = build_deferral(stack.settings, stack.clients)
+    tally = ledger_of(stack).tally.tally_of(event.event_id)
+    shards = {k: int(tally.get(k, 1)) for k in ("record_shards", "tally_shards")}
+    for note in found[1]:  # as their due items would, when due
+        deferral.release(DueWork("notification", note["notification_id"], utcnow(), "", shards))
+    record, notes = ledger_of(stack).event_reads.get(event.event_id) or (None, [])
+    assert record is not None
+    by_user = {n["recipient_id"]: n for n in notes}
+    assert by_user["gone"]["status"] == "SKIPPED"
+    assert by_user["stay"]["status"] == "QUEUED"
+    assert record.status is EventStatus.PROCESSING
+    assert record.counts.skipped == 1 and record.counts.total == 2
+    assert [m["notification_id"] for m in drain(stack, "email-normal")] == [
+        f"{event.event_id}:email:stay"
+    ]
