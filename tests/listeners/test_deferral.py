@@ -26,6 +26,8 @@ from tests.factories import claim, ledger_of
 from tests.factories import record as record_event
 from tests.listeners.test_router import (
     ARN,
+    LOGIN,
+    ROUTER_CRITICAL,
     add_user,
     drain,
     post_event,
@@ -338,3 +340,20 @@ def test_a_recipient_gone_by_the_due_time_is_skipped_and_counted(stack: Stack) -
     assert [m["notification_id"] for m in drain(stack, "email-normal")] == [
         f"{event.event_id}:email:stay"
     ]
+
+
+def test_a_critical_event_goes_through_quiet_hours_at_once(stack: Stack) -> None:
+    add_user(
+        stack,
+        "u-crit",
+        {
+            "categories": {"security": ["sms"]},
+            "quiet_hours": quiet_now(utcnow(), timedelta(minutes=5)),
+        },
+        phone="+14155550177",
+    )
+    event = post_event(stack, "security.login_alert", LOGIN, user_id="u-crit")
+    assert route_all(stack, router(stack, utcnow()), ROUTER_CRITICAL)
+    _, notes = stored(stack, event.event_id)
+    assert notes["sms"]["status"] == "QUEUED"
+    assert len(drain(stack, "sms-critical")) == 1
