@@ -158,61 +158,88 @@ class Deferral:
 
     def release(self, work: DueWork) -> None:
         """The due item of one notification (idempotent: see the module docstring)."""
-        ids = parse_notification_id(work.ref)
-        if ids is None:
-            log.warning("due notification with a malformed id %r dropped", work.ref)
-            return
-        event_id, channel, recipient = ids
-        shards = int(work.data.get("record_shards", 1))
-        record, stored, profile = self._read(event_id, channel, recipient, shards)
-        if record is None or stored is None:
-            return  # expired or never written: nothing to send
-        status = str(record.get("status"))
-        if status not in (SCHEDULED, NotificationStatus.QUEUED.value):
-            return  # released and sent, cancelled or settled by an earlier hand-out
-        event = record_from_values(dict(stored))
-        base = self._message(event, stored, channel, recipient, work.data)
-        if status == NotificationStatus.QUEUED.value:
-            self._enqueue_again(event, base, profile)
-            return
-        outcome, reason, message = self._render(event, base, profile)
-        if self._transition(event.event_id, stored, message, outcome, reason):
-            if outcome is NotificationStatus.QUEUED:
-                self.queues.enqueue([message])
-            else:
-                self.ledger.settlement.settle(self.ledger.tally.tally_of(event.event_id))
+        error = self.release_many([work])[0]
+        if error is not None:
+            raise RuntimeError(error)
 
-    def _enqueue_again(
-        self, event: Event, base: NotificationMessage, profile: UserProfile | None
-    ) -> None:
-        """A released record no worker has taken: the hand-out that released it may have
-        died before enqueueing, and a duplicate message is harmless (claims dedupe)."""
-        outcome, _, message = self._render(event, base, profile)
-        if outcome is NotificationStatus.QUEUED:
-            self.queues.enqueue([message])
-            log.info("re-enqueued a released notification", extra={"event_id": event.event_id})
-
-    def _read(
-        self, event_id: str, channel: str, recipient: str, shards: int
-    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, UserProfile | None]:
-        """The record, the event item (plain) and the recipient's profile as they are now:
-        one consistent BatchGetItem."""
-        record_keys = record_key(event_id, channel, recipient, shards)
-        keys = [record_keys, dynamo.event_key(event_id), user_key(recipient)]
+    def release_many(self, works: Sequence[DueWork]) -> list[str | None]:
+        """`release` for a chunk of due items at once: their records, events and profiles
+        in consistent BatchGetItems, each record's transition on its own (each races its
+        own cancel), the released messages sent together. Per item None, or why it must be
+        tried again."""
+        parsed = [parse_notification_id(w.ref) for w in works]
+        keys: list[dict[str, Any]] = []
+        for work, ids in zip(works, parsed, strict=True):
+            if ids is not None:
+                shards = int(work.data.get("record_shards", 1))
+                keys += [record_key(*ids, shards), dynamo.event_key(ids[0]), user_key(ids[2])]
+        unique = {(k[dynamo.PK]["S"], k[dynamo.SK]["S"]): k for k in keys}
         found = {
             (i[dynamo.PK]["S"], i[dynamo.SK]["S"]): i
-            for i in dynamo.batch_get(self._db, self._table, keys, consistent=True)
+            for i in dynamo.batch_get(self._db, self._table, list(unique.values()), consistent=True)
         }
+        events: dict[str, dict[str, Any]] = {}  # plain, so a release's mark carries over
+        to_send: list[NotificationMessage] = []
+        errors: list[str | None] = []
+        for work, ids in zip(works, parsed, strict=True):
+            if ids is None:
+                log.warning("due notification with a malformed id %r dropped", work.ref)
+                errors.append(None)
+                continue
+            try:
+                self._release_one(work, ids, found, events, to_send)
+                errors.append(None)
+            except Exception as exc:  # this one is tried again later; the rest go on
+                errors.append(f"{type(exc).__name__}: {exc}")
+        try:
+            self.queues.enqueue(to_send)
+        except Exception as exc:  # released but maybe not sent: all handed out again
+            sent = {m.notification_id for m in to_send}
+            again = f"enqueue: {exc}"
+            return [again if w.ref in sent else e for w, e in zip(works, errors, strict=True)]
+        return errors
 
-        def get(key: dict[str, Any]) -> dict[str, Any] | None:
+    def _release_one(
+        self,
+        work: DueWork,
+        ids: tuple[str, str, str],
+        found: Mapping[tuple[str, str], dict[str, Any]],
+        events: dict[str, dict[str, Any]],
+        to_send: list[NotificationMessage],
+    ) -> None:
+        event_id, channel, recipient = ids
+        shards = int(work.data.get("record_shards", 1))
+
+        def typed(key: dict[str, Any]) -> dict[str, Any] | None:
             return found.get((key[dynamo.PK]["S"], key[dynamo.SK]["S"]))
 
-        record, event, user = (get(k) for k in keys)
-        return (
-            dynamo.from_item(record) if record else None,
-            dynamo.from_item(event) if event else None,
-            item_to_profile(user) if user else None,
-        )
+        record_item = typed(record_key(event_id, channel, recipient, shards))
+        event_item = typed(dynamo.event_key(event_id))
+        if record_item is None or event_item is None:
+            return  # expired or never written: nothing to send
+        status = str(dynamo.from_item(record_item).get("status"))
+        if status not in (SCHEDULED, NotificationStatus.QUEUED.value):
+            return  # released and sent, cancelled or settled by an earlier hand-out
+        stored = events.setdefault(event_id, dynamo.from_item(event_item))
+        user_item = typed(user_key(recipient))
+        profile = item_to_profile(user_item) if user_item else None
+        event = record_from_values(dict(stored))
+        base = self._message(event, stored, channel, recipient, work.data)
+        outcome, reason, message = self._render(event, base, profile)
+        if status == NotificationStatus.QUEUED.value:
+            # Released by a hand-out that may have died before sending it: again (a
+            # duplicate message is harmless, the worker's claim lets one through).
+            if outcome is NotificationStatus.QUEUED:
+                to_send.append(message)
+            return
+        if not self._transition(event.event_id, stored, message, outcome, reason):
+            return
+        stored[RELEASED] = True  # the chunk's next items of this event need not release it
+        stored["status"] = "PROCESSING"
+        if outcome is NotificationStatus.QUEUED:
+            to_send.append(message)
+        else:
+            self.ledger.settlement.settle(self.ledger.tally.tally_of(event.event_id))
 
     def _message(
         self,
@@ -355,3 +382,18 @@ class ScheduledCreation(RecordCreation):
             [n for i, notes in enumerate(events) if i not in refused for n in notes]
         )
         return refused
+
+
+class Releaser:
+    """The `notification` due handler: one item (`handler(work)`, the due sender's
+    contract) or a chunk at once (`handler.many(works)`, which the due sender prefers when
+    a handler has it: batched reads and sends)."""
+
+    def __init__(self, deferral: Deferral) -> None:
+        self._deferral = deferral
+
+    def __call__(self, work: DueWork) -> None:
+        self._deferral.release(work)
+
+    def many(self, works: Sequence[DueWork]) -> list[str | None]:
+        return self._deferral.release_many(works)

@@ -19,7 +19,7 @@ from core.platform.settings import Settings
 from core.timing.due_work import DueStore, DueWork
 from core.timing.waiting_events import WaitingEvents
 from listeners.channel_queues import ChannelQueues
-from listeners.deferral import CANCEL, NOTIFICATION, Deferral
+from listeners.deferral import CANCEL, NOTIFICATION, Deferral, Releaser
 from listeners.delayed_events import EVENT, DelayedEvents
 from listeners.digest_closing import DIGEST_KIND, build_digest_closer
 
@@ -56,7 +56,7 @@ def build_due_handlers(
     deferral = build_deferral(settings, clients, due)
     delayed = DelayedEvents(deferral.waiting, clients.sns, clients.topic_arn)
     return {
-        NOTIFICATION: deferral.release,
+        NOTIFICATION: Releaser(deferral),
         EVENT: delayed.publish,
         CANCEL: deferral.cancel_records,
         DIGEST_KIND: build_digest_closer(settings, clients),

@@ -7,8 +7,9 @@ Several may run. Each pass walks the minute buckets of `core.timing` from the sh
 (the oldest minute that may still hold work) to now, every shard of each. A shard costs one
 read of its first item, which tells an empty shard, a due one, and when its next item is
 due. A due shard is claimed (a lease, renewed before every chunk); its due items are read a
-chunk at a time, handed to `handlers[kind]` in parallel, and each is deleted only after its
-handler returned; one whose handler raised is moved to a later minute with the error
+chunk at a time, handed to `handlers[kind]` in parallel (a handler with `many` takes a
+group of its kind in one call, sharing its reads and sends), and each is deleted only after
+its handler returned; one whose handler raised is moved to a later minute with the error
 (tried again, doubling, at most an hour apart) and does not hold up the rest. A sender
 killed mid-claim leaves its lease to lapse and the next hands out again what it had not
 deleted: nothing is lost, and the handlers' idempotence keeps nothing from happening twice.
@@ -61,6 +62,7 @@ from listeners.due_handlers import build_due_handlers
 log = logging.getLogger("herald.due_sender")
 
 CHUNK = 100  # due items read, handed out and deleted together
+BATCH = 25  # items of one kind to a batch handler's call (its reads and sends share calls)
 # A minute is closed only once it is this far past: work a scheduler whose clock is this
 # much behind puts in "the current minute" still lands in an open one.
 CURSOR_GRACE = timedelta(seconds=5)
@@ -174,7 +176,7 @@ class DueSender:
         return self.claims.claim(bucket, shard, self.clock(), self.settings.due_lease_seconds)
 
     def _hand_out(self, items: list[dict[str, Any]], stats: PassStats) -> None:
-        outcomes = list(self._handler_pool.map(self._handle, items))
+        outcomes = self._run_handlers(items)
         done = [item for item, error in zip(items, outcomes, strict=True) if error is None]
         self.claims.delete(done)
         now = self.clock()
@@ -193,6 +195,47 @@ class DueSender:
             for item in done:
                 due_at = datetime.fromisoformat(str(item["due_at"]).replace("Z", "+00:00"))
                 stats.lags.append((now - due_at).total_seconds())
+
+    def _run_handlers(self, items: list[dict[str, Any]]) -> list[str | None]:
+        """Every item's handler on the pool: one call per item, or, for a handler with
+        `many` (one call for several, batching its reads and sends), one per group of
+        BATCH of its kind. Per item None, or the error."""
+        outcomes: list[str | None] = [None] * len(items)
+        jobs: list[tuple[list[int], Callable[[], list[str | None]]]] = []
+        by_kind: dict[str, list[int]] = {}
+        for index, item in enumerate(items):
+            by_kind.setdefault(str(item.get("kind")), []).append(index)
+        for kind, indexes in by_kind.items():
+            many = getattr(self.handlers.get(kind), "many", None)
+            if many is None:
+                jobs += [([i], partial(self._handle_one, items[i])) for i in indexes]
+                continue
+            for start in range(0, len(indexes), BATCH):
+                part = indexes[start : start + BATCH]
+                jobs.append((part, partial(self._handle_many, many, [items[i] for i in part])))
+        for (indexes, _), errors in zip(
+            jobs, self._handler_pool.map(lambda job: job[1](), jobs), strict=True
+        ):
+            for index, error in zip(indexes, errors, strict=True):
+                outcomes[index] = error
+        return outcomes
+
+    def _handle_one(self, item: dict[str, Any]) -> list[str | None]:
+        return [self._handle(item)]
+
+    def _handle_many(
+        self, many: Callable[[list[DueWork]], list[str | None]], items: list[dict[str, Any]]
+    ) -> list[str | None]:
+        """A batch handler's errors per item; one that raises fails its whole group."""
+        try:
+            errors = many([work_from_item(item) for item in items])
+        except Exception as exc:
+            log.warning("due %s failed: %s: %s", items[0].get("kind"), type(exc).__name__, exc)
+            errors = [f"{type(exc).__name__}: {exc}"] * len(items)
+        for error in errors:
+            if error is not None:
+                log.warning("due %s failed: %s", items[0].get("kind"), error)
+        return errors
 
     def _handle(self, item: dict[str, Any]) -> str | None:
         """Run the item's handler; None when it returned, else the error. Nothing a handler
