@@ -103,8 +103,12 @@ class GroupCommit(Generic[T, R]):
         finally:
             if partial:
                 self._partial_inflight = False
-                # Whatever arrived meanwhile has waited one call already: it goes now.
-                self._flush()
+                # Whatever arrived meanwhile has waited one call already: it goes now,
+                # unless a lone item came at a trickle: it lingers for company first.
+                if self._linger > 0 and len(self._pending) == 1 and self._timer is None:
+                    self._timer = asyncio.get_running_loop().call_later(self._linger, self._flush)
+                else:
+                    self._flush()
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if future.done():  # its request was cancelled (client went away)
                 continue

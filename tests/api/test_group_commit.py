@@ -158,3 +158,24 @@ def test_a_linger_gathers_items_that_come_one_at_a_time() -> None:
     assert asyncio.run(run(linger=30.0, max_batch=3, gap=0.02)) == [[1], [2, 3, 4]]
     # Gaps longer than the linger: nobody waits.
     assert asyncio.run(run(linger=0.05, max_batch=100, gap=0.2)) == [[1], [2], [3], [4]]
+
+
+def test_a_lone_item_that_waited_for_a_call_lingers_for_company() -> None:
+    """At a trickle the one event that came while a call was in flight does not leave
+    alone when the call ends: it lingers, and the next ones join it."""
+
+    async def run() -> list[list[int]]:
+        call = Recorder()
+        group: GroupCommit[int, int] = GroupCommit(call, 3, linger=30.0)
+        first = asyncio.ensure_future(group.submit(1))
+        await asyncio.sleep(0.05)  # the first call is in flight (and held)
+        second = asyncio.ensure_future(group.submit(2))
+        await asyncio.sleep(0.05)
+        call.release.set()
+        assert await first == 10
+        rest = [asyncio.ensure_future(group.submit(i)) for i in (3, 4)]
+        assert await asyncio.gather(second, *rest) == [20, 30, 40]
+        await group.drain()
+        return call.batches
+
+    assert asyncio.run(run()) == [[1], [2, 3, 4]]
