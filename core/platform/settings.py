@@ -14,8 +14,8 @@ from core.platform.setting_values import (
     parse_networks,
 )
 from core.platform.settings_alerting import AlertingSettings
-from core.platform.settings_fanout import FanoutPacingSettings
 from core.platform.settings_digests import DigestSettings
+from core.platform.settings_fanout import FanoutPacingSettings
 from core.platform.settings_inline import InlineRecipientSettings
 from core.platform.settings_listen import ListenSettings
 from core.platform.settings_providers import ProviderSettings
