@@ -24,6 +24,7 @@ import pstats
 import runpy
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -253,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="profile every process")
     parser.add_argument("--before-tree", default="", help="a worktree of the earlier commit")
-    parser.add_argument("--workdir", default="/tmp/herald-cpu-profile")
+    parser.add_argument(
+        "--workdir", default=str(Path(tempfile.gettempdir()) / "herald-cpu-profile")
+    )
     parser.add_argument("--top", type=int, default=25, help="functions listed per process")
     parser.add_argument("--json", default="", help="write the figures here too")
     args = parser.parse_args(argv)

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import httpx
 
 from core.operations.audit import MAX_EVENTS, AuditReport, ProviderMessage
 
@@ -56,9 +56,9 @@ def when(value: str, now: datetime | None = None) -> datetime:
 def sandbox_messages(url: str) -> list[ProviderMessage]:
     """Every message the sandbox received that names its notification; accepted when it
     answered 2xx (a request still waiting for its answer is not)."""
-    request = urllib.request.Request(f"{url.rstrip('/')}/sandbox/messages")
-    with urllib.request.urlopen(request, timeout=SANDBOX_TIMEOUT_SECONDS) as resp:
-        entries: list[dict[str, Any]] = json.loads(resp.read() or b"[]")
+    resp = httpx.get(f"{url.rstrip('/')}/sandbox/messages", timeout=SANDBOX_TIMEOUT_SECONDS)
+    resp.raise_for_status()
+    entries: list[dict[str, Any]] = resp.json() if resp.content else []
     return [
         ProviderMessage(
             notification_id=str(e["notification_id"]),
@@ -140,9 +140,9 @@ def main(argv: list[str]) -> int:
             args.max_events,
             stuck_after(settings) if args.stuck_seconds is None else args.stuck_seconds,
         )
-    except urllib.error.URLError as exc:  # the sandbox is not where the settings say
+    except httpx.HTTPError as exc:  # the sandbox is not where the settings say
         print(
-            f"cannot read the sandbox at {sandbox}: {exc.reason}; --no-provider skips it",
+            f"cannot read the sandbox at {sandbox}: {exc}; --no-provider skips it",
             file=sys.stderr,
         )
         return 2
