@@ -10,7 +10,7 @@ class DigestSettings(BaseModel):
     """Fields of `Settings` (`HERALD_<NAME>`)."""
 
     digest_type_defaults: bool = Field(
-        default=False,
+        default=True,
         description="Digest like, comment and follow events by their catalogue digests "
         "(the first of a burst at once, the rest of the window as one notification); an "
         "event's own `digest` applies either way.",

@@ -27,6 +27,7 @@ from tests.factories import (
 from tests.listeners.test_router import (
     COMMENT,
     MIDDAY_TOKYO,
+    PER_EVENT,
     ROUTER_NORMAL,
     add_user,
     drain,
@@ -49,7 +50,9 @@ def calls_since(log: CallLog, before: dict[str, dict[str, int]]) -> dict[str, di
 def test_a_receive_of_user_events_is_routed_with_one_read_and_one_transaction(
     stack: Stack, tmp_path: Path
 ) -> None:
-    settings = stack.settings.model_copy(update={"aws_call_log": str(tmp_path / "calls")})
+    settings = stack.settings.model_copy(
+        update={"aws_call_log": str(tmp_path / "calls"), **PER_EVENT}
+    )
     clients = AwsClients(settings)
     for i in range(3):
         add_user(stack, f"u-{i}", {"categories": {"activity": ["email"]}}, email=f"u{i}@x.io")
@@ -83,7 +86,9 @@ def test_a_receive_of_user_events_is_routed_with_one_read_and_one_transaction(
 def test_a_lone_user_event_is_routed_with_one_plain_write(stack: Stack, tmp_path: Path) -> None:
     """At a low rate a receive holds one event: its status and list are one item, and a
     one-item transaction would cost twice the write units of the same UpdateItem."""
-    settings = stack.settings.model_copy(update={"aws_call_log": str(tmp_path / "calls")})
+    settings = stack.settings.model_copy(
+        update={"aws_call_log": str(tmp_path / "calls"), **PER_EVENT}
+    )
     clients = AwsClients(settings)
     add_user(
         stack,
@@ -185,7 +190,9 @@ def test_an_event_routed_elsewhere_leaves_the_rest_of_the_receive_together(
     event's skipped record exists (a queued one is its claim's to create), so the shared
     transaction is refused for it alone; the others are written together again, not each
     on the slower one-event path."""
-    settings = stack.settings.model_copy(update={"aws_call_log": str(tmp_path / "calls")})
+    settings = stack.settings.model_copy(
+        update={"aws_call_log": str(tmp_path / "calls"), **PER_EVENT}
+    )
     clients = AwsClients(settings)
     for i in range(3):
         prefs = {"categories": {"activity": ["email", "sms"]}, "opt_out": ["sms"]}

@@ -17,6 +17,7 @@ from tests.conftest import Stack
 from tests.factories import ledger_of, notification, processing_event
 from tests.listeners.test_router import (
     COMMENT,
+    PER_EVENT,
     ROUTER_NORMAL,
     add_user,
     drain,
@@ -106,7 +107,7 @@ def test_an_event_the_router_gave_up_on_is_reopened_by_its_redrive_and_only_so(
         def route(self, *args: Any, **kwargs: Any) -> None:
             raise RuntimeError("routing bug")
 
-    results = Broken(stack.settings, stack.clients)(last)
+    results = Broken(stack.settings.model_copy(update=PER_EVENT), stack.clients)(last)
     settle(stack, last, results)
     assert all(isinstance(r, DeadLetter) for r in results)
     ledger = ledger_of(stack)

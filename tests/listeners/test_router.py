@@ -48,8 +48,14 @@ LATE_EVENING_TOKYO = datetime(2024, 1, 15, 13, 30, tzinfo=UTC)  # 22:30 in Tokyo
 # --- helpers -----------------------------------------------------------------------------
 
 
+#: These tests route every event on its own: the catalogue's default digests (a second
+#: comment on a post within ten minutes joins a digest) are tested in test_digests.py.
+PER_EVENT = {"digest_type_defaults": False}
+
+
 def router(stack: Stack, now: datetime = MIDDAY_TOKYO, **kwargs: Any) -> Router:
-    return Router(stack.settings, stack.clients, clock=lambda: now, **kwargs)
+    settings = stack.settings.model_copy(update=PER_EVENT)
+    return Router(settings, stack.clients, clock=lambda: now, **kwargs)
 
 
 def user_store(stack: Stack) -> UserStore:
