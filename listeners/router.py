@@ -41,15 +41,12 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from alerting.alerts import AlertBusy
 from alerting.gate import AlertGate
 from alerting.inline import inline_profiles
 from core.aws.clients import AwsClients
 from core.catalogue.models import Event, EventStatus, NotificationStatus, utcnow
 from core.catalogue.templates import TemplateRenderer
-from core.directory.users import StoreBusy, UserStore
+from core.directory.users import UserStore
 from core.ledger.notification_records import EventClosed, EventNotFound
 from core.ledger.shard_layout import ShardLayout
 from core.ledger.wiring import Ledger, build_ledger
@@ -58,21 +55,21 @@ from core.platform.logs import configure_logging
 from core.platform.runtime import freeze_startup_objects
 from core.platform.settings import Settings
 from listeners import due_handlers
-from listeners.backoff import backoff_seconds
-from listeners.channel_queues import ChannelQueues, EnqueueFailed
+from listeners.channel_queues import ChannelQueues
 from listeners.consumer import Consumer, wait_for_queues
 from listeners.digesting import build_digesting
-from listeners.fanout import Poison, RouterWork, continuation, decode, unreached_reason
+from listeners.fanout import Poison, RouterWork, decode
 from listeners.fanout_pacing import FanoutPacer
 from listeners.grouped_routing import GroupRouting
 from listeners.heartbeat import Heartbeat
 from listeners.lambda_handler import LambdaHandler, sqs_lambda_handler
-from listeners.messages import Ack, DeadLetter, QueueMessage, Result, Retry
+from listeners.messages import Ack, DeadLetter, QueueMessage, Result
 from listeners.planner import Recipient, plan
+from listeners.routing_failures import routing_failure
+from listeners.topic_pages import TopicPages
 
 log = logging.getLogger("herald.router")
 
-RETRYABLE = (ClientError, BotoCoreError, StoreBusy, EnqueueFailed, AlertBusy)
 REPAIR_ATTRIBUTE = "repair"  # set by the reconciler's republish of a stranded event
 UNSETTLED = (
     NotificationStatus.QUEUED,
@@ -116,11 +113,19 @@ class Router:
         self.queues = ChannelQueues(clients.sqs, clients.queue_url, clients.names)
         self.clock = clock
         self.alerts = AlertGate(settings, clients.dynamodb, table, clock)
-        self.pacer = FanoutPacer(settings, clients)
         self.together = GroupRouting(
             clients, self.creation, self.queues, self.renderer, clock, self._complete
         )
         self.digesting = build_digesting(settings, clients, self.users)
+        self.topic_pages = TopicPages(
+            settings,
+            clients,
+            self.users,
+            ledger,
+            FanoutPacer(settings, clients),
+            self._fan_out,
+            self._complete,
+        )
 
     @tracing.traced_batch("herald.route", tracing.event_id_of)
     def __call__(self, messages: Sequence[QueueMessage]) -> list[Result]:
@@ -193,42 +198,7 @@ class Router:
         return Ack()
 
     def _failed(self, message: QueueMessage, work: RouterWork, exc: Exception) -> Result:
-        event_id = work.event.event_id
-        if message.receive_count >= self.settings.receive_budget:
-            # The last receive before SQS's backstop: settle it here, with the reason on the
-            # event, instead of letting the message vanish into the DLQ behind its back.
-            reason = (
-                f"routing gave up after {message.receive_count} receives "
-                f"(fan-out page {work.page}): {type(exc).__name__}: {exc}"
-            )[:500]
-            try:
-                self.events.fail(event_id, reason, routing=True)
-            except Exception as store_exc:  # the reconciler finds the event unsettled
-                log.error("could not fail the event: %s", store_exc, extra={"event_id": event_id})
-            log.error("dead-lettering: %s", reason, extra={"event_id": event_id})
-            return DeadLetter(reason)
-        delay = backoff_seconds(
-            message.receive_count,
-            self.settings.retry_base_seconds,
-            self.settings.retry_cap_seconds,
-        )
-        if isinstance(exc, RETRYABLE):
-            log.warning(
-                "page %d failed, retrying in %ds: %s",
-                work.page,
-                delay,
-                exc,
-                extra={"event_id": event_id},
-            )
-        else:  # a bug: retried, and the queue's RedrivePolicy ends a message that loops
-            log.exception(
-                "page %d crashed, retrying in %ds",
-                work.page,
-                delay,
-                extra={"event_id": event_id},
-                exc_info=exc,
-            )
-        return Retry(delay, f"{type(exc).__name__}: {exc}")
+        return routing_failure(self.settings, self.events, message, work, exc)
 
     def route(self, work: RouterWork, queue: str, *, redelivered: bool = False) -> None:
         """Do one page of the fan-out; idempotent, so a redelivery may run it again."""
@@ -244,7 +214,7 @@ class Router:
         elif event.user_id is not None:
             self._route_to_user(event, event.user_id, redelivered, work.repair)
         else:
-            self._route_topic_page(work, queue, redelivered)
+            self.topic_pages.route(work, queue, redelivered)
 
     def _alert_notifies(self, event: Event) -> bool:
         """Ask the alert gate (alerting/gate.py); an event that notifies nobody is settled
@@ -278,45 +248,6 @@ class Router:
             return
         self._fan_out(event, [Recipient(profile)], 0, redelivered, repair)
         self._complete(event)
-
-    def _route_topic_page(self, work: RouterWork, queue: str, redelivered: bool) -> None:
-        event = work.event
-        assert event.topic is not None
-        if self.pacer.waits(work, queue):
-            return
-        page = self.users.subscribers(event.topic, self.settings.fanout_page_size, work.cursor)
-        profiles = self.users.get_many(s.user_id for s in page.items)
-        recipients = [
-            Recipient(profiles[s.user_id], s.channels) for s in page.items if s.user_id in profiles
-        ]
-        if work.page == 0 and not recipients and not page.next_cursor:
-            self._settle_unreached(event, len(page.items))
-            return
-        if len(recipients) < len(page.items):
-            log.info(
-                "page %d: %d subscriber(s) without a profile left out",
-                work.page,
-                len(page.items) - len(recipients),
-                extra={"event_id": event.event_id},
-            )
-        used = self._fan_out(event, recipients, work.page, redelivered, work.repair)
-        if page.next_cursor:
-            self._continue(work, page.next_cursor, queue, used)
-        else:
-            self._complete(event)
-
-    def _settle_unreached(self, event: Event, subscribers: int) -> None:
-        """A topic nobody (with a profile) subscribes to: SUCCESS, but saying so, so that a
-        misspelt topic shows on the event instead of passing as delivered."""
-        reason = unreached_reason(event.topic or "", subscribers)
-        if self.events.transition(
-            event.event_id,
-            EventStatus.PROCESSING,
-            EventStatus.SUCCESS,
-            reason=reason,
-            fanout_complete=True,
-        ):
-            log.info("event settled: %s", reason, extra={"event_id": event.event_id})
 
     def _fan_out(
         self,
@@ -359,16 +290,6 @@ class Router:
             extra={"event_id": event.event_id},
         )
         return {n.message.channel for n in planned if n.status is queued}
-
-    def _continue(self, work: RouterWork, cursor: str, queue: str, used: set[str]) -> None:
-        """A repair sends the next page again even if it was sent once: that message may
-        be the one that was lost."""
-        event, page = work.event, work.page + 1
-        if not work.repair and self.tally.continuation_sent(event.event_id, page):
-            return
-        body = continuation(event, cursor, page, work.repair, work.channels_after(used))
-        self.clients.sqs.send_message(QueueUrl=self.clients.queue_url(queue), **body)
-        self.tally.mark_continuation_sent(event.event_id, page)
 
     def _complete(self, event: Event) -> None:
         final = self.settlement.add_and_settle(event.event_id, fanout_complete=True)

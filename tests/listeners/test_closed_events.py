@@ -57,8 +57,7 @@ def test_a_topic_page_taken_after_the_event_failed_creates_and_sends_nothing(
         add_user(stack, f"u-{i}", EMAIL, email=f"u{i}@example.com")
         user_store(stack).subscribe("charts.x", f"u-{i}", ["email"])
     event = post_event(stack, "trend.top_artist_changed", TREND, topic="charts.x")
-    paged = router(stack)
-    paged.settings = stack.settings.model_copy(update={"fanout_page_size": 1})
+    paged = router(stack, settings=stack.settings.model_copy(update={"fanout_page_size": 1}))
     assert route_all(stack, paged) == [Ack()]  # page 0, and the continuation is sent
     assert len(drain(stack, "email-normal")) == 1
     assert ledger_of(stack).event_status.fail(event.event_id, "routing gave up")

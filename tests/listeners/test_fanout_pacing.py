@@ -114,7 +114,7 @@ def test_a_page_waits_at_most_the_maximum_then_goes(stack: Stack) -> None:
     settings = paced(stack, fanout_max_waiting=5, fanout_max_wait_seconds=60)
     router = Router(settings, stack.clients, clock=lambda: MIDDAY_TOKYO)
     now = [1_000_000.0]
-    router.pacer.clock = lambda: now[0]
+    router.topic_pages.pacer.clock = lambda: now[0]
     page0 = receive(stack, ROUTER_NORMAL)
     settle(stack, page0, router(page0))  # ten emails wait, and are never taken here
 

@@ -53,8 +53,10 @@ LATE_EVENING_TOKYO = datetime(2024, 1, 15, 13, 30, tzinfo=UTC)  # 22:30 in Tokyo
 PER_EVENT = {"digest_type_defaults": False}
 
 
-def router(stack: Stack, now: datetime = MIDDAY_TOKYO, **kwargs: Any) -> Router:
-    settings = stack.settings.model_copy(update=PER_EVENT)
+def router(
+    stack: Stack, now: datetime = MIDDAY_TOKYO, *, settings: Settings | None = None, **kwargs: Any
+) -> Router:
+    settings = (settings or stack.settings).model_copy(update=PER_EVENT)
     return Router(settings, stack.clients, clock=lambda: now, **kwargs)
 
 
