@@ -81,10 +81,12 @@ CHROMIUM_ARGS = [
 SHOTS = ROOT / "test-output" / "console"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One Chromium for the session: the distribution's (Playwright's own download is not
-    used); the browser tests skip, saying why, where there is none."""
+    """One Chromium for the browser tests' module: the distribution's (Playwright's own
+    download is not used); they skip, saying why, where there is none. It ends with the
+    module because Playwright's sync API keeps an event loop running in the thread while it
+    is open, and a later test's asyncio.run() on the same worker would fail."""
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (as .ci/run does)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
