@@ -21,7 +21,6 @@ run instead of a three-item transaction.
 from __future__ import annotations
 
 import hashlib
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,8 +32,6 @@ from core.aws import errors as aws_errors
 from core.catalogue.models import iso
 
 CLAIM_SK = "#CLAIM"
-BATCH_WRITE_MAX = 25
-UNPROCESSED_ROUNDS = 5
 
 
 def bucket_of(at: datetime) -> str:
@@ -165,26 +162,7 @@ class DueStore:
         """Put the next runs and delete the done ones, 25 writes per BatchWriteItem; what
         DynamoDB hands back unprocessed is retried with a backoff, then raised (the lease
         lapses and the next pass redoes the shard)."""
-        ops = [{"PutRequest": {"Item": dynamo.to_item(item)}} for item in puts]
-        ops += [
-            {
-                "DeleteRequest": {
-                    "Key": {dynamo.PK: {"S": key[dynamo.PK]}, dynamo.SK: {"S": key[dynamo.SK]}}
-                }
-            }
-            for key in deletes
-        ]
-        for start in range(0, len(ops), BATCH_WRITE_MAX):
-            request: dict[str, Any] = {self._table: ops[start : start + BATCH_WRITE_MAX]}
-            for attempt in range(UNPROCESSED_ROUNDS):
-                if attempt:
-                    time.sleep(min(0.05 * 2**attempt, 1.0))
-                resp = self._db.batch_write_item(RequestItems=request)
-                request = resp.get("UnprocessedItems") or {}
-                if not request:
-                    break
-            if request:
-                raise RuntimeError("DynamoDB left due-run writes unprocessed")
+        dynamo.batch_write(self._db, self._table, [dynamo.to_item(i) for i in puts], deletes)
 
     def cursor(self) -> str | None:
         resp = self._db.get_item(

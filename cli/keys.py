@@ -4,6 +4,7 @@
         --inline-prefixes +1,+44 --inline-daily-quota 200
     herald keys list
     herald keys revoke <key_id>
+    (python -m cli.keys ... where the herald command is not installed)
 
 `create` prints the key once; only its hash is stored. `--inline-prefixes` and
 `--inline-daily-quota` are the key's own limits on inline recipients, within the
@@ -18,9 +19,19 @@ import argparse
 import json
 import sys
 
-from api.keys import scope_list
 from core.security.api_keys import SCOPES, check_inline_limits
 from core.security.tenants import DEFAULT_TENANT
+
+
+def scope_list(value: str) -> list[str]:
+    """`events:write,events:read` as two scopes; an unknown one names itself."""
+    scopes = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [s for s in scopes if s not in SCOPES]
+    if not scopes or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown scope {', '.join(unknown) or repr(value)}; choose from {', '.join(SCOPES)}"
+        )
+    return scopes
 
 
 def parser() -> argparse.ArgumentParser:
@@ -90,3 +101,7 @@ def main(argv: list[str]) -> int:
             return 1
         print(json.dumps({"revoked": args.key_id}))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -56,6 +56,9 @@ TTL_ATTRIBUTE = "expires_at"
 BATCH_GET_MAX = 100  # keys per BatchGetItem
 # Rounds of a BatchGetItem's unprocessed keys (throttling) before the read is given up.
 BATCH_GET_ROUNDS = 8
+BATCH_WRITE_MAX = 25  # writes per BatchWriteItem
+#: BatchWriteItem rounds for unprocessed items before they are raised as a throttle.
+BATCH_WRITE_ROUNDS = 5
 TRANSACT_MAX = 100  # items per TransactWriteItems
 # Rounds of a transaction that AWS cancelled for reasons other than a refusal (a conflict
 # with another writer, throttling) or answered with an error, tried again with backoff
@@ -245,6 +248,37 @@ def batch_get(
                     )
                 time.sleep(aws_errors.jittered(rounds - 1, 0.05, 2.0))
     return out
+
+
+def batch_write(
+    db: Any,
+    table: str,
+    puts: Sequence[dict[str, Any]] = (),
+    deletes: Sequence[dict[str, Any]] = (),
+) -> None:
+    """Put `puts` (typed items) and delete `deletes` (plain keys), 25 writes a
+    BatchWriteItem; what DynamoDB leaves unprocessed is sent again after a backoff, as AWS
+    asks, and raised when it stays so (a caller's lease lapses and the work is redone)."""
+    ops: list[dict[str, Any]] = [{"PutRequest": {"Item": item}} for item in puts]
+    ops += [
+        {"DeleteRequest": {"Key": {PK: {"S": str(k[PK])}, SK: {"S": str(k[SK])}}}} for k in deletes
+    ]
+    for start in range(0, len(ops), BATCH_WRITE_MAX):
+        request: dict[str, Any] = {table: ops[start : start + BATCH_WRITE_MAX]}
+        for attempt in range(BATCH_WRITE_ROUNDS):
+            if attempt:
+                time.sleep(aws_errors.jittered(attempt, 0.05, 1.0))
+            resp = aws_errors.retry(
+                lambda request=request: db.batch_write_item(RequestItems=request)  # type: ignore[misc]
+            )
+            request = resp.get("UnprocessedItems") or {}
+            if not request:
+                break
+        if request:
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "unprocessed"}},
+                "BatchWriteItem",
+            )
 
 
 def query_page(

@@ -21,9 +21,6 @@ from core.aws import errors as aws_errors
 from core.catalogue.models import iso
 from core.timing.due_work import CLAIM_SK, CURSOR_KEY, ITEM_PREFIX, bucket_of, work_pk
 
-BATCH_WRITE_MAX = 25
-UNPROCESSED_ROUNDS = 5
-
 
 class DueClaims:
     """Reads and conditional writes of one table's due work, for one owner (a sender)."""
@@ -137,28 +134,7 @@ class DueClaims:
         self._write([moved], [item])
 
     def _write(self, puts: list[dict[str, Any]], deletes: list[dict[str, Any]]) -> None:
-        ops: list[dict[str, Any]] = [{"PutRequest": {"Item": dynamo.to_item(i)}} for i in puts]
-        ops += [
-            {
-                "DeleteRequest": {
-                    "Key": {dynamo.PK: {"S": k[dynamo.PK]}, dynamo.SK: {"S": k[dynamo.SK]}}
-                }
-            }
-            for k in deletes
-        ]
-        for start in range(0, len(ops), BATCH_WRITE_MAX):
-            request: dict[str, Any] = {self._table: ops[start : start + BATCH_WRITE_MAX]}
-            for attempt in range(UNPROCESSED_ROUNDS):
-                if attempt:
-                    time.sleep(aws_errors.jittered(attempt, 0.05, 1.0))
-                resp = aws_errors.retry(
-                    lambda request=request: self._db.batch_write_item(RequestItems=request)  # type: ignore[misc]
-                )
-                request = resp.get("UnprocessedItems") or {}
-                if not request:
-                    break
-            if request:
-                raise RuntimeError("DynamoDB left due-work writes unprocessed")
+        dynamo.batch_write(self._db, self._table, [dynamo.to_item(i) for i in puts], deletes)
 
     @staticmethod
     def _claim_key(bucket: str, shard: int) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,8 +38,6 @@ ITEM_PREFIX = "W#"
 CLAIM_SK = "#CLAIM"
 CURSOR_KEY = {dynamo.PK: {"S": "WORK#CURSOR"}, dynamo.SK: {"S": "CURSOR"}}
 DATA_MAX_BYTES = 1024
-BATCH_WRITE_MAX = 25
-UNPROCESSED_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -152,20 +149,7 @@ class DueStore:
         if not works:
             return
         self.ensure_cursor()
-        puts = [{"PutRequest": {"Item": self.item_of(w)}} for w in works]
-        for start in range(0, len(puts), BATCH_WRITE_MAX):
-            request: dict[str, Any] = {self._table: puts[start : start + BATCH_WRITE_MAX]}
-            for attempt in range(UNPROCESSED_ROUNDS):
-                if attempt:
-                    time.sleep(aws_errors.jittered(attempt, 0.05, 1.0))
-                resp = aws_errors.retry(
-                    lambda request=request: self._db.batch_write_item(RequestItems=request)  # type: ignore[misc]
-                )
-                request = resp.get("UnprocessedItems") or {}
-                if not request:
-                    break
-            if request:
-                raise RuntimeError("DynamoDB left due-work puts unprocessed")
+        dynamo.batch_write(self._db, self._table, [self.item_of(w) for w in works])
 
     def unschedule(self, work: DueWork) -> None:
         """Delete the work if it is still there: best effort (a handler re-checks the state

@@ -140,10 +140,10 @@ def test_rate_limit_per_key_is_429_with_retry_after(stack: Stack, keys: ApiKeySt
 
 
 def test_cli_creates_lists_and_revokes(stack: Stack) -> None:
-    created = stack.cli("api.keys", "create", "--name", "ops", "--scope", "admin")
+    created = stack.cli("cli.keys", "create", "--name", "ops", "--scope", "admin")
     assert created["api_key"].startswith("hk_")
-    assert created["key_id"] in [k["key_id"] for k in stack.cli("api.keys", "list")]
-    assert stack.cli("api.keys", "revoke", created["key_id"]) == {"revoked": created["key_id"]}
+    assert created["key_id"] in [k["key_id"] for k in stack.cli("cli.keys", "list")]
+    assert stack.cli("cli.keys", "revoke", created["key_id"]) == {"revoked": created["key_id"]}
 
 
 def test_a_key_revoked_through_the_api_is_refused_by_that_process_at_once(

@@ -45,18 +45,18 @@ def test_an_unknown_path_with_a_slash_is_a_404_with_a_message(client: TestClient
 
 def test_keys_create_takes_several_scopes_in_one_flag(stack: Stack) -> None:
     created = stack.cli(
-        "api.keys", "create", "--name", "ops", "--scope", "events:write,events:read"
+        "cli.keys", "create", "--name", "ops", "--scope", "events:write,events:read"
     )
     assert created["scopes"] == ["events:write", "events:read"]
     both = stack.cli(
-        "api.keys", "create", "--name", "ops2", "--scope", "admin", "--scope", "admin,users:write"
+        "cli.keys", "create", "--name", "ops2", "--scope", "admin", "--scope", "admin,users:write"
     )
     assert both["scopes"] == ["admin", "users:write"]
 
 
 def test_keys_create_names_an_unknown_scope(stack: Stack) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "api.keys", "create", "--name", "x", "--scope", "events:write,evil"],
+        [sys.executable, "-m", "cli.keys", "create", "--name", "x", "--scope", "events:write,evil"],
         cwd=ROOT,
         env={**stack.env(), "PATH": ""},
         capture_output=True,

@@ -76,7 +76,7 @@ def test_the_operator_reads_every_tenant_and_revokes_any_key(
 
 
 def test_the_cli_makes_operator_keys(stack: Stack) -> None:
-    created = stack.cli("api.keys", "create", "--name", "ops", "--scope", "operator")
+    created = stack.cli("cli.keys", "create", "--name", "ops", "--scope", "operator")
     assert created["scopes"] == ["operator"]
 
 
