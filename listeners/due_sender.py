@@ -50,6 +50,7 @@ from core.platform.logs import configure_logging
 from core.platform.settings import Settings
 from core.timing.due_claims import DueClaims
 from core.timing.due_work import (
+    CURSOR_GRACE,
     DueStore,
     DueWork,
     bucket_of,
@@ -63,9 +64,6 @@ log = logging.getLogger("herald.due_sender")
 
 CHUNK = 100  # due items read, handed out and deleted together
 BATCH = 25  # items of one kind to a batch handler's call (its reads and sends share calls)
-# A minute is closed only once it is this far past: work a scheduler whose clock is this
-# much behind puts in "the current minute" still lands in an open one.
-CURSOR_GRACE = timedelta(seconds=5)
 MINUTE_WAKE = timedelta(seconds=1)  # an idle sender wakes this long after a minute starts
 MAX_BUCKETS_PER_PASS = 24 * 60
 RETRY_MAX = timedelta(hours=1)
@@ -95,7 +93,7 @@ class DueSender:
         self.settings = settings
         self.handlers = dict(handlers)
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}"
-        self.claims = DueClaims(clients.dynamodb, clients.names.table, self.owner)
+        self.claims = DueClaims(clients.dynamodb, clients.names.table, self.owner, clock)
         self.shards = settings.due_shards
         self.clock = clock
         self._random = random.Random(self.owner)
@@ -124,9 +122,9 @@ class DueSender:
                 break
             shards = list(range(self.shards))
             self._random.shuffle(shards)
-            work = partial(self._work_shard, bucket, now=now, stats=stats)
-            empty = all(list(self._shard_pool.map(work, shards)))
             closed = bucket_time(bucket) + timedelta(minutes=1) + CURSOR_GRACE <= now
+            work = partial(self._work_shard, bucket, now=now, stats=stats, closed=closed)
+            empty = all(list(self._shard_pool.map(work, shards)))
             if closing and empty and closed:
                 self.claims.advance_cursor(cursor, next_bucket(bucket))
                 cursor = next_bucket(bucket)
@@ -135,9 +133,12 @@ class DueSender:
             bucket = next_bucket(bucket)
         return stats
 
-    def _work_shard(self, bucket: str, shard: int, *, now: datetime, stats: PassStats) -> bool:
-        """Hand out the shard's due items; True when it was (and is left) empty."""
-        first = self.claims.first(bucket, shard)
+    def _work_shard(
+        self, bucket: str, shard: int, *, now: datetime, stats: PassStats, closed: bool
+    ) -> bool:
+        """Hand out the shard's due items; True when it was (and is left) empty. The reads
+        of a minute that may close are consistent: the cursor never passes an item."""
+        first = self.claims.first(bucket, shard, consistent=closed)
         if first is None:
             return True
         if not self._due(first, now, stats):
@@ -157,7 +158,7 @@ class DueSender:
                     return False
         finally:
             self.claims.release(bucket, shard)
-        following = self.claims.first(bucket, shard)
+        following = self.claims.first(bucket, shard, consistent=closed)
         if following is not None:
             self._due(following, now, stats)
         return following is None

@@ -11,6 +11,7 @@ handlers' idempotence keeps a second hand-out from doing anything twice.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,17 +19,31 @@ from botocore.exceptions import ClientError
 
 from core.aws import dynamo
 from core.aws import errors as aws_errors
-from core.catalogue.models import iso
-from core.timing.due_work import CLAIM_SK, CURSOR_KEY, ITEM_PREFIX, bucket_of, work_pk
+from core.catalogue.models import iso, utcnow
+from core.timing.due_work import (
+    CLAIM_SK,
+    CURSOR_KEY,
+    ITEM_PREFIX,
+    bucket_of,
+    put_in_open_minutes,
+    work_pk,
+)
 
 
 class DueClaims:
     """Reads and conditional writes of one table's due work, for one owner (a sender)."""
 
-    def __init__(self, dynamodb: Any, table: str, owner: str) -> None:
+    def __init__(
+        self,
+        dynamodb: Any,
+        table: str,
+        owner: str,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self._db = dynamodb
         self._table = table
         self.owner = owner
+        self._clock = clock
 
     def cursor(self) -> str | None:
         """The oldest minute that may hold work; None before anything was scheduled."""
@@ -50,9 +65,11 @@ class DueClaims:
             if not aws_errors.is_refusal(exc):
                 raise
 
-    def first(self, bucket: str, shard: int) -> dict[str, Any] | None:
+    def first(self, bucket: str, shard: int, *, consistent: bool = False) -> dict[str, Any] | None:
         """The shard's earliest item (due or not), keys and due time only: one read of
-        one item tells an empty shard, a due one, and when the next is due."""
+        one item tells an empty shard, a due one, and when the next is due. `consistent`
+        for the read that lets a minute close: an eventually consistent one may miss an
+        item put a moment before, which would be left behind the cursor."""
         resp = self._db.query(
             TableName=self._table,
             KeyConditionExpression="PK = :pk AND begins_with(SK, :w)",
@@ -62,6 +79,7 @@ class DueClaims:
             },
             ProjectionExpression="PK, SK, due_at",
             Limit=1,
+            ConsistentRead=consistent,
         )
         items = resp.get("Items") or []
         return dynamo.from_item(items[0]) if items else None
@@ -121,20 +139,31 @@ class DueClaims:
     def delete(self, items: list[dict[str, Any]]) -> None:
         """Delete handled items (BatchWriteItem, 25 a call; unprocessed ones retried with
         backoff, then raised: the lease lapses and the next pass hands them out again)."""
-        self._write([], items)
+        dynamo.batch_write(self._db, self._table, [], items)
 
     def retry_later(self, item: dict[str, Any], at: datetime, error: str) -> None:
         """Move an item whose handler failed to the minute of `at`, counting the failure:
-        it comes due again then, and does not block its shard meanwhile."""
-        moved = {k: v for k, v in item.items() if k not in (dynamo.PK, dynamo.SK)}
-        moved[dynamo.PK] = work_pk(bucket_of(at), int(str(item[dynamo.PK]).rsplit("#", 1)[1]))
-        moved[dynamo.SK] = f"{ITEM_PREFIX}{iso(at)}#{str(item[dynamo.SK]).split('#', 2)[2]}"
-        moved["attempts"] = int(item.get("attempts", 0)) + 1
-        moved["last_error"] = error[:500]
-        self._write([moved], [item])
+        it comes due again then, and does not block its shard meanwhile. The copy is put
+        (in a minute still open when the put returns) before the item is deleted, so a
+        failure between the two leaves it twice, never nowhere."""
+        rest = str(item[dynamo.SK]).split("#", 2)[2]
+        shard = int(str(item[dynamo.PK]).rsplit("#", 1)[1])
+        plain = {k: v for k, v in item.items() if k not in (dynamo.PK, dynamo.SK)}
+        plain["attempts"] = int(item.get("attempts", 0)) + 1
+        plain["last_error"] = error[:500]
 
-    def _write(self, puts: list[dict[str, Any]], deletes: list[dict[str, Any]]) -> None:
-        dynamo.batch_write(self._db, self._table, [dynamo.to_item(i) for i in puts], deletes)
+        def moved(now: datetime) -> dict[str, Any]:
+            when = max(at, now)
+            return dynamo.to_item(
+                {
+                    **plain,
+                    dynamo.PK: work_pk(bucket_of(when), shard),
+                    dynamo.SK: f"{ITEM_PREFIX}{iso(at)}#{rest}",
+                }
+            )
+
+        put_in_open_minutes(self._db, self._table, [moved], self._clock)
+        self.delete([item])
 
     @staticmethod
     def _claim_key(bucket: str, shard: int) -> dict[str, Any]:

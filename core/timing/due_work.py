@@ -9,7 +9,13 @@ The prefix is not the alert rules' (`DUE#`, `alerting/due.py`): the two schedule
 see each other's items. The shard is a hash of (kind, ref), so (kind, ref, due) always
 makes the same key: scheduling twice is one item, and `unschedule` finds it without a read.
 Work scheduled for a time already past goes in the current minute (the due sender has
-closed older minutes), so a put never lands behind the cursor.
+closed older minutes). A put must also *land* before its minute closes, and a put is slow
+now and then (throttled, retried, its answer lost after it applied): a put that returns
+after its minute ended is made again from the clock then, so it lands in a minute still
+open (`put_in_open_minutes`). The due sender closes a minute only `CURSOR_GRACE` after it
+ended, and reads it consistently before it does, so a put that returned before the end
+is always seen; one that returned later may be in both minutes, and handed out twice,
+which handlers take (they are idempotent).
 
 Who works the items is `core.timing.due_claims` and `listeners/due_sender.py`: handlers act
 on `DueWork` and must be idempotent, since a lapsed lease hands an item out twice.
@@ -23,6 +29,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -38,6 +45,14 @@ ITEM_PREFIX = "W#"
 CLAIM_SK = "#CLAIM"
 CURSOR_KEY = {dynamo.PK: {"S": "WORK#CURSOR"}, dynamo.SK: {"S": "CURSOR"}}
 DATA_MAX_BYTES = 1024
+# A minute is closed (the cursor moves past it) only this long after it ended: work put
+# by a scheduler whose clock is up to this much behind still lands in an open minute.
+CURSOR_GRACE = timedelta(seconds=5)
+# Tries at putting work in a minute that is still open when the put returns; each try
+# takes its minute from the clock, so a second is late only if a put is slow twice over.
+LANDING_TRIES = 5
+
+ItemAt = Callable[[datetime], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,40 @@ def shard_of(kind: str, ref: str, shards: int) -> int:
 
 def work_pk(bucket: str, shard: int) -> str:
     return f"{PREFIX}{bucket}#{shard}"
+
+
+def minute_end(item: Mapping[str, Any]) -> datetime:
+    """When the minute a typed due item is keyed in ends (its PK names the minute)."""
+    bucket = str(item[dynamo.PK]["S"])[len(PREFIX) :].rsplit("#", 1)[0]
+    return bucket_time(bucket) + timedelta(minutes=1)
+
+
+def put_in_open_minutes(
+    dynamodb: Any, table: str, makers: Sequence[ItemAt], clock: Callable[[], datetime]
+) -> None:
+    """Put the items `makers` make from the clock's time, and make and put again each one
+    whose minute ended before its put returned: such a put may have landed after the due
+    sender read the minute for the last time. A put that returned in its minute landed
+    in it, and the sender's closing read sees it. Raises when AWS keeps failing, or when a
+    put is late `LANDING_TRIES` times."""
+    pending = list(makers)
+    for _ in range(LANDING_TRIES):
+        now = clock()
+        items = [make(now) for make in pending]
+        if len(items) == 1:
+            aws_errors.retry(partial(dynamodb.put_item, TableName=table, Item=items[0]))
+        else:
+            dynamo.batch_write(dynamodb, table, items)
+        returned = clock()
+        late = [m for m, item in zip(pending, items, strict=True) if minute_end(item) <= returned]
+        if not late:
+            return
+        log.warning("%d due item(s) put after their minute ended: putting them again", len(late))
+        pending = late
+    raise ClientError(
+        {"Error": {"Code": "RequestTimeout", "Message": "due work put late every try"}},
+        "PutItem",
+    )
 
 
 def work_sk(work: DueWork) -> str:
@@ -113,9 +162,9 @@ class DueStore:
         pk = work_pk(bucket_of(at), shard_of(work.kind, work.ref, self.shards))
         return {dynamo.PK: {"S": pk}, dynamo.SK: {"S": work_sk(work)}}
 
-    def item_of(self, work: DueWork) -> dict[str, Any]:
+    def item_of(self, work: DueWork, now: datetime | None = None) -> dict[str, Any]:
         """The typed item, for a caller that puts it in its own transaction (a delayed
-        event is recorded with its due item in one write)."""
+        event is recorded with its due item in one write: it calls `landed` after)."""
         if work.due_at.tzinfo is None:
             raise ValueError("due_at must be timezone-aware")
         data_json = json.dumps(dict(work.data), separators=(",", ":"), sort_keys=True)
@@ -123,7 +172,7 @@ class DueStore:
             raise ValueError(f"due work data over {DATA_MAX_BYTES} bytes: {work.kind}")
         expires = int((work.due_at + self._retention).timestamp())
         return {
-            **self.key_of(work),
+            **self.key_of(work, now),
             **dynamo.to_item(
                 {
                     "kind": work.kind,
@@ -139,17 +188,23 @@ class DueStore:
     def schedule(self, work: DueWork) -> None:
         """Put the work (idempotent: the same work is the same key, and a repeat rewrites
         the same item). Retried on throttling and errors; raises when AWS keeps failing."""
-        self.ensure_cursor()
-        item = self.item_of(work)
-        aws_errors.retry(lambda: self._db.put_item(TableName=self._table, Item=item))
+        self.schedule_many([work])
 
     def schedule_many(self, works: Sequence[DueWork]) -> None:
         """`schedule` for many at once: BatchWriteItem, 25 puts a call (a fan-out's due
-        items in a few calls, not one each); unprocessed puts retried, then raised."""
+        items in a few calls, not one each); unprocessed puts retried, then raised. Each
+        lands in a minute still open when it does (`put_in_open_minutes`)."""
         if not works:
             return
         self.ensure_cursor()
-        dynamo.batch_write(self._db, self._table, [self.item_of(w) for w in works])
+        makers = [partial(self.item_of, work) for work in works]
+        put_in_open_minutes(self._db, self._table, makers, self._clock)
+
+    def landed(self, work: DueWork, item: Mapping[str, Any]) -> None:
+        """After a caller's own write of `item` (`item_of`) returned: when its minute had
+        ended by then, put the work again in an open one."""
+        if minute_end(item) <= self._clock():
+            self.schedule(work)
 
     def unschedule(self, work: DueWork) -> None:
         """Delete the work if it is still there: best effort (a handler re-checks the state

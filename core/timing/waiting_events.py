@@ -48,6 +48,7 @@ class WaitingEvents:
         item = event_to_item(record, self._retention_days)
         token = record.payload_hash + "#" + record.created_at
         item["accept_token"] = {"S": token}
+        due_item = due.item_of(work)
         items = [
             {
                 "Put": {
@@ -57,21 +58,22 @@ class WaitingEvents:
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             },
-            {"Put": {"TableName": self._table, "Item": due.item_of(work)}},
+            {"Put": {"TableName": self._table, "Item": due_item}},
         ]
         due.ensure_cursor()
         for rounds in range(1, TRANSACT_ROUNDS + 1):
             try:
                 self._db.transact_write_items(TransactItems=items)
-                return
+                break
             except ClientError as exc:
                 refused = aws_errors.refused_items(exc)
                 if 0 in refused:
                     stored = refused[0]
                     if stored.get("accept_token", {}).get("S") == token:
-                        return  # our own write, whose answer was lost
+                        break  # our own write, whose answer was lost
                     raise EventExists(item_to_event(stored)) from exc
                 aws_errors.back_off_or_raise(exc, rounds, TRANSACT_ROUNDS)
+        due.landed(work, due_item)
 
     def publishable(self, event_id: str) -> EventRecord | None:
         """SCHEDULED → START for a delayed event that came due (its clock restarts, so the
