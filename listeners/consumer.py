@@ -13,15 +13,19 @@ receive of its budget there (and be worked twice, once by each holder).
 
 At a low steady rate a long poll returns with whatever single message just arrived, so
 every message would cost its own receive and delete (and the router its own routing
-round). After a partial batch from the normal queue, its receiver waits
-`receive_window_seconds` before it receives again, so a trickle gathers into batches; the
-critical queue never waits, and a full batch means the queue is busy, so no wait either.
+round). After a partial batch from the normal queue, its receiver waits before it receives
+again, so a trickle gathers into batches (`ReceivePacer`): `receive_window_seconds` at
+most, less when the rate it sees would fill more than nine tenths of a batch meanwhile. A
+steady rate near a full batch per window would otherwise come back as a full batch and a
+leftover of one or two, each costing a whole round. The critical queue never waits, and a
+full batch means the queue is busy, so no wait either.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +63,37 @@ class LaneScheduler:
         return None
 
 
+class ReceivePacer:
+    """When the normal lane receives next, from what its receives brought: pure (it is
+    given the times), so the pacing is testable without waiting."""
+
+    FILL = 0.9  # of a full batch: aim under it, so a steady rate never overflows one
+    SMOOTHING = 0.5  # weight of the newest batch in the rate estimate
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.rate = 0.0  # messages a second, estimated from the batches
+        self._last: float | None = None  # when the previous receive returned
+
+    def next_receive(self, size: int, returned: float) -> float:
+        """The time (same clock as `returned`) to receive again after a batch of `size`
+        came back at `returned`: at once for a full batch or an empty one (busy, or a long
+        poll that ends at the next message), else when a batch's worth nearly arrived."""
+        previous, self._last = self._last, returned
+        if size == 0:
+            self.rate = 0.0
+            return returned
+        if previous is not None and returned > previous:
+            seen = size / (returned - previous)
+            self.rate = seen if not self.rate else self.rate + self.SMOOTHING * (seen - self.rate)
+        if self.window <= 0 or size >= SQS_BATCH_MAX:
+            return returned
+        gap = self.window
+        if self.rate > 0:
+            gap = min(gap, self.FILL * SQS_BATCH_MAX / self.rate)
+        return returned + gap
+
+
 @dataclass
 class _Slot:
     queue: str
@@ -82,7 +117,7 @@ class Consumer:
         receive_window_seconds: float = 0.0,
     ) -> None:
         self._sqs = sqs
-        self._window = receive_window_seconds
+        self._pacer = ReceivePacer(receive_window_seconds)
         self._heartbeat = heartbeat
         self._queue_url = queue_url
         self._handler = handler
@@ -118,6 +153,7 @@ class Consumer:
                 return
             try:
                 batch = self._receive(slot.queue, self._wait)
+                returned = time.monotonic()
                 failures = 0
             except (BotoCoreError, ClientError) as exc:
                 failures += 1
@@ -134,8 +170,10 @@ class Consumer:
                     if self._stop.is_set():  # came back after the stop: hand it straight back
                         self._release_prefetched()
                     self._cond.notify_all()
-                if lane == "normal" and self._window > 0 and len(batch) < SQS_BATCH_MAX:
-                    self._stop.wait(self._window)  # let the next batch gather
+            if lane == "normal":  # let the next batch gather
+                pause = self._pacer.next_receive(len(batch), returned) - time.monotonic()
+                if pause > 0:
+                    self._stop.wait(pause)
 
     # --- processing --------------------------------------------------------------------
 

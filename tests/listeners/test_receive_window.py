@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from listeners.consumer import Consumer
+from listeners.consumer import Consumer, ReceivePacer
 from listeners.messages import Ack, QueueMessage, Result
 from tests.conftest import Stack
 from tests.listeners.test_batch_core import CRITICAL, NORMAL, depth, send
@@ -60,3 +60,26 @@ def test_the_critical_queue_does_not_wait(stack: Stack) -> None:
     finally:
         stop.set()
     assert batches == [["urgent-1"], ["urgent-2"]]
+
+
+def test_a_steady_rate_is_received_in_batches_just_under_full() -> None:
+    """At ten messages a second a one-second window would bring a full batch and then a
+    leftover of one or two, each a whole round; the pacer receives when nine have come."""
+    pacer = ReceivePacer(window=1.0)
+    assert pacer.next_receive(3, returned=100.0) == 101.0  # no rate known yet: the window
+    at = pacer.next_receive(9, returned=101.0)  # nine in a second: nine a second
+    assert pacer.rate == 9.0
+    assert at == 102.0
+    at = pacer.next_receive(10 - 1, returned=101.9)  # faster: nine in 0.9 s
+    assert 9.0 < pacer.rate < 10.0
+    assert at < 101.9 + 1.0
+
+
+def test_a_slow_trickle_waits_the_whole_window_and_a_busy_queue_not_at_all() -> None:
+    pacer = ReceivePacer(window=1.0)
+    pacer.next_receive(1, returned=10.0)
+    assert pacer.next_receive(2, returned=12.0) == 13.0  # one a second: the window caps it
+    assert pacer.next_receive(10, returned=12.5) == 12.5  # a full batch: receive at once
+    assert pacer.next_receive(0, returned=20.0) == 20.0  # empty: the long poll waits itself
+    assert pacer.rate == 0.0
+    assert ReceivePacer(window=0.0).next_receive(3, returned=5.0) == 5.0  # pacing off
