@@ -3,11 +3,12 @@
 A workload measured at the layout of its run (`HERALD_TARGET_NOTIFICATIONS_PER_SECOND`,
 1,000 by default) is re-spread over the layout declared for 10,000
 (`core.ledger.shard_layout`): each metered key's units per notification times 10,000,
-divided by how many times more shards its family has there. A key of no sharded family (a
-user's, an unsharded event's, a topic's counts) keeps its units per notification, so it
-takes ten times the load. Reads spread with the shards only where each read names one key
-(a topic's records); the tally's and the indexes' readers read every shard, so their read
-load per key does not fall with more shards.
+divided by how many times more shards its family has there (a tally's outcome shards:
+all but shard 0, which shares the event's key). A key of no sharded family (a user's, an
+unsharded event's, a topic event's own key with its tally shard 0) keeps its units per
+notification, so it takes ten times the load. Reads spread with the shards only where each
+read names one key (a topic's records); the tally's and the indexes' readers read every
+shard, so their read load per key does not fall with more shards.
 
 The meters keep each target's hottest keys (`TOP`); a key past them took at most the last
 one's units, and is counted at that bound unscaled, so the figure never understates.
@@ -45,11 +46,19 @@ def family(target: str, key: str) -> str | None:
     return None
 
 
+def keys_of(layout: ShardLayout, name: str) -> int:
+    """How many keys of the family take its load under `layout`: a tally's outcomes count
+    on its shards but shard 0 (`core.ledger.event_tally.tally_shard`), which is the event's
+    own key (of no family here); the other families use every shard."""
+    shards = int(getattr(layout, name))
+    return max(shards - 1, 1) if name == "tally" else shards
+
+
 def spread(layout: ShardLayout, scaled: ShardLayout, name: str | None, unit: str) -> float:
     """How many times more keys the family's load spreads over at `scaled`."""
     if name is None or (unit == "rcu" and name != "records"):
         return 1.0
-    return float(getattr(scaled, name)) / float(getattr(layout, name))
+    return float(keys_of(scaled, name)) / float(keys_of(layout, name))
 
 
 def at_scale(

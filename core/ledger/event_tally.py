@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypedDict, Unpack
 
 from core.aws import dynamo
@@ -19,9 +19,11 @@ from core.ledger.shard_layout import DEFAULT_LAYOUT
 
 # A topic's fan-out counts its outcomes on this many tally items, so that thousands of
 # outcomes a second do not all write one partition key; creation counts, fan-out progress
-# and the shard count stay on shard 0, and readers sum the shards. A transaction's outcomes
-# of one event count together on the shard of the first of them: one counter update per
-# event per transaction, as with a single tally.
+# and the shard count stay on shard 0, and readers sum the shards. Shard 0 shares the event
+# item's partition key, which every creation chunk already writes, so outcomes count on the
+# others only (`tally_shard`). A transaction's outcomes of one event count together on the
+# shard of the first of them: one counter update per event per transaction, as with a
+# single tally.
 TALLY_SHARDS = DEFAULT_LAYOUT.tally  # 8; `core.ledger.shard_layout` for other rates
 # ... and keeps its records on this many partitions (core.aws.dynamo.record_pk): creating,
 # claiming and recording a notification take about six write units, so at 1,000
@@ -45,10 +47,14 @@ class TallyAdds(TypedDict, total=False):
 
 def tally_shard(message: NotificationMessage) -> int:
     """The tally shard a transaction whose first outcome of the event is `message`'s
-    counts that event's outcomes on."""
+    counts that event's outcomes on: of a sharded tally, one of shards 1..n-1, never shard
+    0, which is in the event's own partition (`core.aws.dynamo.tally_key`) with the event
+    item and the creation counts. Readers sum every shard, so a table whose earlier
+    outcomes counted on shard 0 as well (events in flight when this changed) reads the
+    same sums."""
     if message.tally_shards <= 1:
         return 0
-    return zlib.crc32(message.recipient_id.encode()) % message.tally_shards
+    return 1 + zlib.crc32(message.recipient_id.encode()) % (message.tally_shards - 1)
 
 
 class EventTally:
@@ -171,6 +177,42 @@ class EventTally:
                 merged[event_id] = record_counts.with_event(merged.get(event_id, {}), event)
         record_counts.read_and_apply(self._db, self._table, merged, consistent=consistent)
         return merged
+
+    def shard_items(
+        self,
+        shards: Mapping[str, int],
+        *,
+        without_first: Collection[str] = (),
+        only_first: Collection[str] = (),
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The tally shards (plain, unmerged, consistently read) of each event of `shards`
+        in one BatchGetItem: shards 0 .. `shards[event_id]` - 1, but not shard 0 of the
+        events in `without_first`, and only shard 0 of those in `only_first`; the shards a
+        shard 0 read here declares beyond `shards[event_id]` are read after it. Events
+        with no shard yet are left out."""
+        keys = [
+            dynamo.tally_key(e, k)
+            for e, n in shards.items()
+            for k in range(1 if e in without_first else 0, 1 if e in only_first else n)
+        ]
+        found: dict[str, list[dict[str, Any]]] = {}
+
+        def read(keys: list[dict[str, Any]]) -> None:
+            for item in dynamo.batch_get(self._db, self._table, keys, consistent=True):
+                values = dynamo.from_item(item)
+                found.setdefault(str(values.get("event_id", "")), []).append(values)
+
+        read(keys)
+        more = [
+            dynamo.tally_key(e, k)
+            for e, items in found.items()
+            for first in items
+            if "tally_shard" not in first
+            for k in range(shards.get(e, 1), int(first.get("tally_shards", 1)))
+        ]
+        if more:
+            read(more)
+        return found
 
     def tally_of(self, event_id: str, consistent: bool = True) -> dict[str, Any]:
         """The event's tally as plain values, its shards merged (empty before the first

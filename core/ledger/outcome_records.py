@@ -94,8 +94,9 @@ class OutcomeRecords:
         while pending:
             chunk: list[int] = []
             # Each event's outcomes in this transaction count on one tally shard, the
-            # shard of its first outcome here (any shard will do: readers sum them, and a
-            # repeat is refused by the records' conditions whichever shard it names).
+            # shard of its first outcome here (any outcome shard will do: readers sum
+            # them, and a repeat is refused by the records' conditions whichever shard it
+            # names; never shard 0 of a sharded tally, `tally_shard`).
             tallies: dict[str, int] = {}
             for i in pending:
                 message = outcomes[i].message

@@ -11,6 +11,8 @@ first settles it, once.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, Unpack
 
@@ -34,6 +36,14 @@ def final_status(counts: Mapping[str, int]) -> tuple[EventStatus, str | None]:
     return EventStatus.SUCCESS, None
 
 
+def unsettled_at_creation(first: Mapping[str, Any]) -> int:
+    """Of the records tally shard 0 (plain) counts, how many were not settled when they
+    were created (queued or scheduled): its total less its sent, failed and skipped."""
+    return int(first.get("total", 0)) - sum(
+        int(first.get(k, 0)) for k in ("sent", "failed", "skipped")
+    )
+
+
 def complete_counts(tally: Mapping[str, Any]) -> dict[str, int] | None:
     """The tally's counts when its fan-out is complete and every notification counted has
     settled; None while anything is still moving (or the tally was counted twice, which
@@ -47,8 +57,19 @@ def complete_counts(tally: Mapping[str, Any]) -> dict[str, int] | None:
     return counts if done == counts["total"] else None
 
 
+# Events whose tally shard 0 a settling process remembers (`Settlement._first`).
+FIRST_SHARDS_KEPT = 4096
+
+
 class Settlement:
-    """Moves events to their final status from their tally or their records."""
+    """Moves events to their final status from their tally or their records.
+
+    A sharded tally's settling check after each outcome transaction reads the outcome
+    shards (1..n-1) but not shard 0, which is in the event's own partition, while a copy
+    of shard 0 read earlier proves the event incomplete (`_could_complete`): at 10,000
+    notifications a second from one topic, one read of that key per outcome transaction
+    would be a third of its read limit.
+    """
 
     def __init__(
         self,
@@ -64,6 +85,9 @@ class Settlement:
         self._tally = tally
         self._status = status
         self._stale = stale
+        # event id -> its tally shard 0 (plain) as last read here, oldest first.
+        self._first: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._first_lock = threading.Lock()  # a worker settles from several threads
 
     def settle(self, tally: Mapping[str, Any]) -> EventStatus | None:
         """Settle the event if its tally (plain, shards merged) is complete; returns the
@@ -99,12 +123,15 @@ class Settlement:
         outcomes), `core.ledger.record_counts.settling_tallies`. Returns the events this call
         settled."""
         listed = records or {}
-        plain = [e for e in sorted(event_shards) if e not in listed]
+        plain = [e for e in sorted(event_shards) if e not in listed and event_shards[e] <= 1]
+        sharded = {e: n for e, n in event_shards.items() if e not in listed and n > 1}
         tallies: dict[str, dict[str, Any]] = {}
         if plain:
             tallies = aws_errors.retry(
                 lambda: self._tally.tallies_of(plain, event_shards, listed=False)
             )
+        if sharded:
+            tallies.update(aws_errors.retry(lambda: self._sharded_tallies(sharded)))
         if listed:
             tallies.update(
                 aws_errors.retry(
@@ -118,7 +145,63 @@ class Settlement:
             final = aws_errors.retry(lambda tally=tally: self.settle(tally))  # type: ignore[misc]
             if final is not None:
                 settled[event_id] = final
+                with self._first_lock:
+                    self._first.pop(event_id, None)
         return settled
+
+    def _sharded_tallies(self, event_shards: Mapping[str, int]) -> dict[str, dict[str, Any]]:
+        """The merged tallies of the sharded events that could be complete.
+
+        Shard 0 is read with the others the first time, and again only when the outcome
+        shards, read now, have caught up with the records a remembered copy of it left
+        unsettled; an event the copy proves incomplete is left out. Sound because nothing
+        but creation counts on shard 0 (`core.ledger.event_tally.tally_shard`): a created
+        record adds to its total at least as much as to its settled counts, so the number
+        it leaves unsettled never falls, and the event is complete only when the outcome
+        shards have counted that many. A copy that shows outcome counts (a tally written
+        before outcomes moved off shard 0) is not trusted: shard 0 is read every time. (While
+        workers of that earlier version still run, in a rolling deploy, one may count on
+        shard 0 after a copy was taken; a check that misses the last outcome so leaves the
+        event to the reconciler, which settles it from its records.)"""
+        with self._first_lock:
+            kept = {e: self._first.get(e) for e in event_shards}
+        known = {e for e, first in kept.items() if first is not None}
+        shards = {
+            e: max(n, int((kept[e] or {}).get("tally_shards", 1))) for e, n in event_shards.items()
+        }
+        found = self._tally.shard_items(shards, without_first=known)
+        again = {
+            e: shards[e] for e in known if self._could_complete(kept[e] or {}, found.get(e, []))
+        }
+        if again:  # shard 0 alone, and any shards it declares beyond those read
+            for e, items in self._tally.shard_items(again, only_first=again).items():
+                found.setdefault(e, []).extend(items)
+        out: dict[str, dict[str, Any]] = {}
+        for event_id, items in found.items():
+            first = next((i for i in items if "tally_shard" not in i), None)
+            if first is None:
+                continue  # proved incomplete by its copy of shard 0, or no shard 0 yet
+            self._remember(event_id, first)
+            out[event_id] = dynamo.merge_tallies(items)
+        return out
+
+    @staticmethod
+    def _could_complete(first: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether the other shards (`others`, read now) have settled as many records as
+        shard 0's copy (`first`) left unsettled at creation (each shard's settled counts
+        less its total, should creation ever count there too); always, for a copy that
+        shows outcome counts of its own."""
+        if int(first.get("sent", 0)):
+            return True
+        counted = sum(-unsettled_at_creation(o) for o in others)
+        return counted >= unsettled_at_creation(first)
+
+    def _remember(self, event_id: str, first: dict[str, Any]) -> None:
+        with self._first_lock:
+            self._first[event_id] = first
+            self._first.move_to_end(event_id)
+            while len(self._first) > FIRST_SHARDS_KEPT:
+                self._first.popitem(last=False)
 
     def settle_from_records(self, event_id: str) -> EventStatus | None:
         """Settle a PROCESSING event from its notification records, the source of truth.

@@ -10,6 +10,7 @@ import pytest
 
 from bench import capacity_scale
 from bench.capacity_scale import TOP, at_scale, family
+from core.ledger.shard_layout import ShardLayout
 
 
 def key(name: str, wcu: float = 0.0, rcu: float = 0.0) -> dict[str, Any]:
@@ -62,3 +63,24 @@ def test_keys_past_the_kept_ones_count_at_the_last_ones_load_unspread() -> None:
         500.0
     )  # 50 / 1,000 x 10,000, not divided by the spread
     assert capacity_scale.LIMITS["wcu"] == 1000.0
+
+
+def test_a_tally_spreads_over_its_outcome_shards_and_its_shard_zero_does_not() -> None:
+    """Outcomes count on every tally shard but shard 0, the event's own key: the family's
+    writes spread over 8 keys at 10,000/s where they took 7 in the run (9 and 8 shards)."""
+    targets = {
+        "table": {
+            "keys_by_wcu": [key("EVENT#e1#T3", wcu=40.0), key("EVENT#e1", wcu=45.0)],
+            "keys_by_rcu": [key("EVENT#e1#T3", rcu=100.0), key("EVENT#e1", rcu=5.0)],
+        }
+    }
+    assert capacity_scale.keys_of(ShardLayout.for_rate(1000), "tally") == 7
+    assert capacity_scale.keys_of(ShardLayout.for_rate(10_000), "tally") == 8
+    out = at_scale(targets, 1000, rate=1000)
+    table = out["targets"]["table"]
+    assert table["wcu"]["key"] == "EVENT#e1"  # 450 WCU/s, against T3's 400 x 7 / 8 = 350
+    assert table["wcu"]["per_second"] == pytest.approx(450.0)
+    assert table["rcu"]["key"] == "EVENT#e1#T3"  # every check reads every outcome shard
+    assert table["rcu"]["per_second"] == pytest.approx(1000.0)
+    tally_only = at_scale({"table": {"keys_by_wcu": [key("EVENT#e1#T3", wcu=40.0)]}}, 1000, 1000)
+    assert tally_only["targets"]["table"]["wcu"]["per_second"] == pytest.approx(400.0 * 7 / 8)
