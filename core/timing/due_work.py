@@ -48,6 +48,9 @@ DATA_MAX_BYTES = 1024
 # A minute is closed (the cursor moves past it) only this long after it ended: work put
 # by a scheduler whose clock is up to this much behind still lands in an open minute.
 CURSOR_GRACE = timedelta(seconds=5)
+# How long a process trusts that the cursor exists before a schedule checks again (one
+# conditional put a minute at most, and only while it schedules).
+CURSOR_RECHECK = timedelta(minutes=1)
 # Tries at putting work in a minute that is still open when the put returns; each try
 # takes its minute from the clock, so a second is late only if a put is slow twice over.
 LANDING_TRIES = 5
@@ -154,7 +157,7 @@ class DueStore:
         self.shards = shards
         self._clock = clock
         self._retention = timedelta(days=retention_days)
-        self._cursor_made = False
+        self._cursor_seen: datetime | None = None  # when ensure_cursor last found or made it
 
     def key_of(self, work: DueWork, now: datetime | None = None) -> dict[str, Any]:
         """The item's key: its due minute, or the current one when that is past."""
@@ -216,19 +219,23 @@ class DueStore:
             log.warning("could not unschedule %s %s: %s", work.kind, work.ref, exc)
 
     def ensure_cursor(self) -> None:
-        """The due senders walk minutes from the cursor; the first schedule of a table
-        makes it (once per process), at the current minute, so no put lands behind it."""
-        if self._cursor_made:
+        """The due senders walk minutes from the cursor; a schedule makes it when it is
+        missing, at the current minute, so no put lands behind it. Checked again at most
+        every `CURSOR_RECHECK`, not only once per process: a cursor that went away (a table
+        emptied under running processes) would otherwise leave every later put where no
+        sender looks."""
+        now = self._clock()
+        if self._cursor_seen is not None and now - self._cursor_seen < CURSOR_RECHECK:
             return
         try:
             aws_errors.retry(
                 lambda: self._db.put_item(
                     TableName=self._table,
-                    Item={**CURSOR_KEY, "bucket": {"S": bucket_of(self._clock())}},
+                    Item={**CURSOR_KEY, "bucket": {"S": bucket_of(now)}},
                     ConditionExpression="attribute_not_exists(PK)",
                 )
             )
         except ClientError as exc:
             if not aws_errors.is_refusal(exc):
                 raise
-        self._cursor_made = True
+        self._cursor_seen = now

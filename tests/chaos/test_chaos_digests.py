@@ -51,10 +51,7 @@ def test_digests_under_aws_faults(chaos: ChaosStack, scale: Scale) -> None:
     posted = Posted()
     full_users = max(4, scale.aws_fault_events // 8)
     with api_client(chaos.api_url) as api:
-        # Digests closed by their window (the due sender's close) run at full scale only
-        # (`make chaos`): in the combined small run on a loaded machine two of them did not
-        # close within the settle time, which is still being traced (docs/design.md §10).
-        windowed = 2 if scale.name == "full" else 0
+        windowed = 2  # digests closed by their window: the due sender's close
         users = create_users(api, "digest", full_users + windowed, TWO_CHANNELS)
         chaos.set_faults([r.to_dict() for r in aws_under_load(0.15, hold_seconds=4.0)])
         likes: dict[str, list[str]] = {}

@@ -11,7 +11,7 @@ from typing import Any
 from core.aws import dynamo
 from core.catalogue.models import utcnow
 from core.timing.due_claims import DueClaims
-from core.timing.due_work import DueStore, DueWork, bucket_of, work_pk
+from core.timing.due_work import CURSOR_KEY, DueStore, DueWork, bucket_of, work_pk
 from listeners.due_sender import DueSender
 from tests.conftest import Stack
 
@@ -159,3 +159,30 @@ def test_a_failed_item_moves_to_an_open_minute_before_it_is_deleted(stack: Stack
     assert sender.run_pass().failed == 1
     assert attempts == ["p-4", "p-4"]
     assert [int(w["attempts"]) for w in stored_work(stack, minute)] == [2]
+
+
+def test_a_cursor_gone_under_a_running_scheduler_is_made_again_within_a_minute(
+    stack: Stack,
+) -> None:
+    """A scheduler checks the cursor again at most a minute after it last saw it: work put
+    after the cursor went away (the table emptied under running processes) is seen."""
+    minute = minute_start()
+    clock = Clock(minute + timedelta(seconds=5))
+    table = stack.clients.names.table
+    due = DueStore(stack.clients.dynamodb, table, 1, clock=clock)
+    reader = DueClaims(stack.clients.dynamodb, table, "reader")
+    due.schedule(DueWork(kind="probe", ref="p-5", due_at=clock.at, tenant=""))
+    assert reader.cursor() == bucket_of(minute)
+    stack.clients.dynamodb.delete_item(TableName=table, Key=CURSOR_KEY)
+
+    clock.at = minute + timedelta(seconds=30)  # trusted for a minute: not checked yet
+    due.schedule(DueWork(kind="probe", ref="p-6", due_at=clock.at, tenant=""))
+    assert reader.cursor() is None
+
+    clock.at = minute + timedelta(seconds=70)
+    later = DueWork(kind="probe", ref="p-7", due_at=clock.at, tenant="")
+    due.schedule(later)
+    assert reader.cursor() == bucket_of(clock.at)
+    handled: list[str] = []
+    assert one_shard_sender(stack, clock, handled).run_pass().handed == 1
+    assert handled == ["p-7"]
