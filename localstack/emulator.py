@@ -6,7 +6,7 @@ loopback.
 Users with Docker can run LocalStack instead (docker-compose.yml); the code under test
 only ever sees `AWS_ENDPOINT_URL`.
 
-Four changes to moto make it keep AWS's promises at a cost that does not grow with the
+Five changes to moto make it keep AWS's promises at a cost that does not grow with the
 table or the queue (`--stock` leaves them out, for comparison):
 
 - Requests are served one at a time. moto serves each request on its own thread without
@@ -25,6 +25,9 @@ table or the queue (`--stock` leaves them out, for comparison):
   of them for every message sent, to read one flag, and three of them count the messages
   in the queue: each send cost time in proportion to the queue's depth, so a backlog of a
   thousand messages slowed every publish to it (and every other request, behind it).
+- Connections are kept alive, as AWS keeps them (`localstack.keep_alive`). moto's server
+  closes each one after one answer, so every call opened a new connection: CPU in every
+  process under test that it never spends against AWS.
 
 Served one at a time, transactions never overlap, so the conflicts DynamoDB reports under
 concurrency never happen. `--transaction-hold-ms N` (or `HERALD_EMULATOR_TRANSACTION_HOLD_MS`)
@@ -54,7 +57,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from localstack import query_index
@@ -333,7 +336,9 @@ def install_capacity() -> Any:
     return install_dynamodb(meter)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, wrap: Callable[[Any], Any] | None = None) -> int:
+    """Serve until stopped; `wrap` puts middleware in front of moto's app (the tests'
+    snapshots, `tests/support.py`)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4566)
@@ -367,9 +372,9 @@ def main(argv: list[str] | None = None) -> int:
         patch_sqs()
     if args.quiet:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    from moto.server import main as moto_main
+    from localstack.keep_alive import serve
 
-    moto_main(["-H", args.host, "-p", str(args.port)])
+    serve(args.host, args.port, keep_alive=not args.stock, wrap=wrap)
     return 0
 
 

@@ -180,17 +180,9 @@ def _install(state: list[tuple[Any, dict[str, Any]]]) -> None:
 
 
 def _serve_emulator_with_snapshots(argv: list[str]) -> int:
-    import moto.server
-
     from localstack import emulator
 
-    run_simple = moto.server.run_simple
-
-    def serve(host: str, port: int, app: Any, *args: Any, **kwargs: Any) -> Any:
-        return run_simple(host, port, _Snapshots(app), *args, **kwargs)
-
-    moto.server.run_simple = serve  # type: ignore[assignment]
-    return emulator.main(argv)
+    return emulator.main(argv, wrap=_Snapshots)
 
 
 if __name__ == "__main__":
