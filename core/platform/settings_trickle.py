@@ -23,8 +23,9 @@ class TrickleSettings(BaseModel):
         default=1.0,
         ge=0,
         le=5.0,
-        description="After a partial batch from a normal queue, how long the router and the "
-        "workers wait before they receive again, so that a trickle gathers into batches (at "
-        "10 events/s, ten to a batch); the critical queues never wait (0: receive again at "
+        description="After a partial batch from a normal queue, the longest the router and "
+        "the workers wait before they receive again, so that a trickle gathers into batches "
+        "(less when the rate they see would bring nine tenths of a batch sooner: at 10 "
+        "events/s, nine to a batch); the critical queues never wait (0: receive again at "
         "once).",
     )
