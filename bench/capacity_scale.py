@@ -46,6 +46,15 @@ def family(target: str, key: str) -> str | None:
     return None
 
 
+def kind(target: str, key: str) -> str:
+    """What the report groups `key` under: its sharded family, or for a table key of none
+    its leading part (`event` for an event's own key, `user`, `topic`, ...)."""
+    name = family(target, key)
+    if name is not None:
+        return name
+    return key.split("#", 1)[0].lower() if target == "table" else target
+
+
 def keys_of(layout: ShardLayout, name: str) -> int:
     """How many keys of the family take its load under `layout`: a tally's outcomes count
     on its shards but shard 0 (`core.ledger.event_tally.tally_shard`), which is the event's
@@ -68,16 +77,20 @@ def at_scale(
     made at the layout of `rate`), and over all of them the hottest share of its limit."""
     n = max(notifications, 1)
     measured, scaled = ShardLayout.for_rate(rate), ShardLayout.for_rate(scale)
-    out: dict[str, Any] = {"scale": scale, "rate": rate, "targets": {}}
+    out: dict[str, Any] = {"scale": scale, "rate": rate, "targets": {}, "by_kind": {}}
     worst, where = 0.0, ""
     for label, row in targets.items():
         entry: dict[str, Any] = {}
+        kinds: dict[str, dict[str, float]] = {}
         for unit in ("wcu", "rcu"):
             ranked = row.get(f"keys_by_{unit}") or []
             best: dict[str, Any] | None = None
             for part in ranked:
                 name = family(label, part["key"])
                 load = part[unit] / n * scale / spread(measured, scaled, name, unit)
+                pct = load / LIMITS[unit] * 100
+                shares = kinds.setdefault(kind(label, part["key"]), {})
+                shares[unit] = max(shares.get(unit, 0.0), pct)
                 if best is None or load > best["per_second"]:
                     best = {"key": part["key"], "per_second": load, "family": name}
             if ranked and len(ranked) >= TOP:  # a key past the list: at most the last one's
@@ -91,6 +104,7 @@ def at_scale(
             if best["pct_of_limit"] > worst:
                 worst, where = best["pct_of_limit"], f"{label} {unit.upper()} {best['key']}"
         out["targets"][label] = entry
+        out["by_kind"][label] = kinds  # the hottest kept key's % of its limit, per kind
     out["hottest_pct_of_limit"] = worst
     out["hottest_where"] = where
     out["layout"] = {

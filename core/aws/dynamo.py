@@ -105,7 +105,7 @@ def merge_tallies(tallies: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return {}
     first = next((t for t in tallies if "tally_shard" not in t), tallies[0])
     merged = dict(first)
-    for field in COUNT_FIELDS:
+    for field in (*COUNT_FIELDS, "scheduled"):  # creation may count on any shard
         merged[field] = sum(int(t.get(field, 0)) for t in tallies)
     times = [str(t["updated_at"]) for t in tallies if t.get("updated_at")]
     if times:

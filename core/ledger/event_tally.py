@@ -18,10 +18,11 @@ from core.ledger import record_counts
 from core.ledger.shard_layout import DEFAULT_LAYOUT
 
 # A topic's fan-out counts its outcomes on this many tally items, so that thousands of
-# outcomes a second do not all write one partition key; creation counts, fan-out progress
-# and the shard count stay on shard 0, and readers sum the shards. Shard 0 shares the event
-# item's partition key, which every creation chunk already writes, so outcomes count on the
-# others only (`tally_shard`). A transaction's outcomes of one event count together on the
+# outcomes a second do not all write one partition key; fan-out progress, the shard count
+# and the creation counts of each page's first chunk stay on shard 0 (a page's other chunks
+# count on the outcome shards), and readers sum the shards. Shard 0 shares the event item's
+# partition key, which every creation chunk checks, so outcomes count on the others only
+# (`tally_shard`). A transaction's outcomes of one event count together on the
 # shard of the first of them: one counter update per event per transaction, as with a
 # single tally.
 TALLY_SHARDS = DEFAULT_LAYOUT.tally  # 8; `core.ledger.shard_layout` for other rates
@@ -29,7 +30,7 @@ TALLY_SHARDS = DEFAULT_LAYOUT.tally  # 8; `core.ledger.shard_layout` for other r
 # claiming and recording a notification take about six write units, so at 1,000
 # notifications a second 32 partitions keep each under a fifth of its 1,000.
 RECORD_SHARDS = DEFAULT_LAYOUT.records  # 32
-# Records created SCHEDULED (counted at creation on shard 0, never taken back): at the end
+# Records created SCHEDULED (counted at creation, never taken back): at the end
 # of a fan-out, all pending records SCHEDULED means the event waits (core.timing).
 SCHEDULED_COUNT = "scheduled"
 

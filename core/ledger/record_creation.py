@@ -20,7 +20,7 @@ from core.aws import errors as aws_errors
 from core.aws.dynamo import TRANSACT_MAX, TRANSACT_ROUNDS
 from core.catalogue.models import EventStatus, NotificationStatus, iso, utcnow
 from core.ledger import event_index, record_counts
-from core.ledger.event_tally import SCHEDULED_COUNT, EventTally
+from core.ledger.event_tally import SCHEDULED_COUNT, EventTally, tally_shard
 from core.ledger.notification_records import (
     NewNotification,
     RecordWrites,
@@ -93,7 +93,10 @@ class RecordCreation:
         for start in range(0, len(notifications), CHUNK_MAX):
             pending = list(notifications[start : start + CHUNK_MAX])
             while pending:
-                clashes = self._create_counted_chunk(pending, listed)
+                # A page's first chunk counts on tally shard 0 (which declares the shard
+                # counts readers look for), the rest on outcome shards: the event's own key
+                # is written once a page, not once a chunk.
+                clashes = self._create_counted_chunk(pending, listed, first=start == 0)
                 if clashes is None:
                     created.extend(pending)
                     break
@@ -107,9 +110,11 @@ class RecordCreation:
         chunk: list[NewNotification],
         listed: Mapping[str, str] | None = None,
         event_id: str = "",
+        first: bool = True,
     ) -> dict[int, str] | None:
         """None when the chunk was created and counted; else {index: status} of the records
-        that already exist. Other cancellations (conflicts, throttling) raise."""
+        that already exist. Other cancellations (conflicts, throttling) raise. Not `first`:
+        counted on the tally shard its first record's outcome would take."""
         event_id = event_id or chunk[0].message.event_id
         if any(n.message.event_id != event_id for n in chunk):
             raise ValueError("a counted chunk holds notifications of one event")
@@ -117,7 +122,8 @@ class RecordCreation:
         if listed:  # the list on the event item, which must exist (`core.ledger.record_counts`)
             items.append({"Update": self._listed_update(event_id, listed)})
         else:
-            items.append({"Update": self._tally_update(event_id, chunk)})
+            shard = 0 if first else tally_shard(chunk[0].message)
+            items.append({"Update": self._tally_update(event_id, chunk, shard=shard)})
             items.append({"ConditionCheck": {"TableName": self._table, **_open_event(event_id)}})
         try:
             self._records.write(items)  # the list alone is one write, not a transaction's two
@@ -198,7 +204,12 @@ class RecordCreation:
         return items, owners
 
     def _tally_update(
-        self, event_id: str, chunk: Sequence[NewNotification], *, complete: bool = False
+        self,
+        event_id: str,
+        chunk: Sequence[NewNotification],
+        *,
+        complete: bool = False,
+        shard: int = 0,
     ) -> dict[str, Any]:
         """The tally's update for `chunk` (total, skipped and failed at creation); with
         `complete`, the fan-out is complete too."""
@@ -214,6 +225,7 @@ class RecordCreation:
             event_id,
             adds,
             complete=complete,
+            shard=shard,
             shards=shards,
             record_shards=records,
         )

@@ -189,8 +189,8 @@ class Settlement:
     def _could_complete(first: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> bool:
         """Whether the other shards (`others`, read now) have settled as many records as
         shard 0's copy (`first`) left unsettled at creation (each shard's settled counts
-        less its total, should creation ever count there too); always, for a copy that
-        shows outcome counts of its own."""
+        less its total: a page's later chunks count their creation there); always, for a
+        copy that shows outcome counts of its own."""
         if int(first.get("sent", 0)):
             return True
         counted = sum(-unsettled_at_creation(o) for o in others)

@@ -67,7 +67,7 @@ def test_keys_past_the_kept_ones_count_at_the_last_ones_load_unspread() -> None:
 
 def test_a_tally_spreads_over_its_outcome_shards_and_its_shard_zero_does_not() -> None:
     """Outcomes count on every tally shard but shard 0, the event's own key: the family's
-    writes spread over 8 keys at 10,000/s where they took 7 in the run (9 and 8 shards)."""
+    writes spread over 18 keys at 10,000/s where they took 7 in the run (19 and 8 shards)."""
     targets = {
         "table": {
             "keys_by_wcu": [key("EVENT#e1#T3", wcu=40.0), key("EVENT#e1", wcu=45.0)],
@@ -75,12 +75,35 @@ def test_a_tally_spreads_over_its_outcome_shards_and_its_shard_zero_does_not() -
         }
     }
     assert capacity_scale.keys_of(ShardLayout.for_rate(1000), "tally") == 7
-    assert capacity_scale.keys_of(ShardLayout.for_rate(10_000), "tally") == 8
+    assert capacity_scale.keys_of(ShardLayout.for_rate(10_000), "tally") == 18
     out = at_scale(targets, 1000, rate=1000)
     table = out["targets"]["table"]
-    assert table["wcu"]["key"] == "EVENT#e1"  # 450 WCU/s, against T3's 400 x 7 / 8 = 350
+    assert table["wcu"]["key"] == "EVENT#e1"  # 450 WCU/s, against T3's 400 x 7 / 18 = 156
     assert table["wcu"]["per_second"] == pytest.approx(450.0)
     assert table["rcu"]["key"] == "EVENT#e1#T3"  # every check reads every outcome shard
     assert table["rcu"]["per_second"] == pytest.approx(1000.0)
     tally_only = at_scale({"table": {"keys_by_wcu": [key("EVENT#e1#T3", wcu=40.0)]}}, 1000, 1000)
-    assert tally_only["targets"]["table"]["wcu"]["per_second"] == pytest.approx(400.0 * 7 / 8)
+    assert tally_only["targets"]["table"]["wcu"]["per_second"] == pytest.approx(400.0 * 7 / 18)
+
+
+def test_the_report_gives_each_kind_of_key_its_hottest_share() -> None:
+    """An event's own key, its tally shards and its record partitions apart, so a report
+    shows what each kind takes at 10,000/s, not only the hottest of all."""
+    targets = {
+        "table": {
+            "keys_by_wcu": [
+                key("EVENT#e1#T3", wcu=40.0),
+                key("EVENT#e1", wcu=25.0),
+                key("EVENT#e1#R04", wcu=20.0),
+                key("USER#u1", wcu=1.0),
+            ],
+            "keys_by_rcu": [key("EVENT#e1#T3", rcu=30.0)],
+        }
+    }
+    kinds = at_scale(targets, 1000, rate=1000)["by_kind"]["table"]
+    assert kinds["event"]["wcu"] == pytest.approx(25.0)  # 250 of 1,000 WCU/s
+    assert kinds["tally"]["wcu"] == pytest.approx(400.0 * 7 / 18 / 10)
+    assert kinds["tally"]["rcu"] == pytest.approx(10.0)  # 300 of 3,000, reads do not spread
+    records = ShardLayout.for_rate(10_000).records / 32
+    assert kinds["records"]["wcu"] == pytest.approx(200.0 / records / 10)
+    assert kinds["user"]["wcu"] == pytest.approx(1.0)

@@ -361,13 +361,14 @@ class CrashingCreation(RecordCreation):
         chunk: list[NewNotification],
         listed: Mapping[str, str] | None = None,
         event_id: str = "",
+        first: bool = True,
     ) -> dict[int, str] | None:
         if self.chunks_before_crash == 0:
             self.chunks_before_crash = None
             raise RuntimeError("router process killed")
         if self.chunks_before_crash is not None:
             self.chunks_before_crash -= 1
-        return super()._create_counted_chunk(chunk, listed, event_id)
+        return super()._create_counted_chunk(chunk, listed, event_id, first)
 
 
 def test_a_topic_fans_out_page_by_page_once_despite_redelivery_and_a_crash(

@@ -16,6 +16,7 @@ from core.catalogue.models import Event, EventStatus, NotificationMessage, Notif
 from core.ledger.event_tally import tally_shard
 from core.ledger.notification_records import NewNotification
 from core.ledger.outcome_records import RECORDED, Outcome
+from core.ledger.record_creation import CHUNK_MAX
 from core.ledger.wiring import Ledger, build_ledger
 from tests.conftest import Stack
 from tests.factories import claim, ledger_of, notification, processing_event
@@ -196,3 +197,66 @@ def test_a_table_whose_earlier_outcomes_counted_on_shard_zero_settles_exactly(
     assert found is not None
     assert (found[0].counts.total, found[0].counts.sent) == (20, 20)
     assert ledger.tally.tally_of(event.event_id)["sent"] == 20
+
+
+def tally_items(stack: Stack, event_id: str) -> dict[int, dict[str, Any]]:
+    """The event's tally shards as stored, by shard."""
+    found = {}
+    for shard in range(SHARDS):
+        item = stack.clients.dynamodb.get_item(
+            TableName=stack.clients.names.table,
+            Key=dynamo.tally_key(event_id, shard),
+            ConsistentRead=True,
+        ).get("Item")
+        if item:
+            found[shard] = dynamo.from_item(item)
+    return found
+
+
+def test_a_page_counts_its_first_chunk_on_shard_zero_and_the_rest_on_outcome_shards(
+    stack: Stack,
+) -> None:
+    """The event's own key takes one count a page, not one a chunk; readers sum every
+    shard, the records created SCHEDULED too."""
+    ledger = ledger_of(stack)
+    event = processing_event(ledger, topic="charts")
+    page = messages(event, 250)
+    waiting = [
+        NewNotification(m, NotificationStatus.SCHEDULED, deliver_at="2026-12-08T09:00:00Z")
+        for m in page[200:]
+    ]
+    created = ledger.creation.create_counted([NewNotification(m) for m in page[:200]] + waiting)
+    assert len(created.created) == 250
+    items = tally_items(stack, event.event_id)
+    assert items[0]["total"] == CHUNK_MAX  # the page's first chunk
+    assert items[0]["tally_shards"] == SHARDS
+    assert sum(int(i.get("total", 0)) for s, i in items.items() if s) == 250 - CHUNK_MAX
+    tally = ledger.tally.tally_of(event.event_id)
+    assert (tally["total"], tally["scheduled"]) == (250, 50)
+
+
+def test_the_last_outcome_settles_an_event_whose_pages_counted_on_every_shard(
+    stack: Stack,
+) -> None:
+    """Two workers took their copy of shard 0 after the first page; a second page then
+    counted on shard 0 and on outcome shards. Whoever counts the last outcome settles the
+    event, nobody before."""
+    ledger = ledger_of(stack)
+    one, two = ledger_of(stack), ledger_of(stack)
+    event = processing_event(ledger, topic="charts")
+    first = messages(event, 120)
+    create(ledger, first)
+    assert sent(one, first[:10]) == {} and sent(two, first[10:20]) == {}  # their copies
+    second = messages(event, 130, start=120)
+    create(ledger, second)
+    assert ledger.settlement.add_and_settle(event.event_id, fanout_complete=True) is None
+
+    pending = first[20:] + second
+    workers = [one, two]
+    for i in range(0, len(pending) - 10, 10):
+        assert sent(workers[(i // 10) % 2], pending[i : i + 10]) == {}
+    assert status_of(ledger, event.event_id) is EventStatus.PROCESSING
+    assert sent(two, pending[-10:]) == {event.event_id: EventStatus.SUCCESS}
+    found = ledger.event_reads.get(event.event_id)
+    assert found is not None
+    assert (found[0].counts.total, found[0].counts.sent) == (250, 250)
