@@ -15,7 +15,8 @@ outcome goes to the `OutcomeWriter` the moment its send returns, and outcomes th
 together share one write. A message is deleted only once its outcome is durable: a storage
 error after a provider's success is retried in-process, within the claim, while the
 heartbeat keeps the message invisible and the lease alive; it never turns into a second
-send. After the outcomes, each event they counted on is settled if it is complete.
+send. After the outcomes, each event they counted on is settled if it is complete (a topic's
+at most once a second per worker, `listeners.settle_checks`).
 
 The queue's RedrivePolicy is a backstop far above the attempt budget: attempts are counted
 on the record, and a message received `receive_budget` times without settling is settled
@@ -44,6 +45,7 @@ from listeners.backoff import backoff_seconds
 from listeners.heartbeat import Heartbeat
 from listeners.messages import Ack, DeadLetter, QueueMessage, Result, Retry
 from listeners.outcomes import OutcomeWriter
+from listeners.settle_checks import SETTLE_INTERVAL_SECONDS, SettleChecks
 from notifiers.base import Notifier
 
 log = logging.getLogger("herald.delivery")
@@ -92,6 +94,7 @@ class DeliveryHandler:
         outcome_deadline_seconds: float = 300.0,
         on_redriven: RedrivenHook | None = None,
         prepare: PrepareHook | None = None,
+        settle_interval: float = SETTLE_INTERVAL_SECONDS,
     ) -> None:
         self.on_redriven = on_redriven
         self.prepare = prepare
@@ -104,6 +107,7 @@ class DeliveryHandler:
         self.on_dead_addresses = on_dead_addresses
         self.receive_budget = receive_budget
         self.outcomes = OutcomeWriter(ledger.outcomes, outcome_deadline_seconds)
+        self.settle_checks = SettleChecks(self.settlement.settle_events, settle_interval)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send")
         self._held: dict[str, tuple[NotificationMessage, str]] = {}
         if heartbeat is not None:
@@ -135,6 +139,7 @@ class DeliveryHandler:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self.outcomes.close()
+        self.settle_checks.close()
 
     def extend_leases(self) -> None:
         """Heartbeat hook: every claim this worker holds gets a fresh lease."""
@@ -200,14 +205,8 @@ class DeliveryHandler:
                     known.setdefault(message.event_id, {})[
                         notification_sk(message.channel, message.recipient_id)
                     ] = status.value
-        if counted:
-            try:
-                for event_id, final in self.settlement.settle_events(
-                    counted, listed, known
-                ).items():
-                    log.info("event settled: %s", final.value, extra={"event_id": event_id})
-            except Exception as exc:  # the reconciler settles it from the records
-                log.warning("could not settle events after counting: %s", exc)
+        if counted:  # a topic's event checked at most once a `settle_interval` here
+            self.settle_checks.check(counted, listed, known)
 
     def _send_and_record(
         self, queued: QueueMessage, message: NotificationMessage, claim: Claim
