@@ -75,6 +75,14 @@ PIPELINE_ENV = {
     "HERALD_LISTEN_LEASE_SECONDS": "6",
     "HERALD_LISTEN_RULES_REFRESH_SECONDS": "1",
     "HERALD_LISTEN_RECONNECT_MAX_SECONDS": "2",
+    # Idle pauses of seconds, not a minute: each scenario starts on an emptied stack whose
+    # due sender and rule scheduler have backed off to their longest pause, and work
+    # written meanwhile (a deferred notification, a delayed event, a digest's window, a new
+    # rule's first run) waited out that pause; a due item whose handler failed under the
+    # faults is tried again within seconds too.
+    "HERALD_DUE_IDLE_MAX_SECONDS": "4",
+    "HERALD_DUE_RETRY_SECONDS": "2",
+    "HERALD_SCHEDULER_IDLE_MAX_SECONDS": "4",
 }
 #: The alert rules' data sources, each a loopback port where a scenario puts a proxy in
 #: front of its PostgreSQL server (`tests/chaos/tcp_proxy.py`); nothing listens there

@@ -11,7 +11,7 @@ import httpx
 from core.aws.clients import AwsClients
 from tests.chaos.accounting import event_item, records
 from tests.chaos.harness import ChaosStack
-from tests.chaos.workload import TREND_DATA, Posted, User, post_event
+from tests.chaos.workload import TREND_DATA, Posted, User, each, post_event
 from tests.support import wait_until
 
 
@@ -44,8 +44,10 @@ def post_waiting_events(
     delay: str = "15s",
 ) -> None:
     """A trend event to each deferred user (SMS waits, email goes) and a delayed one to
-    each delayed user (both channels, once published)."""
-    for user, extra in [(u, {}) for u in deferred] + [(u, {"delay": delay}) for u in delayed]:
+    each delayed user (both channels, once published), a few posted at a time."""
+
+    def post(waiting: tuple[User, dict[str, str]]) -> None:
+        user, extra = waiting
         post_event(
             api,
             posted,
@@ -58,6 +60,8 @@ def post_waiting_events(
             [user.user_id],
             ("sms", "email"),
         )
+
+    each(post, [(u, {}) for u in deferred] + [(u, {"delay": delay}) for u in delayed])
 
 
 def nothing_waits(clients: AwsClients, event_ids: Sequence[str]) -> bool:
