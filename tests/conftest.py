@@ -198,15 +198,18 @@ def faulty_settings(settings: Settings, fault_proxy: FaultProxy) -> Settings:
 # --- several workers (pytest-xdist) ------------------------------------------------------
 
 # Tests that share a stack too costly to start twice, by folder: the chaos suite's
-# supervisord stack (one per session) and the e2e processes (one set per module, beside an
-# emulator of their own). Under `--dist loadgroup` each group runs whole on one worker and,
-# the largest groups being handed out first, the two start on different workers; every other
-# test is handed out on its own. (Grouped here by the scheduler, from the test's path: the
-# `xdist_group` marker does not reach the scheduler under this pytest.)
+# supervisord stack (one per session), the e2e processes (one set per module, beside an
+# emulator of their own), the console's browser and the CDK synthesis (one per session,
+# a Node.js process that takes seconds). Under `--dist loadgroup` each group runs whole on
+# one worker; the groups are handed out first, in this order (the chaos suite, the longest
+# run of one worker, first), and every other test is handed out on its own as workers free
+# up. (Grouped here by the scheduler, from the test's path: the `xdist_group` marker does
+# not reach the scheduler under this pytest.)
 SHARED_STACKS = {
     "tests/chaos/": "chaos",
     "tests/e2e/": "e2e",
     "tests/console/test_browser.py": "console",  # one stack and one browser
+    "tests/deploy/": "deploy",  # one synthesis of the CDK app
 }
 
 
@@ -239,6 +242,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
         def _split_scope(self, nodeid: str) -> str:
             return shared_stack(nodeid) or str(super()._split_scope(nodeid))
+
+        def _assign_work_unit(self, node: Any) -> None:
+            # The shared stacks before any single test, in SHARED_STACKS' order (the
+            # scheduler's own order is by size, which put the chaos suite behind a
+            # larger group, a whole group's time later).
+            for group in reversed(SHARED_STACKS.values()):
+                if group in self.workqueue:
+                    self.workqueue.move_to_end(group, last=False)
+            super()._assign_work_unit(node)
 
     return SharedStackScheduling(config, log)
 
