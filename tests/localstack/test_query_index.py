@@ -14,6 +14,9 @@ from botocore.exceptions import ClientError
 
 GROUPS = ["g0", "g1", "g2"]
 PARTITIONS = ["p0", "p1"]
+# Random writes per seed, each followed by every query: with each seed every kind of write
+# comes six times or more, over 16 keys (each query pages through a few dozen requests).
+WRITES = 75
 
 
 def new_table(endpoint: str) -> tuple[Any, str]:
@@ -155,6 +158,6 @@ def test_queries_answer_what_the_whole_table_holds(moto_endpoint: str, seed: int
     for _ in range(10):  # items before the index is first queried: its map is built whole
         db.put_item(TableName=table, Item=item(rng))
     check(db, table)
-    for _ in range(150):
+    for _ in range(WRITES):
         write(db, table, rng)
         check(db, table)
