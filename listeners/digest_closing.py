@@ -57,15 +57,17 @@ class DigestCloser:
     def __call__(self, work: DueWork) -> None:
         """A scheduled close. One scheduled by an absorber whose window another router
         opened (a lost race: its time is not the window's) finds the digest open before
-        its end and leaves it to the window's own close."""
+        its end and leaves it to the window's own close; the retry of a failed early close
+        (`data.reason` max_items) closes a full digest whenever it comes."""
         head = self.store.get(work.ref)
         if head is None:
             log.info("no digest %s to close (its opening lost a race)", work.ref)
             return
-        if head.status == OPEN and work.due_at < parse_time(head.closes_at):
+        early = work.data.get("reason") == "max_items" and head.full
+        if head.status == OPEN and work.due_at < parse_time(head.closes_at) and not early:
             log.info("digest %s closes at %s, not %s", work.ref, head.closes_at, work.due_at)
             return
-        self.close(work.ref, "window")
+        self.close(work.ref, "max_items" if early else "window")
 
     def close(self, ref: str, reason: str) -> Event | None:
         """Close the digest and send its event; the event (None when nothing is to be

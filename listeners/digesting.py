@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Protocol
 
 from core.aws.clients import AwsClients
 from core.catalogue.event_types import Digest
+from core.catalogue.models import utcnow
 from core.digests.items import DigestHead, digest_of, parse_time
 from core.digests.store import DigestStore
 from core.directory.users import UserStore
@@ -38,6 +40,7 @@ from listeners.messages import Ack, DeadLetter, QueueMessage, Result
 log = logging.getLogger("herald.digests")
 
 Entry = tuple[int, QueueMessage, RouterWork]
+EARLY_CLOSE_RETRY = timedelta(seconds=10)  # a failed early close, tried again by the due sender
 Failed = Callable[[QueueMessage, RouterWork, Exception], Result]
 
 
@@ -56,6 +59,18 @@ def close_work(head: DigestHead) -> DueWork:
         ref=head.ref,
         due_at=parse_time(head.closes_at),
         tenant=head.tenant or DEFAULT_TENANT,
+    )
+
+
+def early_close_work(head: DigestHead) -> DueWork:
+    """The due item that retries a full digest's early close soon (its handler closes a
+    full digest before its window's end: `DigestCloser.__call__`)."""
+    return DueWork(
+        kind=DIGEST_KIND,
+        ref=head.ref,
+        due_at=utcnow() + EARLY_CLOSE_RETRY,
+        tenant=head.tenant or DEFAULT_TENANT,
+        data={"reason": "max_items"},
     )
 
 
@@ -134,7 +149,7 @@ class Digesting:
             absorption.digest_event_id,
             extra={"event_id": event.event_id},
         )
-        if head is not None and head.full:
+        if head is not None and head.full:  # also when an earlier try filled it
             self._close_early(head)
         return Ack()
 
@@ -142,13 +157,19 @@ class Digesting:
         self.scheduler.schedule(close_work(head))
 
     def _close_early(self, head: DigestHead) -> None:
-        """`max_items` reached: close now. A failure here is the window's close's to
-        repair: the digest is sent at the window's end instead."""
+        """`max_items` reached: close now. A failure here leaves the close to the due
+        sender, soon (`EARLY_CLOSE_RETRY`, then its own retries), not at the window's end,
+        which may be days away; the close is idempotent, so a close that did happen in
+        part is finished, not repeated."""
         try:
             self.closer.close(head.ref, "max_items")
             self.scheduler.unschedule(close_work(head))
         except Exception as exc:
-            log.warning("digest %s: early close failed, closes with its window: %s", head.ref, exc)
+            log.warning("digest %s: early close failed, the due sender retries: %s", head.ref, exc)
+            try:
+                self.scheduler.schedule(early_close_work(head))
+            except Exception as again:  # the window's own close is still scheduled
+                log.warning("digest %s: closes with its window: %s", head.ref, again)
 
 
 def build_digesting(settings: Settings, clients: AwsClients, users: UserStore) -> Digesting:

@@ -143,7 +143,7 @@ class DigestStore:
             except ClientError as exc:
                 refused = aws_errors.refused_items(exc)
                 if 1 in refused:
-                    return self._settled(event.event_id, refused[1])
+                    return self._with_head(pk, self._settled(event.event_id, refused[1]))
                 if 0 in refused or aws_errors.is_retryable(exc):
                     continue  # another absorber won the item, or a conflict: read again
                 raise
@@ -254,6 +254,17 @@ class DigestStore:
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
         }
+
+    def _with_head(self, pk: str, found: Absorption) -> Absorption:
+        """An event absorbed by an earlier try (its answer lost, or a redelivery), with the
+        digest it joined when that is still the newest generation: the try that filled it
+        may have ended before its early close, which the caller then makes."""
+        if found.outcome != "already":
+            return found
+        head = self.newest(pk)
+        if head is None or head.digest_event_id != found.digest_event_id:
+            return found
+        return Absorption("already", head, found.digest_event_id)
 
     def _settled(self, event_id: str, stored_item: dict[str, Any]) -> Absorption:
         """What the event's refused condition means: absorbed before, a window's opener, or

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from core.platform.settings import Settings
 from core.timing.due_work import DueStore
 from listeners.batch import BatchSettler
 from listeners.digest_closing import build_digest_closer
-from listeners.digesting import close_work
+from listeners.digesting import close_work, early_close_work
 from listeners.due_sender import build_sender
 from listeners.messages import Ack, QueueMessage
 from listeners.router import Router
@@ -291,3 +292,48 @@ def test_the_due_sender_closes_a_window_at_its_end(live: Stack, sandbox: Any) ->
         "Bo and 1 other liked your post",
         "Bo and 1 other liked your post p-7.",
     ]
+
+
+def test_a_digest_filled_by_a_try_whose_answer_was_lost_closes_on_the_retry(
+    live: Stack, sandbox: Any
+) -> None:
+    """The absorb that filled the digest applied, but its answer was lost before the early
+    close: the retry finds the event absorbed already, and closes the full digest then,
+    not at the window's end an hour later."""
+    spec = Digest(window="1h", key="post", max_items=2)
+    first = like(live, "Bo", digest=spec)
+    assert route(live) == [Ack()]
+    second = like(live, "Ann", digest=spec)
+    store = DigestStore(live.clients.dynamodb, live.clients.names.table)
+    due = DueStore(live.clients.dynamodb, live.clients.names.table, live.settings.due_shards)
+    filled = store.absorb(second, spec, lambda head: due.schedule(close_work(head)))
+    assert filled.outcome == "absorbed" and filled.head is not None and filled.head.full
+    assert head_of(live, first, spec).status == "OPEN"  # the try ended here
+
+    assert route(live) == [Ack()]  # the message, delivered again
+    head = head_of(live, first, spec)
+    assert (head.status, head.close_reason, head.count) == ("CLOSED", "max_items", 2)
+    send_all(live)
+    assert "Bo and 1 other liked your post p-7." in texts(sandbox)
+
+
+def test_a_failed_early_close_is_retried_by_the_due_sender_soon(live: Stack, sandbox: Any) -> None:
+    """The early close's retry, due seconds later, closes a full digest although its
+    window has an hour to run."""
+    spec = Digest(window="1h", key="post", max_items=2)
+    first = like(live, "Bo", digest=spec)
+    assert route(live) == [Ack()]
+    second = like(live, "Ann", digest=spec)
+    store = DigestStore(live.clients.dynamodb, live.clients.names.table)
+    filled = store.absorb(second, spec, lambda head: None)
+    assert filled.head is not None and filled.head.full
+    closer = build_digest_closer(live.settings, live.clients)
+    # a close due before the window's end that is not the retry (another router's lost
+    # race) leaves the digest to its window
+    closer(replace(close_work(filled.head), due_at=utcnow()))
+    assert head_of(live, first, spec).status == "OPEN"
+    closer(early_close_work(filled.head))
+    head = head_of(live, first, spec)
+    assert (head.status, head.close_reason, head.count) == ("CLOSED", "max_items", 2)
+    send_all(live)
+    assert "Bo and 1 other liked your post p-7." in texts(sandbox)
