@@ -20,9 +20,11 @@ from core.aws.clients import AwsClients
 from core.platform.settings import Settings
 from listeners import router as router_process
 from listeners.lambda_handler import LambdaHandler, sqs_lambda_handler
+from listeners.settle_checks import SettleChecks
 from listeners.worker import build_worker
 
-_worker: LambdaHandler | None = None
+# One per container, reused by its invocations (the handler and the checks it owes).
+_worker: tuple[LambdaHandler, SettleChecks] | None = None
 
 
 def load_secrets(environ: Any = os.environ, client: Any = None) -> None:
@@ -44,13 +46,21 @@ def router(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
 
 
 def worker(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """One invocation. The settling checks a topic's event is owed (at most one a second
+    per worker, `listeners.settle_checks`) run before it returns: a frozen container runs
+    nothing until its next invocation, and may be reaped before it."""
     global _worker
     if _worker is None:
         load_secrets()
         settings = Settings()
         channel = os.environ["HERALD_WORKER_CHANNEL"]
         _, delivery, _ = build_worker(settings, AwsClients(settings), channel)
-        _worker = sqs_lambda_handler(
+        handler = sqs_lambda_handler(
             delivery, settings.retry_base_seconds, settings.retry_cap_seconds
         )
-    return _worker(event, context)
+        _worker = (handler, delivery.settle_checks)
+    handler, owed = _worker
+    try:
+        return handler(event, context)
+    finally:
+        owed.flush()
