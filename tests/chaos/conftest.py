@@ -19,8 +19,11 @@ def scale() -> Scale:
     return current()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack]:
+    """Stopped after the last test of this folder, not at the end of the session: under
+    `make test` its worker runs other tests after the scenarios, beside a stack of idle
+    processes (a dozen, each polling the emulator) otherwise."""
     stack = ChaosStack.create(tmp_path_factory.mktemp("chaos")).start()
     try:
         yield stack
