@@ -17,8 +17,9 @@ round). After a partial batch from the normal queue, its receiver waits before i
 again, so a trickle gathers into batches (`ReceivePacer`): `receive_window_seconds` at
 most, less when the rate it sees would fill more than nine tenths of a batch meanwhile. A
 steady rate near a full batch per window would otherwise come back as a full batch and a
-leftover of one or two, each costing a whole round. The critical queue never waits, and a
-full batch means the queue is busy, so no wait either.
+leftover of one or two, each costing a whole round; what a full batch still leaves over is
+held and topped up (one more receive) before it is handed over. The critical queue never
+waits, and a full batch means the queue may be busy, so the next receive is at once.
 """
 
 from __future__ import annotations
@@ -74,12 +75,25 @@ class ReceivePacer:
         self.window = window
         self.rate = 0.0  # messages a second, estimated from the batches
         self._last: float | None = None  # when the previous receive returned
+        self._full_before = False  # the previous batch was full
+
+    def top_up(self, size: int, returned: float) -> float | None:
+        """For a partial batch that came right after a full one (what a steady rate left
+        beyond the full batch): when to receive more into it rather than hand over a few
+        messages for a whole round; None to hand it over now. A batch after a partial
+        one, or after an idle spell, goes at once."""
+        if not self._full_before or self.window <= 0 or self.rate <= 0:
+            return None
+        if not 0 < size < SQS_BATCH_MAX:
+            return None
+        return returned + min(self.window, self.FILL * (SQS_BATCH_MAX - size) / self.rate)
 
     def next_receive(self, size: int, returned: float) -> float:
         """The time (same clock as `returned`) to receive again after a batch of `size`
         came back at `returned`: at once for a full batch or an empty one (busy, or a long
         poll that ends at the next message), else when a batch's worth nearly arrived."""
         previous, self._last = self._last, returned
+        self._full_before = size >= SQS_BATCH_MAX
         if size == 0:
             self.rate = 0.0
             return returned
@@ -132,10 +146,10 @@ class Consumer:
 
     # --- receiving ---------------------------------------------------------------------
 
-    def _receive(self, queue: str, wait: int) -> list[QueueMessage]:
+    def _receive(self, queue: str, wait: int, most: int = SQS_BATCH_MAX) -> list[QueueMessage]:
         resp = self._sqs.receive_message(
             QueueUrl=self._queue_url(queue),
-            MaxNumberOfMessages=SQS_BATCH_MAX,
+            MaxNumberOfMessages=most,
             WaitTimeSeconds=wait,
             AttributeNames=["ApproximateReceiveCount"],
             MessageAttributeNames=["All"],
@@ -154,6 +168,10 @@ class Consumer:
             try:
                 batch = self._receive(slot.queue, self._wait)
                 returned = time.monotonic()
+                hold = self._pacer.top_up(len(batch), returned) if lane == "normal" else None
+                if hold is not None and not self._stop.wait(max(hold - returned, 0.0)):
+                    batch += self._receive(slot.queue, 0, SQS_BATCH_MAX - len(batch))
+                    returned = time.monotonic()
                 failures = 0
             except (BotoCoreError, ClientError) as exc:
                 failures += 1

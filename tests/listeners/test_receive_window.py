@@ -83,3 +83,18 @@ def test_a_slow_trickle_waits_the_whole_window_and_a_busy_queue_not_at_all() -> 
     assert pacer.next_receive(0, returned=20.0) == 20.0  # empty: the long poll waits itself
     assert pacer.rate == 0.0
     assert ReceivePacer(window=0.0).next_receive(3, returned=5.0) == 5.0  # pacing off
+
+
+def test_what_a_full_batch_left_over_is_topped_up_before_it_is_handed_over() -> None:
+    """A steady rate a little over a batch a window brings a full batch and then a few;
+    those few are held until nearly a batch's worth more has come, instead of costing a
+    round of their own. A partial batch after a partial one goes at once."""
+    pacer = ReceivePacer(window=1.0)
+    pacer.next_receive(9, returned=10.0)
+    assert pacer.top_up(2, returned=10.5) is None  # the batch before was partial
+    pacer.next_receive(10, returned=11.0)  # full: ten in a second
+    hold = pacer.top_up(2, returned=11.0)
+    assert hold is not None and 11.0 < hold <= 12.0
+    assert pacer.top_up(10, returned=11.0) is None  # full again: the queue is busy
+    assert pacer.top_up(0, returned=11.0) is None
+    assert ReceivePacer(window=0.0).top_up(2, returned=1.0) is None
