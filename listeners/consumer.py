@@ -86,7 +86,7 @@ class ReceivePacer:
             return None
         if not 0 < size < SQS_BATCH_MAX:
             return None
-        return returned + min(self.window, self.FILL * (SQS_BATCH_MAX - size) / self.rate)
+        return returned + self._until(SQS_BATCH_MAX - size)
 
     def next_receive(self, size: int, returned: float) -> float:
         """The time (same clock as `returned`) to receive again after a batch of `size`
@@ -102,10 +102,14 @@ class ReceivePacer:
             self.rate = seen if not self.rate else self.rate + self.SMOOTHING * (seen - self.rate)
         if self.window <= 0 or size >= SQS_BATCH_MAX:
             return returned
-        gap = self.window
-        if self.rate > 0:
-            gap = min(gap, self.FILL * SQS_BATCH_MAX / self.rate)
-        return returned + gap
+        return returned + self._until(SQS_BATCH_MAX)
+
+    def _until(self, messages: int) -> float:
+        """How long until `FILL` of `messages` more have come at the rate seen: the
+        window at most, and the whole window while no rate is known."""
+        if self.rate <= 0:
+            return self.window
+        return min(self.window, self.FILL * messages / self.rate)
 
 
 @dataclass
