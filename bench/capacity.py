@@ -49,7 +49,9 @@ PRICE = {"write_unit": 0.625, "read_unit": 0.125, "sqs_request": 0.40, "sns_publ
 
 
 def unmetered(clients: AwsClients) -> AwsClients:
-    """Mark every request of these clients so the meters leave it out."""
+    """Clients like these whose every request is marked so the meters leave it out (through
+    botocore, whose `before-sign` event marks them)."""
+    clients = AwsClients(clients.settings.model_copy(update={"aws_wire": "botocore"}))
 
     def mark(request: Any, **_: Any) -> None:
         request.headers[UNMETERED] = "1"

@@ -190,6 +190,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if not wait_until(lambda: http_ok(f"{base}/health"), timeout=240):  # noqa: B023
                     raise RuntimeError(f"the API did not start; see {stack.logs}")
                 wait_until(lambda: all(p.calls() for p in stack.herald.values()), timeout=30)
+                if args.warmup:
+                    warm = seed.users(
+                        clients,
+                        f"warm{round_no}{name}",
+                        args.warmup,
+                        lambda i: ["sms", "email", "chat"],
+                    )
+                    log(f"{tag}: {args.warmup} warm-up events, not measured")
+                    run_workload(
+                        stack,
+                        clients,
+                        base,
+                        [activity_body(u) for u in warm],
+                        args.warmup * 3,
+                        8,
+                        600,
+                    )
                 bodies = [activity_body(u) for u in users]
                 log(f"{tag}: {args.events} activity events x sms, email, chat")
                 w = run_workload(stack, clients, base, bodies, args.events * 3, 8, 600)
@@ -203,6 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         p: s * 1000 / n for p, s in sorted(w["cpu_by_process"].items())
                     },
                     "machine_busy": w["machine_busy"],
+                    "calls_by_process": w["calls_by_process"],
                 }
                 results[name].append(row)
                 log(
@@ -252,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--warmup", type=int, default=0, help="events through each stack before it is measured"
+    )
     parser.add_argument("--profile", action="store_true", help="profile every process")
     parser.add_argument("--before-tree", default="", help="a worktree of the earlier commit")
     parser.add_argument(

@@ -189,3 +189,32 @@ if __name__ == "__main__":
     if sys.argv[1:2] != ["emulator"]:
         sys.exit("usage: python -m tests.support emulator [localstack.emulator flags]")
     sys.exit(_serve_emulator_with_snapshots(sys.argv[2:]))
+
+
+@contextmanager
+def aws_calls(
+    client: Any, on_call: Callable[[str, dict[str, Any]], None] | None = None
+) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Every call `client` (one of `AwsClients`') makes meanwhile, as (operation,
+    parameters), whichever path it takes: botocore's `provide-client-params` event, or the
+    lean path's watchers (`core.aws.wire`). `on_call` is told of each as it is made."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def note(operation: str, params: dict[str, Any]) -> None:
+        calls.append((operation, params))
+        if on_call is not None:
+            on_call(operation, params)
+
+    def botocore_call(params: dict[str, Any], model: Any, **_: Any) -> None:
+        note(model.name, params)
+
+    client.meta.events.register("provide-client-params", botocore_call)
+    wire = getattr(client, "wire", None)
+    if wire is not None:
+        wire.watchers.append(note)
+    try:
+        yield calls
+    finally:
+        client.meta.events.unregister("provide-client-params", botocore_call)
+        if wire is not None:
+            wire.watchers.remove(note)

@@ -36,6 +36,13 @@ def after_aws_call(model: Any, parsed: Any = None, **_: Any) -> None:
     _count_aws(model, aws_outcome(code))
 
 
+def count_call(service: str, operation: str, code: str | None, retries: int) -> None:
+    """The lean path's calls (`core.aws.wire`), counted as the hooks count botocore's."""
+    if retries:
+        AWS_RETRIES.labels(service, operation).inc(retries)
+    _requests(service, operation, aws_outcome(code)).inc()
+
+
 def after_aws_call_error(event_name: str = "", **_: Any) -> None:
     """botocore's `after-call-error` hook: the call raised before any answer (network).
     This event carries no operation model: the names come from the event's own name,

@@ -24,6 +24,10 @@ from botocore.config import Config
 
 from core.aws import call_metrics
 from core.aws.names import ResourceNames
+from core.aws.wire.connections import ConnectionPool
+from core.aws.wire.facade import LEAN_OPERATIONS, LeanClient
+from core.aws.wire.json_client import CallObserver, JsonProtocolClient
+from core.aws.wire.signing import SigV4Signer
 from core.platform.settings import Settings
 
 CALL_LOG_FLUSH_SECONDS = 2.0
@@ -52,10 +56,12 @@ class CallLog:
             return log
 
     def after_call(self, model: Any, **_: Any) -> None:
-        service = model.service_model.service_name
+        self.count(model.service_model.service_name, model.name)
+
+    def count(self, service: str, operation: str, *_: Any) -> None:
         with self._lock:
             per_service = self.counts.setdefault(service, {})
-            per_service[model.name] = per_service.get(model.name, 0) + 1
+            per_service[operation] = per_service.get(operation, 0) + 1
             self._dirty = True
 
     def write(self) -> None:
@@ -133,7 +139,32 @@ class AwsClients:
             client.meta.events.register(
                 "after-call", CallLog.for_path(self.settings.aws_call_log).after_call
             )
+        if self.settings.aws_wire == "lean" and service in LEAN_OPERATIONS:
+            return self._lean(service, client)
         return client
+
+    def _lean(self, service: str, client: Any) -> LeanClient:
+        """`client` with its data-plane calls on the lean path (`core.aws.wire`): same
+        endpoint, region, credentials, timeouts, pool size and retry policy."""
+        config = self.config(service)
+        pool = ConnectionPool(
+            client.meta.endpoint_url,
+            size=self.settings.aws_max_pool_connections,
+            connect_timeout=float(config.connect_timeout),
+            read_timeout=float(config.read_timeout),
+        )
+        signer = SigV4Signer(
+            client.meta.service_model.signing_name,
+            client.meta.region_name,
+            self.session.get_credentials,
+        )
+        observers: list[CallObserver] = [call_metrics.count_call]
+        if self.settings.aws_call_log:
+            observers.append(CallLog.for_path(self.settings.aws_call_log).count)
+        wire = JsonProtocolClient(
+            client, pool, signer, max_attempts=self.settings.aws_max_attempts, observers=observers
+        )
+        return LeanClient(client, wire)
 
     @cached_property
     def names(self) -> ResourceNames:

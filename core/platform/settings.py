@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -98,6 +100,12 @@ class Settings(
     )
     aws_max_attempts: int = Field(
         default=2, ge=1, description="Tries per AWS call, the first included (standard retry mode)."
+    )
+    aws_wire: Literal["lean", "botocore"] = Field(
+        default="lean",
+        description="How DynamoDB's and SQS's data-plane calls are made: `lean` signs and "
+        "sends their JSON directly (a quarter of botocore's CPU per call, botocore's retry "
+        "rules and errors); `botocore` sends every call through botocore.",
     )
     aws_call_log: str | None = Field(
         default=None,

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
@@ -17,29 +14,15 @@ from core.aws.clients import AwsClients
 from tests.alerting.conftest import START, Clock
 from tests.alerting.test_rule_runs import threshold_rule
 from tests.conftest import Stack
-
-
-@contextmanager
-def counted(client: Any) -> Iterator[list[str]]:
-    """The operations `client` calls meanwhile (a hook on the real client)."""
-    calls: list[str] = []
-
-    def count(model: Any, **_: Any) -> None:
-        calls.append(model.name)
-
-    client.meta.events.register("after-call", count)
-    try:
-        yield calls
-    finally:
-        client.meta.events.unregister("after-call", count)
+from tests.support import aws_calls
 
 
 def test_a_pass_with_no_rule_is_one_read(stack: Stack) -> None:
     scheduler = Scheduler(stack.settings, stack.clients, owner="idle", clock=Clock())
-    with counted(stack.clients.dynamodb) as calls:
+    with aws_calls(stack.clients.dynamodb) as calls:
         for _ in range(3):
             assert scheduler.run_pass().sent == 0
-    assert calls == ["GetItem"] * 3
+    assert [operation for operation, _ in calls] == ["GetItem"] * 3
 
 
 def test_idle_passes_back_off_and_a_rule_written_meanwhile_is_sent(stack: Stack) -> None:

@@ -13,6 +13,7 @@ from api.auth import Authenticator
 from api.main import create_app
 from core.security.api_keys import ApiKey, ApiKeyStore
 from tests.conftest import AUTH, TEST_API_KEY, Stack
+from tests.support import aws_calls
 
 
 class CountingStore:
@@ -103,17 +104,6 @@ def test_a_key_over_two_kilobytes_is_401_not_503(client: TestClient) -> None:
     assert resp.status_code == 401
 
 
-def count_dynamodb_calls(stack: Stack) -> list[str]:
-    """Every DynamoDB operation the stack's client makes from now on (a botocore hook)."""
-    calls: list[str] = []
-
-    def record(model: Any, **_: Any) -> None:
-        calls.append(model.name)
-
-    stack.clients.dynamodb.meta.events.register("before-call.dynamodb.*", record)
-    return calls
-
-
 @pytest.mark.parametrize(
     "path",
     [
@@ -129,8 +119,8 @@ def test_overlong_path_ids_are_refused_before_any_lookup(
     """DynamoDB refuses keys over 2 KB with a ValidationException (a 503 in Herald);
     such an id must be a 4xx without reaching it."""
     assert client.get("/events", params={"limit": 1}).status_code == 200  # key now cached
-    calls = count_dynamodb_calls(stack)
-    assert client.get(path).status_code in (404, 422)
+    with aws_calls(stack.clients.dynamodb) as calls:
+        assert client.get(path).status_code in (404, 422)
     assert calls == []
 
 
@@ -140,10 +130,10 @@ def test_overlong_notification_ids_in_receipts_are_not_looked_up(stack: Stack) -
     from core.ledger.receipts import Outcome, ReceiptLedger
 
     ledger = ReceiptLedger(stack.clients.dynamodb, stack.clients.names.table)
-    calls = count_dynamodb_calls(stack)
     long_id = "e" * 3000 + ":sms:u-1"
     receipt = ("twilio", "SM1:delivered", 60.0)
-    outcome = _record(ledger, receipt, long_id, NotificationStatus.DELIVERED, None)
+    with aws_calls(stack.clients.dynamodb) as calls:
+        outcome = _record(ledger, receipt, long_id, NotificationStatus.DELIVERED, None)
     assert outcome is Outcome.UNCHANGED
     assert calls == []
 

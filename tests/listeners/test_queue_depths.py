@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 
 from listeners.queue_depths import QueueDepths, all_queues, pause
 from tests.conftest import Stack
+from tests.support import aws_calls
 
 
 def gauge(name: str, **labels: str) -> float | None:
@@ -57,17 +58,10 @@ def test_without_peeking_the_age_is_not_read(stack: Stack) -> None:
 
 def test_rounds_that_find_every_queue_empty_back_off(stack: Stack) -> None:
     collector = QueueDepths(stack.clients.sqs, stack.clients.queue_url, all_queues(stack.clients))
-    calls: list[str] = []
-
-    def count(model: object, **_: object) -> None:
-        calls.append(model.name)  # type: ignore[attr-defined]
-
-    stack.clients.sqs.meta.events.register("after-call", count)
-    try:
+    with aws_calls(stack.clients.sqs) as made:
         found = collector.collect()
         collector.collect()
-    finally:
-        stack.clients.sqs.meta.events.unregister("after-call", count)
+    calls = [operation for operation, _ in made]
     # One depth read per queue a round; queue URLs are looked up once per process.
     assert calls.count("GetQueueAttributes") == 2 * len(collector.queues)
     assert calls.count("GetQueueUrl") <= len(collector.queues)
@@ -99,17 +93,14 @@ def test_while_idle_the_dead_letter_queues_are_read_every_other_round(stack: Sta
     read: list[str] = []
     stop = threading.Event()
 
-    def count(params: dict[str, Any], **_: object) -> None:
+    def count(operation: str, params: dict[str, Any]) -> None:
+        if operation != "GetQueueAttributes":
+            return
         read.append(urls[params["QueueUrl"]])
         if sum(q in work for q in read) == 4 * len(work):
             stop.set()  # after the fourth round's work queues
 
-    stack.clients.sqs.meta.events.register("provide-client-params.sqs.GetQueueAttributes", count)
-    try:
+    with aws_calls(stack.clients.sqs, count):
         collector.run_forever(stop, interval=0.001, idle_max=0.004)
-    finally:
-        stack.clients.sqs.meta.events.unregister(
-            "provide-client-params.sqs.GetQueueAttributes", count
-        )
     # Rounds 1 and 3 read them; rounds 2 and 4 come after an idle round and skip them.
     assert sum(q in dlqs for q in read) == 2 * len(dlqs)

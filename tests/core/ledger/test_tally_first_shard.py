@@ -20,6 +20,7 @@ from core.ledger.record_creation import CHUNK_MAX
 from core.ledger.wiring import Ledger, build_ledger
 from tests.conftest import Stack
 from tests.factories import claim, ledger_of, notification, processing_event
+from tests.support import aws_calls
 
 SHARDS = 8
 
@@ -60,10 +61,13 @@ class ShardReads:
     def __init__(self, stack: Stack) -> None:
         client = AwsClients(stack.settings).dynamodb
         self.keys: list[tuple[str, str]] = []
-        client.meta.events.register("provide-client-params.dynamodb.BatchGetItem", self._note)
+        self._watching = aws_calls(client, self._note)
+        self._watching.__enter__()  # for the client's whole life (the test's)
         self.ledger = build_ledger(client, stack.clients.names.table)
 
-    def _note(self, params: dict[str, Any], **_: Any) -> None:
+    def _note(self, operation: str, params: dict[str, Any]) -> None:
+        if operation != "BatchGetItem":
+            return
         for spec in params["RequestItems"].values():
             self.keys += [(k["PK"]["S"], k["SK"]["S"]) for k in spec["Keys"]]
 
