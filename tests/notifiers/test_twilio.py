@@ -202,3 +202,29 @@ def test_concurrent_sends_keep_each_responses_retry_after(
     sids = {o.provider_message_id for o in outcomes if isinstance(o, DeliveryResult)}
     assert len(sids) == 7
     assert sids == {r["message_id"] for r in sandbox.messages("twilio") if r["status"] == 201}
+
+
+def test_proxy_settings_come_from_the_environment_once_per_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """requests would scan the environment on every send; the proxies it finds there
+    (NO_PROXY included) are the same when read once per host."""
+    from notifiers.twilio_client import _EnvironmentOnceSession
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "sms.internal")
+    session = _EnvironmentOnceSession()
+
+    def proxies(url: str) -> dict[str, str]:
+        return dict(session.merge_environment_settings(url, {}, None, None, None)["proxies"])
+
+    assert proxies("https://api.twilio.com/2010-04-01/x").get("https") == (
+        "http://proxy.internal:3128"
+    )
+    assert "https" not in proxies("https://sms.internal/2010-04-01/x")
+    monkeypatch.setenv("HTTPS_PROXY", "http://elsewhere:1")
+    assert proxies("https://api.twilio.com/other").get("https") == "http://proxy.internal:3128"
+    explicit = session.merge_environment_settings(
+        "https://api.twilio.com/x", {"https": "http://given:2"}, None, None, None
+    )
+    assert explicit["proxies"]["https"] == "http://given:2"
