@@ -14,14 +14,14 @@ on a fresh one the failure is the endpoint's, and it is raised.
 
 from __future__ import annotations
 
-import http.client
 import select
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from botocore.exceptions import (
@@ -29,7 +29,10 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     ReadTimeoutError,
+    SSLError,
 )
+
+from core.aws.wire import http1
 
 # A pooled connection idle longer than this is checked for a close from the other side
 # before it is used (a zero-timeout poll; cheaper than sending into a dead socket).
@@ -39,16 +42,23 @@ IDLE_CHECK_SECONDS = 1.0
 @dataclass(frozen=True)
 class Reply:
     status: int
-    headers: http.client.HTTPMessage
+    headers: Mapping[str, str]  # lower-case names
     content: bytes
 
 
 class _Conn:
-    __slots__ = ("http", "last_used")
+    __slots__ = ("last_used", "reader", "sock")
 
-    def __init__(self, conn: http.client.HTTPConnection) -> None:
-        self.http = conn
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader: BinaryIO = sock.makefile("rb")
         self.last_used = 0.0
+
+    def close(self) -> None:
+        try:
+            self.reader.close()
+        finally:
+            self.sock.close()
 
 
 class ConnectionPool:
@@ -84,28 +94,24 @@ class ConnectionPool:
         self._idle: list[_Conn] = []
         self._lock = threading.Lock()
 
-    def request(self, body: bytes, headers: dict[str, str]) -> Reply:
+    def request(self, body: bytes, headers: Mapping[str, str]) -> Reply:
         """POST `body` to the endpoint's path; the answer, whatever its status."""
         conn, reused = self._take()
         try:
-            reply = self._exchange(conn, body, headers)
+            return self._exchange(conn, body, headers)
         except _Stale:
-            conn.http.close()
             if not reused:
                 raise ConnectionClosedError(endpoint_url=self.url) from None
-            conn = self._new()
-            try:
-                reply = self._exchange(conn, body, headers)
-            except _Stale:
-                conn.http.close()
-                raise ConnectionClosedError(endpoint_url=self.url) from None
-        return reply
+        try:
+            return self._exchange(self._new(), body, headers)
+        except _Stale:
+            raise ConnectionClosedError(endpoint_url=self.url) from None
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
-            conn.http.close()
+            conn.close()
 
     # --- internals ------------------------------------------------------------------------
 
@@ -115,9 +121,9 @@ class ConnectionPool:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
                 return self._new(), False
-            if time.monotonic() - conn.last_used < IDLE_CHECK_SECONDS or _alive(conn.http):
+            if time.monotonic() - conn.last_used < IDLE_CHECK_SECONDS or _alive(conn.sock):
                 return conn, True
-            conn.http.close()
+            conn.close()
 
     def _give_back(self, conn: _Conn) -> None:
         conn.last_used = time.monotonic()
@@ -125,67 +131,62 @@ class ConnectionPool:
             if len(self._idle) < self._size:
                 self._idle.append(conn)
                 return
-        conn.http.close()
+        conn.close()
 
     def _new(self) -> _Conn:
-        http_conn: http.client.HTTPConnection
-        if self.https:
-            http_conn = http.client.HTTPSConnection(
-                self._hostname, self._port, timeout=self._connect_timeout, context=self._ssl
-            )
-        else:
-            http_conn = http.client.HTTPConnection(
-                self._hostname, self._port, timeout=self._connect_timeout
-            )
         try:
-            http_conn.connect()
+            sock = socket.create_connection(
+                (self._hostname, self._port), timeout=self._connect_timeout
+            )
         except TimeoutError as exc:
-            http_conn.close()
             raise ConnectTimeoutError(endpoint_url=self.url) from exc
         except OSError as exc:
-            http_conn.close()
             raise EndpointConnectionError(endpoint_url=self.url) from exc
-        sock = http_conn.sock
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(self._read_timeout)
-        return _Conn(http_conn)
-
-    def _exchange(self, conn: _Conn, body: bytes, headers: dict[str, str]) -> Reply:
-        http_conn = conn.http
-        got_status = False
         try:
-            http_conn.request("POST", self.path, body, headers)
-            response = http_conn.getresponse()
-            got_status = True
-            content = response.read()
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl is not None:
+                sock = self._ssl.wrap_socket(sock, server_hostname=self._hostname)
         except TimeoutError as exc:
-            http_conn.close()
+            sock.close()
+            raise ConnectTimeoutError(endpoint_url=self.url) from exc
+        except ssl.SSLError as exc:
+            sock.close()
+            raise SSLError(endpoint_url=self.url, error=exc) from exc
+        except OSError as exc:
+            sock.close()
+            raise EndpointConnectionError(endpoint_url=self.url) from exc
+        sock.settimeout(self._read_timeout)
+        return _Conn(sock)
+
+    def _exchange(self, conn: _Conn, body: bytes, headers: Mapping[str, str]) -> Reply:
+        try:
+            try:
+                http1.send(conn.sock, self.path, headers, body)
+            except (ConnectionResetError, BrokenPipeError):
+                raise http1.NoAnswer() from None
+            answer = http1.receive(conn.reader)
+        except TimeoutError as exc:
+            conn.close()
             raise ReadTimeoutError(endpoint_url=self.url) from exc
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
-            http_conn.close()
-            if not got_status:
-                raise _Stale() from exc
+        except http1.NoAnswer:
+            conn.close()
+            raise _Stale() from None
+        except (OSError, http1.ProtocolError) as exc:
+            conn.close()
             raise ConnectionClosedError(endpoint_url=self.url) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            http_conn.close()
-            raise ConnectionClosedError(endpoint_url=self.url) from exc
-        if response.will_close:
-            http_conn.close()
-        else:
+        if answer.keep_alive:
             self._give_back(conn)
-        return Reply(response.status, response.headers, content)
+        else:
+            conn.close()
+        return Reply(answer.status, answer.headers, answer.content)
 
 
 class _Stale(Exception):
     """The connection failed before any answer: it was closed under us."""
 
 
-def _alive(conn: http.client.HTTPConnection) -> bool:
+def _alive(sock: socket.socket) -> bool:
     """An idle kept-alive socket has nothing to read; readable means closed (or junk)."""
-    sock: Any = conn.sock
-    if sock is None:
-        return False
     try:
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):

@@ -179,9 +179,9 @@ class JsonProtocolClient:
     def _parse(self, operation: str, reply: Reply) -> dict[str, Any]:
         metadata: dict[str, Any] = {
             "HTTPStatusCode": reply.status,
-            "HTTPHeaders": {k.lower(): v for k, v in reply.headers.items()},
+            "HTTPHeaders": dict(reply.headers),
         }
-        request_id = reply.headers.get("x-amzn-RequestId")
+        request_id = reply.headers.get("x-amzn-requestid")
         if request_id:
             metadata["RequestId"] = request_id
         try:
