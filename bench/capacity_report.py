@@ -151,6 +151,9 @@ def _workload(name: str, title: str, w: dict[str, Any]) -> list[str]:
         f"{_f(w.get('herald_cpu_ms_per_notification'))} ms of Herald CPU each",
         f"{_f(w.get('wall_s'), 0)} s",
     ]
+    warm = w.get("warm_up_events")
+    if warm:
+        facts.append(f"measured after {warm} warm-up events through the same processes")
     out += ["; ".join(facts) + ".", ""]
     out += [
         "| table / index | WCU per notification | RCU per notification | hottest key by WCU "
