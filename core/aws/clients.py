@@ -24,9 +24,11 @@ from botocore.config import Config
 
 from core.aws import call_metrics
 from core.aws.names import ResourceNames
+from core.aws.wire.calls import CallObserver, Codec, WireClient
 from core.aws.wire.connections import ConnectionPool
 from core.aws.wire.facade import LEAN_OPERATIONS, LeanClient
-from core.aws.wire.json_client import CallObserver, JsonProtocolClient
+from core.aws.wire.json_codec import JsonCodec
+from core.aws.wire.query_codec import QueryCodec
 from core.aws.wire.signing import SigV4Signer
 from core.platform.settings import Settings
 
@@ -161,8 +163,15 @@ class AwsClients:
         observers: list[CallObserver] = [call_metrics.count_call]
         if self.settings.aws_call_log:
             observers.append(CallLog.for_path(self.settings.aws_call_log).count)
-        wire = JsonProtocolClient(
-            client, pool, signer, max_attempts=self.settings.aws_max_attempts, observers=observers
+        model = client.meta.service_model
+        codec: Codec = QueryCodec() if model.protocol == "query" else JsonCodec(model)
+        wire = WireClient(
+            client,
+            codec,
+            pool,
+            signer,
+            max_attempts=self.settings.aws_max_attempts,
+            observers=observers,
         )
         return LeanClient(client, wire)
 

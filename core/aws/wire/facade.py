@@ -1,7 +1,7 @@
 """A botocore client whose hot operations take the lean path.
 
 `client.update_item(...)`, `client.receive_message(...)`: the operations named in
-`LEAN_OPERATIONS` go through `JsonProtocolClient`; everything else (`meta`, `exceptions`,
+`LEAN_OPERATIONS` go through `WireClient`; everything else (`meta`, `exceptions`,
 paginators, waiters, control-plane calls) is botocore's client itself.
 """
 
@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from core.aws.wire.json_client import JsonProtocolClient
+from core.aws.wire.calls import WireClient
 
-# The data-plane operations Herald calls per event and notification. Their requests and
-# answers carry no timestamps, and blobs only where handled (SQS binary attributes), so the
-# wire JSON is exactly what botocore would send and return.
+# The data-plane operations Herald calls per event and notification. DynamoDB's and SQS's
+# requests and answers carry no timestamps, and blobs only where handled (SQS binary
+# attributes), so the wire JSON is exactly what botocore would send and return; SNS's are
+# written and read by botocore's own query serializer and parser.
 LEAN_OPERATIONS: dict[str, dict[str, str]] = {
     "dynamodb": {
         "get_item": "GetItem",
@@ -39,13 +40,17 @@ LEAN_OPERATIONS: dict[str, dict[str, str]] = {
         "get_queue_url": "GetQueueUrl",
         "get_queue_attributes": "GetQueueAttributes",
     },
+    "sns": {
+        "publish": "Publish",
+        "publish_batch": "PublishBatch",
+    },
 }
 
 
 class LeanClient:
     """Looks like the botocore client it wraps."""
 
-    def __init__(self, botocore_client: Any, wire: JsonProtocolClient) -> None:
+    def __init__(self, botocore_client: Any, wire: WireClient) -> None:
         self._botocore = botocore_client
         self._wire = wire
         self._lean = LEAN_OPERATIONS.get(wire.service, {})
@@ -57,7 +62,7 @@ class LeanClient:
         return self._botocore
 
     @property
-    def wire(self) -> JsonProtocolClient:
+    def wire(self) -> WireClient:
         return self._wire
 
     def __getattr__(self, name: str) -> Any:

@@ -254,3 +254,51 @@ def test_an_answer_that_never_comes_is_a_read_timeout(
     finally:
         release.set()
     assert aws_errors.may_have_applied(caught.value)
+
+
+# --- SNS (the query protocol, through botocore's serializer and parser) -------------------
+
+
+def test_sns_publishes_and_its_errors_are_botocores(stack: Stack) -> None:
+    lean, plain = both(stack.settings)
+    assert isinstance(lean.sns, LeanClient)
+    topic = stack.clients.topic_arn
+    entries = [
+        {
+            "Id": str(i),
+            "Message": json.dumps({"n": i, "text": "ünïcode & = + ?"}),
+            "MessageAttributes": {"priority": {"DataType": "String", "StringValue": "normal"}},
+        }
+        for i in range(3)
+    ]
+    answers = [
+        c.sns.publish_batch(TopicArn=topic, PublishBatchRequestEntries=entries)
+        for c in (lean, plain)
+    ]
+    for answer in answers:
+        assert sorted(s["Id"] for s in answer["Successful"]) == ["0", "1", "2"]
+        assert answer["Failed"] == []
+    assert "MessageId" in lean.sns.publish(TopicArn=topic, Message="one")
+    errors = []
+    for clients in (lean, plain):
+        with pytest.raises(ClientError) as caught:
+            clients.sns.publish(TopicArn=topic + "-missing", Message="x")
+        errors.append(caught.value)
+    ours, theirs = errors
+    assert type(ours).__name__ == type(theirs).__name__
+    assert ours.response["Error"] == theirs.response["Error"]
+
+
+def test_an_sns_batch_partly_failed_names_its_failures(
+    stack: Stack, fault_proxy: FaultProxy, faulty_settings: Settings
+) -> None:
+    fault_proxy.set_rules([FaultRule("sns", "partial_batch", 1.0)])
+    lean = AwsClients(faulty_settings.model_copy(update={"aws_wire": "lean"}))
+    entries = [{"Id": str(i), "Message": f"m{i}"} for i in range(4)]
+    answer = lean.sns.publish_batch(
+        TopicArn=stack.clients.topic_arn, PublishBatchRequestEntries=entries
+    )
+    failed = {f["Id"] for f in answer["Failed"]}
+    done = {s["Id"] for s in answer["Successful"]}
+    assert failed and failed | done == {"0", "1", "2", "3"} and not failed & done
+    assert all(f["Code"] and isinstance(f["SenderFault"], bool) for f in answer["Failed"])
