@@ -103,9 +103,9 @@ class Settings(
     )
     aws_wire: Literal["lean", "botocore"] = Field(
         default="lean",
-        description="How DynamoDB's and SQS's data-plane calls are made: `lean` signs and "
-        "sends their JSON directly (a quarter of botocore's CPU per call, botocore's retry "
-        "rules and errors); `botocore` sends every call through botocore.",
+        description="How DynamoDB's, SQS's and SNS's data-plane calls are made: `lean` signs "
+        "and sends them directly (a third to an eighth of botocore's CPU per call, botocore's "
+        "retry rules and errors); `botocore` sends every call through botocore.",
     )
     aws_call_log: str | None = Field(
         default=None,
