@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
+from botocore.utils import get_environ_proxies
 
 from core.aws import call_metrics
 from core.aws.names import ResourceNames
@@ -87,6 +89,14 @@ class CallLog:
             self.write()
 
 
+def _proxied(url: str) -> bool:
+    """Whether botocore would reach `url` through a proxy from the environment
+    (`HTTPS_PROXY`, not bypassed by `NO_PROXY`): the lean path speaks to the endpoint
+    directly, so such a client stays on botocore's path."""
+    scheme = urlsplit(url).scheme
+    return bool(get_environ_proxies(url).get(scheme))
+
+
 _call_logs: dict[str, CallLog] = {}
 _call_logs_lock = threading.Lock()
 
@@ -141,7 +151,8 @@ class AwsClients:
             client.meta.events.register(
                 "after-call", CallLog.for_path(self.settings.aws_call_log).after_call
             )
-        if self.settings.aws_wire == "lean" and service in LEAN_OPERATIONS:
+        lean = self.settings.aws_wire == "lean" and service in LEAN_OPERATIONS
+        if lean and not _proxied(client.meta.endpoint_url):
             return self._lean(service, client)
         return client
 

@@ -302,3 +302,16 @@ def test_an_sns_batch_partly_failed_names_its_failures(
     done = {s["Id"] for s in answer["Successful"]}
     assert failed and failed | done == {"0", "1", "2", "3"} and not failed & done
     assert all(f["Code"] and isinstance(f["SenderFault"], bool) for f in answer["Failed"])
+
+
+def test_a_client_whose_endpoint_is_behind_a_proxy_stays_on_botocore(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lean path speaks to the endpoint directly; botocore honours the environment's
+    proxy, so an endpoint the environment routes through one keeps botocore's path."""
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")  # the emulator is http
+    assert not isinstance(AwsClients(stack.settings).dynamodb, LeanClient)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    assert isinstance(AwsClients(stack.settings).dynamodb, LeanClient)
