@@ -140,10 +140,11 @@ class AwsClients:
         return self.settings.aws_endpoint_url
 
     def client(self, service: str) -> Any:
+        config = self.config(service)
         client = self.session.client(
             service,
             endpoint_url=self.endpoint_url(service),
-            config=self.config(service),
+            config=config,
         )
         client.meta.events.register("after-call", call_metrics.after_aws_call)
         client.meta.events.register("after-call-error", call_metrics.after_aws_call_error)
@@ -153,13 +154,12 @@ class AwsClients:
             )
         lean = self.settings.aws_wire == "lean" and service in LEAN_OPERATIONS
         if lean and not _proxied(client.meta.endpoint_url):
-            return self._lean(service, client)
+            return self._lean(client, config)
         return client
 
-    def _lean(self, service: str, client: Any) -> LeanClient:
+    def _lean(self, client: Any, config: Config) -> LeanClient:
         """`client` with its data-plane calls on the lean path (`core.aws.wire`): same
         endpoint, region, credentials, timeouts, pool size and retry policy."""
-        config = self.config(service)
         pool = ConnectionPool(
             client.meta.endpoint_url,
             size=self.settings.aws_max_pool_connections,
