@@ -240,6 +240,10 @@ class Consumer:
             batch = self._next_batch()
             if batch:
                 self.process(batch)
+            if stop is not None and stop.is_set():
+                # Seen here, not only by the forwarding thread: a stop set while a batch
+                # ran is honoured before the next batch starts, however threads are scheduled.
+                self.stop()
         # A receiver may sit in a long poll for up to wait_time: give it a moment, not the
         # whole wait. Messages a late poll still takes reappear after their visibility timeout.
         for thread in receivers:

@@ -232,9 +232,15 @@ class TemplateRenderer:
         if channel not in PARTS:
             raise TemplateError(f"template {event.type}/{channel}: no such channel")
         where = f"template {event.type}/{channel}"
-        budget = RenderBudget(self.render_seconds, self.content_max_bytes)
-        token = _BUDGET.set(budget)
+        token = None
         try:
+            # Compile first: templates ship with the code and compile once per process, so
+            # the time limit is the render's own and a cold start spends none of it.
+            self.chain(event.type)
+            if channel == "email":
+                self._html_template(event.type)
+            budget = RenderBudget(self.render_seconds, self.content_max_bytes)
+            token = _BUDGET.set(budget)
             context = variables(event, recipient)
             content = {
                 part: self._block(event.type, f"{channel}_{part}", context, budget)
@@ -254,7 +260,8 @@ class TemplateRenderer:
         except Exception as exc:  # any template bug fails one notification, never the router
             raise TemplateError(f"{where}: {exc}") from exc
         finally:
-            _BUDGET.reset(token)
+            if token is not None:
+                _BUDGET.reset(token)
         return content
 
     def _block(
@@ -269,12 +276,15 @@ class TemplateRenderer:
                     return truncate(_SPACES.sub(" ", text) if block in ONE_LINE else text, limit)
         raise TemplateError(f"no template defines block {block!r}")
 
-    def _email_html(self, event_type: str, context: dict[str, Any], budget: RenderBudget) -> str:
+    def _html_template(self, event_type: str) -> jinja2.Template:
         template = self._html.get(event_type)
         if template is None:
             template = self.env.select_template([f"{event_type}.html.j2", EMAIL_LAYOUT])
             self._html[event_type] = template
-        return budget.collect(template.generate(context)).strip()
+        return template
+
+    def _email_html(self, event_type: str, context: dict[str, Any], budget: RenderBudget) -> str:
+        return budget.collect(self._html_template(event_type).generate(context)).strip()
 
 
 __all__ = [
