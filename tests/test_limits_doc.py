@@ -160,7 +160,7 @@ def limits_table() -> str:
             "notification FAILED: `template <type>/<channel>: rendered content is over …`",
         ),
         (
-            "rendering one notification",
+            "rendering one notification (its templates compile beforehand, once per process)",
             f"{RENDER_SECONDS_MAX:g} s",
             "`RENDER_SECONDS_MAX` (core/catalogue/templates.py)",
             "notification FAILED: `template <type>/<channel>: rendering took over …`",
