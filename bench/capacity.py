@@ -37,6 +37,7 @@ from bench.workload import (
     trend_body,
     wait_delivered,
     wait_settled,
+    warm_up,
 )
 from core.aws.clients import AwsClients
 from localstack.capacity import TABLE
@@ -203,9 +204,8 @@ def phase_capacity(
     results["capacity"] = out
 
 
-# Events each fresh set of processes takes before the activity workload is measured: a
-# process's one-time work (imports an SDK defers to its first call, templates compiled on
-# first use, connections opened) is not a notification's cost in a running service.
+# Events each fresh set of processes takes before the activity workload is measured
+# (`bench.workload.warm_up`).
 WARM_UP_EVENTS = 30
 
 
@@ -213,10 +213,8 @@ def activity_run(stack: Stack, activity: int) -> dict[str, Any]:
     # activity: one event per user, each to three channels
     clients = unmetered(stack.fresh_aws())
     users = seed.users(clients, "cap", activity, lambda i: ["sms", "email", "chat"])
-    warm = seed.users(clients, "capwarm", WARM_UP_EVENTS, lambda i: ["sms", "email", "chat"])
     base = stack.start_herald("capacity-activity")
-    log(f"capacity activity: {WARM_UP_EVENTS} warm-up events, not measured")
-    run_workload(stack, clients, base, [activity_body(u) for u in warm], WARM_UP_EVENTS * 3, 8, 600)
+    warm_up(stack, clients, base, "capwarm", WARM_UP_EVENTS)
     stack.capacity_reset()
     log(f"capacity activity: {activity} events x sms, email, chat")
     w = run_workload(stack, clients, base, [activity_body(u) for u in users], activity * 3, 8, 600)

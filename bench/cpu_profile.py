@@ -141,7 +141,7 @@ def top(path: Path, sort: str, count: int) -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from bench import seed
     from bench.stack import Stack, http_ok, wait_until
-    from bench.workload import activity_body, log, run_workload
+    from bench.workload import activity_body, log, run_workload, warm_up
     from core.catalogue.event_types import CHANNELS
 
     workdir = Path(args.workdir)
@@ -191,22 +191,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     raise RuntimeError(f"the API did not start; see {stack.logs}")
                 wait_until(lambda: all(p.calls() for p in stack.herald.values()), timeout=30)
                 if args.warmup:
-                    warm = seed.users(
-                        clients,
-                        f"warm{round_no}{name}",
-                        args.warmup,
-                        lambda i: ["sms", "email", "chat"],
-                    )
-                    log(f"{tag}: {args.warmup} warm-up events, not measured")
-                    run_workload(
-                        stack,
-                        clients,
-                        base,
-                        [activity_body(u) for u in warm],
-                        args.warmup * 3,
-                        8,
-                        600,
-                    )
+                    warm_up(stack, clients, base, f"warm{round_no}{name}", args.warmup)
                 bodies = [activity_body(u) for u in users]
                 log(f"{tag}: {args.events} activity events x sms, email, chat")
                 w = run_workload(stack, clients, base, bodies, args.events * 3, 8, 600)

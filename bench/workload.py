@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bench import seed
 from bench.meter import Meter, usage
 from bench.stack import API_KEY, Stack, wait_until
 from core.aws import dynamo
@@ -182,3 +183,13 @@ def run_workload(
         statuses = {}
     out["event_statuses"] = {s: list(statuses.values()).count(s) for s in set(statuses.values())}
     return out
+
+
+def warm_up(stack: Stack, clients: AwsClients, base: str, prefix: str, events: int) -> None:
+    """`events` activity events (sms, email, chat) through the running processes, not
+    measured: a process's one-time work (imports an SDK defers to its first call, templates
+    compiled on first use, connections opened) is not a notification's cost in a running
+    service."""
+    users = seed.users(clients, prefix, events, lambda i: ["sms", "email", "chat"])
+    log(f"{prefix}: {events} warm-up events, not measured")
+    run_workload(stack, clients, base, [activity_body(u) for u in users], events * 3, 8, 600)

@@ -185,12 +185,6 @@ def _serve_emulator_with_snapshots(argv: list[str]) -> int:
     return emulator.main(argv, wrap=_Snapshots)
 
 
-if __name__ == "__main__":
-    if sys.argv[1:2] != ["emulator"]:
-        sys.exit("usage: python -m tests.support emulator [localstack.emulator flags]")
-    sys.exit(_serve_emulator_with_snapshots(sys.argv[2:]))
-
-
 @contextmanager
 def aws_calls(
     client: Any, on_call: Callable[[str, dict[str, Any]], None] | None = None
@@ -218,3 +212,9 @@ def aws_calls(
         client.meta.events.unregister("provide-client-params", botocore_call)
         if wire is not None:
             wire.watchers.remove(note)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["emulator"]:
+        sys.exit("usage: python -m tests.support emulator [localstack.emulator flags]")
+    sys.exit(_serve_emulator_with_snapshots(sys.argv[2:]))

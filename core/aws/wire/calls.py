@@ -133,8 +133,6 @@ class WireClient:
             if retry and self._quota.acquire_retry_quota(context):
                 self._sleep(self._backoff.delay_amount(context))
                 continue
-            if retry and operation == "ReceiveMessage":  # a long poll out of quota waits too
-                self._sleep(self._backoff.delay_amount(context))
             if not failed:
                 assert parsed is not None and reply is not None
                 self._release_quota(request_context)

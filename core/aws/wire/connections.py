@@ -80,8 +80,8 @@ class ConnectionPool:
         self.url = url
         self.https = parts.scheme == "https"
         self._hostname = parts.hostname
-        self._port = parts.port or (443 if self.https else 80)
         default = 443 if self.https else 80
+        self._port = parts.port or default
         # The Host header as sent and signed: the port only when it is not the default.
         self.host = parts.hostname if self._port == default else f"{parts.hostname}:{self._port}"
         self.path = parts.path or "/"

@@ -12,38 +12,40 @@ from typing import Any
 
 from core.aws.wire.calls import WireClient
 
-# The data-plane operations Herald calls per event and notification. DynamoDB's and SQS's
+# The data-plane operations Herald calls per event and notification, by the client's method
+# names (the API names are the client's own `method_to_api_mapping`). DynamoDB's and SQS's
 # requests and answers carry no timestamps, and blobs only where handled (SQS binary
 # attributes), so the wire JSON is exactly what botocore would send and return; SNS's are
 # written and read by botocore's own query serializer and parser.
-LEAN_OPERATIONS: dict[str, dict[str, str]] = {
-    "dynamodb": {
-        "get_item": "GetItem",
-        "put_item": "PutItem",
-        "update_item": "UpdateItem",
-        "delete_item": "DeleteItem",
-        "query": "Query",
-        "scan": "Scan",
-        "batch_get_item": "BatchGetItem",
-        "batch_write_item": "BatchWriteItem",
-        "transact_write_items": "TransactWriteItems",
-        "transact_get_items": "TransactGetItems",
-    },
-    "sqs": {
-        "send_message": "SendMessage",
-        "send_message_batch": "SendMessageBatch",
-        "receive_message": "ReceiveMessage",
-        "delete_message": "DeleteMessage",
-        "delete_message_batch": "DeleteMessageBatch",
-        "change_message_visibility": "ChangeMessageVisibility",
-        "change_message_visibility_batch": "ChangeMessageVisibilityBatch",
-        "get_queue_url": "GetQueueUrl",
-        "get_queue_attributes": "GetQueueAttributes",
-    },
-    "sns": {
-        "publish": "Publish",
-        "publish_batch": "PublishBatch",
-    },
+LEAN_OPERATIONS: dict[str, frozenset[str]] = {
+    "dynamodb": frozenset(
+        {
+            "get_item",
+            "put_item",
+            "update_item",
+            "delete_item",
+            "query",
+            "scan",
+            "batch_get_item",
+            "batch_write_item",
+            "transact_write_items",
+            "transact_get_items",
+        }
+    ),
+    "sqs": frozenset(
+        {
+            "send_message",
+            "send_message_batch",
+            "receive_message",
+            "delete_message",
+            "delete_message_batch",
+            "change_message_visibility",
+            "change_message_visibility_batch",
+            "get_queue_url",
+            "get_queue_attributes",
+        }
+    ),
+    "sns": frozenset({"publish", "publish_batch"}),
 }
 
 
@@ -53,7 +55,7 @@ class LeanClient:
     def __init__(self, botocore_client: Any, wire: WireClient) -> None:
         self._botocore = botocore_client
         self._wire = wire
-        self._lean = LEAN_OPERATIONS.get(wire.service, {})
+        self._lean = LEAN_OPERATIONS.get(wire.service, frozenset())
         self._methods: dict[str, Callable[..., dict[str, Any]]] = {}
 
     @property
@@ -66,12 +68,12 @@ class LeanClient:
         return self._wire
 
     def __getattr__(self, name: str) -> Any:
-        operation = self._lean.get(name)
-        if operation is None:
+        if name not in self._lean:
             return getattr(self._botocore, name)
         method = self._methods.get(name)
         if method is None:
             call = self._wire.call
+            operation = self._botocore.meta.method_to_api_mapping[name]
 
             def method(**params: Any) -> dict[str, Any]:
                 return call(operation, params)
